@@ -1,0 +1,1238 @@
+/* The rule compiler: turns the tables the rule scripts declared into the immutable C rule
+ * model, checking every field on the way. It never stops at the first problem: each one
+ * becomes a finding with a stable code and the file:line of the declaration, so an editor
+ * sees all of them at once. */
+#include "compile.h"
+#include "names.h"
+
+#include <lauxlib.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct claim {
+    const char *table;
+    const char *owner;
+} claim;
+
+typedef struct comp {
+    lua_State *L;
+    tg__ruleset *rs;
+    tg__arena *A;
+    tg_findings *f;
+    const char *file;
+    int line;
+    char what[192];
+    int oom;
+    claim *claims;
+    size_t n_claims, cap_claims;
+} comp;
+
+/* ---- reporting ---- */
+
+static void report(comp *c, tg_level level, const char *code, const char *fmt, va_list ap) {
+    char msg[768];
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    if (c->what[0])
+        tg__findings_add(c->f, level, code, c->file, c->line, "%s: %s", c->what, msg);
+    else
+        tg__findings_add(c->f, level, code, c->file, c->line, "%s", msg);
+}
+
+static void err(comp *c, const char *code, const char *fmt, ...) TG_PRINTF(3, 4);
+static void err(comp *c, const char *code, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    report(c, TG_LEVEL_ERROR, code, fmt, ap);
+    va_end(ap);
+}
+
+static void warn(comp *c, const char *code, const char *fmt, ...) TG_PRINTF(3, 4);
+static void warn(comp *c, const char *code, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    report(c, TG_LEVEL_WARNING, code, fmt, ap);
+    va_end(ap);
+}
+
+static void set_what(comp *c, const char *fmt, ...) TG_PRINTF(2, 3);
+static void set_what(comp *c, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(c->what, sizeof c->what, fmt, ap);
+    va_end(ap);
+}
+
+/* " (did you mean 'x'?)" for the closest name within two edits, else "". */
+static const char *suggest(const char *s, const char *const *names, char *buf, size_t n) {
+    int best = 3;
+    const char *pick = NULL;
+    for (int i = 0; s && names[i]; i++) {
+        int d = tg__edit_distance(s, names[i]);
+        if (d < best) {
+            best = d;
+            pick = names[i];
+        }
+    }
+    if (!pick)
+        return "";
+    snprintf(buf, n, " (did you mean '%s'?)", pick);
+    return buf;
+}
+
+static void join_names(const char *const *names, char *buf, size_t n) {
+    buf[0] = '\0';
+    for (int i = 0; names[i]; i++) {
+        if (i)
+            strncat(buf, ", ", n - strlen(buf) - 1);
+        strncat(buf, names[i], n - strlen(buf) - 1);
+    }
+}
+
+static char *dup(comp *c, const char *s) {
+    char *p = tg__arena_strdup(c->A, s);
+    if (s && !p)
+        c->oom = 1;
+    return p;
+}
+
+static void *alloc(comp *c, size_t n) {
+    void *p = tg__arena_alloc(c->A, n ? n : 1);
+    if (!p)
+        c->oom = 1;
+    return p;
+}
+
+static const char *type_name(comp *c, int idx) { return luaL_typename(c->L, idx); }
+
+/* ---- generic field access: table at absolute index t ---- */
+
+/* Reports every key of t that is not in allowed. */
+static void check_keys(comp *c, int t, const char *const *allowed) {
+    lua_State *L = c->L;
+    char sug[96], all[512];
+    lua_pushnil(L);
+    while (lua_next(L, t)) {
+        lua_pop(L, 1);
+        if (lua_type(L, -1) != LUA_TSTRING) {
+            if (lua_type(L, -1) == LUA_TNUMBER)
+                err(c, "wrong_type", "positional value where named fields are expected");
+            else
+                err(c, "wrong_type", "field names must be strings, got %s", type_name(c, -1));
+            continue;
+        }
+        const char *k = lua_tostring(L, -1);
+        if (tg__name_index(allowed, k) < 0) {
+            join_names(allowed, all, sizeof all);
+            err(c, "unknown_field", "unknown field '%s'%s; fields are: %s", k,
+                suggest(k, allowed, sug, sizeof sug), all);
+        }
+    }
+}
+
+/* Pushes t[key] and returns its type. */
+static int field(comp *c, int t, const char *key) { return lua_getfield(c->L, t, key); }
+
+static int get_str(comp *c, int t, const char *key, int required, const char **out) {
+    int ty = field(c, t, key);
+    int ok = 0;
+    if (ty == LUA_TNIL) {
+        if (required)
+            err(c, "missing_field", "field '%s' is required", key);
+    } else if (ty != LUA_TSTRING) {
+        err(c, "wrong_type", "field '%s' must be a string, got %s", key, type_name(c, -1));
+    } else {
+        *out = dup(c, lua_tostring(c->L, -1));
+        ok = 1;
+    }
+    lua_pop(c->L, 1);
+    return ok;
+}
+
+static int check_ident(comp *c, const char *key, const char *s) {
+    if (tg__is_identifier(s))
+        return 1;
+    err(c, "bad_identifier",
+        "field '%s' is '%s', which is not a plain SQL identifier (letters, digits and _; not "
+        "starting with a digit or sqlite_; at most 63 bytes)",
+        key, s);
+    return 0;
+}
+
+static int get_ident(comp *c, int t, const char *key, int required, const char **out) {
+    const char *s = NULL;
+    if (!get_str(c, t, key, required, &s))
+        return 0;
+    if (!check_ident(c, key, s))
+        return 0;
+    *out = s;
+    return 1;
+}
+
+static int get_enum(comp *c, int t, const char *key, const char *const *names, int required,
+                    int *out) {
+    const char *s = NULL;
+    if (!get_str(c, t, key, required, &s))
+        return 0;
+    int i = tg__name_index(names, s);
+    if (i < 0) {
+        char sug[96], all[512];
+        join_names(names, all, sizeof all);
+        err(c, "bad_value", "field '%s' is '%s'; allowed: %s%s", key, s, all,
+            suggest(s, names, sug, sizeof sug));
+        return 0;
+    }
+    *out = i;
+    return 1;
+}
+
+/* A string field whose only allowed value is `only` (kept for documentation value). */
+static const char *get_fixed(comp *c, int t, const char *key, const char *only) {
+    const char *names[] = {only, NULL};
+    int i = 0;
+    get_enum(c, t, key, names, 0, &i);
+    return only;
+}
+
+static int get_int(comp *c, int t, const char *key, int64_t *out) {
+    int ty = field(c, t, key);
+    int ok = 0;
+    if (ty == LUA_TNUMBER && lua_isinteger(c->L, -1)) {
+        *out = lua_tointeger(c->L, -1);
+        ok = 1;
+    } else if (ty != LUA_TNIL) {
+        err(c, "wrong_type", "field '%s' must be an integer, got %s", key,
+            ty == LUA_TNUMBER ? "a fraction" : type_name(c, -1));
+    }
+    lua_pop(c->L, 1);
+    return ok;
+}
+
+static int get_bool(comp *c, int t, const char *key, int *out) {
+    int ty = field(c, t, key);
+    int ok = 0;
+    if (ty == LUA_TBOOLEAN) {
+        *out = lua_toboolean(c->L, -1);
+        ok = 1;
+    } else if (ty != LUA_TNIL) {
+        err(c, "wrong_type", "field '%s' must be true or false, got %s", key, type_name(c, -1));
+    }
+    lua_pop(c->L, 1);
+    return ok;
+}
+
+/* Pushes t[key] when it is a table (returns its absolute index), else reports and returns
+ * 0 with nothing pushed. */
+static int get_table(comp *c, int t, const char *key, int required) {
+    int ty = field(c, t, key);
+    if (ty == LUA_TTABLE)
+        return lua_gettop(c->L);
+    if (ty == LUA_TNIL) {
+        if (required)
+            err(c, "missing_field", "field '%s' is required", key);
+    } else {
+        err(c, "wrong_type", "field '%s' must be a table, got %s", key, type_name(c, -1));
+    }
+    lua_pop(c->L, 1);
+    return 0;
+}
+
+/* A list of strings at t[key]: returns the count (0 when absent) and an arena array. */
+static size_t get_str_list(comp *c, int t, const char *key, int idents, const char ***out) {
+    *out = NULL;
+    int lt = get_table(c, t, key, 0);
+    if (!lt)
+        return 0;
+    size_t n = lua_rawlen(c->L, lt);
+    size_t count = 0;
+    /* a list has exactly the keys 1..n */
+    lua_pushnil(c->L);
+    while (lua_next(c->L, lt)) {
+        lua_pop(c->L, 1);
+        count++;
+    }
+    if (count != n)
+        err(c, "wrong_type", "field '%s' must be a list of strings { \"a\", \"b\" }", key);
+    const char **arr = alloc(c, (n + 1) * sizeof *arr);
+    size_t k = 0;
+    for (size_t i = 1; arr && i <= n; i++) {
+        if (lua_rawgeti(c->L, lt, (lua_Integer)i) != LUA_TSTRING) {
+            err(c, "wrong_type", "field '%s' item %zu must be a string, got %s", key, i,
+                type_name(c, -1));
+        } else {
+            const char *s = lua_tostring(c->L, -1);
+            if (!idents || check_ident(c, key, s))
+                arr[k++] = dup(c, s);
+        }
+        lua_pop(c->L, 1);
+    }
+    lua_pop(c->L, 1);
+    *out = arr;
+    return k;
+}
+
+/* 200, 403, 404 or "hidden_or_disabled_without_side_effect". */
+static int get_outcome(comp *c, int t, const char *key, int required, int *out) {
+    int ty = field(c, t, key);
+    int ok = 0;
+    if (ty == LUA_TNIL) {
+        if (required)
+            err(c, "missing_field", "field '%s' is required", key);
+    } else if (ty == LUA_TNUMBER && lua_isinteger(c->L, -1)) {
+        lua_Integer v = lua_tointeger(c->L, -1);
+        if (v == 200 || v == 403 || v == 404) {
+            *out = (int)v;
+            ok = 1;
+        } else {
+            err(c, "bad_value",
+                "field '%s' is %lld; allowed: 200, 403, 404, "
+                "\"hidden_or_disabled_without_side_effect\"",
+                key, (long long)v);
+        }
+    } else if (ty == LUA_TSTRING &&
+               strcmp(lua_tostring(c->L, -1), "hidden_or_disabled_without_side_effect") == 0) {
+        *out = TG_OUTCOME_HIDDEN;
+        ok = 1;
+    } else {
+        err(c, "bad_value",
+            "field '%s' must be 200, 403, 404 or \"hidden_or_disabled_without_side_effect\"", key);
+    }
+    lua_pop(c->L, 1);
+    return ok;
+}
+
+/* ---- declarations ---- */
+
+typedef struct decl {
+    const char *kind, *name, *file;
+    int line;
+    int body; /* registry-free: absolute stack index of the body while compiling it */
+} decl;
+
+/* Pushes decls[i].body and fills d; the caller pops it. */
+static int open_decl(comp *c, int decls, lua_Integer i, decl *d) {
+    lua_State *L = c->L;
+    lua_rawgeti(L, decls, i);
+    int e = lua_gettop(L);
+    lua_getfield(L, e, "kind");
+    d->kind = lua_tostring(L, -1);
+    lua_getfield(L, e, "name");
+    d->name = lua_tostring(L, -1);
+    lua_getfield(L, e, "file");
+    d->file = lua_tostring(L, -1);
+    lua_getfield(L, e, "line");
+    d->line = (int)lua_tointeger(L, -1);
+    lua_pop(L, 4); /* strings stay alive: the entry table (still on the stack) holds them */
+    lua_getfield(L, e, "body");
+    lua_remove(L, e); /* the entry stays referenced from decls */
+    d->body = lua_gettop(L);
+    c->file = d->file;
+    c->line = d->line;
+    return d->body;
+}
+
+static int count_kind(comp *c, int decls, const char *kind) {
+    int n = 0;
+    lua_Integer len = (lua_Integer)lua_rawlen(c->L, decls);
+    for (lua_Integer i = 1; i <= len; i++) {
+        lua_rawgeti(c->L, decls, i);
+        lua_getfield(c->L, -1, "kind");
+        if (strcmp(lua_tostring(c->L, -1), kind) == 0)
+            n++;
+        lua_pop(c->L, 2);
+    }
+    return n;
+}
+
+static int cap_index(const tg_rules *r, const char *name) {
+    for (size_t i = 0; name && i < r->n_capabilities; i++)
+        if (strcmp(r->capabilities[i], name) == 0)
+            return (int)i;
+    return -1;
+}
+
+/* Resolves a capability reference, reporting unknown ones; -1 when absent or unknown. */
+static int cap_ref(comp *c, const char *key, const char *name) {
+    if (!name)
+        return -1;
+    int i = cap_index(&c->rs->pub, name);
+    if (i < 0) {
+        char sug[96];
+        err(c, "unknown_capability", "field '%s' names capability '%s', which is not declared%s",
+            key, name, suggest(name, c->rs->pub.capabilities, sug, sizeof sug));
+    }
+    return i;
+}
+
+static void add_claim(comp *c, const char *table, const char *owner) {
+    if (!table)
+        return;
+    for (size_t i = 0; i < c->n_claims; i++) {
+        if (strcmp(c->claims[i].table, table) == 0) {
+            err(c, "table_claimed_twice", "table '%s' is already claimed by %s", table,
+                c->claims[i].owner);
+            return;
+        }
+    }
+    if (c->n_claims == c->cap_claims) {
+        size_t cap = c->cap_claims ? c->cap_claims * 2 : 32;
+        claim *nc = alloc(c, cap * sizeof *nc);
+        if (!nc)
+            return;
+        if (c->n_claims)
+            memcpy(nc, c->claims, c->n_claims * sizeof *nc);
+        c->claims = nc;
+        c->cap_claims = cap;
+    }
+    c->claims[c->n_claims].table = table;
+    c->claims[c->n_claims].owner = dup(c, owner);
+    c->n_claims++;
+}
+
+/* ---- capabilities and roles ---- */
+
+static void compile_capabilities(comp *c, int decls) {
+    tg_rules *r = &c->rs->pub;
+    size_t total = 0;
+    lua_Integer len = (lua_Integer)lua_rawlen(c->L, decls);
+    for (lua_Integer i = 1; i <= len; i++) {
+        decl d;
+        open_decl(c, decls, i, &d);
+        if (strcmp(d.kind, "capabilities") == 0)
+            total += lua_rawlen(c->L, d.body);
+        lua_pop(c->L, 1);
+    }
+    const char **caps = alloc(c, (total + 1) * sizeof *caps);
+    if (!caps)
+        return;
+    r->capabilities = caps;
+    for (lua_Integer i = 1; i <= len; i++) {
+        decl d;
+        open_decl(c, decls, i, &d);
+        if (strcmp(d.kind, "capabilities") != 0) {
+            lua_pop(c->L, 1);
+            continue;
+        }
+        set_what(c, "capabilities");
+        const char *const none[] = {NULL};
+        size_t n = lua_rawlen(c->L, d.body);
+        lua_pushnil(c->L);
+        size_t keys = 0;
+        while (lua_next(c->L, d.body)) {
+            lua_pop(c->L, 1);
+            keys++;
+        }
+        if (keys != n)
+            check_keys(c, d.body, none);
+        for (size_t k = 1; k <= n; k++) {
+            if (lua_rawgeti(c->L, d.body, (lua_Integer)k) != LUA_TSTRING ||
+                lua_rawlen(c->L, -1) == 0) {
+                err(c, "wrong_type", "item %zu must be a capability name string", k);
+            } else {
+                const char *s = lua_tostring(c->L, -1);
+                if (cap_index(r, s) >= 0)
+                    err(c, "duplicate_name", "capability '%s' is declared twice", s);
+                else if (strcmp(s, "*") == 0)
+                    err(c, "bad_value", "'*' is not a capability name");
+                else
+                    caps[r->n_capabilities++] = dup(c, s);
+            }
+            lua_pop(c->L, 1);
+        }
+        lua_pop(c->L, 1);
+    }
+    c->rs->cap_words = r->n_capabilities / 64 + 1;
+}
+
+static void compile_roles(comp *c, int decls) {
+    tg_rules *r = &c->rs->pub;
+    int n = count_kind(c, decls, "role");
+    tg_role *roles = alloc(c, (size_t)(n + 1) * sizeof *roles);
+    if (!roles)
+        return;
+    r->roles = roles;
+    lua_Integer len = (lua_Integer)lua_rawlen(c->L, decls);
+    for (lua_Integer i = 1; i <= len; i++) {
+        decl d;
+        open_decl(c, decls, i, &d);
+        if (strcmp(d.kind, "role") != 0) {
+            lua_pop(c->L, 1);
+            continue;
+        }
+        set_what(c, "role '%s'", d.name);
+        for (size_t k = 0; k < r->n_roles; k++)
+            if (strcmp(roles[k].name, d.name) == 0)
+                err(c, "duplicate_name", "role '%s' is declared twice (first at %s:%d)", d.name,
+                    roles[k].where.file, roles[k].where.line);
+        tg_role *role = &roles[r->n_roles++];
+        role->name = dup(c, d.name);
+        role->where.file = dup(c, d.file);
+        role->where.line = d.line;
+        uint64_t *grants = alloc(c, c->rs->cap_words * sizeof *grants);
+        role->grants = grants;
+        size_t len_list = lua_rawlen(c->L, d.body);
+        lua_pushnil(c->L);
+        size_t keys = 0;
+        while (lua_next(c->L, d.body)) {
+            lua_pop(c->L, 1);
+            keys++;
+        }
+        if (keys != len_list) {
+            const char *const none[] = {NULL};
+            check_keys(c, d.body, none);
+        }
+        for (size_t k = 1; grants && k <= len_list; k++) {
+            if (lua_rawgeti(c->L, d.body, (lua_Integer)k) != LUA_TSTRING) {
+                err(c, "wrong_type", "item %zu must be a capability name, got %s", k,
+                    type_name(c, -1));
+            } else if (strcmp(lua_tostring(c->L, -1), "*") == 0) {
+                for (size_t ci = 0; ci < r->n_capabilities; ci++)
+                    grants[ci / 64] |= 1ull << (ci % 64);
+            } else {
+                char key[32];
+                snprintf(key, sizeof key, "item %zu", k);
+                int ci = cap_ref(c, key, lua_tostring(c->L, -1));
+                if (ci >= 0)
+                    grants[ci / 64] |= 1ull << (ci % 64);
+            }
+            lua_pop(c->L, 1);
+        }
+        lua_pop(c->L, 1);
+    }
+}
+
+/* ---- the application mapping ---- */
+
+typedef struct idspec {
+    const char *key;
+    const char **dst;
+    const char *def;
+} idspec;
+
+/* Reads the sub-table app[sub] of identifier fields, applying defaults. */
+static void read_mapping(comp *c, int app, const char *sub, const idspec *specs) {
+    const char *keys[16];
+    int n = 0;
+    for (; specs[n].key; n++) {
+        keys[n] = specs[n].key;
+        *specs[n].dst = specs[n].def;
+    }
+    keys[n] = NULL;
+    if (!app)
+        return;
+    int t = get_table(c, app, sub, 0);
+    if (!t)
+        return;
+    char saved[sizeof c->what];
+    memcpy(saved, c->what, sizeof saved);
+    set_what(c, "app.%s", sub);
+    check_keys(c, t, keys);
+    for (int i = 0; i < n; i++) {
+        int ty = field(c, t, specs[i].key);
+        lua_pop(c->L, 1);
+        /* false clears an optional column (e.g. tenant_members.role = false) */
+        if (ty == LUA_TBOOLEAN && specs[i].def == NULL) {
+            *specs[i].dst = NULL;
+            continue;
+        }
+        get_ident(c, t, specs[i].key, 0, specs[i].dst);
+    }
+    memcpy(c->what, saved, sizeof saved);
+    lua_pop(c->L, 1);
+}
+
+static void compile_app(comp *c, int decls) {
+    tg_app *a = &c->rs->pub.app;
+    int body = 0;
+    lua_Integer len = (lua_Integer)lua_rawlen(c->L, decls);
+    int seen = 0;
+    for (lua_Integer i = 1; i <= len; i++) {
+        lua_rawgeti(c->L, decls, i);
+        lua_getfield(c->L, -1, "kind");
+        int is_app = strcmp(lua_tostring(c->L, -1), "app") == 0;
+        lua_pop(c->L, 2);
+        if (!is_app)
+            continue;
+        decl d;
+        open_decl(c, decls, i, &d);
+        if (seen++) {
+            set_what(c, "app");
+            err(c, "duplicate_name", "app is declared twice (first at %s:%d)", a->where.file,
+                a->where.line);
+            lua_pop(c->L, 1);
+            continue;
+        }
+        a->where.file = dup(c, d.file);
+        a->where.line = d.line;
+        body = d.body; /* stays pushed until the end of this function */
+    }
+    if (!body) {
+        c->file = c->rs->pub.dir;
+        c->line = 0;
+    } else {
+        c->file = a->where.file;
+        c->line = a->where.line;
+    }
+    set_what(c, "app");
+    static const char *const app_keys[] = {"name",           "columns",    "workspaces",
+                                           "tenants",        "workspace_members",
+                                           "tenant_members", "operation_runs",
+                                           "audit_logs",     "limits",     NULL};
+    if (body) {
+        check_keys(c, body, app_keys);
+        get_str(c, body, "name", 0, &a->name);
+    }
+    read_mapping(c, body, "columns",
+                 (idspec[]){{"id", &a->id_column, "id"},
+                            {"tenant", &a->tenant_column, "tenant_id"},
+                            {"workspace", &a->workspace_column, "workspace_id"},
+                            {NULL, NULL, NULL}});
+    read_mapping(c, body, "workspaces",
+                 (idspec[]){{"table", &a->workspaces.table, "workspaces"},
+                            {"id", &a->workspaces.id, "id"},
+                            {NULL, NULL, NULL}});
+    read_mapping(c, body, "tenants",
+                 (idspec[]){{"table", &a->tenants.table, "tenants"},
+                            {"id", &a->tenants.id, "id"},
+                            {"workspace", &a->tenants.workspace, "workspace_id"},
+                            {NULL, NULL, NULL}});
+    read_mapping(c, body, "workspace_members",
+                 (idspec[]){{"table", &a->workspace_members.table, "workspace_memberships"},
+                            {"user", &a->workspace_members.user, "user_id"},
+                            {"workspace", &a->workspace_members.workspace, "workspace_id"},
+                            {"role", &a->workspace_members.role, "role"},
+                            {NULL, NULL, NULL}});
+    read_mapping(c, body, "tenant_members",
+                 (idspec[]){{"table", &a->tenant_members.table, "tenant_memberships"},
+                            {"user", &a->tenant_members.user, "user_id"},
+                            {"tenant", &a->tenant_members.tenant, "tenant_id"},
+                            {"role", &a->tenant_members.role, NULL},
+                            {NULL, NULL, NULL}});
+    read_mapping(c, body, "operation_runs",
+                 (idspec[]){{"table", &a->operation_runs.table, "operation_runs"},
+                            {"id", &a->operation_runs.id, "id"},
+                            {"type", &a->operation_runs.type, "type"},
+                            {"status", &a->operation_runs.status, "status"},
+                            {"workspace", &a->operation_runs.workspace, NULL},
+                            {"summary", &a->operation_runs.summary, "summary"},
+                            {"created_at", &a->operation_runs.created_at, "created_at"},
+                            {"started_at", &a->operation_runs.started_at, "started_at"},
+                            {"finished_at", &a->operation_runs.finished_at, "finished_at"},
+                            {NULL, NULL, NULL}});
+    read_mapping(c, body, "audit_logs",
+                 (idspec[]){{"table", &a->audit_logs.table, "audit_logs"},
+                            {"id", &a->audit_logs.id, "id"},
+                            {"workspace", &a->audit_logs.workspace, "workspace_id"},
+                            {"tenant", &a->audit_logs.tenant, "tenant_id"},
+                            {"action", &a->audit_logs.action, "action"},
+                            {"subject", &a->audit_logs.subject, NULL},
+                            {"metadata", &a->audit_logs.metadata, "metadata"},
+                            {"created_at", &a->audit_logs.created_at, "created_at"},
+                            {NULL, NULL, NULL}});
+    a->page_size = 50;
+    a->max_page_size = 500;
+    a->max_bulk_ids = 1000;
+    int lim = body ? get_table(c, body, "limits", 0) : 0;
+    if (lim) {
+        static const char *const lim_keys[] = {"page_size", "max_page_size", "max_bulk_ids", NULL};
+        set_what(c, "app.limits");
+        check_keys(c, lim, lim_keys);
+        get_int(c, lim, "page_size", &a->page_size);
+        get_int(c, lim, "max_page_size", &a->max_page_size);
+        get_int(c, lim, "max_bulk_ids", &a->max_bulk_ids);
+        if (a->page_size < 1 || a->max_page_size < a->page_size || a->max_bulk_ids < 1 ||
+            a->max_bulk_ids > 100000)
+            err(c, "bad_value", "need 1 <= page_size <= max_page_size and "
+                                "1 <= max_bulk_ids <= 100000");
+        lua_pop(c->L, 1);
+    }
+    if (body)
+        lua_pop(c->L, 1);
+    set_what(c, "app");
+    add_claim(c, a->workspaces.table, "the app mapping (workspaces)");
+    add_claim(c, a->tenants.table, "the app mapping (tenants)");
+    add_claim(c, a->workspace_members.table, "the app mapping (workspace_members)");
+    add_claim(c, a->tenant_members.table, "the app mapping (tenant_members)");
+    add_claim(c, a->operation_runs.table, "the app mapping (operation_runs)");
+    add_claim(c, a->audit_logs.table, "the app mapping (audit_logs)");
+}
+
+/* ---- families ---- */
+
+static const tg_anchor default_anchor[TG_PATH_COUNT] = {
+    TG_ANCHOR_ROUTE_TENANT, TG_ANCHOR_ROUTE_TENANT,  TG_ANCHOR_ROUTE_TENANT,
+    TG_ANCHOR_ROUTE_TENANT, TG_ANCHOR_OWNER_RECORD, TG_ANCHOR_ROUTE_TENANT,
+    TG_ANCHOR_EXPLICIT_RECORD};
+
+static void compile_path(comp *c, tg_family *fam, int type, int value) {
+    tg_path_rule *p = &fam->paths[type];
+    p->declared = 1;
+    p->type = (tg_path_type)type;
+    p->scope_anchor = default_anchor[type];
+    p->entitlement_rule = "workspace_and_tenant_required";
+    p->capability_rule = "capability_after_scope";
+    p->not_entitled_result = 404;
+    p->missing_capability_result = 403;
+    p->record_lookup_behavior =
+        type == TG_PATH_CANONICAL_VIEWER ? TG_LOOKUP_EXPLICIT_EXCEPTION : TG_LOOKUP_SAME_AS_LIST;
+    p->capability = -1;
+    p->owner_family = -1;
+    p->where.file = fam->where.file;
+    p->where.line = fam->where.line;
+    if (lua_type(c->L, value) == LUA_TBOOLEAN && lua_toboolean(c->L, value))
+        return;
+    if (lua_type(c->L, value) != LUA_TTABLE) {
+        err(c, "wrong_type", "path '%s' must be a table { ... } or true, got %s",
+            tg__path_names[type], type_name(c, value));
+        return;
+    }
+    char saved[sizeof c->what];
+    memcpy(saved, c->what, sizeof saved);
+    set_what(c, "%s: path '%s'", saved, tg__path_names[type]);
+    static const char *const keys[] = {"scope_anchor",
+                                       "entitlement_rule",
+                                       "capability_rule",
+                                       "not_entitled_result",
+                                       "missing_capability_result",
+                                       "record_lookup_behavior",
+                                       "capability",
+                                       "owner",
+                                       "via",
+                                       "notes",
+                                       NULL};
+    check_keys(c, value, keys);
+    int anchor = -1;
+    if (get_enum(c, value, "scope_anchor", tg__anchor_names, 0, &anchor)) {
+        if ((tg_anchor)anchor != default_anchor[type])
+            err(c, "bad_value", "a %s path is anchored on '%s', not '%s'", tg__path_names[type],
+                tg__anchor_names[default_anchor[type]], tg__anchor_names[anchor]);
+    }
+    get_fixed(c, value, "entitlement_rule", "workspace_and_tenant_required");
+    get_fixed(c, value, "capability_rule", "capability_after_scope");
+    int64_t v;
+    if (get_int(c, value, "not_entitled_result", &v) && v != 404)
+        err(c, "not_entitled_not_404",
+            "not_entitled_result is %lld; a stranger must get 404, so that 'exists but not "
+            "yours' looks like 'does not exist'",
+            (long long)v);
+    if (get_int(c, value, "missing_capability_result", &v) && v != 403)
+        err(c, "missing_capability_not_403",
+            "missing_capability_result is %lld; a missing capability after scope holds is 403",
+            (long long)v);
+    int lookup;
+    if (get_enum(c, value, "record_lookup_behavior", tg__lookup_names, 0, &lookup)) {
+        p->record_lookup_behavior = (tg_lookup)lookup;
+        if (type != TG_PATH_CANONICAL_VIEWER && lookup == TG_LOOKUP_EXPLICIT_EXCEPTION)
+            err(c, "bad_value", "only a canonical_viewer path may use explicit_exception lookups");
+    }
+    const char *cap = NULL;
+    if (get_str(c, value, "capability", 0, &cap))
+        p->capability = cap_ref(c, "capability", cap);
+    const char *owner = NULL;
+    if (type == TG_PATH_RELATION_MANAGER) {
+        if (get_str(c, value, "owner", 1, &owner)) {
+            int oi = tg_rules_family_index(&c->rs->pub, owner);
+            char sug[96];
+            const char *names[64];
+            size_t k = 0;
+            for (; k < c->rs->pub.n_families && k < 63; k++)
+                names[k] = c->rs->pub.families[k].name;
+            names[k] = NULL;
+            if (oi < 0)
+                err(c, "unknown_family", "owner '%s' is not a declared family%s", owner,
+                    suggest(owner, names, sug, sizeof sug));
+            else if (&c->rs->pub.families[oi] == fam)
+                err(c, "bad_value", "a family cannot be its own relation owner");
+            p->owner_family = oi;
+        }
+        get_ident(c, value, "via", 1, &p->via);
+    } else {
+        int ty = field(c, value, "owner");
+        int ty2 = field(c, value, "via");
+        lua_pop(c->L, 2);
+        if (ty != LUA_TNIL || ty2 != LUA_TNIL)
+            err(c, "unknown_field", "'owner' and 'via' belong to relation_manager paths only");
+    }
+    memcpy(c->what, saved, sizeof saved);
+}
+
+static void compile_fixture(comp *c, tg_family *fam, int body) {
+    int t = get_table(c, body, "fixture", 0);
+    if (!t)
+        return;
+    size_t n = 0;
+    lua_pushnil(c->L);
+    while (lua_next(c->L, t)) {
+        lua_pop(c->L, 1);
+        n++;
+    }
+    tg_field_value *fv = alloc(c, (n + 1) * sizeof *fv);
+    size_t k = 0;
+    lua_pushnil(c->L);
+    while (fv && lua_next(c->L, t)) {
+        if (lua_type(c->L, -2) != LUA_TSTRING) {
+            err(c, "wrong_type", "fixture keys must be column names");
+        } else if (check_ident(c, "fixture", lua_tostring(c->L, -2))) {
+            tg_field_value *x = &fv[k];
+            x->column = dup(c, lua_tostring(c->L, -2));
+            switch (lua_type(c->L, -1)) {
+            case LUA_TNUMBER:
+                if (lua_isinteger(c->L, -1)) {
+                    x->value.type = 1;
+                    x->value.i = lua_tointeger(c->L, -1);
+                } else {
+                    x->value.type = 2;
+                    x->value.r = lua_tonumber(c->L, -1);
+                }
+                k++;
+                break;
+            case LUA_TSTRING:
+                x->value.type = 3;
+                x->value.s = dup(c, lua_tostring(c->L, -1));
+                k++;
+                break;
+            case LUA_TBOOLEAN:
+                x->value.type = 4;
+                x->value.i = lua_toboolean(c->L, -1);
+                k++;
+                break;
+            default:
+                err(c, "wrong_type", "fixture value of '%s' must be a number, string or boolean",
+                    x->column);
+            }
+        }
+        lua_pop(c->L, 1);
+    }
+    fam->fixture = fv;
+    fam->n_fixture = k;
+    lua_pop(c->L, 1);
+}
+
+static const int scenario_path[TG_SCENARIO_COUNT] = {
+    -1, TG_PATH_INDEX, TG_PATH_DETAIL, TG_PATH_ROW_ACTION, TG_PATH_BULK_ACTION,
+    TG_PATH_RELATION_MANAGER, TG_PATH_GLOBAL_SEARCH};
+
+/* One scenario table at index t for family fi (or from family_name when fi < 0). */
+static void compile_scenario(comp *c, int t, int fi, tg_scenario *out, int *ok) {
+    static const char *const keys_nested[] = {"scenario_type", "expected_outcome",
+                                              "surface_class", "notes", NULL};
+    static const char *const keys_top[] = {"family_name", "scenario_type", "expected_outcome",
+                                           "surface_class", "notes", NULL};
+    *ok = 0;
+    if (lua_type(c->L, t) != LUA_TTABLE) {
+        err(c, "wrong_type", "a scenario must be a table, got %s", type_name(c, t));
+        return;
+    }
+    check_keys(c, t, fi < 0 ? keys_top : keys_nested);
+    if (fi < 0) {
+        const char *fname = NULL;
+        if (!get_str(c, t, "family_name", 1, &fname))
+            return;
+        fi = tg_rules_family_index(&c->rs->pub, fname);
+        if (fi < 0) {
+            err(c, "unknown_family", "family_name '%s' is not a declared family", fname);
+            return;
+        }
+    }
+    int type = -1, outcome = -1;
+    int good = get_enum(c, t, "scenario_type", tg__scenario_names, 1, &type);
+    good &= get_outcome(c, t, "expected_outcome", 1, &outcome);
+    out->family = fi;
+    out->declared = 1;
+    out->where.file = dup(c, c->file);
+    out->where.line = c->line;
+    get_str(c, t, "surface_class", 0, &out->surface_class);
+    get_str(c, t, "notes", 0, &out->notes);
+    if (!good)
+        return;
+    out->scenario_type = (tg_scenario_type)type;
+    out->expected_outcome = outcome;
+    const tg_family *fam = &c->rs->pub.families[fi];
+    int path = scenario_path[type];
+    int is_search = type == TG_SCENARIO_SAFE_SEARCH;
+    if (path >= 0 && !fam->paths[path].declared && !(is_search && outcome == TG_OUTCOME_HIDDEN))
+        err(c, "unknown_path", "scenario '%s' needs a %s path, which family '%s' does not declare",
+            tg__scenario_names[type], tg__path_names[path], fam->name);
+    if (type != TG_SCENARIO_POSITIVE_SCOPE && !is_search && outcome != 404 &&
+        outcome != TG_OUTCOME_HIDDEN)
+        err(c, "bad_value",
+            "scenario '%s' expects %d; a wrong-tenant scenario must expect 404 or "
+            "hidden_or_disabled_without_side_effect",
+            tg__scenario_names[type], outcome);
+    *ok = 1;
+}
+
+static void compile_families(comp *c, int decls) {
+    tg_rules *r = &c->rs->pub;
+    int n = count_kind(c, decls, "family");
+    tg_family *fams = alloc(c, (size_t)(n + 1) * sizeof *fams);
+    if (!fams)
+        return;
+    r->families = fams;
+    lua_Integer len = (lua_Integer)lua_rawlen(c->L, decls);
+    /* names first, so relation owners and scenarios may refer forward */
+    int *index_of = alloc(c, (size_t)(len + 1) * sizeof *index_of);
+    if (!index_of)
+        return;
+    for (lua_Integer i = 1; i <= len; i++) {
+        decl d;
+        open_decl(c, decls, i, &d);
+        index_of[i] = -1;
+        if (strcmp(d.kind, "family") == 0) {
+            set_what(c, "family '%s'", d.name);
+            int dupi = tg_rules_family_index(r, d.name);
+            if (dupi >= 0) {
+                err(c, "duplicate_name", "family '%s' is declared twice (first at %s:%d)", d.name,
+                    fams[dupi].where.file, fams[dupi].where.line);
+            } else {
+                tg_family *fam = &fams[r->n_families];
+                fam->name = dup(c, d.name);
+                fam->where.file = dup(c, d.file);
+                fam->where.line = d.line;
+                index_of[i] = (int)r->n_families++;
+            }
+        }
+        lua_pop(c->L, 1);
+    }
+    static const char *const keys[] = {"table",
+                                       "owns_tenant_scope",
+                                       "primary_surface",
+                                       "search_posture",
+                                       "action_surface_status",
+                                       "action_surface_reason",
+                                       "notes",
+                                       "paths",
+                                       "query",
+                                       "search_columns",
+                                       "fixture",
+                                       "scenarios",
+                                       NULL};
+    for (lua_Integer i = 1; i <= len; i++) {
+        if (index_of[i] < 0)
+            continue;
+        decl d;
+        open_decl(c, decls, i, &d);
+        tg_family *fam = &fams[index_of[i]];
+        set_what(c, "family '%s'", d.name);
+        int b = d.body;
+        check_keys(c, b, keys);
+        fam->owns_tenant_scope = 1;
+        int owns = 1;
+        if (get_bool(c, b, "owns_tenant_scope", &owns) && !owns)
+            err(c, "bad_value", "owns_tenant_scope is always true for a family; declare a "
+                                "residual or an exception for tables that do not own scope");
+        if (get_ident(c, b, "table", 1, &fam->table)) {
+            char owner[160];
+            snprintf(owner, sizeof owner, "family '%s' (%s:%d)", fam->name, d.file, d.line);
+            add_claim(c, fam->table, owner);
+        }
+        get_str(c, b, "primary_surface", 1, &fam->primary_surface);
+        int posture = TG_SEARCH_NOT_APPLICABLE, status = TG_ACTION_DECLARED;
+        get_enum(c, b, "search_posture", tg__posture_names, 1, &posture);
+        fam->search_posture = (tg_search_posture)posture;
+        get_enum(c, b, "action_surface_status", tg__action_status_names, 1, &status);
+        fam->action_surface_status = (tg_action_status)status;
+        get_str(c, b, "action_surface_reason", 0, &fam->action_surface_reason);
+        get_str(c, b, "notes", 0, &fam->notes);
+        if (fam->action_surface_status == TG_ACTION_BASELINE_EXEMPTION &&
+            (!fam->action_surface_reason || !fam->action_surface_reason[0]))
+            err(c, "exemption_without_reason",
+                "action_surface_status is baseline_exemption but action_surface_reason is "
+                "missing; say why the action surface is exempt and until when");
+
+        int paths = get_table(c, b, "paths", 1);
+        if (paths) {
+            lua_pushnil(c->L);
+            while (lua_next(c->L, paths)) {
+                int type = lua_type(c->L, -2) == LUA_TSTRING
+                               ? tg_path_type_index(lua_tostring(c->L, -2))
+                               : -1;
+                if (type < 0) {
+                    char sug[96], all[256];
+                    join_names(tg__path_names, all, sizeof all);
+                    const char *k = lua_type(c->L, -2) == LUA_TSTRING ? lua_tostring(c->L, -2)
+                                                                       : "(not a name)";
+                    err(c, "unknown_path", "path type '%s' does not exist%s; path types are: %s",
+                        k, suggest(k, tg__path_names, sug, sizeof sug), all);
+                } else {
+                    compile_path(c, fam, type, lua_gettop(c->L));
+                }
+                lua_pop(c->L, 1);
+            }
+            lua_pop(c->L, 1);
+        }
+        int has_search = fam->paths[TG_PATH_GLOBAL_SEARCH].declared;
+        if (fam->search_posture == TG_SEARCH_SCOPED && !has_search)
+            err(c, "scoped_search_without_path",
+                "search_posture is 'scoped' but there is no global_search path");
+        if (fam->search_posture != TG_SEARCH_SCOPED && has_search)
+            err(c, "search_path_without_scoped",
+                "a global_search path is declared but search_posture is '%s'; make it 'scoped' "
+                "or remove the path",
+                tg__posture_names[fam->search_posture]);
+
+        fam->n_search_columns =
+            get_str_list(c, b, "search_columns", 1, (const char ***)&fam->search_columns);
+        if (fam->search_posture == TG_SEARCH_SCOPED && fam->n_search_columns == 0)
+            err(c, "missing_field", "field 'search_columns' is required when search is scoped");
+
+        tg_query_rule *q = &fam->query;
+        q->tenant_source = fam->paths[TG_PATH_CANONICAL_VIEWER].declared &&
+                                   !fam->paths[TG_PATH_INDEX].declared
+                               ? TG_TENANT_FROM_RECORD_OWNER
+                               : TG_TENANT_FROM_ROUTE;
+        q->workspace_source = "current_workspace";
+        q->shape = "owning_tenant";
+        q->action_target_check = "ids_congruent_with_scope";
+        q->search_rule = fam->search_posture == TG_SEARCH_SCOPED ? TG_SEARCH_RULE_SCOPED_ONLY
+                                                                 : TG_SEARCH_RULE_DISABLED;
+        int qt = get_table(c, b, "query", 0);
+        if (qt) {
+            static const char *const qkeys[] = {"tenant_source", "workspace_source", "shape",
+                                                "action_target_check", "search_rule", NULL};
+            char saved[sizeof c->what];
+            memcpy(saved, c->what, sizeof saved);
+            set_what(c, "%s: query", saved);
+            check_keys(c, qt, qkeys);
+            int ts;
+            if (get_enum(c, qt, "tenant_source", tg__tenant_source_names, 0, &ts))
+                q->tenant_source = (tg_tenant_source)ts;
+            get_fixed(c, qt, "workspace_source", "current_workspace");
+            get_fixed(c, qt, "shape", "owning_tenant");
+            get_fixed(c, qt, "action_target_check", "ids_congruent_with_scope");
+            int sr;
+            if (get_enum(c, qt, "search_rule", tg__search_rule_names, 0, &sr)) {
+                tg_search_rule want = fam->search_posture == TG_SEARCH_SCOPED
+                                          ? TG_SEARCH_RULE_SCOPED_ONLY
+                                          : TG_SEARCH_RULE_DISABLED;
+                if ((tg_search_rule)sr != want)
+                    err(c, "search_rule_mismatch",
+                        "search_rule '%s' disagrees with search_posture '%s' (expected '%s')",
+                        tg__search_rule_names[sr], tg__posture_names[fam->search_posture],
+                        tg__search_rule_names[want]);
+            }
+            memcpy(c->what, saved, sizeof saved);
+            lua_pop(c->L, 1);
+        }
+        compile_fixture(c, fam, b);
+        lua_pop(c->L, 1);
+    }
+}
+
+/* Scenarios declared inside families and at top level, in declaration order. */
+static void compile_scenarios(comp *c, int decls) {
+    tg_rules *r = &c->rs->pub;
+    lua_Integer len = (lua_Integer)lua_rawlen(c->L, decls);
+    size_t total = 0;
+    for (lua_Integer i = 1; i <= len; i++) {
+        decl d;
+        open_decl(c, decls, i, &d);
+        if (strcmp(d.kind, "scenario") == 0) {
+            total++;
+        } else if (strcmp(d.kind, "family") == 0) {
+            if (field(c, d.body, "scenarios") == LUA_TTABLE)
+                total += lua_rawlen(c->L, -1);
+            lua_pop(c->L, 1);
+        }
+        lua_pop(c->L, 1);
+    }
+    tg_scenario *sc = alloc(c, (total + 1) * sizeof *sc);
+    if (!sc)
+        return;
+    r->scenarios = sc;
+    for (lua_Integer i = 1; i <= len; i++) {
+        decl d;
+        open_decl(c, decls, i, &d);
+        int ok;
+        if (strcmp(d.kind, "scenario") == 0) {
+            set_what(c, "scenario");
+            compile_scenario(c, d.body, -1, &sc[r->n_scenarios], &ok);
+            r->n_scenarios += ok;
+        } else if (strcmp(d.kind, "family") == 0) {
+            int fi = tg_rules_family_index(r, d.name);
+            set_what(c, "family '%s'", d.name);
+            int st = fi >= 0 ? get_table(c, d.body, "scenarios", 0) : 0;
+            if (st) {
+                size_t n = lua_rawlen(c->L, st);
+                for (size_t k = 1; k <= n; k++) {
+                    set_what(c, "family '%s': scenario %zu", d.name, k);
+                    lua_rawgeti(c->L, st, (lua_Integer)k);
+                    compile_scenario(c, lua_gettop(c->L), fi, &sc[r->n_scenarios], &ok);
+                    r->n_scenarios += ok;
+                    lua_pop(c->L, 1);
+                }
+                lua_pop(c->L, 1);
+            }
+        }
+        lua_pop(c->L, 1);
+    }
+}
+
+/* ---- exceptions and residual entries ---- */
+
+static void compile_exceptions(comp *c, int decls) {
+    tg_rules *r = &c->rs->pub;
+    int n = count_kind(c, decls, "exception");
+    tg_exception *ex = alloc(c, (size_t)(n + 1) * sizeof *ex);
+    if (!ex)
+        return;
+    r->exceptions = ex;
+    static const char *const keys[] = {"exception_kind", "table", "surface", "why_excepted",
+                                       "still_required_checks", "capability", "notes", NULL};
+    lua_Integer len = (lua_Integer)lua_rawlen(c->L, decls);
+    for (lua_Integer i = 1; i <= len; i++) {
+        decl d;
+        open_decl(c, decls, i, &d);
+        if (strcmp(d.kind, "exception") != 0) {
+            lua_pop(c->L, 1);
+            continue;
+        }
+        set_what(c, "exception '%s'", d.name);
+        for (size_t k = 0; k < r->n_exceptions; k++)
+            if (strcmp(ex[k].name, d.name) == 0)
+                err(c, "duplicate_name", "exception '%s' is declared twice", d.name);
+        tg_exception *e = &ex[r->n_exceptions++];
+        e->name = dup(c, d.name);
+        e->where.file = dup(c, d.file);
+        e->where.line = d.line;
+        e->capability = -1;
+        check_keys(c, d.body, keys);
+        int kind = 0;
+        get_enum(c, d.body, "exception_kind", tg__exception_kind_names, 1, &kind);
+        e->exception_kind = (tg_exception_kind)kind;
+        get_ident(c, d.body, "table", 0, &e->table);
+        get_str(c, d.body, "surface", 0, &e->surface);
+        get_str(c, d.body, "why_excepted", 1, &e->why_excepted);
+        const char **checks = NULL;
+        size_t nc = get_str_list(c, d.body, "still_required_checks", 0, &checks);
+        if (nc == 0)
+            err(c, "exception_without_checks",
+                "still_required_checks is missing or empty; list the checks that still apply "
+                "(workspace_member, tenant_entitled, record_in_workspace, record_in_tenant, "
+                "capability)");
+        for (size_t k = 0; k < nc; k++) {
+            int bit = tg__name_index(tg__check_names, checks[k]);
+            if (bit < 0) {
+                char sug[96], all[256];
+                join_names(tg__check_names, all, sizeof all);
+                err(c, "bad_value", "still_required_checks has '%s'; allowed: %s%s", checks[k],
+                    all, suggest(checks[k], tg__check_names, sug, sizeof sug));
+            } else {
+                e->still_required_checks |= 1u << bit;
+            }
+        }
+        if (e->exception_kind == TG_EXCEPTION_WORKSPACE_REFERENCE &&
+            (e->still_required_checks & TG_CHECK_TENANT_ENTITLED))
+            err(c, "bad_value", "a workspace_owned_reference_surface needs workspace scope only; "
+                                "drop tenant_entitled or pick another exception_kind");
+        if (nc && !(e->still_required_checks & TG_CHECK_WORKSPACE_MEMBER))
+            err(c, "bad_value", "still_required_checks must include workspace_member: every "
+                                "surface stays inside the caller's workspace");
+        const char *cap = NULL;
+        get_str(c, d.body, "capability", 0, &cap);
+        if (e->still_required_checks & TG_CHECK_CAPABILITY) {
+            if (!cap)
+                err(c, "missing_field", "field 'capability' is required when "
+                                        "still_required_checks has 'capability'");
+            else
+                e->capability = cap_ref(c, "capability", cap);
+        } else if (cap) {
+            err(c, "bad_value", "'capability' is given but still_required_checks does not "
+                                "include 'capability'");
+        }
+        lua_pop(c->L, 1);
+    }
+}
+
+static void compile_residuals(comp *c, int decls) {
+    tg_rules *r = &c->rs->pub;
+    int n = count_kind(c, decls, "residual");
+    tg_residual *res = alloc(c, (size_t)(n + 1) * sizeof *res);
+    if (!res)
+        return;
+    r->residuals = res;
+    static const char *const keys[] = {"table", "likely_surface", "why_not_in_first_slice",
+                                       "notes", NULL};
+    lua_Integer len = (lua_Integer)lua_rawlen(c->L, decls);
+    for (lua_Integer i = 1; i <= len; i++) {
+        decl d;
+        open_decl(c, decls, i, &d);
+        if (strcmp(d.kind, "residual") != 0) {
+            lua_pop(c->L, 1);
+            continue;
+        }
+        set_what(c, "residual '%s'", d.name);
+        for (size_t k = 0; k < r->n_residuals; k++)
+            if (strcmp(res[k].name, d.name) == 0)
+                err(c, "duplicate_name", "residual '%s' is declared twice", d.name);
+        tg_residual *x = &res[r->n_residuals++];
+        x->name = dup(c, d.name);
+        x->where.file = dup(c, d.file);
+        x->where.line = d.line;
+        check_keys(c, d.body, keys);
+        if (get_ident(c, d.body, "table", 1, &x->table)) {
+            char owner[160];
+            snprintf(owner, sizeof owner, "residual '%s' (%s:%d)", x->name, d.file, d.line);
+            add_claim(c, x->table, owner);
+        }
+        get_str(c, d.body, "likely_surface", 0, &x->likely_surface);
+        get_str(c, d.body, "why_not_in_first_slice", 1, &x->why_not_in_first_slice);
+        lua_pop(c->L, 1);
+    }
+}
+
+/* Warnings about capabilities that nothing grants or nothing uses. */
+static void check_capabilities(comp *c) {
+    tg_rules *r = &c->rs->pub;
+    for (size_t ci = 0; ci < r->n_capabilities; ci++) {
+        int granted = 0, needed = 0;
+        for (size_t k = 0; k < r->n_roles; k++)
+            granted |= tg__role_grants(&r->roles[k], (int)ci);
+        for (size_t fi = 0; fi < r->n_families; fi++)
+            for (int p = 0; p < TG_PATH_COUNT; p++)
+                if (r->families[fi].paths[p].declared &&
+                    r->families[fi].paths[p].capability == (int)ci) {
+                    needed = 1;
+                    if (!granted) {
+                        c->file = r->families[fi].where.file;
+                        c->line = r->families[fi].where.line;
+                        set_what(c, "family '%s': path '%s'", r->families[fi].name,
+                                 tg__path_names[p]);
+                        warn(c, "capability_never_granted",
+                             "capability '%s' is granted by no role, so this path is always 403",
+                             r->capabilities[ci]);
+                    }
+                }
+        for (size_t k = 0; k < r->n_exceptions; k++)
+            needed |= r->exceptions[k].capability == (int)ci;
+        if (!granted && !needed) {
+            c->file = r->dir;
+            c->line = 0;
+            set_what(c, "capabilities");
+            warn(c, "unused_capability", "capability '%s' is granted by no role and needed by no "
+                                         "rule", r->capabilities[ci]);
+        }
+    }
+}
+
+int tg__compile(lua_State *L, int decls, tg__ruleset *rs, tg_findings *f) {
+    comp c = {0};
+    c.L = L;
+    c.rs = rs;
+    c.A = &rs->arena;
+    c.f = f;
+    size_t errors_before = tg_findings_errors(f);
+    lua_checkstack(L, 40);
+    compile_capabilities(&c, decls);
+    compile_roles(&c, decls);
+    compile_app(&c, decls);
+    compile_families(&c, decls);
+    compile_scenarios(&c, decls);
+    compile_exceptions(&c, decls);
+    compile_residuals(&c, decls);
+    if (!c.oom)
+        check_capabilities(&c);
+    if (c.oom)
+        return TG_NOMEM;
+    return tg_findings_errors(f) > errors_before ? TG_RULES : TG_OK;
+}

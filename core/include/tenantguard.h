@@ -1,0 +1,352 @@
+/*
+ * tenantguard: tenant isolation for multi-tenant databases, driven by rule scripts.
+ *
+ * This is the only public header. Handles are opaque; the rule model is exposed as
+ * read-only structures that stay valid as long as the handle they came from (an engine's
+ * current rules until the next successful reload, or a context's rules for its lifetime).
+ *
+ * Conventions (after sqlite3.h): every call that can fail returns an int status (TG_OK on
+ * success); output parameters come last; the message of the last failure lives on the
+ * handle (tg_engine_errmsg, tg_ctx_errmsg). Strings returned by the library are owned by the
+ * library unless the comment says otherwise.
+ */
+#ifndef TENANTGUARD_H
+#define TENANTGUARD_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(__GNUC__)
+#define TG_API __attribute__((visibility("default")))
+#define TG_WUR __attribute__((warn_unused_result))
+#else
+#define TG_API
+#define TG_WUR
+#endif
+
+#define TG_VERSION "0.1.0"
+
+/* ---- status codes: one list, the enum, its names and its messages ---------------------- */
+
+#define TG_STATUS_LIST(X)                                                                      \
+    X(OK, "ok")                                                                                \
+    X(ERROR, "error")                                                                          \
+    X(NOMEM, "out of memory")                                                                  \
+    X(MISUSE, "invalid argument or call sequence")                                             \
+    X(RULES, "the rule scripts are invalid")                                                   \
+    X(IO, "cannot read a file or directory")                                                   \
+    X(DB, "database error")                                                                    \
+    X(BUSY, "database is busy")                                                                \
+    X(LIMIT, "a configured limit was exceeded")                                                \
+    X(UNKNOWN, "unknown family, path, exception or capability")                                \
+    X(REJECTED, "the write was rejected by a tenant rule")                                     \
+    X(REFUSED, "refused: preconditions do not hold")                                           \
+    X(DONE, "nothing left to do")
+
+typedef enum {
+#define TG_STATUS_ENUM(name, msg) TG_##name,
+    TG_STATUS_LIST(TG_STATUS_ENUM)
+#undef TG_STATUS_ENUM
+        TG_STATUS_COUNT
+} tg_status;
+
+/* "TG_OK", "TG_RULES", ... ; "TG_?" for an unknown code. Static strings. */
+TG_API const char *tg_status_name(int status);
+/* A one-line English description of a status. Static strings. */
+TG_API const char *tg_strerror(int status);
+
+/* ---- the rule model (read-only) ---------------------------------------------------------- */
+
+typedef struct tg_where {
+    const char *file; /* "rules/families.lua" as the rules were named when opened */
+    int line;         /* 0 when the finding concerns the whole rule set */
+} tg_where;
+
+typedef enum {
+    TG_PATH_INDEX,
+    TG_PATH_DETAIL,
+    TG_PATH_ROW_ACTION,
+    TG_PATH_BULK_ACTION,
+    TG_PATH_RELATION_MANAGER,
+    TG_PATH_GLOBAL_SEARCH,
+    TG_PATH_CANONICAL_VIEWER,
+    TG_PATH_COUNT
+} tg_path_type;
+
+typedef enum { TG_ANCHOR_ROUTE_TENANT, TG_ANCHOR_OWNER_RECORD, TG_ANCHOR_EXPLICIT_RECORD } tg_anchor;
+typedef enum { TG_SEARCH_SCOPED, TG_SEARCH_DISABLED, TG_SEARCH_NOT_APPLICABLE } tg_search_posture;
+typedef enum { TG_ACTION_DECLARED, TG_ACTION_BASELINE_EXEMPTION } tg_action_status;
+typedef enum { TG_LOOKUP_SAME_AS_LIST, TG_LOOKUP_EXPLICIT_EXCEPTION } tg_lookup;
+typedef enum {
+    TG_TENANT_FROM_ROUTE,
+    TG_TENANT_FROM_PANEL,
+    TG_TENANT_FROM_RECORD_OWNER
+} tg_tenant_source;
+typedef enum { TG_SEARCH_RULE_SCOPED_ONLY, TG_SEARCH_RULE_DISABLED } tg_search_rule;
+
+typedef enum {
+    TG_SCENARIO_POSITIVE_SCOPE,
+    TG_SCENARIO_WRONG_TENANT_INDEX,
+    TG_SCENARIO_WRONG_TENANT_DETAIL,
+    TG_SCENARIO_WRONG_TENANT_ROW_ACTION,
+    TG_SCENARIO_WRONG_TENANT_BULK_ACTION,
+    TG_SCENARIO_WRONG_TENANT_RELATION_MANAGER,
+    TG_SCENARIO_SAFE_SEARCH,
+    TG_SCENARIO_COUNT
+} tg_scenario_type;
+
+/* expected_outcome of a scenario: an HTTP-like status, or this value for
+ * "hidden_or_disabled_without_side_effect". */
+#define TG_OUTCOME_HIDDEN 0
+
+typedef enum {
+    TG_EXCEPTION_WORKSPACE_ADMIN_VIEWER,
+    TG_EXCEPTION_WORKSPACE_REFERENCE,
+    TG_EXCEPTION_DEFERRED_FAMILY
+} tg_exception_kind;
+
+/* still_required_checks of a scope exception, as a bit set */
+enum {
+    TG_CHECK_WORKSPACE_MEMBER = 1 << 0,
+    TG_CHECK_TENANT_ENTITLED = 1 << 1,
+    TG_CHECK_RECORD_IN_WORKSPACE = 1 << 2,
+    TG_CHECK_RECORD_IN_TENANT = 1 << 3,
+    TG_CHECK_CAPABILITY = 1 << 4
+};
+
+typedef struct tg_value {
+    int type; /* 0 nil, 1 integer, 2 real, 3 text, 4 boolean (stored as integer) */
+    int64_t i;
+    double r;
+    const char *s;
+} tg_value;
+
+typedef struct tg_path_rule {
+    int declared;                  /* 0: the family has no such path */
+    tg_path_type type;
+    tg_anchor scope_anchor;
+    const char *entitlement_rule;  /* "workspace_and_tenant_required" */
+    const char *capability_rule;   /* "capability_after_scope" */
+    int not_entitled_result;       /* always 404 in a valid rule set */
+    int missing_capability_result; /* always 403 in a valid rule set */
+    tg_lookup record_lookup_behavior;
+    int capability;                /* index into tg_rules.capabilities, -1: none needed */
+    int owner_family;              /* relation_manager: index of the owner family, else -1 */
+    const char *via;               /* relation_manager: column holding the owner's id */
+    tg_where where;
+} tg_path_rule;
+
+typedef struct tg_query_rule {
+    tg_tenant_source tenant_source;
+    const char *workspace_source;    /* "current_workspace" */
+    const char *shape;               /* "owning_tenant" */
+    const char *action_target_check; /* "ids_congruent_with_scope" */
+    tg_search_rule search_rule;
+} tg_query_rule;
+
+typedef struct tg_field_value {
+    const char *column;
+    tg_value value;
+} tg_field_value;
+
+typedef struct tg_family {
+    const char *name;
+    const char *table;
+    int owns_tenant_scope; /* always 1 */
+    const char *primary_surface;
+    tg_search_posture search_posture;
+    tg_action_status action_surface_status;
+    const char *action_surface_reason; /* NULL unless given */
+    const char *notes;
+    tg_path_rule paths[TG_PATH_COUNT];
+    tg_query_rule query;
+    const char *const *search_columns; /* global_search matches these columns */
+    size_t n_search_columns;
+    const tg_field_value *fixture; /* values for required columns when the matrix makes rows */
+    size_t n_fixture;
+    tg_where where;
+} tg_family;
+
+typedef struct tg_scenario {
+    int family; /* index into tg_rules.families */
+    tg_scenario_type scenario_type;
+    int expected_outcome; /* 200, 403, 404 or TG_OUTCOME_HIDDEN */
+    const char *surface_class;
+    const char *notes;
+    int declared; /* 1: written in the rules; 0: derived from the family's paths */
+    tg_where where;
+} tg_scenario;
+
+typedef struct tg_exception {
+    const char *name;
+    tg_exception_kind exception_kind;
+    const char *table; /* NULL when the surface maps no table */
+    const char *surface;
+    const char *why_excepted;
+    unsigned still_required_checks; /* TG_CHECK_* bits */
+    int capability;                 /* index, -1 when TG_CHECK_CAPABILITY is not required */
+    tg_where where;
+} tg_exception;
+
+typedef struct tg_residual {
+    const char *name;
+    const char *table;
+    const char *likely_surface;
+    const char *why_not_in_first_slice;
+    tg_where where;
+} tg_residual;
+
+typedef struct tg_role {
+    const char *name;
+    const uint64_t *grants; /* bit i set: capability i granted */
+    tg_where where;
+} tg_role;
+
+/* The application mapping: where the engine finds what it needs in the database. */
+typedef struct tg_app {
+    const char *name;
+    const char *id_column;        /* primary key of tenant-owned tables, default "id" */
+    const char *tenant_column;    /* default "tenant_id" */
+    const char *workspace_column; /* default "workspace_id" */
+    struct {
+        const char *table, *id;
+    } workspaces;
+    struct {
+        const char *table, *id, *workspace;
+    } tenants;
+    struct {
+        const char *table, *user, *workspace, *role;
+    } workspace_members;
+    struct {
+        const char *table, *user, *tenant, *role; /* role may be NULL */
+    } tenant_members;
+    struct {
+        const char *table, *id, *type, *status, *workspace, *summary, *created_at, *started_at,
+            *finished_at;
+    } operation_runs;
+    struct {
+        const char *table, *id, *workspace, *tenant, *action, *subject, *metadata, *created_at;
+    } audit_logs;
+    int64_t page_size;     /* default index page */
+    int64_t max_page_size; /* largest accepted limit */
+    int64_t max_bulk_ids;  /* largest accepted id list */
+    tg_where where;
+} tg_app;
+
+typedef struct tg_rules {
+    const char *version; /* content hash of the rule files, 16 hex digits */
+    const char *dir;
+    tg_app app;
+    const tg_family *families;
+    size_t n_families;
+    const tg_scenario *scenarios; /* declared and derived, family by family */
+    size_t n_scenarios;
+    const tg_exception *exceptions;
+    size_t n_exceptions;
+    const tg_residual *residuals;
+    size_t n_residuals;
+    const tg_role *roles;
+    size_t n_roles;
+    const char *const *capabilities;
+    size_t n_capabilities;
+    size_t n_files;
+} tg_rules;
+
+/* Names of the enum values above, as written in rule scripts ("detail", "scoped", ...). */
+TG_API const char *tg_path_type_name(tg_path_type t);
+TG_API const char *tg_anchor_name(tg_anchor a);
+TG_API const char *tg_search_posture_name(tg_search_posture p);
+TG_API const char *tg_action_status_name(tg_action_status s);
+TG_API const char *tg_lookup_name(tg_lookup l);
+TG_API const char *tg_tenant_source_name(tg_tenant_source s);
+TG_API const char *tg_search_rule_name(tg_search_rule r);
+TG_API const char *tg_scenario_type_name(tg_scenario_type t);
+TG_API const char *tg_exception_kind_name(tg_exception_kind k);
+/* "workspace_member", ... for one TG_CHECK_* bit; NULL for anything else. */
+TG_API const char *tg_check_name(unsigned check_bit);
+/* Index of a family by name, -1 when unknown. */
+TG_API int tg_rules_family_index(const tg_rules *rules, const char *name);
+/* Index of a path type by name, -1 when unknown. */
+TG_API int tg_path_type_index(const char *name);
+
+/* ---- findings (checks) ------------------------------------------------------------------- */
+
+typedef enum { TG_LEVEL_ERROR, TG_LEVEL_WARNING } tg_level;
+
+typedef struct tg_finding {
+    tg_level level;
+    const char *code;    /* stable, e.g. "unknown_field" */
+    const char *message; /* one line, without the location */
+    tg_where where;
+} tg_finding;
+
+typedef struct tg_findings tg_findings;
+
+TG_API size_t tg_findings_count(const tg_findings *f);
+/* The i-th finding, NULL past the end. Valid until tg_findings_free. */
+TG_API const tg_finding *tg_findings_get(const tg_findings *f, size_t i);
+TG_API size_t tg_findings_errors(const tg_findings *f);
+TG_API void tg_findings_free(tg_findings *f);
+
+/* Every check code with its level and a one-line explanation, for documentation and tools.
+ * Returns NULL past the end. Static data. */
+typedef struct tg_check_info {
+    const char *code;
+    tg_level level;
+    const char *meaning;
+} tg_check_info;
+TG_API const tg_check_info *tg_check_info_get(size_t i);
+
+/* ---- the engine ---------------------------------------------------------------------------- */
+
+typedef struct tg_engine tg_engine;
+
+typedef struct tg_open_options {
+    const char *db;    /* SQLite file; NULL or "" to check rules without a database */
+    const char *rules; /* a directory of *.lua rule files, or one file */
+    int busy_timeout_ms;            /* default 5000 */
+    int64_t instruction_budget;     /* for loading the rules; default 20,000,000 */
+    size_t memory_cap;              /* bytes for loading the rules; default 64 MiB */
+} tg_open_options;
+
+/* Opens the database and loads the rules. On return *out is an engine whenever memory
+ * allowed one, even on failure: read tg_engine_errmsg() and tg_engine_findings(), then
+ * tg_engine_close() it. On TG_RULES the findings list every problem. */
+TG_API TG_WUR int tg_engine_open(const tg_open_options *opts, tg_engine **out);
+
+/* Closes the engine. Contexts still open keep what they need alive and must be closed
+ * too. Safe on NULL. */
+TG_API void tg_engine_close(tg_engine *eng);
+
+/* The message of the last failure on this engine: "rules/x.lua:12: ..." for rule errors.
+ * Valid until the next call on the engine. */
+TG_API const char *tg_engine_errmsg(const tg_engine *eng);
+
+/* Loads the rule files again beside the current rules; swaps them in only when they are
+ * valid. On failure the old rules keep serving and the findings of the failed load are
+ * available through tg_engine_findings(). */
+TG_API TG_WUR int tg_engine_reload(tg_engine *eng);
+
+/* Findings of the last load or reload (warnings of a successful one, everything of a failed
+ * one). Owned by the engine, valid until the next open/reload/lint. */
+TG_API const tg_findings *tg_engine_findings(const tg_engine *eng);
+
+/* Checks the rule files as they are on disk now against the database as it is now, without
+ * changing the serving rules. *out is owned by the caller (tg_findings_free). */
+TG_API TG_WUR int tg_engine_lint(tg_engine *eng, tg_findings **out);
+
+/* The serving rules. Valid until the next successful reload or close. */
+TG_API const tg_rules *tg_engine_rules(const tg_engine *eng);
+
+/* Loads and checks rules without an engine (no database checks unless db is given).
+ * *out is owned by the caller. */
+TG_API TG_WUR int tg_rules_check(const tg_open_options *opts, tg_findings **out);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

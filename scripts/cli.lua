@@ -1,0 +1,199 @@
+-- tenantguard: the command-line tool. A trusted Lua program on the tenantguard module.
+-- Run through the generated wrapper (build/tenantguard, or the installed one), which sets the
+-- module paths; this file returns main(arg) -> exit code.
+local tg = require "tenantguard"
+local json = require "tenantguard.json"
+
+local DEFAULT_RULES = os.getenv("TENANTGUARD_RULES") or TENANTGUARD_DEFAULT_RULES or "rules"
+
+local commands = {}
+local usage = {}
+
+local function printf(fmt, ...) io.stdout:write(fmt:format(...)) end
+local function eprintf(fmt, ...) io.stderr:write(fmt:format(...)) end
+
+-- Parses "--name value", "--flag" and positionals. spec: name -> "value" | "flag".
+local function parse(args, spec)
+  local opts, pos = {}, {}
+  local i = 1
+  while i <= #args do
+    local a = args[i]
+    local name, inline = a:match("^%-%-([%w%-]+)=(.*)$")
+    name = name or a:match("^%-%-([%w%-]+)$")
+    if name then
+      local kind = spec[name]
+      if name == "help" then
+        opts.help = true
+      elseif not kind then
+        error(("unknown option --%s"):format(name), 0)
+      elseif kind == "flag" then
+        opts[name] = true
+      else
+        local v = inline
+        if not v then
+          i = i + 1
+          v = args[i]
+        end
+        if v == nil then error(("option --%s needs a value"):format(name), 0) end
+        opts[name] = v
+      end
+    else
+      pos[#pos + 1] = a
+    end
+    i = i + 1
+  end
+  return opts, pos
+end
+
+local function int_opt(opts, name, default)
+  if opts[name] == nil then return default end
+  local n = math.tointeger(tonumber(opts[name]))
+  if not n or n < 1 then error(("--%s must be a positive integer"):format(name), 0) end
+  return n
+end
+
+local function finding_line(f)
+  local where = f.where ~= "" and (f.where .. ": ") or ""
+  return ("%s%s: %s [%s]"):format(where, f.level, f.message, f.code)
+end
+
+-- ---------------------------------------------------------------------------------------
+usage.lint = [[
+usage: tenantguard lint [--rules DIR] [--db FILE] [--json] [--strict]
+
+Checks the rule scripts (and, with --db, the mapping against the database schema and
+drift: tables with the tenant column that no rule covers). Prints every finding with
+file:line and a stable code. Exit 1 on errors (with --strict, also on warnings).]]
+
+function commands.lint(args)
+  local opts = parse(args, { rules = "value", db = "value", json = "flag", strict = "flag" })
+  if opts.help then print(usage.lint) return 0 end
+  local rules = opts.rules or DEFAULT_RULES
+  local findings = tg.check { rules = rules, db = opts.db }
+  local errors, warnings = 0, 0
+  for _, f in ipairs(findings) do
+    if f.level == "error" then errors = errors + 1 else warnings = warnings + 1 end
+  end
+  if opts.json then
+    print(json.encode { rules = rules, db = opts.db, errors = errors, warnings = warnings,
+      findings = json.array(findings) })
+  else
+    for _, f in ipairs(findings) do print(finding_line(f)) end
+    printf("%s: %d error%s, %d warning%s\n", rules, errors, errors == 1 and "" or "s",
+      warnings, warnings == 1 and "" or "s")
+  end
+  if errors > 0 or (opts.strict and warnings > 0) then return 1 end
+  return 0
+end
+
+-- ---------------------------------------------------------------------------------------
+usage.refdb = [[
+usage: tenantguard refdb FILE [--rows N] [--force]
+
+Creates the reference application's SQLite database as it is before the workspace_id
+rollout, seeded deterministically with N rows per tenant-owned table (default 1000),
+including a few rows whose tenant no longer exists. Refuses to replace an existing file
+unless --force is given.]]
+
+function commands.refdb(args)
+  local opts, pos = parse(args, { rows = "value", force = "flag" })
+  if opts.help then print(usage.refdb) return 0 end
+  if #pos ~= 1 then error("refdb needs exactly one FILE\n" .. usage.refdb, 0) end
+  local refdb = require "refdb"
+  local t0 = os.clock()
+  local s = refdb.create(pos[1], { rows = int_opt(opts, "rows", 1000), force = opts.force })
+  printf("created %s: %d tenant-owned tables x %d rows (%d orphan rows whose tenant is gone) "
+    .. "in %.2fs\n", s.path, s.tables, s.rows, s.orphans, os.clock() - t0)
+  return 0
+end
+
+-- ---------------------------------------------------------------------------------------
+usage.rules = [[
+usage: tenantguard rules [--rules DIR] [--json]
+
+Loads the rules and prints what they describe: families with their access paths, scope
+exceptions, residual tables, roles. Exit 1 when the rules do not load.]]
+
+function commands.rules(args)
+  local opts = parse(args, { rules = "value", json = "flag" })
+  if opts.help then print(usage.rules) return 0 end
+  local eng = tg.open { rules = opts.rules or DEFAULT_RULES }
+  local r = eng:rules()
+  eng:close()
+  if opts.json then print(json.encode(r)) return 0 end
+  printf("rules %s, version %s, %d files\n", r.dir, r.version, r.files)
+  printf("\n%-15s %-18s %-15s %-19s %s\n", "family", "table", "search", "action surface",
+    "paths")
+  for _, f in ipairs(r.families) do
+    printf("%-15s %-18s %-15s %-19s %s\n", f.name, f.table, f.search_posture,
+      f.action_surface_status, table.concat(f.path_order, ", "))
+  end
+  printf("\nexceptions:\n")
+  for _, e in ipairs(r.exceptions) do
+    printf("  %-24s %-34s checks: %s\n", e.name, e.exception_kind,
+      table.concat(e.still_required_checks, ", "))
+  end
+  printf("\nresidual tables:\n")
+  for _, x in ipairs(r.residuals) do printf("  %-22s %s\n", x.table, x.why_not_in_first_slice) end
+  printf("\nroles:\n")
+  local names = {}
+  for name in pairs(r.roles) do names[#names + 1] = name end
+  table.sort(names)
+  for _, name in ipairs(names) do
+    printf("  %-10s %d of %d capabilities\n", name, #r.roles[name], #r.capabilities)
+  end
+  return 0
+end
+
+-- ---------------------------------------------------------------------------------------
+usage.checks = [[
+usage: tenantguard checks
+
+Lists every check code with its level and meaning.]]
+
+function commands.checks(args)
+  local opts = parse(args, {})
+  if opts.help then print(usage.checks) return 0 end
+  for _, c in ipairs(tg.checks()) do printf("%-28s %-8s %s\n", c.code, c.level, c.meaning) end
+  return 0
+end
+
+-- ---------------------------------------------------------------------------------------
+local order = { "lint", "rules", "checks", "refdb" }
+
+local function help()
+  print("usage: tenantguard <command> [options]   (tenantguard <command> --help for more)\n")
+  print("commands:")
+  for _, name in ipairs(order) do
+    local first = usage[name]:match("\n\n([^\n]*)") or ""
+    printf("  %-10s %s\n", name, first)
+  end
+  printf("\nrules default to %s (override with --rules or TENANTGUARD_RULES)\n", DEFAULT_RULES)
+end
+
+local function main(args)
+  local name = args[1]
+  if name == nil or name == "help" or name == "--help" or name == "-h" then
+    help()
+    return name == nil and 2 or 0
+  end
+  if name == "--version" or name == "version" then
+    print("tenantguard " .. tg.VERSION)
+    return 0
+  end
+  local cmd = commands[name]
+  if not cmd then
+    eprintf("tenantguard: unknown command '%s'\n", name)
+    help()
+    return 2
+  end
+  local rest = table.move(args, 2, #args, 1, {})
+  local ok, res = pcall(cmd, rest)
+  if not ok then
+    eprintf("tenantguard %s: %s\n", name, tostring(res))
+    return 2
+  end
+  return res or 0
+end
+
+return main

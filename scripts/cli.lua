@@ -159,7 +159,41 @@ function commands.checks(args)
 end
 
 -- ---------------------------------------------------------------------------------------
-local order = { "lint", "rules", "checks", "refdb" }
+usage.demo = [[
+usage: tenantguard demo [--dir DIR] [--rows N] [--rules DIR]
+
+Runs the whole story on a fresh SQLite file in DIR (default ./demo): creates the reference
+database, lints the rules against it, and shows what the rules describe.]]
+
+local function step(n, title)
+  printf("\n== %d. %s %s\n", n, title, ("="):rep(math.max(0, 70 - #title)))
+end
+
+function commands.demo(args)
+  local opts = parse(args, { dir = "value", rows = "value", rules = "value" })
+  if opts.help then print(usage.demo) return 0 end
+  local dir = opts.dir or "demo"
+  local rules = opts.rules or DEFAULT_RULES
+  assert(os.execute(("mkdir -p '%s'"):format(dir:gsub("'", "'\\''"))))
+  local db = dir .. "/reference.db"
+
+  step(1, "Create the reference database (before the workspace_id rollout)")
+  local s = require("refdb").create(db, { rows = int_opt(opts, "rows", 5000), force = true })
+  printf("%s: %d tenant-owned tables x %d rows, %d orphan rows whose tenant is gone\n",
+    db, s.tables, s.rows, s.orphans)
+
+  step(2, "Lint the rules against it")
+  local rc = commands.lint { "--rules", rules, "--db", db }
+  if rc ~= 0 then return rc end
+
+  step(3, "What the rules describe")
+  commands.rules { "--rules", rules }
+  printf("\ndemo finished: %s\n", db)
+  return 0
+end
+
+-- ---------------------------------------------------------------------------------------
+local order = { "demo", "lint", "rules", "checks", "refdb" }
 
 local function help()
   print("usage: tenantguard <command> [options]   (tenantguard <command> --help for more)\n")

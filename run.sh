@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# Set-up, build and run, on a fresh Debian 12 machine or an old one; every step idempotent.
+#   ./run.sh demo    install what is missing, build, run the demo
+#   ./run.sh test    install what is missing, build, run every test (plain -Werror build,
+#                    then again under AddressSanitizer and UndefinedBehaviorSanitizer)
+#   ./run.sh build   install what is missing and build (preset "default")
+#   ./run.sh bench   build with optimisations and run the benchmarks (see README)
+set -euo pipefail
+cd "$(dirname "$0")"
+
+PACKAGES="build-essential cmake pkg-config liblua5.4-dev lua5.4 lua-unit libsqlite3-dev sqlite3"
+
+ensure_packages() {
+  local missing=()
+  for p in $PACKAGES; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+  done
+  if ((${#missing[@]})); then
+    echo "==> installing: ${missing[*]}"
+    local sudo=""
+    [ "$(id -u)" -eq 0 ] || sudo="sudo"
+    $sudo apt-get update
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y --no-install-recommends "${missing[@]}"
+  fi
+}
+
+build() { # preset
+  cmake --preset "$1" >/dev/null
+  cmake --build --preset "$1" -j "$(nproc)"
+}
+
+case "${1:-}" in
+  demo)
+    ensure_packages
+    build default
+    exec ./build/tenantguard demo --dir demo
+    ;;
+  test)
+    ensure_packages
+    build ci
+    ctest --preset ci
+    build asan
+    ctest --preset asan
+    ;;
+  build)
+    ensure_packages
+    build default
+    ;;
+  bench)
+    ensure_packages
+    build bench
+    shift
+    exec ./build-bench/bench/tenantguard_bench "$@"
+    ;;
+  *)
+    sed -n '2,8p' "$0"
+    exit 2
+    ;;
+esac

@@ -444,42 +444,66 @@ static void compile_capabilities(comp *c, int decls) {
     c->rs->cap_words = r->n_capabilities / 64 + 1;
 }
 
+/* Roles: `role "name" { "cap.a", "cap.b", includes = "other" }`. A role grants its listed
+ * capabilities ("*" for all) and everything its included roles grant. */
 static void compile_roles(comp *c, int decls) {
     tg_rules *r = &c->rs->pub;
     int n = count_kind(c, decls, "role");
     tg_role *roles = alloc(c, (size_t)(n + 1) * sizeof *roles);
-    if (!roles)
+    int *includes = alloc(c, (size_t)(n + 1) * (size_t)(n + 1) * sizeof *includes);
+    if (!roles || !includes)
         return;
     r->roles = roles;
     lua_Integer len = (lua_Integer)lua_rawlen(c->L, decls);
+    /* names first, so includes may refer forward */
     for (lua_Integer i = 1; i <= len; i++) {
         decl d;
         open_decl(c, decls, i, &d);
-        if (strcmp(d.kind, "role") != 0) {
+        if (strcmp(d.kind, "role") == 0) {
+            set_what(c, "role '%s'", d.name);
+            int dupi = -1;
+            for (size_t k = 0; k < r->n_roles; k++)
+                if (strcmp(roles[k].name, d.name) == 0)
+                    dupi = (int)k;
+            if (dupi >= 0) {
+                err(c, "duplicate_name", "role '%s' is declared twice (first at %s:%d)", d.name,
+                    roles[dupi].where.file, roles[dupi].where.line);
+            } else {
+                tg_role *role = &roles[r->n_roles++];
+                role->name = dup(c, d.name);
+                role->where.file = dup(c, d.file);
+                role->where.line = d.line;
+                role->grants = alloc(c, c->rs->cap_words * sizeof(uint64_t));
+            }
+        }
+        lua_pop(c->L, 1);
+    }
+    size_t ri = 0;
+    for (lua_Integer i = 1; i <= len; i++) {
+        decl d;
+        open_decl(c, decls, i, &d);
+        if (strcmp(d.kind, "role") != 0 || ri >= r->n_roles || strcmp(roles[ri].name, d.name) ||
+            roles[ri].where.line != d.line || strcmp(roles[ri].where.file, d.file)) {
             lua_pop(c->L, 1);
             continue;
         }
+        tg_role *role = &roles[ri];
+        int *inc = &includes[ri * (size_t)(n + 1)];
+        ri++;
+        inc[0] = -1;
         set_what(c, "role '%s'", d.name);
-        for (size_t k = 0; k < r->n_roles; k++)
-            if (strcmp(roles[k].name, d.name) == 0)
-                err(c, "duplicate_name", "role '%s' is declared twice (first at %s:%d)", d.name,
-                    roles[k].where.file, roles[k].where.line);
-        tg_role *role = &roles[r->n_roles++];
-        role->name = dup(c, d.name);
-        role->where.file = dup(c, d.file);
-        role->where.line = d.line;
-        uint64_t *grants = alloc(c, c->rs->cap_words * sizeof *grants);
-        role->grants = grants;
+        uint64_t *grants = (uint64_t *)role->grants;
         size_t len_list = lua_rawlen(c->L, d.body);
         lua_pushnil(c->L);
-        size_t keys = 0;
         while (lua_next(c->L, d.body)) {
             lua_pop(c->L, 1);
-            keys++;
-        }
-        if (keys != len_list) {
-            const char *const none[] = {NULL};
-            check_keys(c, d.body, none);
+            if (lua_type(c->L, -1) == LUA_TSTRING && strcmp(lua_tostring(c->L, -1), "includes") == 0)
+                continue;
+            if (lua_isinteger(c->L, -1) && lua_tointeger(c->L, -1) >= 1 &&
+                (size_t)lua_tointeger(c->L, -1) <= len_list)
+                continue;
+            err(c, "unknown_field", "a role is a list of capability names, plus an optional "
+                                    "'includes' naming other roles");
         }
         for (size_t k = 1; grants && k <= len_list; k++) {
             if (lua_rawgeti(c->L, d.body, (lua_Integer)k) != LUA_TSTRING) {
@@ -497,7 +521,46 @@ static void compile_roles(comp *c, int decls) {
             }
             lua_pop(c->L, 1);
         }
+        const char **names = NULL;
+        const char *one[2] = {NULL, NULL};
+        int ty = field(c, d.body, "includes");
         lua_pop(c->L, 1);
+        size_t ni = 0;
+        if (ty == LUA_TSTRING) {
+            get_str(c, d.body, "includes", 0, &one[0]);
+            names = one;
+            ni = 1;
+        } else if (ty != LUA_TNIL) {
+            ni = get_str_list(c, d.body, "includes", 0, &names);
+        }
+        int k = 0;
+        for (size_t j = 0; j < ni; j++) {
+            int found = -1;
+            for (size_t q = 0; q < r->n_roles; q++)
+                if (strcmp(roles[q].name, names[j]) == 0)
+                    found = (int)q;
+            if (found < 0)
+                err(c, "unknown_role", "includes role '%s', which is not declared", names[j]);
+            else if (k < n)
+                inc[k++] = found;
+        }
+        inc[k] = -1;
+        lua_pop(c->L, 1);
+    }
+    /* union the included grants until nothing changes (cycles are harmless) */
+    for (int changed = 1, rounds = 0; changed && rounds <= n; rounds++) {
+        changed = 0;
+        for (size_t q = 0; q < r->n_roles; q++) {
+            uint64_t *g = (uint64_t *)roles[q].grants;
+            for (int *inc = &includes[q * (size_t)(n + 1)]; g && *inc >= 0; inc++)
+                for (size_t w = 0; w < c->rs->cap_words; w++) {
+                    uint64_t add = roles[*inc].grants[w] & ~g[w];
+                    if (add) {
+                        g[w] |= add;
+                        changed = 1;
+                    }
+                }
+        }
     }
 }
 

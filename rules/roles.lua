@@ -1,4 +1,5 @@
--- Capabilities, and the roles that grant them.
+-- Capabilities, and the roles that grant them. A role lists capabilities ("*" for all) and
+-- may include other roles.
 
 capabilities {
   "policy.view", "policy.edit", "policy.delete",
@@ -14,27 +15,19 @@ capabilities {
   "alerts.view",
 }
 
-local views = {
+-- sees, never acts
+role "readonly" {
   "policy.view", "policy_version.view", "backup.view", "backup_schedule.view",
   "restore.view", "finding.view", "inventory.view", "entra_group.view",
   "operations.view", "alerts.view",
 }
 
-local function with(base, extra)
-  local all = {}
-  for _, c in ipairs(base) do all[#all + 1] = c end
-  for _, c in ipairs(extra) do all[#all + 1] = c end
-  return all
-end
+-- runs the day-to-day: edits, backups, restores; deletes nothing, manages no connections
+role "operator" {
+  includes = "readonly",
+  "policy.edit", "policy_version.restore", "backup.create", "backup_schedule.manage",
+  "restore.run", "finding.manage", "inventory.manage",
+}
 
 -- owns the workspace: everything
 role "owner" { "*" }
-
--- runs the day-to-day: edits, backups, restores; deletes nothing and manages no connections
-role "operator" (with(views, {
-  "policy.edit", "policy_version.restore", "backup.create", "backup_schedule.manage",
-  "restore.run", "finding.manage", "inventory.manage",
-}))
-
--- sees, never acts
-role "readonly" (views)

@@ -26,6 +26,7 @@ typedef struct comp {
     int oom;
     claim *claims;
     size_t n_claims, cap_claims;
+    tg_where *cap_where; /* where each capability was declared */
 } comp;
 
 /* ---- reporting ---- */
@@ -403,7 +404,8 @@ static void compile_capabilities(comp *c, int decls) {
         lua_pop(c->L, 1);
     }
     const char **caps = alloc(c, (total + 1) * sizeof *caps);
-    if (!caps)
+    c->cap_where = alloc(c, (total + 1) * sizeof *c->cap_where);
+    if (!caps || !c->cap_where)
         return;
     r->capabilities = caps;
     for (lua_Integer i = 1; i <= len; i++) {
@@ -414,16 +416,16 @@ static void compile_capabilities(comp *c, int decls) {
             continue;
         }
         set_what(c, "capabilities");
-        const char *const none[] = {NULL};
         size_t n = lua_rawlen(c->L, d.body);
         lua_pushnil(c->L);
-        size_t keys = 0;
         while (lua_next(c->L, d.body)) {
             lua_pop(c->L, 1);
-            keys++;
+            if (lua_isinteger(c->L, -1) && lua_tointeger(c->L, -1) >= 1 &&
+                (size_t)lua_tointeger(c->L, -1) <= n)
+                continue;
+            err(c, "unknown_field", "capabilities is a list of names; '%s' is not one",
+                lua_type(c->L, -1) == LUA_TSTRING ? lua_tostring(c->L, -1) : "(a non-name key)");
         }
-        if (keys != n)
-            check_keys(c, d.body, none);
         for (size_t k = 1; k <= n; k++) {
             if (lua_rawgeti(c->L, d.body, (lua_Integer)k) != LUA_TSTRING ||
                 lua_rawlen(c->L, -1) == 0) {
@@ -434,8 +436,11 @@ static void compile_capabilities(comp *c, int decls) {
                     err(c, "duplicate_name", "capability '%s' is declared twice", s);
                 else if (strcmp(s, "*") == 0)
                     err(c, "bad_value", "'*' is not a capability name");
-                else
+                else {
+                    c->cap_where[r->n_capabilities].file = dup(c, d.file);
+                    c->cap_where[r->n_capabilities].line = d.line;
                     caps[r->n_capabilities++] = dup(c, s);
+                }
             }
             lua_pop(c->L, 1);
         }
@@ -502,8 +507,10 @@ static void compile_roles(comp *c, int decls) {
             if (lua_isinteger(c->L, -1) && lua_tointeger(c->L, -1) >= 1 &&
                 (size_t)lua_tointeger(c->L, -1) <= len_list)
                 continue;
-            err(c, "unknown_field", "a role is a list of capability names, plus an optional "
-                                    "'includes' naming other roles");
+            err(c, "unknown_field",
+                "'%s' is not a role field: a role is a list of capability names, plus an "
+                "optional 'includes' naming other roles",
+                lua_type(c->L, -1) == LUA_TSTRING ? lua_tostring(c->L, -1) : "(a non-name key)");
         }
         for (size_t k = 1; grants && k <= len_list; k++) {
             if (lua_rawgeti(c->L, d.body, (lua_Integer)k) != LUA_TSTRING) {
@@ -539,8 +546,16 @@ static void compile_roles(comp *c, int decls) {
             for (size_t q = 0; q < r->n_roles; q++)
                 if (strcmp(roles[q].name, names[j]) == 0)
                     found = (int)q;
-            if (found < 0)
-                err(c, "unknown_role", "includes role '%s', which is not declared", names[j]);
+            if (found < 0) {
+                const char *known[65];
+                size_t nk = 0;
+                for (; nk < r->n_roles && nk < 64; nk++)
+                    known[nk] = roles[nk].name;
+                known[nk] = NULL;
+                char sug[96];
+                err(c, "unknown_role", "includes role '%s', which is not declared%s", names[j],
+                    suggest(names[j], known, sug, sizeof sug));
+            }
             else if (k < n)
                 inc[k++] = found;
         }
@@ -1269,8 +1284,8 @@ static void check_capabilities(comp *c) {
         for (size_t k = 0; k < r->n_exceptions; k++)
             needed |= r->exceptions[k].capability == (int)ci;
         if (!granted && !needed) {
-            c->file = r->dir;
-            c->line = 0;
+            c->file = c->cap_where[ci].file;
+            c->line = c->cap_where[ci].line;
             set_what(c, "capabilities");
             warn(c, "unused_capability", "capability '%s' is granted by no role and needed by no "
                                          "rule", r->capabilities[ci]);

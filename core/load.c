@@ -229,6 +229,11 @@ static int list_rule_files(const char *dir, char ***out, int *is_file) {
         size_t len = strlen(e->d_name);
         if (len < 5 || e->d_name[0] == '.' || strcmp(e->d_name + len - 4, ".lua") != 0)
             continue;
+        char full[4096];
+        struct stat fst;
+        if ((size_t)snprintf(full, sizeof full, "%s/%s", dir, e->d_name) >= sizeof full ||
+            stat(full, &fst) != 0 || !S_ISREG(fst.st_mode))
+            continue; /* a directory named x.lua, a dangling link: not a rule file */
         if (n == MAX_RULE_FILES)
             break;
         if (n == cap) {
@@ -286,19 +291,21 @@ done:
     return buf;
 }
 
-/* Splits "file:line: message" into its parts when it has that shape. */
+/* Splits "<chunk>:line: message" into line and message. Lua shortens long chunk names
+ * ("...tail/x.lua"), so the position is found as the first ".lua:<digits>:" rather than by
+ * matching the file name. */
 static void add_lua_error(tg_findings *f, const char *code, const char *file, const char *msg) {
-    size_t flen = strlen(file);
     int line = 0;
     const char *text = msg;
-    if (strncmp(msg, file, flen) == 0 && msg[flen] == ':') {
+    for (const char *p = strstr(msg, ".lua:"); p; p = strstr(p + 1, ".lua:")) {
         char *end;
-        long l = strtol(msg + flen + 1, &end, 10);
-        if (end != msg + flen + 1 && *end == ':') {
+        long l = strtol(p + 5, &end, 10);
+        if (end != p + 5 && *end == ':' && l > 0) {
             line = (int)l;
             text = end + 1;
             while (*text == ' ')
                 text++;
+            break;
         }
     }
     tg__findings_add(f, TG_LEVEL_ERROR, code, file, line, "%s", text);
@@ -400,10 +407,16 @@ static void open_safe_libs(lua_State *L) {
         luaL_requiref(L, lib->name, lib->func, 1);
         lua_pop(L, 1);
     }
-    /* string methods reach the real string table through the string metatable */
+    /* String methods reach the real string table through the string metatable, so the
+     * functions a rule file must not have are removed from it: dump (bytecode), and the
+     * pattern matchers, whose backtracking runs in C where the instruction budget cannot
+     * stop it ("a*a*a*b" against a few hundred characters takes seconds). */
+    static const char *const removed[] = {"dump", "find", "match", "gmatch", "gsub", NULL};
     lua_getglobal(L, LUA_STRLIBNAME);
-    lua_pushnil(L);
-    lua_setfield(L, -2, "dump");
+    for (int i = 0; removed[i]; i++) {
+        lua_pushnil(L);
+        lua_setfield(L, -2, removed[i]);
+    }
     lua_pop(L, 1);
 }
 

@@ -118,11 +118,14 @@ enum {
     TG_CHECK_CAPABILITY = 1 << 4
 };
 
+enum { TG_NULL, TG_INTEGER, TG_REAL, TG_TEXT, TG_BOOLEAN, TG_BLOB };
+
 typedef struct tg_value {
-    int type; /* 0 nil, 1 integer, 2 real, 3 text, 4 boolean (stored as integer) */
+    int type;      /* TG_NULL, TG_INTEGER, TG_REAL, TG_TEXT, TG_BOOLEAN (in i), TG_BLOB */
     int64_t i;
     double r;
-    const char *s;
+    const char *s; /* TG_TEXT (NUL-terminated) and TG_BLOB */
+    size_t n;      /* bytes in s */
 } tg_value;
 
 typedef struct tg_path_rule {
@@ -345,6 +348,101 @@ TG_API const tg_rules *tg_engine_rules(const tg_engine *eng);
 /* Loads and checks rules without an engine (no database checks unless db is given).
  * *out is owned by the caller. */
 TG_API TG_WUR int tg_rules_check(const tg_open_options *opts, tg_findings **out);
+
+/* ---- contexts and decisions ---------------------------------------------------------------- */
+
+typedef struct tg_ctx tg_ctx;
+
+typedef struct tg_ctx_options {
+    int64_t user;
+    int64_t workspace;
+    int64_t tenant;  /* the route tenant; ignored unless has_tenant */
+    int has_tenant;
+} tg_ctx_options;
+
+/* Opens a context: one request made by `user` in `workspace` (and tenant). Membership,
+ * entitlement and role are read once, on the first decision, and reused. The context keeps
+ * the rule version it was opened with, even across a reload, until tg_ctx_close. *out is a
+ * context whenever memory allowed one (close it even on failure). */
+TG_API TG_WUR int tg_ctx_open(tg_engine *eng, const tg_ctx_options *opts, tg_ctx **out);
+TG_API void tg_ctx_close(tg_ctx *ctx);
+/* The message of the last failure on this context (valid until its next call). */
+TG_API const char *tg_ctx_errmsg(const tg_ctx *ctx);
+/* The rules this context decides with (valid until tg_ctx_close). */
+TG_API const tg_rules *tg_ctx_rules(const tg_ctx *ctx);
+
+typedef struct tg_request {
+    const char *family;    /* a family name, or NULL with `exception` */
+    const char *exception; /* a scope exception's name instead of a family */
+    tg_path_type path;
+    int64_t id;            /* detail, row_action, canonical_viewer; relation_manager: one child */
+    int has_id;
+    const int64_t *ids;    /* bulk_action */
+    size_t n_ids;
+    int64_t owner;         /* relation_manager: the owner record's id */
+    int has_owner;
+    const char *query;     /* global_search */
+    int64_t limit;         /* index, relation_manager, global_search; 0: the rules' page size */
+    int64_t after;         /* keyset: only ids greater than this */
+    const char *capability; /* required in addition to the path's own capability */
+} tg_request;
+
+typedef struct tg_decision {
+    int status;          /* 200, 403 or 404 */
+    const char *reason;  /* short code for logs: "ok", "foreign_tenant", "not_member", ... */
+    size_t n_records;
+    size_t n_columns;
+    const char *const *columns; /* column names of every record */
+    const tg_value *values;     /* n_records * n_columns, row by row */
+    int has_more;               /* a list path has more rows after this page */
+    int64_t next_after;         /* pass as `after` for the next page */
+    int64_t row_id;             /* tg_ctx_insert: id of the new row */
+} tg_decision;
+
+/* Decides a request. Returns TG_OK when a decision was made (read its status), or an error
+ * status for a request that cannot be decided as asked (unknown family or capability, a
+ * limit exceeded, a database error). *out and everything it points to stay valid until the
+ * next call on this context. */
+TG_API TG_WUR int tg_ctx_resolve(tg_ctx *ctx, const tg_request *req, const tg_decision **out);
+
+/* One column value for tg_ctx_insert / tg_ctx_update. */
+typedef struct tg_column_value {
+    const char *column;
+    tg_value value;
+} tg_column_value;
+
+/* Inserts a row of `family` under the context's scope, like a row action: the workspace is
+ * derived from the tenant, a supplied workspace_id or tenant_id that disagrees is rejected
+ * (TG_REJECTED with a message), a missing scope or capability is a 404/403 decision. */
+TG_API TG_WUR int tg_ctx_insert(tg_ctx *ctx, const char *family, const tg_column_value *values,
+                                size_t n_values, const char *capability,
+                                const tg_decision **out);
+/* Updates row `id` of `family` under the context's scope. tenant_id can never change. */
+TG_API TG_WUR int tg_ctx_update(tg_ctx *ctx, const char *family, int64_t id,
+                                const tg_column_value *values, size_t n_values,
+                                const char *capability, const tg_decision **out);
+
+/* ---- the decision log ------------------------------------------------------------------------ */
+
+typedef struct tg_decision_event {
+    int64_t user, workspace, tenant;
+    int has_tenant;
+    const char *family; /* or the exception's name */
+    const char *path;   /* "detail", ..., "insert", "update" */
+    const int64_t *ids; /* the ids the request named (id, ids, or owner) */
+    size_t n_ids;
+    int status;
+    const char *reason;
+    const char *rule_version;
+} tg_decision_event;
+
+typedef void (*tg_decision_sink)(void *ud, const tg_decision_event *ev);
+
+/* Every decision made through the engine's contexts is passed to sink (NULL removes it).
+ * The event is valid only during the call. */
+TG_API void tg_engine_set_decision_sink(tg_engine *eng, tg_decision_sink sink, void *ud);
+/* Appends every decision as one JSON line to the file at path (NULL stops). */
+TG_API TG_WUR int tg_engine_set_decision_file(tg_engine *eng, const char *path);
 
 #ifdef __cplusplus
 }

@@ -1,0 +1,48 @@
+/* A plan: what one rule version needs to decide against one database connection. Table
+ * shapes read from the schema, and statements prepared once (lazily, persistent) and reused
+ * by every context opened under that rule version. Shared by reference count. */
+#ifndef TG_PLAN_H
+#define TG_PLAN_H
+
+#include "rules.h"
+#include "sql.h"
+
+typedef struct tg__table_plan {
+    tg__table_shape shape;
+    int col_id, col_tenant, col_workspace; /* indexes into shape.columns; -1 when absent */
+    int present;                            /* the table exists */
+    sqlite3_stmt *by_id, *by_ids, *page, *relation, *search;
+    sqlite3_stmt *ws_page[4];               /* exceptions: [entitled_only | tenant_only<<1] */
+} tg__table_plan;
+
+#define TG__WCACHE 16
+
+typedef struct tg__plan {
+    int refs;
+    tg__ruleset *rs;
+    sqlite3 *db;
+    unsigned schema_gen;
+    tg__arena arena;
+    tg__table_plan *fams; /* one per family */
+    tg__table_plan *excs; /* one per exception */
+    sqlite3_stmt *scope, *entitlement;
+    struct {
+        uint64_t hash;
+        sqlite3_stmt *st;
+    } wcache[TG__WCACHE]; /* insert/update statements by SQL text hash */
+    unsigned wnext;
+} tg__plan;
+
+/* Builds a plan for rs on db (reads table shapes; prepares nothing yet). */
+TG_HIDDEN int tg__plan_new(tg__ruleset *rs, sqlite3 *db, unsigned schema_gen, tg__buf *err,
+                           tg__plan **out);
+TG_HIDDEN tg__plan *tg__plan_retain(tg__plan *p);
+TG_HIDDEN void tg__plan_release(tg__plan *p);
+
+/* Prepares *slot from sql unless already prepared. Returns an SQLite code. */
+TG_HIDDEN int tg__plan_prepare(tg__plan *p, sqlite3_stmt **slot, const tg__buf *sql);
+
+/* A cached insert/update statement for this SQL text. Returns an SQLite code. */
+TG_HIDDEN int tg__plan_write_stmt(tg__plan *p, const tg__buf *sql, sqlite3_stmt **out);
+
+#endif

@@ -1,0 +1,295 @@
+/* SQL text generation for the SQLite dialect. See sql.h for the parameter numbering. */
+#include "sql.h"
+
+#include <string.h>
+
+static void sqlite_ident(tg__buf *b, const char *name) {
+    /* names were validated as plain identifiers; quoting is the second line of defence */
+    tg__buf_add(b, "\"");
+    for (const char *p = name; *p; p++) {
+        if (*p == '"')
+            tg__buf_add(b, "\"\"");
+        else
+            tg__buf_addn(b, p, 1);
+    }
+    tg__buf_add(b, "\"");
+}
+
+static void sqlite_param(tg__buf *b, int n) { tg__buf_printf(b, "?%d", n); }
+
+const tg__dialect tg__sqlite = {"sqlite", sqlite_ident, sqlite_param, " ESCAPE '\\'"};
+
+static void col(const tg__dialect *d, tg__buf *b, const char *alias, const char *name) {
+    if (alias) {
+        tg__buf_add(b, alias);
+        tg__buf_add(b, ".");
+    }
+    d->ident(b, name);
+}
+
+static void select_all(const tg__dialect *d, const tg__table_shape *t, tg__buf *b) {
+    tg__buf_add(b, "SELECT ");
+    for (int i = 0; i < t->n_columns; i++) {
+        if (i)
+            tg__buf_add(b, ", ");
+        col(d, b, "r", t->columns[i]);
+    }
+    tg__buf_add(b, " FROM ");
+    d->ident(b, t->table);
+    tg__buf_add(b, " AS r");
+}
+
+void tg__sql_by_id(const tg__dialect *d, const tg__table_shape *t, tg__buf *b) {
+    select_all(d, t, b);
+    tg__buf_add(b, " WHERE ");
+    col(d, b, "r", t->id);
+    tg__buf_add(b, " = ");
+    d->param(b, 1);
+}
+
+void tg__sql_by_ids(const tg__dialect *d, const tg__table_shape *t, tg__buf *b) {
+    select_all(d, t, b);
+    tg__buf_add(b, " WHERE ");
+    col(d, b, "r", t->id);
+    tg__buf_add(b, " IN (");
+    for (int i = 1; i <= TG__BULK_CHUNK; i++) {
+        if (i > 1)
+            tg__buf_add(b, ", ");
+        d->param(b, i);
+    }
+    tg__buf_add(b, ")");
+}
+
+/* " AND (r.ws IS NULL OR r.ws = ?2)": a row whose own workspace disagrees is never listed */
+static void workspace_agrees(const tg__dialect *d, const tg__table_shape *t, tg__buf *b) {
+    if (!t->workspace)
+        return;
+    tg__buf_add(b, " AND (");
+    col(d, b, "r", t->workspace);
+    tg__buf_add(b, " IS NULL OR ");
+    col(d, b, "r", t->workspace);
+    tg__buf_add(b, " = ");
+    d->param(b, TG__P_WORKSPACE);
+    tg__buf_add(b, ")");
+}
+
+static void keyset_tail(const tg__dialect *d, const tg__table_shape *t, tg__buf *b) {
+    tg__buf_add(b, " AND ");
+    col(d, b, "r", t->id);
+    tg__buf_add(b, " > ");
+    d->param(b, TG__P_AFTER);
+    tg__buf_add(b, " ORDER BY ");
+    col(d, b, "r", t->id);
+    tg__buf_add(b, " LIMIT ");
+    d->param(b, TG__P_LIMIT);
+}
+
+void tg__sql_tenant_page(const tg__dialect *d, const tg__table_shape *t, const char *via,
+                         const char *const *search_columns, size_t n_search, tg__buf *b) {
+    select_all(d, t, b);
+    tg__buf_add(b, " WHERE ");
+    col(d, b, "r", t->tenant);
+    tg__buf_add(b, " = ");
+    d->param(b, TG__P_TENANT);
+    workspace_agrees(d, t, b);
+    if (via) {
+        tg__buf_add(b, " AND ");
+        col(d, b, "r", via);
+        tg__buf_add(b, " = ");
+        d->param(b, TG__P_OWNER);
+    }
+    if (n_search) {
+        tg__buf_add(b, " AND (");
+        for (size_t i = 0; i < n_search; i++) {
+            if (i)
+                tg__buf_add(b, " OR ");
+            col(d, b, "r", search_columns[i]);
+            tg__buf_add(b, " LIKE ");
+            d->param(b, TG__P_LIKE);
+            tg__buf_add(b, d->like_escape);
+        }
+        tg__buf_add(b, ")");
+    }
+    keyset_tail(d, t, b);
+}
+
+void tg__sql_workspace_page(const tg__dialect *d, const tg__table_shape *t, const tg_app *app,
+                            int entitled_only, int tenant_only, tg__buf *b) {
+    select_all(d, t, b);
+    tg__buf_add(b, " WHERE ");
+    /* the row's workspace: its own column when it has one, and through its tenant too */
+    int conds = 0;
+    if (t->workspace) {
+        col(d, b, "r", t->workspace);
+        tg__buf_add(b, " = ");
+        d->param(b, TG__P_WORKSPACE);
+        conds++;
+    }
+    if (t->tenant) {
+        if (conds++)
+            tg__buf_add(b, " AND ");
+        tg__buf_add(b, "(");
+        if (t->workspace) {
+            col(d, b, "r", t->tenant);
+            tg__buf_add(b, " IS NULL OR ");
+        }
+        tg__buf_add(b, "EXISTS (SELECT 1 FROM ");
+        d->ident(b, app->tenants.table);
+        tg__buf_add(b, " AS t WHERE ");
+        col(d, b, "t", app->tenants.id);
+        tg__buf_add(b, " = ");
+        col(d, b, "r", t->tenant);
+        tg__buf_add(b, " AND ");
+        col(d, b, "t", app->tenants.workspace);
+        tg__buf_add(b, " = ");
+        d->param(b, TG__P_WORKSPACE);
+        tg__buf_add(b, "))");
+        if (tenant_only) {
+            tg__buf_add(b, " AND ");
+            col(d, b, "r", t->tenant);
+            tg__buf_add(b, " = ");
+            d->param(b, TG__P_TENANT);
+        }
+        if (entitled_only) {
+            tg__buf_add(b, " AND (");
+            col(d, b, "r", t->tenant);
+            tg__buf_add(b, " IS NULL OR ");
+            col(d, b, "r", t->tenant);
+            tg__buf_add(b, " IN (SELECT ");
+            col(d, b, "m", app->tenant_members.tenant);
+            tg__buf_add(b, " FROM ");
+            d->ident(b, app->tenant_members.table);
+            tg__buf_add(b, " AS m WHERE ");
+            col(d, b, "m", app->tenant_members.user);
+            tg__buf_add(b, " = ");
+            d->param(b, TG__P_USER);
+            tg__buf_add(b, "))");
+        }
+    }
+    if (!conds)
+        tg__buf_add(b, "0"); /* no way to place a row in a workspace: nothing is listed */
+    keyset_tail(d, t, b);
+}
+
+void tg__sql_scope(const tg__dialect *d, const tg_app *a, tg__buf *b) {
+    /* SELECT EXISTS(member), (workspace role), (tenant's workspace), EXISTS(entitled),
+     *        (tenant role) */
+    tg__buf_add(b, "SELECT EXISTS (SELECT 1 FROM ");
+    d->ident(b, a->workspace_members.table);
+    tg__buf_add(b, " WHERE ");
+    d->ident(b, a->workspace_members.user);
+    tg__buf_add(b, " = ");
+    d->param(b, TG__P_USER);
+    tg__buf_add(b, " AND ");
+    d->ident(b, a->workspace_members.workspace);
+    tg__buf_add(b, " = ");
+    d->param(b, TG__P_WORKSPACE);
+    tg__buf_add(b, "), (SELECT ");
+    d->ident(b, a->workspace_members.role);
+    tg__buf_add(b, " FROM ");
+    d->ident(b, a->workspace_members.table);
+    tg__buf_add(b, " WHERE ");
+    d->ident(b, a->workspace_members.user);
+    tg__buf_add(b, " = ");
+    d->param(b, TG__P_USER);
+    tg__buf_add(b, " AND ");
+    d->ident(b, a->workspace_members.workspace);
+    tg__buf_add(b, " = ");
+    d->param(b, TG__P_WORKSPACE);
+    tg__buf_add(b, " LIMIT 1), ");
+    tg__sql_entitlement(d, a, b);
+}
+
+void tg__sql_entitlement(const tg__dialect *d, const tg_app *a, tg__buf *b) {
+    /* a continuation of a SELECT list when called from tg__sql_scope; a statement alone
+     * otherwise */
+    if (b->len == 0)
+        tg__buf_add(b, "SELECT ");
+    tg__buf_add(b, "(SELECT ");
+    d->ident(b, a->tenants.workspace);
+    tg__buf_add(b, " FROM ");
+    d->ident(b, a->tenants.table);
+    tg__buf_add(b, " WHERE ");
+    d->ident(b, a->tenants.id);
+    tg__buf_add(b, " = ");
+    d->param(b, TG__P_TENANT);
+    tg__buf_add(b, "), EXISTS (SELECT 1 FROM ");
+    d->ident(b, a->tenant_members.table);
+    tg__buf_add(b, " WHERE ");
+    d->ident(b, a->tenant_members.user);
+    tg__buf_add(b, " = ");
+    d->param(b, TG__P_USER);
+    tg__buf_add(b, " AND ");
+    d->ident(b, a->tenant_members.tenant);
+    tg__buf_add(b, " = ");
+    d->param(b, TG__P_TENANT);
+    tg__buf_add(b, "), ");
+    if (a->tenant_members.role) {
+        tg__buf_add(b, "(SELECT ");
+        d->ident(b, a->tenant_members.role);
+        tg__buf_add(b, " FROM ");
+        d->ident(b, a->tenant_members.table);
+        tg__buf_add(b, " WHERE ");
+        d->ident(b, a->tenant_members.user);
+        tg__buf_add(b, " = ");
+        d->param(b, TG__P_USER);
+        tg__buf_add(b, " AND ");
+        d->ident(b, a->tenant_members.tenant);
+        tg__buf_add(b, " = ");
+        d->param(b, TG__P_TENANT);
+        tg__buf_add(b, " LIMIT 1)");
+    } else {
+        tg__buf_add(b, "NULL");
+    }
+}
+
+void tg__sql_insert(const tg__dialect *d, const char *table, const char *const *cols, size_t n,
+                    tg__buf *b) {
+    tg__buf_add(b, "INSERT INTO ");
+    d->ident(b, table);
+    tg__buf_add(b, " (");
+    for (size_t i = 0; i < n; i++) {
+        if (i)
+            tg__buf_add(b, ", ");
+        d->ident(b, cols[i]);
+    }
+    tg__buf_add(b, ") VALUES (");
+    for (size_t i = 0; i < n; i++) {
+        if (i)
+            tg__buf_add(b, ", ");
+        d->param(b, (int)i + 1);
+    }
+    tg__buf_add(b, ")");
+}
+
+void tg__sql_update(const tg__dialect *d, const char *table, const char *const *cols, size_t n,
+                    const char *id, const char *tenant, tg__buf *b) {
+    tg__buf_add(b, "UPDATE ");
+    d->ident(b, table);
+    tg__buf_add(b, " SET ");
+    for (size_t i = 0; i < n; i++) {
+        if (i)
+            tg__buf_add(b, ", ");
+        d->ident(b, cols[i]);
+        tg__buf_add(b, " = ");
+        d->param(b, (int)i + 1);
+    }
+    tg__buf_add(b, " WHERE ");
+    d->ident(b, id);
+    tg__buf_add(b, " = ");
+    d->param(b, (int)n + 1);
+    tg__buf_add(b, " AND ");
+    d->ident(b, tenant);
+    tg__buf_add(b, " = ");
+    d->param(b, (int)n + 2);
+}
+
+void tg__like_contains(tg__buf *b, const char *s, size_t len) {
+    tg__buf_add(b, "%");
+    for (size_t i = 0; i < len; i++) {
+        if (s[i] == '%' || s[i] == '_' || s[i] == '\\')
+            tg__buf_add(b, "\\");
+        tg__buf_addn(b, s + i, 1);
+    }
+    tg__buf_add(b, "%");
+}

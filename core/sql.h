@@ -1,0 +1,69 @@
+/* SQL generation behind one dialect-aware interface. Every statement text the library runs
+ * against application tables is built here, from identifiers the rules validated (and that
+ * are quoted again here) and numbered parameters; values are never pasted into SQL. */
+#ifndef TG_SQL_H
+#define TG_SQL_H
+
+#include "util.h"
+
+typedef struct tg__dialect {
+    const char *name;
+    /* appends a quoted identifier */
+    void (*ident)(tg__buf *b, const char *name);
+    /* appends the n-th (1-based) positional parameter */
+    void (*param)(tg__buf *b, int n);
+    /* the clause that makes '\' the LIKE escape character */
+    const char *like_escape;
+} tg__dialect;
+
+TG_HIDDEN extern const tg__dialect tg__sqlite;
+
+/* How many ids one bulk statement checks at once. */
+#define TG__BULK_CHUNK 64
+
+/* A family or exception table as the plan sees it. */
+typedef struct tg__table_shape {
+    const char *table;
+    const char *const *columns; /* every column, in table order */
+    int n_columns;
+    const char *id, *tenant, *workspace; /* workspace NULL while the column is absent */
+} tg__table_shape;
+
+/* Parameters of the generated statements (fixed numbering, shared by all of them):
+ *   ?1 tenant  ?2 workspace  ?3 after (keyset)  ?4 limit  ?5 owner id  ?6 LIKE pattern
+ *   ?7 user
+ * By-id statements use ?1 for the id; the bulk statement ?1..?TG__BULK_CHUNK. */
+enum { TG__P_TENANT = 1, TG__P_WORKSPACE, TG__P_AFTER, TG__P_LIMIT, TG__P_OWNER, TG__P_LIKE,
+       TG__P_USER };
+
+/* SELECT <all columns> FROM t WHERE id = ?1 */
+TG_HIDDEN void tg__sql_by_id(const tg__dialect *d, const tg__table_shape *t, tg__buf *b);
+/* SELECT <all columns> FROM t WHERE id IN (?1, ..., ?TG__BULK_CHUNK) */
+TG_HIDDEN void tg__sql_by_ids(const tg__dialect *d, const tg__table_shape *t, tg__buf *b);
+/* A keyset page of one tenant's rows: WHERE tenant = ?1 [AND workspace agrees with ?2]
+ * [AND via = ?5] [AND (c LIKE ?6 ...)] AND id > ?3 ORDER BY id LIMIT ?4. */
+TG_HIDDEN void tg__sql_tenant_page(const tg__dialect *d, const tg__table_shape *t,
+                                   const char *via, const char *const *search_columns,
+                                   size_t n_search, tg__buf *b);
+/* A keyset page of a workspace's rows (exceptions): rows whose workspace (own column, or
+ * derived through the tenant) is ?2; with entitled_only, rows with a tenant must be one
+ * the user ?7 is entitled to; with tenant_only, rows of tenant ?1 only. */
+TG_HIDDEN void tg__sql_workspace_page(const tg__dialect *d, const tg__table_shape *t,
+                                      const tg_app *app, int entitled_only, int tenant_only,
+                                      tg__buf *b);
+/* The context's scope in one row: member?, workspace role, tenant's workspace, entitled?,
+ * tenant role (?7 user, ?2 workspace, ?1 tenant). */
+TG_HIDDEN void tg__sql_scope(const tg__dialect *d, const tg_app *app, tg__buf *b);
+/* Entitlement to one tenant: entitled?, tenant role, tenant's workspace (?7 user, ?1 tenant). */
+TG_HIDDEN void tg__sql_entitlement(const tg__dialect *d, const tg_app *app, tg__buf *b);
+/* INSERT INTO t (c1, ...) VALUES (?1, ...) */
+TG_HIDDEN void tg__sql_insert(const tg__dialect *d, const char *table, const char *const *cols,
+                              size_t n, tg__buf *b);
+/* UPDATE t SET c1 = ?1, ... WHERE id = ?(n+1) AND tenant = ?(n+2) */
+TG_HIDDEN void tg__sql_update(const tg__dialect *d, const char *table, const char *const *cols,
+                              size_t n, const char *id, const char *tenant, tg__buf *b);
+
+/* Appends `s` as a LIKE pattern matching it anywhere, with %, _ and \ escaped. */
+TG_HIDDEN void tg__like_contains(tg__buf *b, const char *s, size_t len);
+
+#endif

@@ -61,6 +61,7 @@ int tg_engine_open(const tg_open_options *opts, tg_engine **out) {
     if (!eng)
         return TG_NOMEM;
     *out = eng;
+    eng->refs = 1;
     if (!opts || !opts->rules || !opts->rules[0])
         return tg__engine_fail(eng, TG_MISUSE, "tg_engine_open: options.rules is required");
     eng->opts = *opts;
@@ -85,8 +86,19 @@ int tg_engine_open(const tg_open_options *opts, tg_engine **out) {
 }
 
 void tg_engine_close(tg_engine *eng) {
-    if (!eng)
+    if (!eng || eng->closed)
         return;
+    eng->closed = 1;
+    tg__engine_release(eng);
+}
+
+/* Frees the engine once its handle is closed and no context uses it any more. */
+void tg__engine_release(tg_engine *eng) {
+    if (!eng || --eng->refs > 0)
+        return;
+    tg__plan_release(eng->plan);
+    if (eng->decision_file)
+        fclose(eng->decision_file);
     tg__ruleset_release(eng->rules);
     tg_findings_free(eng->findings);
     if (eng->db)
@@ -104,7 +116,7 @@ const char *tg_engine_errmsg(const tg_engine *eng) {
 }
 
 int tg_engine_reload(tg_engine *eng) {
-    if (!eng || !eng->rules_dir)
+    if (!eng || !eng->rules_dir || eng->closed)
         return TG_MISUSE;
     tg_findings *f = tg__findings_new();
     if (!f)
@@ -117,9 +129,32 @@ int tg_engine_reload(tg_engine *eng) {
         return fail_rules(eng, st, f);
     tg__ruleset_release(eng->rules);
     eng->rules = fresh;
+    /* open contexts keep the plan of their rule version; new ones get a new plan */
+    tg__plan_release(eng->plan);
+    eng->plan = NULL;
     tg__buf_reset(&eng->err);
     return TG_OK;
 }
+
+int tg__engine_plan(tg_engine *eng, tg__plan **out) {
+    if (!eng->db)
+        return tg__engine_fail(eng, TG_MISUSE, "this engine was opened without a database");
+    if (eng->plan && eng->plan->schema_gen == eng->schema_gen) {
+        *out = eng->plan;
+        return TG_OK;
+    }
+    tg__plan_release(eng->plan);
+    eng->plan = NULL;
+    tg__buf msg = {0};
+    int st = tg__plan_new(eng->rules, eng->db, eng->schema_gen, &msg, &eng->plan);
+    if (st != TG_OK)
+        tg__engine_fail(eng, st, "%s", msg.len ? tg__buf_str(&msg) : tg_strerror(st));
+    tg__buf_free(&msg);
+    *out = eng->plan;
+    return st;
+}
+
+void tg__engine_schema_changed(tg_engine *eng) { eng->schema_gen++; }
 
 const tg_findings *tg_engine_findings(const tg_engine *eng) { return eng ? eng->findings : NULL; }
 

@@ -2,9 +2,17 @@
 #ifndef TG_ENGINE_H
 #define TG_ENGINE_H
 
-#include "rules.h"
+#include "plan.h"
+
+#include <stdio.h>
 
 struct tg_engine {
+    int refs;             /* the caller's handle plus one per open context */
+    unsigned schema_gen;  /* bumped by every schema change the engine makes */
+    tg__plan *plan;       /* for the serving rules and current schema; built lazily */
+    tg_decision_sink sink;
+    void *sink_ud;
+    FILE *decision_file;
     sqlite3 *db;
     char *db_path;
     tg_open_options opts; /* strings point into rules_dir/db_path below */
@@ -14,6 +22,12 @@ struct tg_engine {
     tg__buf err;
     int closed;
 };
+
+/* The plan for the serving rules and the current schema (built on first use). */
+TG_HIDDEN int tg__engine_plan(tg_engine *eng, tg__plan **out);
+TG_HIDDEN void tg__engine_release(tg_engine *eng);
+/* Called after the engine changed the schema: later contexts get a fresh plan. */
+TG_HIDDEN void tg__engine_schema_changed(tg_engine *eng);
 
 /* Sets the engine's message and returns status. */
 TG_HIDDEN int tg__engine_fail(tg_engine *eng, int status, const char *fmt, ...) TG_PRINTF(3, 4);

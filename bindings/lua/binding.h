@@ -9,6 +9,21 @@
 
 #define TG_ENGINE_MT "tenantguard.Engine"
 #define TG_DATABASE_MT "tenantguard.Database"
+#define TG_CONTEXT_MT "tenantguard.Context"
+
+/* The engine userdata (engine.c). `L` is the Lua state of the call in progress, used by the
+ * decision-log callback; `log_ref` the Lua function receiving decisions (LUA_NOREF: none). */
+typedef struct lengine {
+    tg_engine *eng; /* NULL once closed */
+    lua_State *L;
+    int log_ref;
+    int log_failed;
+} lengine;
+
+lengine *tgl_check_engine(lua_State *L, int idx);
+void tgl_context_register(lua_State *L);
+/* eng:context{ user =, workspace =, tenant = } */
+int tgl_context_open(lua_State *L);
 
 /* Registers the metatable of each type; called once from luaopen_tenantguard. */
 void tgl_engine_register(lua_State *L);
@@ -28,6 +43,14 @@ void tgl_check_open_options(lua_State *L, int idx, tg_open_options *o);
 void tgl_push_findings(lua_State *L, const tg_findings *f);
 /* Pushes the rule model as plain Lua tables. */
 void tgl_push_rules(lua_State *L, const tg_rules *r);
+/* Pushes the decision as { status =, reason =, record = | records =, ... }. `single`: the
+ * path returns one record. */
+void tgl_push_decision(lua_State *L, const tg_decision *d, int single);
+/* Reads a Lua value as a tg_value (nil, integer, number, string, boolean, tg.null).
+ * Strings stay owned by the Lua stack. Raises with `what` in the message otherwise. */
+void tgl_check_value(lua_State *L, int idx, tg_value *v, const char *what);
+/* The sentinel for SQL NULL in write values: tg.null. */
+void tgl_push_null(lua_State *L);
 /* Pushes a tg_value. */
 void tgl_push_value(lua_State *L, const tg_value *v);
 /* Optional string/integer fields of a table at idx; errors name the field. */

@@ -78,11 +78,90 @@ void tgl_push_findings(lua_State *L, const tg_findings *f) {
 
 void tgl_push_value(lua_State *L, const tg_value *v) {
     switch (v->type) {
-    case 1: lua_pushinteger(L, v->i); break;
-    case 2: lua_pushnumber(L, v->r); break;
-    case 3: lua_pushstring(L, v->s); break;
-    case 4: lua_pushboolean(L, (int)v->i); break;
+    case TG_INTEGER: lua_pushinteger(L, v->i); break;
+    case TG_REAL: lua_pushnumber(L, v->r); break;
+    case TG_TEXT: lua_pushstring(L, v->s); break;
+    case TG_BLOB: lua_pushlstring(L, v->s, v->n); break;
+    case TG_BOOLEAN: lua_pushboolean(L, (int)v->i); break;
     default: lua_pushnil(L);
+    }
+}
+
+static const char null_key = 0;
+
+void tgl_push_null(lua_State *L) { lua_pushlightuserdata(L, (void *)&null_key); }
+
+void tgl_check_value(lua_State *L, int idx, tg_value *v, const char *what) {
+    memset(v, 0, sizeof *v);
+    switch (lua_type(L, idx)) {
+    case LUA_TNIL: v->type = TG_NULL; break;
+    case LUA_TBOOLEAN:
+        v->type = TG_BOOLEAN;
+        v->i = lua_toboolean(L, idx);
+        break;
+    case LUA_TNUMBER:
+        if (lua_isinteger(L, idx)) {
+            v->type = TG_INTEGER;
+            v->i = lua_tointeger(L, idx);
+        } else {
+            v->type = TG_REAL;
+            v->r = lua_tonumber(L, idx);
+        }
+        break;
+    case LUA_TSTRING:
+        v->type = TG_TEXT;
+        v->s = lua_tolstring(L, idx, &v->n);
+        break;
+    case LUA_TLIGHTUSERDATA:
+        if (lua_touserdata(L, idx) == (void *)&null_key) {
+            v->type = TG_NULL;
+            break;
+        }
+        /* fallthrough */
+    default:
+        luaL_error(L, "%s: cannot store a %s (use a number, string, boolean or tg.null)", what,
+                   luaL_typename(L, idx));
+    }
+}
+
+void tgl_push_decision(lua_State *L, const tg_decision *d, int single) {
+    lua_createtable(L, 0, 6);
+    lua_pushinteger(L, d->status);
+    lua_setfield(L, -2, "status");
+    lua_pushstring(L, d->reason);
+    lua_setfield(L, -2, "reason");
+    if (d->row_id) {
+        lua_pushinteger(L, d->row_id);
+        lua_setfield(L, -2, "id");
+    }
+    if (d->status != 200)
+        return;
+    if (!single) {
+        lua_createtable(L, (int)d->n_records, 0);
+    }
+    for (size_t r = 0; r < d->n_records; r++) {
+        lua_createtable(L, 0, (int)d->n_columns);
+        for (size_t c = 0; c < d->n_columns; c++) {
+            const tg_value *v = &d->values[r * d->n_columns + c];
+            if (v->type == TG_NULL)
+                continue;
+            tgl_push_value(L, v);
+            lua_setfield(L, -2, d->columns[c]);
+        }
+        if (single) {
+            lua_setfield(L, -2, "record");
+            break;
+        }
+        lua_rawseti(L, -2, (lua_Integer)r + 1);
+    }
+    if (!single) {
+        lua_setfield(L, -2, "records");
+        lua_pushboolean(L, d->has_more);
+        lua_setfield(L, -2, "has_more");
+        if (d->n_records) {
+            lua_pushinteger(L, d->next_after);
+            lua_setfield(L, -2, "next_after");
+        }
     }
 }
 

@@ -1,18 +1,18 @@
 /* tenantguard.Engine: the Lua face of tg_engine. */
 #include "binding.h"
 
+#include <stdio.h>
 #include <string.h>
 
-typedef struct lengine {
-    tg_engine *eng; /* NULL once closed */
-} lengine;
-
-static lengine *check_engine(lua_State *L, int idx) {
+lengine *tgl_check_engine(lua_State *L, int idx) {
     lengine *e = luaL_checkudata(L, idx, TG_ENGINE_MT);
     if (!e->eng)
         luaL_error(L, "attempt to use a closed tenantguard engine");
+    e->L = L;
     return e;
 }
+
+#define check_engine tgl_check_engine
 
 /* Raises msg as is: rule errors already carry "rules/x.lua:12:". */
 static int raise_plain(lua_State *L, const char *msg) {
@@ -27,6 +27,9 @@ int tgl_engine_open(lua_State *L) {
     tgl_check_open_options(L, 1, &o);
     lengine *e = lua_newuserdatauv(L, sizeof *e, 1);
     e->eng = NULL;
+    e->L = L;
+    e->log_ref = LUA_NOREF;
+    e->log_failed = 0;
     luaL_setmetatable(L, TG_ENGINE_MT);
     tg_engine *eng = NULL;
     int st = tg_engine_open(&o, &eng);
@@ -57,10 +60,97 @@ int tgl_rules_check(lua_State *L) {
 static int engine_close(lua_State *L) {
     lengine *e = luaL_checkudata(L, 1, TG_ENGINE_MT);
     if (e->eng) {
+        tg_engine_set_decision_sink(e->eng, NULL, NULL);
         tg_engine_close(e->eng);
         e->eng = NULL;
     }
+    luaL_unref(L, LUA_REGISTRYINDEX, e->log_ref);
+    e->log_ref = LUA_NOREF;
     return 0;
+}
+
+/* Builds the event table and calls the log function; runs under lua_pcall. */
+static int call_log(lua_State *L) {
+    const tg_decision_event *ev = lua_touserdata(L, 1);
+    lengine *e = lua_touserdata(L, 2);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, e->log_ref);
+    lua_createtable(L, 0, 10);
+    lua_pushinteger(L, ev->user);
+    lua_setfield(L, -2, "user");
+    lua_pushinteger(L, ev->workspace);
+    lua_setfield(L, -2, "workspace");
+    if (ev->has_tenant) {
+        lua_pushinteger(L, ev->tenant);
+        lua_setfield(L, -2, "tenant");
+    }
+    lua_pushstring(L, ev->family);
+    lua_setfield(L, -2, "family");
+    lua_pushstring(L, ev->path);
+    lua_setfield(L, -2, "path");
+    lua_createtable(L, (int)ev->n_ids, 0);
+    for (size_t i = 0; i < ev->n_ids; i++) {
+        lua_pushinteger(L, ev->ids[i]);
+        lua_rawseti(L, -2, (lua_Integer)i + 1);
+    }
+    lua_setfield(L, -2, "ids");
+    lua_pushinteger(L, ev->status);
+    lua_setfield(L, -2, "status");
+    lua_pushstring(L, ev->reason);
+    lua_setfield(L, -2, "reason");
+    lua_pushstring(L, ev->rule_version);
+    lua_setfield(L, -2, "rule_version");
+    lua_call(L, 1, 0);
+    return 0;
+}
+
+/* The C sink: every decision reaches the Lua function, always under lua_pcall. A failing
+ * log function is reported once on stderr and never changes a decision. */
+static void lua_sink(void *ud, const tg_decision_event *ev) {
+    lengine *e = ud;
+    lua_State *L = e->L;
+    if (!L || e->log_ref == LUA_NOREF || !lua_checkstack(L, 8))
+        return;
+    lua_pushcfunction(L, call_log);
+    lua_pushlightuserdata(L, (void *)ev);
+    lua_pushlightuserdata(L, e);
+    if (lua_pcall(L, 2, 0, 0) != LUA_OK) {
+        if (!e->log_failed)
+            fprintf(stderr, "tenantguard: the decision log function failed: %s\n",
+                    lua_tostring(L, -1) ? lua_tostring(L, -1) : "?");
+        e->log_failed = 1;
+        lua_pop(L, 1);
+    }
+}
+
+/* eng:set_decision_log(fn | "path/to/file.jsonl" | nil) */
+static int engine_set_decision_log(lua_State *L) {
+    lengine *e = check_engine(L, 1);
+    luaL_unref(L, LUA_REGISTRYINDEX, e->log_ref);
+    e->log_ref = LUA_NOREF;
+    tg_engine_set_decision_sink(e->eng, NULL, NULL);
+    if (tg_engine_set_decision_file(e->eng, NULL) != TG_OK)
+        return luaL_error(L, "%s", tg_engine_errmsg(e->eng));
+    switch (lua_type(L, 2)) {
+    case LUA_TNONE:
+    case LUA_TNIL: break;
+    case LUA_TFUNCTION:
+        lua_pushvalue(L, 2);
+        e->log_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+        e->log_failed = 0;
+        tg_engine_set_decision_sink(e->eng, lua_sink, e);
+        break;
+    case LUA_TSTRING:
+        if (tg_engine_set_decision_file(e->eng, lua_tostring(L, 2)) != TG_OK) {
+            luaL_pushfail(L);
+            lua_pushstring(L, tg_engine_errmsg(e->eng));
+            return 2;
+        }
+        break;
+    default:
+        return luaL_argerror(L, 2, "a function, a file path or nil");
+    }
+    lua_pushboolean(L, 1);
+    return 1;
 }
 
 /* eng:reload() -> true | nil, message  (the old rules keep serving on failure) */
@@ -128,6 +218,8 @@ void tgl_engine_register(lua_State *L) {
     static const luaL_Reg methods[] = {{"close", engine_close},     {"reload", engine_reload},
                                        {"lint", engine_lint},       {"findings", engine_findings},
                                        {"rules", engine_rules},     {"version", engine_version},
+                                       {"context", tgl_context_open},
+                                       {"set_decision_log", engine_set_decision_log},
                                        {NULL, NULL}};
     tgl_new_class(L, TG_ENGINE_MT, meta, methods);
 }

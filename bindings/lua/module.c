@@ -22,6 +22,7 @@ __attribute__((visibility("default"))) int luaopen_tenantguard(lua_State *L);
 int luaopen_tenantguard(lua_State *L) {
     tgl_engine_register(L);
     tgl_database_register(L);
+    tgl_context_register(L);
     static const luaL_Reg fns[] = {{"open", tgl_engine_open},
                                    {"check", tgl_rules_check},
                                    {"connect", tgl_database_connect},
@@ -30,5 +31,7 @@ int luaopen_tenantguard(lua_State *L) {
     luaL_newlib(L, fns);
     lua_pushstring(L, TG_VERSION);
     lua_setfield(L, -2, "VERSION");
+    tgl_push_null(L);
+    lua_setfield(L, -2, "null");
     return 1;
 }

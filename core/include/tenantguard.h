@@ -383,7 +383,8 @@ typedef struct tg_request {
     int has_owner;
     const char *query;     /* global_search */
     int64_t limit;         /* index, relation_manager, global_search; 0: the rules' page size */
-    int64_t after;         /* keyset: only ids greater than this */
+    int64_t after;         /* keyset: only ids greater than this (when has_after) */
+    int has_after;
     const char *capability; /* required in addition to the path's own capability */
 } tg_request;
 

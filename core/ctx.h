@@ -1,0 +1,60 @@
+/* A context: one request. Its scope (membership, entitlement, role) is read once, on the
+ * first decision; its result buffers are reused by every decision, so a warm context
+ * decides without allocating. */
+#ifndef TG_CTX_H
+#define TG_CTX_H
+
+#include "engine.h"
+
+struct tg_ctx {
+    tg_engine *eng; /* one reference */
+    tg__plan *plan; /* one reference: the rule version this context decides with */
+    const tg_rules *rules;
+    int64_t user, workspace, tenant;
+    int has_tenant;
+
+    /* scope, loaded once */
+    int scope_loaded;
+    int member;
+    const tg_role *workspace_role;
+    int tenant_known;     /* the route tenant exists */
+    int64_t tenant_workspace;
+    int entitled;
+    const tg_role *role;  /* effective role inside the route tenant */
+
+    /* the current decision and its storage */
+    tg_decision dec;
+    tg_value *vals;
+    size_t n_vals, cap_vals;
+    tg__buf text;         /* bytes of text and blob values */
+    int64_t *ids;         /* bulk: sorted distinct ids */
+    size_t cap_ids;
+    int64_t log_id;       /* the single id a decision names, for the log */
+    int quiet;            /* an inner decision of a write: not logged on its own */
+    const tg__table_shape *shape; /* the table the current decision's records come from */
+    tg__buf scratch;      /* LIKE patterns, write SQL */
+    tg__buf err;
+};
+
+/* Loads the scope if not loaded yet. */
+TG_HIDDEN int tg__ctx_scope(tg_ctx *ctx);
+/* The role named `name` in the context's rules, NULL when none is declared by that name
+ * (and then no capability is granted: fail closed). */
+TG_HIDDEN const tg_role *tg__ctx_role(const tg_ctx *ctx, const unsigned char *name);
+/* Sets the context's message and returns status. */
+TG_HIDDEN int tg__ctx_fail(tg_ctx *ctx, int status, const char *fmt, ...) TG_PRINTF(3, 4);
+/* Starts a decision: clears the records. */
+TG_HIDDEN void tg__ctx_begin(tg_ctx *ctx);
+/* Finishes a decision with status and reason, sends it to the decision log, and points
+ * the text values at their final storage. */
+TG_HIDDEN void tg__ctx_decide(tg_ctx *ctx, int status, const char *reason, const char *target,
+                              const char *path, const int64_t *ids, size_t n_ids);
+/* Appends the current row of st as one record (columns as in the table plan). */
+TG_HIDDEN int tg__ctx_take_row(tg_ctx *ctx, sqlite3_stmt *st, int n_columns);
+/* Drops the records taken so far (a decision that must return nothing). */
+TG_HIDDEN void tg__ctx_drop_records(tg_ctx *ctx);
+
+/* Sends one event to the engine's decision sinks. */
+TG_HIDDEN void tg__declog_emit(tg_engine *eng, const tg_decision_event *ev);
+
+#endif

@@ -1,0 +1,604 @@
+/* The record resolver: the one canonical way to reach a tenant-owned record.
+ *
+ * Every path decides in the same order: 404 when the caller is not a member of the
+ * workspace, has no tenant context on a tenant-bound path, is not entitled to the tenant,
+ * or the record is missing, foreign or disagrees with its tenant's workspace; 403 only
+ * once all of that holds and the role lacks the capability; 200 otherwise. Each decision
+ * is one or two executions of statements prepared once per rule version. */
+#include "ctx.h"
+#include "names.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+enum { S_BY_ID, S_BY_IDS, S_PAGE, S_RELATION, S_SEARCH };
+
+/* The statement of kind `kind` for table plan tp (of family fam, when a family). */
+static int get_stmt(tg_ctx *ctx, tg__table_plan *tp, const tg_family *fam, int kind,
+                    sqlite3_stmt **out) {
+    sqlite3_stmt **slot = kind == S_BY_ID      ? &tp->by_id
+                          : kind == S_BY_IDS   ? &tp->by_ids
+                          : kind == S_PAGE     ? &tp->page
+                          : kind == S_RELATION ? &tp->relation
+                                               : &tp->search;
+    if (!*slot) {
+        tg__buf sql = {0};
+        const tg__dialect *d = &tg__sqlite;
+        switch (kind) {
+        case S_BY_ID: tg__sql_by_id(d, &tp->shape, &sql); break;
+        case S_BY_IDS: tg__sql_by_ids(d, &tp->shape, &sql); break;
+        case S_PAGE: tg__sql_tenant_page(d, &tp->shape, NULL, NULL, 0, &sql); break;
+        case S_RELATION:
+            tg__sql_tenant_page(d, &tp->shape, fam->paths[TG_PATH_RELATION_MANAGER].via, NULL, 0,
+                                &sql);
+            break;
+        default:
+            tg__sql_tenant_page(d, &tp->shape, NULL, fam->search_columns, fam->n_search_columns,
+                                &sql);
+        }
+        int rc = sql.oom ? SQLITE_NOMEM : tg__plan_prepare(ctx->plan, slot, &sql);
+        tg__buf_free(&sql);
+        if (rc != SQLITE_OK)
+            return tg__ctx_fail(ctx, TG_DB, "cannot prepare a statement for '%s': %s",
+                                tp->shape.table, sqlite3_errmsg(ctx->plan->db));
+    }
+    *out = *slot;
+    return TG_OK;
+}
+
+static int step_failed(tg_ctx *ctx, sqlite3_stmt *st, int rc) {
+    int code = rc == SQLITE_BUSY || rc == SQLITE_LOCKED ? TG_BUSY : TG_DB;
+    tg__ctx_fail(ctx, code, "database error: %s", sqlite3_errmsg(ctx->plan->db));
+    sqlite3_reset(st);
+    return code;
+}
+
+/* What we know about one tenant for this user. */
+typedef struct tinfo {
+    int known;
+    int64_t workspace;
+    int entitled;
+    const tg_role *role; /* tenant role when set, else the workspace role */
+} tinfo;
+
+static int tenant_info(tg_ctx *ctx, int64_t tenant, tinfo *ti) {
+    memset(ti, 0, sizeof *ti);
+    if (ctx->has_tenant && tenant == ctx->tenant) {
+        ti->known = ctx->tenant_known;
+        ti->workspace = ctx->tenant_workspace;
+        ti->entitled = ctx->entitled;
+        ti->role = ctx->role;
+        return TG_OK;
+    }
+    tg__plan *p = ctx->plan;
+    if (!p->entitlement) {
+        tg__buf sql = {0};
+        tg__sql_entitlement(&tg__sqlite, &ctx->rules->app, &sql);
+        int rc = sql.oom ? SQLITE_NOMEM : tg__plan_prepare(p, &p->entitlement, &sql);
+        tg__buf_free(&sql);
+        if (rc != SQLITE_OK)
+            return tg__ctx_fail(ctx, TG_DB, "cannot prepare the entitlement query: %s",
+                                sqlite3_errmsg(p->db));
+    }
+    sqlite3_stmt *st = p->entitlement;
+    sqlite3_bind_int64(st, TG__P_TENANT, tenant);
+    sqlite3_bind_int64(st, TG__P_USER, ctx->user);
+    int rc = sqlite3_step(st);
+    if (rc != SQLITE_ROW)
+        return step_failed(ctx, st, rc);
+    ti->known = sqlite3_column_type(st, 0) == SQLITE_INTEGER;
+    ti->workspace = sqlite3_column_int64(st, 0);
+    ti->entitled = sqlite3_column_int(st, 1) != 0;
+    const unsigned char *trole = sqlite3_column_text(st, 2);
+    ti->role = trole ? tg__ctx_role(ctx, trole) : ctx->workspace_role;
+    sqlite3_reset(st);
+    return TG_OK;
+}
+
+/* Checks the row under st against the route tenant. NULL when it is in scope, otherwise
+ * the reason (the refined reason needs a lookup, done after the caller resets st). */
+enum { REC_OK, REC_FOREIGN, REC_WS_MISMATCH };
+
+static int row_scope(const tg_ctx *ctx, const tg__table_plan *tp, sqlite3_stmt *st,
+                     int64_t *row_tenant) {
+    if (sqlite3_column_type(st, tp->col_tenant) != SQLITE_INTEGER) {
+        *row_tenant = 0;
+        return REC_FOREIGN; /* NULL or non-integer tenant: never in anyone's scope */
+    }
+    *row_tenant = sqlite3_column_int64(st, tp->col_tenant);
+    if (*row_tenant != ctx->tenant)
+        return REC_FOREIGN;
+    if (tp->col_workspace >= 0 && sqlite3_column_type(st, tp->col_workspace) != SQLITE_NULL &&
+        (sqlite3_column_type(st, tp->col_workspace) != SQLITE_INTEGER ||
+         sqlite3_column_int64(st, tp->col_workspace) != ctx->workspace))
+        return REC_WS_MISMATCH;
+    return REC_OK;
+}
+
+/* "foreign_tenant" when the row's tenant is in this workspace, "foreign_workspace" when
+ * not (or gone). For logs only: the status is 404 either way. */
+static const char *foreign_reason(tg_ctx *ctx, int rec, int64_t row_tenant, const char *prefix) {
+    static const char *const plain[] = {"ok", "foreign_tenant", "workspace_mismatch",
+                                        "foreign_workspace"};
+    static const char *const owner[] = {"ok", "owner_foreign_tenant", "owner_workspace_mismatch",
+                                        "owner_foreign_workspace"};
+    const char *const *names = prefix ? owner : plain;
+    if (rec == REC_FOREIGN) {
+        tinfo ti;
+        if (tenant_info(ctx, row_tenant, &ti) == TG_OK && (!ti.known || ti.workspace != ctx->workspace))
+            return names[3];
+    }
+    return names[rec];
+}
+
+static int has_cap(const tg_role *role, int cap) { return tg__role_grants(role, cap); }
+
+static int finish(tg_ctx *ctx, const tg_decision **out, int status, const char *reason,
+                  const char *target, tg_path_type path, const int64_t *ids, size_t n) {
+    tg__ctx_decide(ctx, status, reason, target, tg_path_type_name(path), ids, n);
+    *out = &ctx->dec;
+    return TG_OK;
+}
+
+/* Runs a page statement that is already bound except for keyset and limit. */
+static int run_page(tg_ctx *ctx, tg__table_plan *tp, sqlite3_stmt *st, const tg_request *req,
+                    int64_t limit) {
+    sqlite3_bind_int64(st, TG__P_AFTER, req->has_after ? req->after : INT64_MIN);
+    sqlite3_bind_int64(st, TG__P_LIMIT, limit + 1);
+    int rc, taken = 0;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        if (taken == limit) {
+            ctx->dec.has_more = 1;
+            break;
+        }
+        int s = tg__ctx_take_row(ctx, st, tp->shape.n_columns);
+        if (s != TG_OK) {
+            sqlite3_reset(st);
+            return s;
+        }
+        ctx->dec.next_after = sqlite3_column_int64(st, tp->col_id);
+        taken++;
+    }
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+        return step_failed(ctx, st, rc);
+    sqlite3_reset(st);
+    return TG_OK;
+}
+
+static int check_limit(tg_ctx *ctx, const tg_request *req, int64_t *limit) {
+    const tg_app *a = &ctx->rules->app;
+    *limit = req->limit ? req->limit : a->page_size;
+    if (*limit < 1 || *limit > a->max_page_size)
+        return tg__ctx_fail(ctx, TG_LIMIT, "limit %lld is outside 1..%lld (max_page_size)",
+                            (long long)req->limit, (long long)a->max_page_size);
+    return TG_OK;
+}
+
+static int cmp_i64(const void *a, const void *b) {
+    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+    return (x > y) - (x < y);
+}
+
+/* bulk_action: every id in scope, or 404 and nothing. */
+static int resolve_bulk(tg_ctx *ctx, tg__table_plan *tp, const tg_family *fam,
+                        const tg_request *req, const char **reason) {
+    if (!req->ids || req->n_ids == 0)
+        return tg__ctx_fail(ctx, TG_MISUSE, "bulk_action needs at least one id");
+    if ((int64_t)req->n_ids > ctx->rules->app.max_bulk_ids)
+        return tg__ctx_fail(ctx, TG_LIMIT, "bulk_action got %zu ids; the limit is %lld "
+                                           "(app.limits.max_bulk_ids)",
+                            req->n_ids, (long long)ctx->rules->app.max_bulk_ids);
+    if (req->n_ids > ctx->cap_ids) {
+        int64_t *ids = realloc(ctx->ids, req->n_ids * sizeof *ids);
+        if (!ids)
+            return tg__ctx_fail(ctx, TG_NOMEM, "out of memory");
+        ctx->ids = ids;
+        ctx->cap_ids = req->n_ids;
+    }
+    memcpy(ctx->ids, req->ids, req->n_ids * sizeof *ctx->ids);
+    qsort(ctx->ids, req->n_ids, sizeof *ctx->ids, cmp_i64);
+    size_t m = 0;
+    for (size_t i = 0; i < req->n_ids; i++)
+        if (m == 0 || ctx->ids[m - 1] != ctx->ids[i])
+            ctx->ids[m++] = ctx->ids[i];
+    sqlite3_stmt *st;
+    int s = get_stmt(ctx, tp, fam, S_BY_IDS, &st);
+    if (s != TG_OK)
+        return s;
+    size_t found = 0;
+    int bad = REC_OK;
+    int64_t bad_tenant = 0;
+    for (size_t at = 0; at < m && bad == REC_OK; at += TG__BULK_CHUNK) {
+        for (int k = 0; k < TG__BULK_CHUNK; k++) {
+            if (at + (size_t)k < m)
+                sqlite3_bind_int64(st, k + 1, ctx->ids[at + (size_t)k]);
+            else
+                sqlite3_bind_null(st, k + 1);
+        }
+        int rc;
+        while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+            bad = row_scope(ctx, tp, st, &bad_tenant);
+            if (bad != REC_OK)
+                break;
+            if ((s = tg__ctx_take_row(ctx, st, tp->shape.n_columns)) != TG_OK) {
+                sqlite3_reset(st);
+                return s;
+            }
+            found++;
+        }
+        if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+            return step_failed(ctx, st, rc);
+        sqlite3_reset(st);
+    }
+    if (bad != REC_OK)
+        *reason = foreign_reason(ctx, bad, bad_tenant, NULL);
+    else if (found != m)
+        *reason = "not_found";
+    else
+        *reason = NULL;
+    return TG_OK;
+}
+
+/* Fetches one record by id into the decision. *reason is NULL when it is in the route
+ * tenant's scope. *row_tenant and *via_value are read from it (via_col may be -1). */
+static int fetch_scoped(tg_ctx *ctx, tg__table_plan *tp, const tg_family *fam, int64_t id,
+                        const char *prefix, int via_col, int64_t *via_value,
+                        const char **reason) {
+    sqlite3_stmt *st;
+    int s = get_stmt(ctx, tp, fam, S_BY_ID, &st);
+    if (s != TG_OK)
+        return s;
+    sqlite3_bind_int64(st, 1, id);
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_DONE) {
+        sqlite3_reset(st);
+        *reason = prefix ? "owner_not_found" : "not_found";
+        return TG_OK;
+    }
+    if (rc != SQLITE_ROW)
+        return step_failed(ctx, st, rc);
+    int64_t row_tenant;
+    int rec = row_scope(ctx, tp, st, &row_tenant);
+    if (via_col >= 0)
+        *via_value = sqlite3_column_type(st, via_col) == SQLITE_INTEGER
+                         ? sqlite3_column_int64(st, via_col)
+                         : INT64_MIN;
+    if (rec == REC_OK && !prefix)
+        s = tg__ctx_take_row(ctx, st, tp->shape.n_columns);
+    sqlite3_reset(st);
+    *reason = rec == REC_OK ? NULL : foreign_reason(ctx, rec, row_tenant, prefix);
+    return s;
+}
+
+static int column_index(const tg__table_plan *tp, const char *name) {
+    for (int i = 0; name && i < tp->shape.n_columns; i++)
+        if (strcmp(tp->shape.columns[i], name) == 0)
+            return i;
+    return -1;
+}
+
+/* canonical_viewer: no route tenant; the record names its tenant, which must be in this
+ * workspace and one the user is entitled to. A context that does carry a route tenant
+ * never widens to another tenant. */
+static int resolve_canonical(tg_ctx *ctx, tg__table_plan *tp, const tg_family *fam,
+                             const tg_request *req, const char **reason,
+                             const tg_role **role) {
+    sqlite3_stmt *st;
+    int s = get_stmt(ctx, tp, fam, S_BY_ID, &st);
+    if (s != TG_OK)
+        return s;
+    sqlite3_bind_int64(st, 1, req->id);
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_DONE) {
+        sqlite3_reset(st);
+        *reason = "not_found";
+        return TG_OK;
+    }
+    if (rc != SQLITE_ROW)
+        return step_failed(ctx, st, rc);
+    int tenant_ok = sqlite3_column_type(st, tp->col_tenant) == SQLITE_INTEGER;
+    int64_t t = sqlite3_column_int64(st, tp->col_tenant);
+    int ws_null = tp->col_workspace < 0 ||
+                  sqlite3_column_type(st, tp->col_workspace) == SQLITE_NULL;
+    int64_t ws = ws_null ? 0 : sqlite3_column_int64(st, tp->col_workspace);
+    int ws_int = ws_null || sqlite3_column_type(st, tp->col_workspace) == SQLITE_INTEGER;
+    if ((s = tg__ctx_take_row(ctx, st, tp->shape.n_columns)) != TG_OK) {
+        sqlite3_reset(st);
+        return s;
+    }
+    sqlite3_reset(st);
+    tinfo ti;
+    if (!tenant_ok) {
+        *reason = "foreign_workspace";
+        return TG_OK;
+    }
+    if (ctx->has_tenant && t != ctx->tenant) {
+        *reason = "foreign_tenant";
+        return TG_OK;
+    }
+    if ((s = tenant_info(ctx, t, &ti)) != TG_OK)
+        return s;
+    if (!ti.known || ti.workspace != ctx->workspace)
+        *reason = "foreign_workspace";
+    else if (!ws_int || (!ws_null && ws != ti.workspace))
+        *reason = "workspace_mismatch";
+    else if (!ti.entitled)
+        *reason = "not_entitled";
+    else
+        *reason = NULL;
+    *role = ti.role;
+    return TG_OK;
+}
+
+static int resolve_exception(tg_ctx *ctx, int ei, const tg_request *req, int extra_cap,
+                             const tg_decision **out);
+
+int tg_ctx_resolve(tg_ctx *ctx, const tg_request *req, const tg_decision **out) {
+    if (!ctx || !req || !out)
+        return TG_MISUSE;
+    *out = NULL;
+    if (ctx->eng->closed)
+        return tg__ctx_fail(ctx, TG_MISUSE, "the engine of this context is closed");
+    tg__ctx_begin(ctx);
+    const tg_rules *r = ctx->rules;
+    if ((int)req->path < 0 || req->path >= TG_PATH_COUNT)
+        return tg__ctx_fail(ctx, TG_MISUSE, "unknown path type %d", (int)req->path);
+    int extra_cap = -1;
+    if (req->capability) {
+        for (size_t i = 0; i < r->n_capabilities; i++)
+            if (strcmp(r->capabilities[i], req->capability) == 0)
+                extra_cap = (int)i;
+        if (extra_cap < 0)
+            return tg__ctx_fail(ctx, TG_UNKNOWN, "unknown capability '%s'", req->capability);
+    }
+    if (req->exception) {
+        for (size_t i = 0; i < r->n_exceptions; i++)
+            if (strcmp(r->exceptions[i].name, req->exception) == 0)
+                return resolve_exception(ctx, (int)i, req, extra_cap, out);
+        return tg__ctx_fail(ctx, TG_UNKNOWN, "unknown exception '%s'", req->exception);
+    }
+    int fi = tg_rules_family_index(r, req->family);
+    if (fi < 0)
+        return tg__ctx_fail(ctx, TG_UNKNOWN, "unknown family '%s'",
+                            req->family ? req->family : "(none)");
+    const tg_family *fam = &r->families[fi];
+    tg__table_plan *tp = &ctx->plan->fams[fi];
+    const tg_path_rule *path = &fam->paths[req->path];
+    const char *name = fam->name;
+    ctx->shape = &tp->shape;
+
+    /* what the request names, for the decision log */
+    const int64_t *log_ids = NULL;
+    size_t n_log = 0;
+    if (req->path == TG_PATH_BULK_ACTION) {
+        log_ids = req->ids;
+        n_log = req->n_ids;
+    } else if (req->has_id || req->has_owner) {
+        ctx->log_id = req->has_id ? req->id : req->owner;
+        log_ids = &ctx->log_id;
+        n_log = 1;
+    }
+#define DECIDE(status, reason) return finish(ctx, out, status, reason, name, req->path, log_ids, n_log)
+
+    if (!path->declared) {
+        if (req->path == TG_PATH_GLOBAL_SEARCH && fam->search_posture != TG_SEARCH_SCOPED)
+            DECIDE(404, "search_disabled");
+        DECIDE(404, "path_not_declared");
+    }
+    int s = tg__ctx_scope(ctx);
+    if (s != TG_OK)
+        return s;
+    if (!ctx->member)
+        DECIDE(404, "not_member");
+
+    const tg_role *role = ctx->role;
+    const char *reason = NULL;
+    if (req->path == TG_PATH_CANONICAL_VIEWER) {
+        if (!req->has_id)
+            return tg__ctx_fail(ctx, TG_MISUSE, "canonical_viewer needs an id");
+        if ((s = resolve_canonical(ctx, tp, fam, req, &reason, &role)) != TG_OK)
+            return s;
+        if (reason)
+            DECIDE(404, reason);
+    } else {
+        if (!ctx->has_tenant)
+            DECIDE(404, "no_tenant_context");
+        if (!ctx->tenant_known || ctx->tenant_workspace != ctx->workspace)
+            DECIDE(404, "tenant_not_in_workspace");
+        if (!ctx->entitled)
+            DECIDE(404, "not_entitled");
+        int64_t limit;
+        sqlite3_stmt *st;
+        switch (req->path) {
+        case TG_PATH_INDEX:
+        case TG_PATH_GLOBAL_SEARCH:
+            if ((s = check_limit(ctx, req, &limit)) != TG_OK)
+                return s;
+            if ((s = get_stmt(ctx, tp, fam, req->path == TG_PATH_INDEX ? S_PAGE : S_SEARCH, &st)) !=
+                TG_OK)
+                return s;
+            sqlite3_bind_int64(st, TG__P_TENANT, ctx->tenant);
+            sqlite3_bind_int64(st, TG__P_WORKSPACE, ctx->workspace);
+            if (req->path == TG_PATH_GLOBAL_SEARCH) {
+                const char *q = req->query ? req->query : "";
+                tg__buf_reset(&ctx->scratch);
+                tg__like_contains(&ctx->scratch, q, strlen(q));
+                if (ctx->scratch.oom)
+                    return tg__ctx_fail(ctx, TG_NOMEM, "out of memory");
+                sqlite3_bind_text(st, TG__P_LIKE, tg__buf_str(&ctx->scratch),
+                                  (int)ctx->scratch.len, SQLITE_STATIC);
+            }
+            if ((s = run_page(ctx, tp, st, req, limit)) != TG_OK)
+                return s;
+            break;
+        case TG_PATH_DETAIL:
+        case TG_PATH_ROW_ACTION:
+            if (!req->has_id)
+                return tg__ctx_fail(ctx, TG_MISUSE, "%s needs an id", tg_path_type_name(req->path));
+            if ((s = fetch_scoped(ctx, tp, fam, req->id, NULL, -1, NULL, &reason)) != TG_OK)
+                return s;
+            if (reason)
+                DECIDE(404, reason);
+            break;
+        case TG_PATH_BULK_ACTION:
+            if ((s = resolve_bulk(ctx, tp, fam, req, &reason)) != TG_OK)
+                return s;
+            if (reason)
+                DECIDE(404, reason);
+            break;
+        case TG_PATH_RELATION_MANAGER: {
+            if (!req->has_owner)
+                return tg__ctx_fail(ctx, TG_MISUSE, "relation_manager needs an owner id");
+            int oi = path->owner_family;
+            if ((s = fetch_scoped(ctx, &ctx->plan->fams[oi], &r->families[oi], req->owner, "owner",
+                                  -1, NULL, &reason)) != TG_OK)
+                return s;
+            if (reason)
+                DECIDE(404, reason);
+            if (req->has_id) {
+                int via_col = column_index(tp, path->via);
+                int64_t via = INT64_MIN;
+                if ((s = fetch_scoped(ctx, tp, fam, req->id, NULL, via_col, &via, &reason)) !=
+                    TG_OK)
+                    return s;
+                if (reason)
+                    DECIDE(404, reason);
+                if (via != req->owner)
+                    DECIDE(404, "wrong_owner");
+            } else {
+                if ((s = check_limit(ctx, req, &limit)) != TG_OK)
+                    return s;
+                if ((s = get_stmt(ctx, tp, fam, S_RELATION, &st)) != TG_OK)
+                    return s;
+                sqlite3_bind_int64(st, TG__P_TENANT, ctx->tenant);
+                sqlite3_bind_int64(st, TG__P_WORKSPACE, ctx->workspace);
+                sqlite3_bind_int64(st, TG__P_OWNER, req->owner);
+                if ((s = run_page(ctx, tp, st, req, limit)) != TG_OK)
+                    return s;
+            }
+            break;
+        }
+        default:
+            DECIDE(404, "path_not_declared");
+        }
+    }
+    if (!has_cap(role, path->capability) || (extra_cap >= 0 && !has_cap(role, extra_cap)))
+        DECIDE(403, "missing_capability");
+    DECIDE(200, "ok");
+#undef DECIDE
+}
+
+/* ---- scope exceptions ---- */
+
+static int ws_page_stmt(tg_ctx *ctx, tg__table_plan *tp, int flags, sqlite3_stmt **out) {
+    if (!tp->ws_page[flags]) {
+        tg__buf sql = {0};
+        tg__sql_workspace_page(&tg__sqlite, &tp->shape, &ctx->rules->app, flags & 1, flags & 2,
+                               &sql);
+        int rc = sql.oom ? SQLITE_NOMEM : tg__plan_prepare(ctx->plan, &tp->ws_page[flags], &sql);
+        tg__buf_free(&sql);
+        if (rc != SQLITE_OK)
+            return tg__ctx_fail(ctx, TG_DB, "cannot prepare a statement for '%s': %s",
+                                tp->shape.table, sqlite3_errmsg(ctx->plan->db));
+    }
+    *out = tp->ws_page[flags];
+    return TG_OK;
+}
+
+/* A surface the rules except from the ordinary family canon: it applies exactly the
+ * still_required_checks it declares (workspace_member always among them). */
+static int resolve_exception(tg_ctx *ctx, int ei, const tg_request *req, int extra_cap,
+                             const tg_decision **out) {
+    const tg_exception *e = &ctx->rules->exceptions[ei];
+    tg__table_plan *tp = &ctx->plan->excs[ei];
+    unsigned checks = e->still_required_checks;
+    const char *name = e->name;
+    ctx->shape = &tp->shape;
+    ctx->log_id = req->id;
+    const int64_t *log_ids = req->has_id ? &ctx->log_id : NULL;
+    size_t n_log = req->has_id ? 1 : 0;
+#define DECIDE(status, reason) return finish(ctx, out, status, reason, name, req->path, log_ids, n_log)
+    if (!e->table || !tp->present)
+        return tg__ctx_fail(ctx, TG_MISUSE, "exception '%s' maps no table to resolve against",
+                            e->name);
+    int s = tg__ctx_scope(ctx);
+    if (s != TG_OK)
+        return s;
+    if (!ctx->member)
+        DECIDE(404, "not_member");
+    if (checks & TG_CHECK_RECORD_IN_TENANT) {
+        if (!ctx->has_tenant)
+            DECIDE(404, "no_tenant_context");
+        if (!ctx->tenant_known || ctx->tenant_workspace != ctx->workspace)
+            DECIDE(404, "tenant_not_in_workspace");
+    }
+    const tg_role *role = ctx->workspace_role;
+    if (req->path == TG_PATH_INDEX) {
+        int64_t limit;
+        if ((s = check_limit(ctx, req, &limit)) != TG_OK)
+            return s;
+        int flags = (checks & TG_CHECK_TENANT_ENTITLED ? 1 : 0) |
+                    (checks & TG_CHECK_RECORD_IN_TENANT ? 2 : 0);
+        sqlite3_stmt *st;
+        if ((s = ws_page_stmt(ctx, tp, flags, &st)) != TG_OK)
+            return s;
+        sqlite3_bind_int64(st, TG__P_WORKSPACE, ctx->workspace);
+        sqlite3_bind_int64(st, TG__P_TENANT, ctx->tenant);
+        sqlite3_bind_int64(st, TG__P_USER, ctx->user);
+        if ((s = run_page(ctx, tp, st, req, limit)) != TG_OK)
+            return s;
+    } else if (req->path == TG_PATH_DETAIL || req->path == TG_PATH_ROW_ACTION ||
+               req->path == TG_PATH_CANONICAL_VIEWER) {
+        if (!req->has_id)
+            return tg__ctx_fail(ctx, TG_MISUSE, "%s needs an id", tg_path_type_name(req->path));
+        sqlite3_stmt *st;
+        if ((s = get_stmt(ctx, tp, NULL, S_BY_ID, &st)) != TG_OK)
+            return s;
+        sqlite3_bind_int64(st, 1, req->id);
+        int rc = sqlite3_step(st);
+        if (rc == SQLITE_DONE) {
+            sqlite3_reset(st);
+            DECIDE(404, "not_found");
+        }
+        if (rc != SQLITE_ROW)
+            return step_failed(ctx, st, rc);
+        int has_t = tp->col_tenant >= 0 && sqlite3_column_type(st, tp->col_tenant) != SQLITE_NULL;
+        int t_int = !has_t || sqlite3_column_type(st, tp->col_tenant) == SQLITE_INTEGER;
+        int64_t t = has_t ? sqlite3_column_int64(st, tp->col_tenant) : 0;
+        int has_w = tp->col_workspace >= 0 &&
+                    sqlite3_column_type(st, tp->col_workspace) != SQLITE_NULL;
+        int w_int = !has_w || sqlite3_column_type(st, tp->col_workspace) == SQLITE_INTEGER;
+        int64_t w = has_w ? sqlite3_column_int64(st, tp->col_workspace) : 0;
+        if ((s = tg__ctx_take_row(ctx, st, tp->shape.n_columns)) != TG_OK) {
+            sqlite3_reset(st);
+            return s;
+        }
+        sqlite3_reset(st);
+        if (!t_int || !w_int)
+            DECIDE(404, "foreign_workspace");
+        tinfo ti = {0};
+        if (has_t && (s = tenant_info(ctx, t, &ti)) != TG_OK)
+            return s;
+        if (checks & TG_CHECK_RECORD_IN_WORKSPACE) {
+            if (!has_t && !has_w)
+                DECIDE(404, "foreign_workspace"); /* cannot be placed: fail closed */
+            if (has_w && w != ctx->workspace)
+                DECIDE(404, "foreign_workspace");
+            if (has_t && (!ti.known || ti.workspace != ctx->workspace))
+                DECIDE(404, "foreign_workspace");
+        }
+        if ((checks & TG_CHECK_RECORD_IN_TENANT) && (!has_t || t != ctx->tenant))
+            DECIDE(404, "foreign_tenant");
+        if ((checks & TG_CHECK_TENANT_ENTITLED) && has_t && !ti.entitled)
+            DECIDE(404, "not_entitled");
+        if (has_t && ti.entitled)
+            role = ti.role;
+    } else {
+        DECIDE(404, "path_not_declared");
+    }
+    if (((checks & TG_CHECK_CAPABILITY) && !has_cap(role, e->capability)) ||
+        (extra_cap >= 0 && !has_cap(role, extra_cap)))
+        DECIDE(403, "missing_capability");
+    DECIDE(200, "ok");
+#undef DECIDE
+}

@@ -1,0 +1,197 @@
+/* Contexts and their scope: who the caller is in this workspace and tenant, read once per
+ * request with one prepared statement, and the storage every decision reuses. */
+#include "ctx.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+int tg__ctx_fail(tg_ctx *ctx, int status, const char *fmt, ...) {
+    tg__buf_reset(&ctx->err);
+    va_list ap;
+    va_start(ap, fmt);
+    char msg[1024];
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    tg__buf_add(&ctx->err, msg);
+    return status;
+}
+
+int tg_ctx_open(tg_engine *eng, const tg_ctx_options *o, tg_ctx **out) {
+    if (!out)
+        return TG_MISUSE;
+    *out = NULL;
+    if (!eng || !o || eng->closed)
+        return TG_MISUSE;
+    tg_ctx *ctx = calloc(1, sizeof *ctx);
+    if (!ctx)
+        return TG_NOMEM;
+    *out = ctx;
+    tg__plan *plan = NULL;
+    int st = tg__engine_plan(eng, &plan);
+    if (st != TG_OK)
+        return tg__ctx_fail(ctx, st, "%s", tg_engine_errmsg(eng));
+    ctx->eng = eng;
+    eng->refs++;
+    ctx->plan = tg__plan_retain(plan);
+    ctx->rules = &plan->rs->pub;
+    ctx->user = o->user;
+    ctx->workspace = o->workspace;
+    ctx->tenant = o->tenant;
+    ctx->has_tenant = o->has_tenant;
+    return TG_OK;
+}
+
+void tg_ctx_close(tg_ctx *ctx) {
+    if (!ctx)
+        return;
+    tg__plan_release(ctx->plan);
+    if (ctx->eng)
+        tg__engine_release(ctx->eng);
+    free(ctx->vals);
+    free(ctx->ids);
+    tg__buf_free(&ctx->text);
+    tg__buf_free(&ctx->scratch);
+    tg__buf_free(&ctx->err);
+    free(ctx);
+}
+
+const char *tg_ctx_errmsg(const tg_ctx *ctx) {
+    if (!ctx)
+        return "out of memory";
+    return ctx->err.len ? tg__buf_str(&ctx->err) : "ok";
+}
+
+const tg_rules *tg_ctx_rules(const tg_ctx *ctx) { return ctx ? ctx->rules : NULL; }
+
+const tg_role *tg__ctx_role(const tg_ctx *ctx, const unsigned char *name) {
+    if (!name)
+        return NULL;
+    for (size_t i = 0; i < ctx->rules->n_roles; i++)
+        if (strcmp(ctx->rules->roles[i].name, (const char *)name) == 0)
+            return &ctx->rules->roles[i];
+    return NULL;
+}
+
+int tg__ctx_scope(tg_ctx *ctx) {
+    if (ctx->scope_loaded)
+        return TG_OK;
+    tg__plan *p = ctx->plan;
+    if (!p->scope) {
+        tg__buf sql = {0};
+        tg__sql_scope(&tg__sqlite, &ctx->rules->app, &sql);
+        int rc = sql.oom ? SQLITE_NOMEM : tg__plan_prepare(p, &p->scope, &sql);
+        tg__buf_free(&sql);
+        if (rc != SQLITE_OK)
+            return tg__ctx_fail(ctx, TG_DB, "cannot prepare the scope query: %s",
+                                sqlite3_errmsg(p->db));
+    }
+    sqlite3_stmt *st = p->scope;
+    sqlite3_bind_int64(st, TG__P_USER, ctx->user);
+    sqlite3_bind_int64(st, TG__P_WORKSPACE, ctx->workspace);
+    if (ctx->has_tenant)
+        sqlite3_bind_int64(st, TG__P_TENANT, ctx->tenant);
+    else
+        sqlite3_bind_null(st, TG__P_TENANT);
+    int rc = sqlite3_step(st);
+    if (rc != SQLITE_ROW) {
+        int st_code = rc == SQLITE_BUSY ? TG_BUSY : TG_DB;
+        tg__ctx_fail(ctx, st_code, "scope query failed: %s", sqlite3_errmsg(p->db));
+        sqlite3_reset(st);
+        return st_code;
+    }
+    /* columns: member?, workspace role, tenant's workspace, entitled?, tenant role */
+    ctx->member = sqlite3_column_int(st, 0) != 0;
+    ctx->workspace_role = tg__ctx_role(ctx, sqlite3_column_text(st, 1));
+    ctx->tenant_known = sqlite3_column_type(st, 2) == SQLITE_INTEGER;
+    ctx->tenant_workspace = ctx->tenant_known ? sqlite3_column_int64(st, 2) : 0;
+    ctx->entitled = sqlite3_column_int(st, 3) != 0;
+    const unsigned char *trole = sqlite3_column_text(st, 4);
+    ctx->role = trole ? tg__ctx_role(ctx, trole) : ctx->workspace_role;
+    sqlite3_reset(st);
+    ctx->scope_loaded = 1;
+    return TG_OK;
+}
+
+void tg__ctx_begin(tg_ctx *ctx) {
+    memset(&ctx->dec, 0, sizeof ctx->dec);
+    ctx->shape = NULL;
+    ctx->n_vals = 0;
+    tg__buf_reset(&ctx->text);
+    ctx->text.oom = 0;
+}
+
+void tg__ctx_drop_records(tg_ctx *ctx) {
+    ctx->n_vals = 0;
+    ctx->dec.n_records = 0;
+    tg__buf_reset(&ctx->text);
+}
+
+int tg__ctx_take_row(tg_ctx *ctx, sqlite3_stmt *st, int n) {
+    if (ctx->n_vals + (size_t)n > ctx->cap_vals) {
+        size_t cap = ctx->cap_vals ? ctx->cap_vals * 2 : 256;
+        while (cap < ctx->n_vals + (size_t)n)
+            cap *= 2;
+        tg_value *v = realloc(ctx->vals, cap * sizeof *v);
+        if (!v)
+            return tg__ctx_fail(ctx, TG_NOMEM, "out of memory");
+        ctx->vals = v;
+        ctx->cap_vals = cap;
+    }
+    for (int c = 0; c < n; c++) {
+        tg_value *v = &ctx->vals[ctx->n_vals++];
+        memset(v, 0, sizeof *v);
+        switch (sqlite3_column_type(st, c)) {
+        case SQLITE_INTEGER:
+            v->type = TG_INTEGER;
+            v->i = sqlite3_column_int64(st, c);
+            break;
+        case SQLITE_FLOAT:
+            v->type = TG_REAL;
+            v->r = sqlite3_column_double(st, c);
+            break;
+        case SQLITE_TEXT:
+        case SQLITE_BLOB: {
+            v->type = sqlite3_column_type(st, c) == SQLITE_TEXT ? TG_TEXT : TG_BLOB;
+            const void *p = v->type == TG_TEXT ? (const void *)sqlite3_column_text(st, c)
+                                               : sqlite3_column_blob(st, c);
+            v->n = (size_t)sqlite3_column_bytes(st, c);
+            v->i = (int64_t)ctx->text.len; /* an offset until tg__ctx_decide */
+            tg__buf_addn(&ctx->text, p ? p : "", v->n);
+            tg__buf_addn(&ctx->text, "", 1);
+            break;
+        }
+        default:
+            v->type = TG_NULL;
+        }
+    }
+    if (ctx->text.oom)
+        return tg__ctx_fail(ctx, TG_NOMEM, "out of memory");
+    ctx->dec.n_records++;
+    return TG_OK;
+}
+
+void tg__ctx_decide(tg_ctx *ctx, int status, const char *reason, const char *target,
+                    const char *path, const int64_t *ids, size_t n_ids) {
+    tg_decision *d = &ctx->dec;
+    d->status = status;
+    d->reason = reason;
+    if (status != 200)
+        tg__ctx_drop_records(ctx); /* a refusal never carries rows */
+    d->values = ctx->vals;
+    if (ctx->shape) {
+        d->columns = ctx->shape->columns;
+        d->n_columns = (size_t)ctx->shape->n_columns;
+    }
+    for (size_t k = 0; k < ctx->n_vals; k++) {
+        tg_value *v = &ctx->vals[k];
+        if (v->type == TG_TEXT || v->type == TG_BLOB)
+            v->s = ctx->text.p + v->i;
+    }
+    tg_engine *eng = ctx->eng;
+    if (ctx->quiet || (!eng->sink && !eng->decision_file))
+        return;
+    tg_decision_event ev = {ctx->user, ctx->workspace,   ctx->tenant, ctx->has_tenant,
+                            target,    path,             ids,         n_ids,
+                            status,    reason,           ctx->rules->version};
+    tg__declog_emit(eng, &ev);
+}

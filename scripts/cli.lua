@@ -146,6 +146,81 @@ function commands.rules(args)
 end
 
 -- ---------------------------------------------------------------------------------------
+usage.resolve = [[
+usage: tenantguard resolve --db FILE --user U --workspace W [--tenant T]
+                           (--family NAME | --exception NAME) --path PATH
+                           [--id N | --ids 1,2,3] [--owner N] [--query TEXT]
+                           [--limit N] [--after N] [--capability CAP] [--rules DIR] [--json]
+
+Prints the decision tenantguard makes for one request: status, reason, and the records it
+returns. PATH is one of index, detail, row_action, bulk_action, relation_manager,
+global_search, canonical_viewer. Exit 0 when a decision was made (whatever its status).]]
+
+local function tointeger_opt(opts, name)
+  if opts[name] == nil then return nil end
+  local n = math.tointeger(tonumber(opts[name]))
+  if not n then error(("--%s must be an integer"):format(name), 0) end
+  return n
+end
+
+function commands.resolve(args)
+  local opts = parse(args, { db = "value", user = "value", workspace = "value",
+    tenant = "value", family = "value", exception = "value", path = "value", id = "value",
+    ids = "value", owner = "value", query = "value", limit = "value", after = "value",
+    capability = "value", rules = "value", json = "flag" })
+  if opts.help then print(usage.resolve) return 0 end
+  for _, need in ipairs { "db", "user", "workspace", "path" } do
+    if not opts[need] then error("--" .. need .. " is required\n" .. usage.resolve, 0) end
+  end
+  if not opts.family and not opts.exception then
+    error("--family or --exception is required\n" .. usage.resolve, 0)
+  end
+  local ids
+  if opts.ids then
+    ids = {}
+    for item in opts.ids:gmatch("[^,%s]+") do
+      local n = math.tointeger(tonumber(item))
+      if not n then error(("--ids: '%s' is not an integer"):format(item), 0) end
+      ids[#ids + 1] = n
+    end
+  end
+  local eng = tg.open { rules = opts.rules or DEFAULT_RULES, db = opts.db }
+  local ctx = eng:context { user = tointeger_opt(opts, "user"),
+    workspace = tointeger_opt(opts, "workspace"), tenant = tointeger_opt(opts, "tenant") }
+  local d, err = ctx:resolve { family = opts.family, exception = opts.exception,
+    path = opts.path, id = tointeger_opt(opts, "id"), ids = ids,
+    owner = tointeger_opt(opts, "owner"), query = opts.query,
+    limit = tointeger_opt(opts, "limit"), after = tointeger_opt(opts, "after"),
+    capability = opts.capability }
+  ctx:close()
+  eng:close()
+  if not d then error(err, 0) end
+  local records = d.records or (d.record and { d.record }) or {}
+  if opts.json then
+    if d.records then d.records = json.array(d.records) end
+    print(json.encode(d))
+    return 0
+  end
+  printf("%d %s\n", d.status, d.reason)
+  if #records > 0 then
+    local cols = {}
+    for k in pairs(records[1]) do cols[#cols + 1] = k end
+    table.sort(cols, function(a, b)
+      if a == "id" or b == "id" then return a == "id" end
+      return a < b
+    end)
+    print(table.concat(cols, "\t"))
+    for _, r in ipairs(records) do
+      local row = {}
+      for i, c in ipairs(cols) do row[i] = r[c] == nil and "NULL" or tostring(r[c]) end
+      print(table.concat(row, "\t"))
+    end
+    if d.has_more then printf("... more after id %d (--after %d)\n", d.next_after, d.next_after) end
+  end
+  return 0
+end
+
+-- ---------------------------------------------------------------------------------------
 usage.checks = [[
 usage: tenantguard checks
 
@@ -193,7 +268,7 @@ function commands.demo(args)
 end
 
 -- ---------------------------------------------------------------------------------------
-local order = { "demo", "lint", "rules", "checks", "refdb" }
+local order = { "demo", "lint", "rules", "resolve", "checks", "refdb" }
 
 local function help()
   print("usage: tenantguard <command> [options]   (tenantguard <command> --help for more)\n")

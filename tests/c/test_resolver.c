@@ -1,0 +1,231 @@
+/* The resolver and write guard through the C API alone: a small database made with SQLite,
+ * a small rule set, and decisions checked for status, reason and rows. */
+#include "tenantguard.h"
+
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+static int failures = 0, checks = 0;
+
+#define CHECK(cond)                                                                            \
+    do {                                                                                       \
+        checks++;                                                                              \
+        if (!(cond)) {                                                                         \
+            failures++;                                                                        \
+            fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond);          \
+        }                                                                                      \
+    } while (0)
+
+static void write_file(const char *dir, const char *name, const char *text) {
+    char p[600];
+    snprintf(p, sizeof p, "%s/%s", dir, name);
+    FILE *f = fopen(p, "w");
+    if (!f) {
+        perror(p);
+        exit(2);
+    }
+    fputs(text, f);
+    fclose(f);
+}
+
+static const char *schema =
+    "CREATE TABLE workspaces(id INTEGER PRIMARY KEY);"
+    "CREATE TABLE tenants(id INTEGER PRIMARY KEY, workspace_id INTEGER);"
+    "CREATE TABLE workspace_memberships(user_id, workspace_id, role);"
+    "CREATE TABLE tenant_memberships(user_id, tenant_id, role);"
+    "CREATE TABLE operation_runs(id INTEGER PRIMARY KEY, type, status, summary, created_at,"
+    "  started_at, finished_at);"
+    "CREATE TABLE audit_logs(id INTEGER PRIMARY KEY, workspace_id, tenant_id, action, metadata,"
+    "  created_at);"
+    "CREATE TABLE notes(id INTEGER PRIMARY KEY, tenant_id INTEGER NOT NULL, title TEXT,"
+    "  workspace_id INTEGER);"
+    "INSERT INTO workspaces VALUES (1), (2);"
+    "INSERT INTO tenants VALUES (10, 1), (11, 1), (20, 2);"
+    "INSERT INTO workspace_memberships VALUES (1, 1, 'owner'), (2, 1, 'viewer'), (3, 2, 'owner');"
+    "INSERT INTO tenant_memberships VALUES (1, 10, NULL), (1, 11, NULL), (2, 10, NULL),"
+    "  (3, 20, NULL);"
+    "INSERT INTO notes VALUES (1, 10, 'a', NULL), (2, 10, 'b', 1), (3, 11, 'c', NULL),"
+    "  (4, 20, 'd', 2), (5, 10, 'e', 2), (6, 10, '50% off', NULL);";
+
+static const char *rules_families =
+    "family \"Note\" {\n"
+    "  table = \"notes\", primary_surface = \"NoteResource\", search_posture = \"scoped\",\n"
+    "  search_columns = { \"title\" }, action_surface_status = \"declared\",\n"
+    "  paths = { index = { capability = \"note.view\" }, detail = { capability = \"note.view\" },\n"
+    "            row_action = { capability = \"note.edit\" },\n"
+    "            bulk_action = { capability = \"note.edit\" },\n"
+    "            global_search = { capability = \"note.view\" } },\n"
+    "}\n";
+
+static int sink_calls = 0;
+static int last_status = 0;
+static void sink(void *ud, const tg_decision_event *ev) {
+    (void)ud;
+    sink_calls++;
+    last_status = ev->status;
+}
+
+static const tg_decision *resolve(tg_ctx *ctx, tg_path_type path, int64_t id) {
+    tg_request r = {0};
+    r.family = "Note";
+    r.path = path;
+    r.id = id;
+    r.has_id = 1;
+    const tg_decision *d = NULL;
+    int st = tg_ctx_resolve(ctx, &r, &d);
+    if (st != TG_OK)
+        fprintf(stderr, "resolve: %s\n", tg_ctx_errmsg(ctx));
+    return d;
+}
+
+static int64_t column_int(const tg_decision *d, size_t row, const char *name) {
+    for (size_t c = 0; c < d->n_columns; c++)
+        if (strcmp(d->columns[c], name) == 0)
+            return d->values[row * d->n_columns + c].i;
+    return -1;
+}
+
+int main(void) {
+    char tmp[] = "/tmp/tg_c_resolver_XXXXXX";
+    if (!mkdtemp(tmp))
+        return 2;
+    char rules[600], db[600];
+    snprintf(rules, sizeof rules, "%s/rules", tmp);
+    snprintf(db, sizeof db, "%s/app.db", tmp);
+    mkdir(rules, 0700);
+    write_file(rules, "app.lua", "app { }\n");
+    write_file(rules, "roles.lua",
+               "capabilities { \"note.view\", \"note.edit\" }\n"
+               "role \"owner\" { \"*\" }\nrole \"viewer\" { \"note.view\" }\n");
+    write_file(rules, "families.lua", rules_families);
+    sqlite3 *h;
+    if (sqlite3_open(db, &h) != SQLITE_OK || sqlite3_exec(h, schema, NULL, NULL, NULL) != SQLITE_OK)
+        return 2;
+    sqlite3_close(h);
+
+    tg_open_options o = {0};
+    o.rules = rules;
+    o.db = db;
+    tg_engine *eng = NULL;
+    int st = tg_engine_open(&o, &eng);
+    CHECK(st == TG_OK);
+    if (st != TG_OK) {
+        fprintf(stderr, "%s\n", tg_engine_errmsg(eng));
+        return 1;
+    }
+    tg_engine_set_decision_sink(eng, sink, NULL);
+
+    tg_ctx_options co = {1, 1, 10, 1};
+    tg_ctx *ctx = NULL;
+    CHECK(tg_ctx_open(eng, &co, &ctx) == TG_OK);
+    const tg_decision *d = resolve(ctx, TG_PATH_DETAIL, 1);
+    CHECK(d && d->status == 200 && d->n_records == 1 && column_int(d, 0, "id") == 1);
+    d = resolve(ctx, TG_PATH_DETAIL, 3); /* tenant 11, same workspace */
+    CHECK(d && d->status == 404 && strcmp(d->reason, "foreign_tenant") == 0 && d->n_records == 0);
+    d = resolve(ctx, TG_PATH_DETAIL, 4); /* other workspace */
+    CHECK(d && d->status == 404 && strcmp(d->reason, "foreign_workspace") == 0);
+    d = resolve(ctx, TG_PATH_DETAIL, 5); /* tenant 10 but workspace_id 2 */
+    CHECK(d && d->status == 404 && strcmp(d->reason, "workspace_mismatch") == 0);
+    d = resolve(ctx, TG_PATH_DETAIL, 99);
+    CHECK(d && d->status == 404 && strcmp(d->reason, "not_found") == 0);
+    CHECK(sink_calls == 5 && last_status == 404);
+
+    /* index: tenant 10 only, never the mismatched row */
+    tg_request r = {0};
+    r.family = "Note";
+    r.path = TG_PATH_INDEX;
+    r.limit = 2;
+    CHECK(tg_ctx_resolve(ctx, &r, &d) == TG_OK);
+    CHECK(d->status == 200 && d->n_records == 2 && d->has_more);
+    CHECK(column_int(d, 0, "id") == 1 && column_int(d, 1, "id") == 2);
+    r.after = d->next_after;
+    r.has_after = 1;
+    CHECK(tg_ctx_resolve(ctx, &r, &d) == TG_OK);
+    CHECK(d->status == 200 && d->n_records == 1 && column_int(d, 0, "id") == 6 && !d->has_more);
+    r.limit = 100000;
+    CHECK(tg_ctx_resolve(ctx, &r, &d) == TG_LIMIT);
+
+    /* search: '%' is literal */
+    tg_request s = {0};
+    s.family = "Note";
+    s.path = TG_PATH_GLOBAL_SEARCH;
+    s.query = "50%";
+    CHECK(tg_ctx_resolve(ctx, &s, &d) == TG_OK);
+    CHECK(d->status == 200 && d->n_records == 1 && column_int(d, 0, "id") == 6);
+    s.query = "%";
+    CHECK(tg_ctx_resolve(ctx, &s, &d) == TG_OK && d->n_records == 1);
+
+    /* bulk: all or nothing */
+    int64_t good[] = {1, 2, 2, 6};
+    int64_t mixed[] = {1, 3};
+    tg_request b = {0};
+    b.family = "Note";
+    b.path = TG_PATH_BULK_ACTION;
+    b.ids = good;
+    b.n_ids = 4;
+    CHECK(tg_ctx_resolve(ctx, &b, &d) == TG_OK && d->status == 200 && d->n_records == 3);
+    b.ids = mixed;
+    b.n_ids = 2;
+    CHECK(tg_ctx_resolve(ctx, &b, &d) == TG_OK && d->status == 404 && d->n_records == 0);
+
+    /* unknown family and capability are errors, not decisions */
+    tg_request u = {0};
+    u.family = "Nope";
+    u.path = TG_PATH_INDEX;
+    CHECK(tg_ctx_resolve(ctx, &u, &d) == TG_UNKNOWN);
+    CHECK(strstr(tg_ctx_errmsg(ctx), "Nope") != NULL);
+
+    /* writes */
+    tg_column_value title = {"title", {TG_TEXT, 0, 0, "new", 3}};
+    CHECK(tg_ctx_insert(ctx, "Note", &title, 1, NULL, &d) == TG_OK && d->status == 200);
+    int64_t new_id = d->row_id;
+    CHECK(new_id > 6);
+    tg_column_value bad_ws[2] = {{"title", {TG_TEXT, 0, 0, "x", 1}},
+                                 {"workspace_id", {TG_INTEGER, 2, 0, NULL, 0}}};
+    CHECK(tg_ctx_insert(ctx, "Note", bad_ws, 2, NULL, &d) == TG_REJECTED);
+    tg_column_value move = {"tenant_id", {TG_INTEGER, 11, 0, NULL, 0}};
+    CHECK(tg_ctx_update(ctx, "Note", new_id, &move, 1, NULL, &d) == TG_REJECTED);
+    CHECK(strstr(tg_ctx_errmsg(ctx), "never change") != NULL);
+    CHECK(tg_ctx_update(ctx, "Note", 3, &title, 1, NULL, &d) == TG_OK && d->status == 404);
+    tg_ctx_close(ctx);
+
+    /* a viewer: reads yes, row actions 403, writes 403 */
+    tg_ctx_options vo = {2, 1, 10, 1};
+    CHECK(tg_ctx_open(eng, &vo, &ctx) == TG_OK);
+    CHECK(resolve(ctx, TG_PATH_DETAIL, 1)->status == 200);
+    d = resolve(ctx, TG_PATH_ROW_ACTION, 1);
+    CHECK(d->status == 403 && strcmp(d->reason, "missing_capability") == 0);
+    d = resolve(ctx, TG_PATH_ROW_ACTION, 3); /* scope before capability */
+    CHECK(d->status == 404);
+    CHECK(tg_ctx_insert(ctx, "Note", &title, 1, NULL, &d) == TG_OK && d->status == 403);
+    tg_ctx_close(ctx);
+
+    /* not entitled, no tenant, not a member */
+    tg_ctx_options no = {2, 1, 11, 1};
+    CHECK(tg_ctx_open(eng, &no, &ctx) == TG_OK);
+    CHECK(strcmp(resolve(ctx, TG_PATH_DETAIL, 3)->reason, "not_entitled") == 0);
+    tg_ctx_close(ctx);
+    tg_ctx_options nt = {1, 1, 0, 0};
+    CHECK(tg_ctx_open(eng, &nt, &ctx) == TG_OK);
+    CHECK(strcmp(resolve(ctx, TG_PATH_DETAIL, 1)->reason, "no_tenant_context") == 0);
+    tg_ctx_close(ctx);
+    tg_ctx_options nm = {3, 1, 10, 1};
+    CHECK(tg_ctx_open(eng, &nm, &ctx) == TG_OK);
+    CHECK(strcmp(resolve(ctx, TG_PATH_DETAIL, 1)->reason, "not_member") == 0);
+
+    /* the context outlives a close of the engine's handle safely */
+    tg_engine_close(eng);
+    CHECK(tg_ctx_resolve(ctx, &r, &d) == TG_MISUSE);
+    tg_ctx_close(ctx);
+
+    char cmd[700];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmp);
+    if (system(cmd) != 0)
+        fprintf(stderr, "cleanup failed\n");
+    printf("%d checks, %d failed\n", checks, failures);
+    return failures ? 1 : 0;
+}

@@ -4,7 +4,8 @@
 #   ./run.sh test    install what is missing, build, run every test (plain -Werror build,
 #                    then again under AddressSanitizer and UndefinedBehaviorSanitizer)
 #   ./run.sh build   install what is missing and build (preset "default")
-#   ./run.sh bench   build with optimisations and run the benchmarks (see README)
+#   ./run.sh bench   build with optimisations and run the benchmarks on a reference database
+#                    of ROWS rows per table (default 100000); extra arguments go to the bench
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -50,10 +51,13 @@ case "${1:-}" in
     ensure_packages
     build bench
     shift
-    exec ./build-bench/bench/tenantguard_bench "$@"
+    rows="${ROWS:-100000}"
+    db="build-bench/reference-$rows.db"
+    [ -f "$db" ] || ./build-bench/tenantguard refdb "$db" --rows "$rows"
+    exec ./build-bench/bench/tenantguard_bench --db "$db" --rules rules --workdir build-bench "$@"
     ;;
   *)
-    sed -n '2,8p' "$0"
+    sed -n '2,9p' "$0"
     exit 2
     ;;
 esac

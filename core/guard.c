@@ -82,7 +82,7 @@ static int check_values(tg_ctx *ctx, const tg__table_plan *tp, const tg_column_v
 
 static int run_write(tg_ctx *ctx, const tg__buf *sql, const tg_value *const *vals, size_t n,
                      const int64_t *tail, size_t n_tail, sqlite3_stmt **used) {
-    sqlite3_stmt *st;
+    sqlite3_stmt *st = NULL;
     if (sql->oom)
         return tg__ctx_fail(ctx, TG_NOMEM, "out of memory");
     if (tg__plan_write_stmt(ctx->plan, sql, &st) != SQLITE_OK)
@@ -136,7 +136,7 @@ int tg_ctx_insert(tg_ctx *ctx, const char *family, const tg_column_value *values
     if (n_values > MAX_WRITE_COLUMNS)
         return tg__ctx_fail(ctx, TG_LIMIT, "at most %d columns per write", MAX_WRITE_COLUMNS);
     tg__ctx_begin(ctx);
-    int fi, cap, s;
+    int fi = -1, cap = -1, s;
     if ((s = lookup(ctx, family, capability, &fi, &cap)) != TG_OK)
         return s;
     const tg_family *fam = &ctx->rules->families[fi];
@@ -177,7 +177,7 @@ int tg_ctx_insert(tg_ctx *ctx, const char *family, const tg_column_value *values
     }
     tg__buf_reset(&ctx->scratch);
     tg__sql_insert(&tg__sqlite, tp->shape.table, cols, n, &ctx->scratch);
-    sqlite3_stmt *st;
+    sqlite3_stmt *st = NULL;
     if ((s = run_write(ctx, &ctx->scratch, vals, n, NULL, 0, &st)) != TG_OK)
         return s;
     ctx->dec.row_id = sqlite3_last_insert_rowid(ctx->plan->db);
@@ -228,7 +228,7 @@ int tg_ctx_update(tg_ctx *ctx, const char *family, int64_t id, const tg_column_v
     tg__sql_update(&tg__sqlite, tp->shape.table, cols, n, tp->shape.id, tp->shape.tenant,
                    &ctx->scratch);
     int64_t tail[2] = {id, ctx->tenant};
-    sqlite3_stmt *st;
+    sqlite3_stmt *st = NULL;
     tg__ctx_drop_records(ctx);
     if (n == 0) {
         tg__ctx_decide(ctx, 200, "ok", fam->name, "update", &ctx->log_id, 1);

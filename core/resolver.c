@@ -201,7 +201,7 @@ static int resolve_bulk(tg_ctx *ctx, tg__table_plan *tp, const tg_family *fam,
     for (size_t i = 0; i < req->n_ids; i++)
         if (m == 0 || ctx->ids[m - 1] != ctx->ids[i])
             ctx->ids[m++] = ctx->ids[i];
-    sqlite3_stmt *st;
+    sqlite3_stmt *st = NULL;
     int s = get_stmt(ctx, tp, fam, S_BY_IDS, &st);
     if (s != TG_OK)
         return s;
@@ -244,7 +244,7 @@ static int resolve_bulk(tg_ctx *ctx, tg__table_plan *tp, const tg_family *fam,
 static int fetch_scoped(tg_ctx *ctx, tg__table_plan *tp, const tg_family *fam, int64_t id,
                         const char *prefix, int via_col, int64_t *via_value,
                         const char **reason) {
-    sqlite3_stmt *st;
+    sqlite3_stmt *st = NULL;
     int s = get_stmt(ctx, tp, fam, S_BY_ID, &st);
     if (s != TG_OK)
         return s;
@@ -283,7 +283,7 @@ static int column_index(const tg__table_plan *tp, const char *name) {
 static int resolve_canonical(tg_ctx *ctx, tg__table_plan *tp, const tg_family *fam,
                              const tg_request *req, const char **reason,
                              const tg_role **role) {
-    sqlite3_stmt *st;
+    sqlite3_stmt *st = NULL;
     int s = get_stmt(ctx, tp, fam, S_BY_ID, &st);
     if (s != TG_OK)
         return s;
@@ -408,7 +408,7 @@ int tg_ctx_resolve(tg_ctx *ctx, const tg_request *req, const tg_decision **out) 
         if (!ctx->entitled)
             DECIDE(404, "not_entitled");
         int64_t limit;
-        sqlite3_stmt *st;
+        sqlite3_stmt *st = NULL;
         switch (req->path) {
         case TG_PATH_INDEX:
         case TG_PATH_GLOBAL_SEARCH:
@@ -539,7 +539,7 @@ static int resolve_exception(tg_ctx *ctx, int ei, const tg_request *req, int ext
             return s;
         int flags = (checks & TG_CHECK_TENANT_ENTITLED ? 1 : 0) |
                     (checks & TG_CHECK_RECORD_IN_TENANT ? 2 : 0);
-        sqlite3_stmt *st;
+        sqlite3_stmt *st = NULL;
         if ((s = ws_page_stmt(ctx, tp, flags, &st)) != TG_OK)
             return s;
         sqlite3_bind_int64(st, TG__P_WORKSPACE, ctx->workspace);
@@ -551,7 +551,7 @@ static int resolve_exception(tg_ctx *ctx, int ei, const tg_request *req, int ext
                req->path == TG_PATH_CANONICAL_VIEWER) {
         if (!req->has_id)
             return tg__ctx_fail(ctx, TG_MISUSE, "%s needs an id", tg_path_type_name(req->path));
-        sqlite3_stmt *st;
+        sqlite3_stmt *st = NULL;
         if ((s = get_stmt(ctx, tp, NULL, S_BY_ID, &st)) != TG_OK)
             return s;
         sqlite3_bind_int64(st, 1, req->id);

@@ -30,6 +30,7 @@ struct tg_ctx {
     int64_t *ids;         /* bulk: sorted distinct ids */
     size_t cap_ids;
     int64_t log_id;       /* the single id a decision names, for the log */
+    int64_t log_ids[2];   /* relation manager: owner and child */
     int quiet;            /* an inner decision of a write: not logged on its own */
     const tg__table_shape *shape; /* the table the current decision's records come from */
     tg__buf scratch;      /* LIKE patterns, write SQL */

@@ -140,13 +140,28 @@ static int finish(tg_ctx *ctx, const tg_decision **out, int status, const char *
     return TG_OK;
 }
 
-/* Runs a page statement that is already bound except for keyset and limit. */
-static int run_page(tg_ctx *ctx, tg__table_plan *tp, sqlite3_stmt *st, const tg_request *req,
-                    int64_t limit) {
+/* Decides whether a listed row may be returned; NULL: every row may. */
+typedef int (*row_filter)(tg_ctx *ctx, const tg__table_plan *tp, sqlite3_stmt *st, void *ud,
+                          int *keep);
+
+/* Runs a page statement that is already bound except for keyset and limit. Rows the filter
+ * drops do not count towards the limit. */
+static int run_page_filtered(tg_ctx *ctx, tg__table_plan *tp, sqlite3_stmt *st,
+                             const tg_request *req, int64_t limit, row_filter filter, void *ud) {
     sqlite3_bind_int64(st, TG__P_AFTER, req->has_after ? req->after : INT64_MIN);
-    sqlite3_bind_int64(st, TG__P_LIMIT, limit + 1);
+    /* with a filter the statement cannot know how many rows will be kept */
+    sqlite3_bind_int64(st, TG__P_LIMIT, filter ? -1 : limit + 1);
     int rc, taken = 0;
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        if (filter) {
+            int keep = 0, s = filter(ctx, tp, st, ud, &keep);
+            if (s != TG_OK) {
+                sqlite3_reset(st);
+                return s;
+            }
+            if (!keep)
+                continue;
+        }
         if (taken == limit) {
             ctx->dec.has_more = 1;
             break;
@@ -163,6 +178,11 @@ static int run_page(tg_ctx *ctx, tg__table_plan *tp, sqlite3_stmt *st, const tg_
         return step_failed(ctx, st, rc);
     sqlite3_reset(st);
     return TG_OK;
+}
+
+static int run_page(tg_ctx *ctx, tg__table_plan *tp, sqlite3_stmt *st, const tg_request *req,
+                    int64_t limit) {
+    return run_page_filtered(ctx, tp, st, req, limit, NULL, NULL);
 }
 
 static int check_limit(tg_ctx *ctx, const tg_request *req, int64_t *limit) {
@@ -182,12 +202,6 @@ static int cmp_i64(const void *a, const void *b) {
 /* bulk_action: every id in scope, or 404 and nothing. */
 static int resolve_bulk(tg_ctx *ctx, tg__table_plan *tp, const tg_family *fam,
                         const tg_request *req, const char **reason) {
-    if (!req->ids || req->n_ids == 0)
-        return tg__ctx_fail(ctx, TG_MISUSE, "bulk_action needs at least one id");
-    if ((int64_t)req->n_ids > ctx->rules->app.max_bulk_ids)
-        return tg__ctx_fail(ctx, TG_LIMIT, "bulk_action got %zu ids; the limit is %lld "
-                                           "(app.limits.max_bulk_ids)",
-                            req->n_ids, (long long)ctx->rules->app.max_bulk_ids);
     if (req->n_ids > ctx->cap_ids) {
         int64_t *ids = realloc(ctx->ids, req->n_ids * sizeof *ids);
         if (!ids)
@@ -373,19 +387,58 @@ int tg_ctx_resolve(tg_ctx *ctx, const tg_request *req, const tg_decision **out) 
     if (req->path == TG_PATH_BULK_ACTION) {
         log_ids = req->ids;
         n_log = req->n_ids;
-    } else if (req->has_id || req->has_owner) {
-        ctx->log_id = req->has_id ? req->id : req->owner;
-        log_ids = &ctx->log_id;
+    } else if (req->has_owner) {
+        ctx->log_ids[0] = req->owner;
+        ctx->log_ids[1] = req->id;
+        log_ids = ctx->log_ids;
+        n_log = req->has_id ? 2 : 1;
+    } else if (req->has_id) {
+        ctx->log_ids[0] = req->id;
+        log_ids = ctx->log_ids;
         n_log = 1;
     }
 #define DECIDE(status, reason) return finish(ctx, out, status, reason, name, req->path, log_ids, n_log)
 
+    /* a malformed request is the caller's bug whoever is logged in: it raises before any
+     * decision is made */
+    int64_t limit = 0;
+    int s;
+    switch (req->path) {
+    case TG_PATH_INDEX:
+    case TG_PATH_GLOBAL_SEARCH:
+        if ((s = check_limit(ctx, req, &limit)) != TG_OK)
+            return s;
+        break;
+    case TG_PATH_DETAIL:
+    case TG_PATH_ROW_ACTION:
+    case TG_PATH_CANONICAL_VIEWER:
+        if (!req->has_id)
+            return tg__ctx_fail(ctx, TG_MISUSE, "%s needs an id", tg_path_type_name(req->path));
+        break;
+    case TG_PATH_BULK_ACTION:
+        if (!req->ids || req->n_ids == 0)
+            return tg__ctx_fail(ctx, TG_MISUSE, "bulk_action needs at least one id");
+        if ((int64_t)req->n_ids > r->app.max_bulk_ids)
+            return tg__ctx_fail(ctx, TG_LIMIT,
+                                "bulk_action got %zu ids; the limit is %lld "
+                                "(app.limits.max_bulk_ids)",
+                                req->n_ids, (long long)r->app.max_bulk_ids);
+        break;
+    case TG_PATH_RELATION_MANAGER:
+        if (!req->has_owner)
+            return tg__ctx_fail(ctx, TG_MISUSE, "relation_manager needs an owner id");
+        if (!req->has_id && (s = check_limit(ctx, req, &limit)) != TG_OK)
+            return s;
+        break;
+    default:
+        break;
+    }
     if (!path->declared) {
         if (req->path == TG_PATH_GLOBAL_SEARCH && fam->search_posture != TG_SEARCH_SCOPED)
             DECIDE(404, "search_disabled");
         DECIDE(404, "path_not_declared");
     }
-    int s = tg__ctx_scope(ctx);
+    s = tg__ctx_scope(ctx);
     if (s != TG_OK)
         return s;
     if (!ctx->member)
@@ -394,8 +447,9 @@ int tg_ctx_resolve(tg_ctx *ctx, const tg_request *req, const tg_decision **out) 
     const tg_role *role = ctx->role;
     const char *reason = NULL;
     if (req->path == TG_PATH_CANONICAL_VIEWER) {
-        if (!req->has_id)
-            return tg__ctx_fail(ctx, TG_MISUSE, "canonical_viewer needs an id");
+        /* no route tenant is needed; one that is given must still be valid */
+        if (ctx->has_tenant && (!ctx->tenant_known || ctx->tenant_workspace != ctx->workspace))
+            DECIDE(404, "tenant_not_in_workspace");
         if ((s = resolve_canonical(ctx, tp, fam, req, &reason, &role)) != TG_OK)
             return s;
         if (reason)
@@ -407,13 +461,10 @@ int tg_ctx_resolve(tg_ctx *ctx, const tg_request *req, const tg_decision **out) 
             DECIDE(404, "tenant_not_in_workspace");
         if (!ctx->entitled)
             DECIDE(404, "not_entitled");
-        int64_t limit;
         sqlite3_stmt *st = NULL;
         switch (req->path) {
         case TG_PATH_INDEX:
         case TG_PATH_GLOBAL_SEARCH:
-            if ((s = check_limit(ctx, req, &limit)) != TG_OK)
-                return s;
             if ((s = get_stmt(ctx, tp, fam, req->path == TG_PATH_INDEX ? S_PAGE : S_SEARCH, &st)) !=
                 TG_OK)
                 return s;
@@ -433,8 +484,6 @@ int tg_ctx_resolve(tg_ctx *ctx, const tg_request *req, const tg_decision **out) 
             break;
         case TG_PATH_DETAIL:
         case TG_PATH_ROW_ACTION:
-            if (!req->has_id)
-                return tg__ctx_fail(ctx, TG_MISUSE, "%s needs an id", tg_path_type_name(req->path));
             if ((s = fetch_scoped(ctx, tp, fam, req->id, NULL, -1, NULL, &reason)) != TG_OK)
                 return s;
             if (reason)
@@ -447,8 +496,6 @@ int tg_ctx_resolve(tg_ctx *ctx, const tg_request *req, const tg_decision **out) 
                 DECIDE(404, reason);
             break;
         case TG_PATH_RELATION_MANAGER: {
-            if (!req->has_owner)
-                return tg__ctx_fail(ctx, TG_MISUSE, "relation_manager needs an owner id");
             int oi = path->owner_family;
             if ((s = fetch_scoped(ctx, &ctx->plan->fams[oi], &r->families[oi], req->owner, "owner",
                                   -1, NULL, &reason)) != TG_OK)
@@ -466,8 +513,6 @@ int tg_ctx_resolve(tg_ctx *ctx, const tg_request *req, const tg_decision **out) 
                 if (via != req->owner)
                     DECIDE(404, "wrong_owner");
             } else {
-                if ((s = check_limit(ctx, req, &limit)) != TG_OK)
-                    return s;
                 if ((s = get_stmt(ctx, tp, fam, S_RELATION, &st)) != TG_OK)
                     return s;
                 sqlite3_bind_int64(st, TG__P_TENANT, ctx->tenant);
@@ -507,6 +552,41 @@ static int ws_page_stmt(tg_ctx *ctx, tg__table_plan *tp, int flags, sqlite3_stmt
 
 /* A surface the rules except from the ordinary family canon: it applies exactly the
  * still_required_checks it declares (workspace_member always among them). */
+typedef struct cap_filter {
+    int cap, extra_cap;
+    int64_t tenants[32]; /* a small cache of tenant -> allowed */
+    int allowed[32];
+    int n;
+} cap_filter;
+
+/* Keeps a listed row only when the role the user holds in the row's tenant (the tenant role
+ * when set, else the workspace role) grants the capability: a list never shows a row its
+ * own detail view would refuse. */
+static int keep_if_capable(tg_ctx *ctx, const tg__table_plan *tp, sqlite3_stmt *st, void *ud,
+                           int *keep) {
+    cap_filter *f = ud;
+    *keep = 1;
+    if (tp->col_tenant < 0 || sqlite3_column_type(st, tp->col_tenant) != SQLITE_INTEGER)
+        return TG_OK;
+    int64_t t = sqlite3_column_int64(st, tp->col_tenant);
+    for (int i = 0; i < f->n; i++)
+        if (f->tenants[i] == t) {
+            *keep = f->allowed[i];
+            return TG_OK;
+        }
+    tinfo ti;
+    int s = tenant_info(ctx, t, &ti);
+    if (s != TG_OK)
+        return s;
+    const tg_role *role = ti.entitled ? ti.role : ctx->workspace_role;
+    *keep = has_cap(role, f->cap) && (f->extra_cap < 0 || has_cap(role, f->extra_cap));
+    if (f->n < 32) {
+        f->tenants[f->n] = t;
+        f->allowed[f->n++] = *keep;
+    }
+    return TG_OK;
+}
+
 static int resolve_exception(tg_ctx *ctx, int ei, const tg_request *req, int extra_cap,
                              const tg_decision **out) {
     const tg_exception *e = &ctx->rules->exceptions[ei];
@@ -521,7 +601,15 @@ static int resolve_exception(tg_ctx *ctx, int ei, const tg_request *req, int ext
     if (!e->table || !tp->present)
         return tg__ctx_fail(ctx, TG_MISUSE, "exception '%s' maps no table to resolve against",
                             e->name);
-    int s = tg__ctx_scope(ctx);
+    int64_t limit = 0;
+    int s;
+    if (req->path == TG_PATH_INDEX && (s = check_limit(ctx, req, &limit)) != TG_OK)
+        return s;
+    if ((req->path == TG_PATH_DETAIL || req->path == TG_PATH_ROW_ACTION ||
+         req->path == TG_PATH_CANONICAL_VIEWER) &&
+        !req->has_id)
+        return tg__ctx_fail(ctx, TG_MISUSE, "%s needs an id", tg_path_type_name(req->path));
+    s = tg__ctx_scope(ctx);
     if (s != TG_OK)
         return s;
     if (!ctx->member)
@@ -534,9 +622,6 @@ static int resolve_exception(tg_ctx *ctx, int ei, const tg_request *req, int ext
     }
     const tg_role *role = ctx->workspace_role;
     if (req->path == TG_PATH_INDEX) {
-        int64_t limit;
-        if ((s = check_limit(ctx, req, &limit)) != TG_OK)
-            return s;
         int flags = (checks & TG_CHECK_TENANT_ENTITLED ? 1 : 0) |
                     (checks & TG_CHECK_RECORD_IN_TENANT ? 2 : 0);
         sqlite3_stmt *st = NULL;
@@ -545,12 +630,14 @@ static int resolve_exception(tg_ctx *ctx, int ei, const tg_request *req, int ext
         sqlite3_bind_int64(st, TG__P_WORKSPACE, ctx->workspace);
         sqlite3_bind_int64(st, TG__P_TENANT, ctx->tenant);
         sqlite3_bind_int64(st, TG__P_USER, ctx->user);
-        if ((s = run_page(ctx, tp, st, req, limit)) != TG_OK)
+        int cap = checks & TG_CHECK_CAPABILITY ? e->capability : -1;
+        if (!has_cap(role, cap) || (extra_cap >= 0 && !has_cap(role, extra_cap)))
+            DECIDE(403, "missing_capability");
+        cap_filter f = {cap, extra_cap, {0}, {0}, 0};
+        if ((s = run_page_filtered(ctx, tp, st, req, limit, keep_if_capable, &f)) != TG_OK)
             return s;
     } else if (req->path == TG_PATH_DETAIL || req->path == TG_PATH_ROW_ACTION ||
                req->path == TG_PATH_CANONICAL_VIEWER) {
-        if (!req->has_id)
-            return tg__ctx_fail(ctx, TG_MISUSE, "%s needs an id", tg_path_type_name(req->path));
         sqlite3_stmt *st = NULL;
         if ((s = get_stmt(ctx, tp, NULL, S_BY_ID, &st)) != TG_OK)
             return s;

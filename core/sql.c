@@ -1,6 +1,7 @@
 /* SQL text generation for the SQLite dialect. See sql.h for the parameter numbering. */
 #include "sql.h"
 
+#include <stdarg.h>
 #include <string.h>
 
 static void sqlite_ident(tg__buf *b, const char *name) {
@@ -292,4 +293,39 @@ void tg__like_contains(tg__buf *b, const char *s, size_t len) {
         tg__buf_addn(b, s + i, 1);
     }
     tg__buf_add(b, "%");
+}
+
+void tg__sqlf(tg__buf *b, const tg__dialect *d, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    for (const char *p = fmt; *p; p++) {
+        if (*p != '%') {
+            const char *q = strchr(p, '%');
+            size_t n = q ? (size_t)(q - p) : strlen(p);
+            tg__buf_addn(b, p, n);
+            p += n - 1;
+            continue;
+        }
+        p++;
+        if (*p == 'I') {
+            d->ident(b, va_arg(ap, const char *));
+        } else if (*p == 's') {
+            tg__buf_add(b, va_arg(ap, const char *));
+        } else if (*p == 'L') {
+            /* a string literal: quotes doubled */
+            const char *v = va_arg(ap, const char *);
+            tg__buf_add(b, "'");
+            for (; *v; v++)
+                tg__buf_add(b, *v == '\'' ? "''" : (char[2]){*v, 0});
+            tg__buf_add(b, "'");
+        } else if (*p == 'd') {
+            tg__buf_printf(b, "%d", va_arg(ap, int));
+        } else if (strncmp(p, "lld", 3) == 0) {
+            tg__buf_printf(b, "%lld", va_arg(ap, long long));
+            p += 2;
+        } else if (*p == '%') {
+            tg__buf_add(b, "%");
+        }
+    }
+    va_end(ap);
 }

@@ -63,6 +63,10 @@ TG_HIDDEN void tg__sql_insert(const tg__dialect *d, const char *table, const cha
 TG_HIDDEN void tg__sql_update(const tg__dialect *d, const char *table, const char *const *cols,
                               size_t n, const char *id, const char *tenant, tg__buf *b);
 
+/* Appends formatted SQL: %I is an identifier (quoted by the dialect), %L a string literal
+ * (quotes doubled), %s a trusted SQL fragment, %d and %lld numbers. Values never go through here: they are bound. */
+TG_HIDDEN void tg__sqlf(tg__buf *b, const tg__dialect *d, const char *fmt, ...);
+
 /* Appends `s` as a LIKE pattern matching it anywhere, with %, _ and \ escaped. */
 TG_HIDDEN void tg__like_contains(tg__buf *b, const char *s, size_t len);
 

@@ -423,6 +423,124 @@ TG_API TG_WUR int tg_ctx_update(tg_ctx *ctx, const char *family, int64_t id,
                                 const tg_column_value *values, size_t n_values,
                                 const char *capability, const tg_decision **out);
 
+/* ---- the workspace_id rollout ---------------------------------------------------------------- */
+
+/* Runs one schema phase on every tenant-owned table the rules name (families and residual
+ * entries), each phase in one transaction, idempotent, audited:
+ *   "add_columns"          phase 1: nullable workspace_id + indexes
+ *   "drop_columns"         undoes phase 1 (refused once phase 3 is applied)
+ *   "enforce_writes"       phase 1.5: triggers that bind every raw write
+ *   "drop_triggers"        undoes phase 1.5
+ *   "quarantine_orphans"   moves rows whose tenant no longer exists to tenantguard_quarantine
+ *                          (with every column, restorable) so they can never be served
+ *   "enforce_constraints"  phase 3: NOT NULL, FK to workspaces, composite FK to tenants and
+ *                          the audit-log check, by SQLite's table-rebuild procedure; refused
+ *                          (TG_REFUSED) while validation finds anything to fix
+ * The message (tg_engine_errmsg) says what was done or why it was refused. */
+TG_API TG_WUR int tg_rollout(tg_engine *eng, const char *phase);
+
+typedef struct tg_table_counts {
+    const char *table;
+    int has_column;      /* workspace_id exists yet */
+    int64_t rows;
+    int64_t unbound;     /* workspace_id NULL (all rows while the column is missing) */
+    int64_t would_set;   /* unbound rows whose tenant exists */
+    int64_t cannot_bind; /* unbound rows whose tenant no longer exists */
+    int64_t correct;     /* workspace_id equals the tenant's workspace */
+    int64_t mismatched;  /* workspace_id set but differs from the tenant's workspace */
+    int64_t samples[5];  /* ids of rows that cannot be bound */
+    size_t n_samples;
+} tg_table_counts;
+
+typedef struct tg_backfill_plan {
+    tg_table_counts *tables;
+    size_t n_tables;
+} tg_backfill_plan;
+
+/* Counts what a backfill would do, per table; changes nothing. *out is owned by the caller. */
+TG_API TG_WUR int tg_backfill_dry_run(tg_engine *eng, tg_backfill_plan **out);
+TG_API void tg_backfill_plan_free(tg_backfill_plan *plan);
+
+typedef struct tg_backfill_options {
+    double batch_ms;      /* target time per batch, default 50 */
+    int pause_ms;         /* pause between batches, default 0 */
+    int64_t batch_rows;   /* first batch size, default 1000 (then it adapts) */
+} tg_backfill_options;
+
+/* Queues a backfill: an operation run (in the app's operation_runs and in
+ * tenantguard_runs), one durable job per table, and an audit entry. Changes no row: a
+ * worker (tg_work) does the work. Refused while a table lacks workspace_id. */
+TG_API TG_WUR int tg_backfill_start(tg_engine *eng, const tg_backfill_options *opts,
+                                    int64_t *run_id);
+
+typedef struct tg_run_info {
+    int64_t id;
+    int64_t operation_run_id;
+    const char *status; /* queued, running, paused, cancelled, completed,
+                           completed_with_errors */
+    int64_t rows_total;  /* rows to look at, when queued */
+    int64_t rows_done;   /* rows looked at so far */
+    int64_t rows_set;    /* rows bound */
+    int64_t rows_corrected; /* rows whose wrong workspace_id was corrected */
+    int64_t rows_unbound;   /* rows that cannot be bound (listed in tenantguard_unbound) */
+    int64_t batches;
+    double longest_batch_ms;
+    double seconds;      /* time spent in batches */
+} tg_run_info;
+
+/* The run `run_id` (0: the latest). Strings are valid until the next call on the engine. */
+TG_API TG_WUR int tg_backfill_status(tg_engine *eng, int64_t run_id, tg_run_info *out);
+/* "pause", "resume" or "cancel" a run; audited. */
+TG_API TG_WUR int tg_backfill_control(tg_engine *eng, int64_t run_id, const char *action);
+
+typedef struct tg_progress {
+    int64_t run_id;
+    const char *table;
+    int64_t table_done, table_total;
+    int64_t run_done, run_total;
+    int64_t batch_rows, next_batch_rows;
+    double batch_ms;
+    double rows_per_second; /* over this worker's batches so far */
+} tg_progress;
+
+/* Return nonzero to stop the worker after this batch. */
+typedef int (*tg_progress_fn)(void *ud, const tg_progress *p);
+
+typedef struct tg_work_options {
+    tg_progress_fn progress;
+    void *ud;
+    double max_seconds;    /* stop after this long (0: until nothing is left) */
+    int64_t max_batches;   /* stop after this many batches (0: no limit) */
+} tg_work_options;
+
+typedef struct tg_work_result {
+    int64_t batches;
+    int64_t rows;          /* rows looked at */
+    double longest_batch_ms;
+    int idle;              /* 1: stopped because no queued work was left */
+} tg_work_result;
+
+/* The worker: claims queued work and runs it in keyset batches, each batch one
+ * BEGIN IMMEDIATE transaction that also advances the job's checkpoint, so a batch is applied
+ * exactly once however many workers run and wherever one is killed. */
+TG_API TG_WUR int tg_work(tg_engine *eng, const tg_work_options *opts, tg_work_result *out);
+
+typedef struct tg_validation_check {
+    const char *name;  /* "null_workspace", "workspace_mismatch", "audit_tenant_without_workspace" */
+    const char *table;
+    int64_t count;
+} tg_validation_check;
+
+typedef struct tg_validation {
+    int ok;
+    tg_validation_check *checks;
+    size_t n_checks;
+} tg_validation;
+
+/* The post-rollout checks, all of which must be zero. *out is owned by the caller. */
+TG_API TG_WUR int tg_validate(tg_engine *eng, tg_validation **out);
+TG_API void tg_validation_free(tg_validation *v);
+
 /* ---- the decision log ------------------------------------------------------------------------ */
 
 typedef struct tg_decision_event {

@@ -1,0 +1,263 @@
+/* The rollout methods of tenantguard.Engine: rollout, backfill, work, run, control,
+ * validate. Expected refusals (phase 3 while rows are unbound, a run that cannot be paused)
+ * return nil, message, code; misuse raises. */
+#include "binding.h"
+
+#include <string.h>
+
+static int fail(lua_State *L, lengine *e, int st) {
+    if (st == TG_MISUSE || st == TG_UNKNOWN || st == TG_NOMEM) {
+        lua_pushstring(L, tg_engine_errmsg(e->eng));
+        return lua_error(L);
+    }
+    luaL_pushfail(L);
+    lua_pushstring(L, tg_engine_errmsg(e->eng));
+    lua_pushstring(L, tg_status_name(st));
+    return 3;
+}
+
+/* eng:rollout(phase) -> true, message | nil, message, code */
+static int l_rollout(lua_State *L) {
+    lengine *e = tgl_check_engine(L, 1);
+    const char *phase = luaL_checkstring(L, 2);
+    int st = tg_rollout(e->eng, phase);
+    if (st != TG_OK)
+        return fail(L, e, st);
+    lua_pushboolean(L, 1);
+    lua_pushstring(L, tg_engine_errmsg(e->eng));
+    return 2;
+}
+
+static void set_int(lua_State *L, const char *k, lua_Integer v) {
+    lua_pushinteger(L, v);
+    lua_setfield(L, -2, k);
+}
+
+static void push_run(lua_State *L, const tg_run_info *r) {
+    lua_createtable(L, 0, 12);
+    set_int(L, "id", r->id);
+    set_int(L, "operation_run", r->operation_run_id);
+    lua_pushstring(L, r->status);
+    lua_setfield(L, -2, "status");
+    set_int(L, "rows_total", r->rows_total);
+    set_int(L, "rows_done", r->rows_done);
+    set_int(L, "rows_set", r->rows_set);
+    set_int(L, "rows_corrected", r->rows_corrected);
+    set_int(L, "rows_unbound", r->rows_unbound);
+    set_int(L, "batches", r->batches);
+    lua_pushnumber(L, r->longest_batch_ms);
+    lua_setfield(L, -2, "longest_batch_ms");
+    lua_pushnumber(L, r->seconds);
+    lua_setfield(L, -2, "seconds");
+}
+
+/* eng:backfill{ dry_run = true } -> { tables = { {table =, rows =, ...} }, totals }
+ * eng:backfill{ batch_ms =, pause_ms =, batch_rows = } -> the queued run */
+static int l_backfill(lua_State *L) {
+    lengine *e = tgl_check_engine(L, 1);
+    int dry = 0;
+    tg_backfill_options o = {0};
+    if (!lua_isnoneornil(L, 2)) {
+        luaL_checktype(L, 2, LUA_TTABLE);
+        lua_getfield(L, 2, "dry_run");
+        dry = lua_toboolean(L, -1);
+        lua_pop(L, 1);
+        o.batch_ms = (double)tgl_opt_integer_field(L, 2, "batch_ms", 0);
+        o.pause_ms = (int)tgl_opt_integer_field(L, 2, "pause_ms", 0);
+        o.batch_rows = tgl_opt_integer_field(L, 2, "batch_rows", 0);
+    }
+    if (dry) {
+        tg_backfill_plan *p = NULL;
+        int st = tg_backfill_dry_run(e->eng, &p);
+        if (st != TG_OK)
+            return fail(L, e, st);
+        lua_createtable(L, 0, 2);
+        lua_createtable(L, (int)p->n_tables, 0);
+        tg_table_counts sum = {0};
+        for (size_t i = 0; i < p->n_tables; i++) {
+            const tg_table_counts *c = &p->tables[i];
+            lua_createtable(L, 0, 10);
+            lua_pushstring(L, c->table);
+            lua_setfield(L, -2, "table");
+            lua_pushboolean(L, c->has_column);
+            lua_setfield(L, -2, "has_column");
+            set_int(L, "rows", c->rows);
+            set_int(L, "unbound", c->unbound);
+            set_int(L, "would_set", c->would_set);
+            set_int(L, "cannot_bind", c->cannot_bind);
+            set_int(L, "correct", c->correct);
+            set_int(L, "mismatched", c->mismatched);
+            lua_createtable(L, (int)c->n_samples, 0);
+            for (size_t k = 0; k < c->n_samples; k++) {
+                lua_pushinteger(L, c->samples[k]);
+                lua_rawseti(L, -2, (lua_Integer)k + 1);
+            }
+            lua_setfield(L, -2, "samples");
+            lua_rawseti(L, -2, (lua_Integer)i + 1);
+            sum.rows += c->rows;
+            sum.unbound += c->unbound;
+            sum.would_set += c->would_set;
+            sum.cannot_bind += c->cannot_bind;
+            sum.correct += c->correct;
+            sum.mismatched += c->mismatched;
+        }
+        lua_setfield(L, -2, "tables");
+        lua_createtable(L, 0, 6);
+        set_int(L, "rows", sum.rows);
+        set_int(L, "unbound", sum.unbound);
+        set_int(L, "would_set", sum.would_set);
+        set_int(L, "cannot_bind", sum.cannot_bind);
+        set_int(L, "correct", sum.correct);
+        set_int(L, "mismatched", sum.mismatched);
+        lua_setfield(L, -2, "totals");
+        tg_backfill_plan_free(p);
+        return 1;
+    }
+    int64_t run = 0;
+    int st = tg_backfill_start(e->eng, &o, &run);
+    if (st != TG_OK)
+        return fail(L, e, st);
+    tg_run_info info;
+    if ((st = tg_backfill_status(e->eng, run, &info)) != TG_OK)
+        return fail(L, e, st);
+    push_run(L, &info);
+    return 1;
+}
+
+/* eng:run([id]) -> the run (latest by default), with up to `limit` unbound rows listed */
+static int l_run(lua_State *L) {
+    lengine *e = tgl_check_engine(L, 1);
+    lua_Integer id = luaL_optinteger(L, 2, 0);
+    tg_run_info info;
+    int st = tg_backfill_status(e->eng, id, &info);
+    if (st != TG_OK)
+        return fail(L, e, st);
+    push_run(L, &info);
+    return 1;
+}
+
+static int control(lua_State *L, const char *action) {
+    lengine *e = tgl_check_engine(L, 1);
+    lua_Integer id = luaL_optinteger(L, 2, 0);
+    int st = tg_backfill_control(e->eng, id, action);
+    if (st != TG_OK)
+        return fail(L, e, st);
+    lua_pushboolean(L, 1);
+    return 1;
+}
+static int l_pause(lua_State *L) { return control(L, "pause"); }
+static int l_resume(lua_State *L) { return control(L, "resume"); }
+static int l_cancel(lua_State *L) { return control(L, "cancel"); }
+
+typedef struct work_cb {
+    lua_State *L;
+    int fn;      /* stack index of the progress function, 0: none */
+    int failed;  /* the function raised: its error is at the stack top */
+} work_cb;
+
+static int call_progress(lua_State *L) {
+    const tg_progress *p = lua_touserdata(L, 2);
+    lua_pushvalue(L, 1);
+    lua_createtable(L, 0, 10);
+    set_int(L, "run", p->run_id);
+    lua_pushstring(L, p->table);
+    lua_setfield(L, -2, "table");
+    set_int(L, "table_done", p->table_done);
+    set_int(L, "table_total", p->table_total);
+    set_int(L, "run_done", p->run_done);
+    set_int(L, "run_total", p->run_total);
+    set_int(L, "batch_rows", p->batch_rows);
+    set_int(L, "next_batch_rows", p->next_batch_rows);
+    lua_pushnumber(L, p->batch_ms);
+    lua_setfield(L, -2, "batch_ms");
+    lua_pushnumber(L, p->rows_per_second);
+    lua_setfield(L, -2, "rows_per_second");
+    lua_call(L, 1, 1);
+    return 1;
+}
+
+/* Progress reaches Lua under lua_pcall; returning false stops the worker; an error stops it
+ * and is raised once the batch in progress has committed. */
+static int progress_cb(void *ud, const tg_progress *p) {
+    work_cb *cb = ud;
+    lua_State *L = cb->L;
+    lua_pushcfunction(L, call_progress);
+    lua_pushvalue(L, cb->fn);
+    lua_pushlightuserdata(L, (void *)p);
+    if (lua_pcall(L, 2, 1, 0) != LUA_OK) {
+        cb->failed = 1;
+        return 1;
+    }
+    int stop = lua_isboolean(L, -1) && !lua_toboolean(L, -1);
+    lua_pop(L, 1);
+    return stop;
+}
+
+/* eng:work{ progress = fn, max_seconds =, max_batches = } -> { batches =, rows =, ... } */
+static int l_work(lua_State *L) {
+    lengine *e = tgl_check_engine(L, 1);
+    tg_work_options o = {0};
+    work_cb cb = {L, 0, 0};
+    if (!lua_isnoneornil(L, 2)) {
+        luaL_checktype(L, 2, LUA_TTABLE);
+        lua_getfield(L, 2, "max_seconds");
+        o.max_seconds = lua_isnumber(L, -1) ? lua_tonumber(L, -1) : 0;
+        lua_pop(L, 1);
+        o.max_batches = tgl_opt_integer_field(L, 2, "max_batches", 0);
+        if (lua_getfield(L, 2, "progress") == LUA_TFUNCTION) {
+            cb.fn = lua_gettop(L);
+            o.progress = progress_cb;
+            o.ud = &cb;
+        } else {
+            lua_pop(L, 1);
+        }
+    }
+    tg_work_result r;
+    int st = tg_work(e->eng, &o, &r);
+    if (cb.failed)
+        return lua_error(L);
+    if (st != TG_OK)
+        return fail(L, e, st);
+    lua_createtable(L, 0, 4);
+    set_int(L, "batches", r.batches);
+    set_int(L, "rows", r.rows);
+    lua_pushnumber(L, r.longest_batch_ms);
+    lua_setfield(L, -2, "longest_batch_ms");
+    lua_pushboolean(L, r.idle);
+    lua_setfield(L, -2, "idle");
+    return 1;
+}
+
+/* eng:validate() -> { ok =, checks = { {name =, table =, count =}, ... } } */
+static int l_validate(lua_State *L) {
+    lengine *e = tgl_check_engine(L, 1);
+    tg_validation *v = NULL;
+    int st = tg_validate(e->eng, &v);
+    if (st != TG_OK)
+        return fail(L, e, st);
+    lua_createtable(L, 0, 2);
+    lua_pushboolean(L, v->ok);
+    lua_setfield(L, -2, "ok");
+    lua_createtable(L, (int)v->n_checks, 0);
+    for (size_t i = 0; i < v->n_checks; i++) {
+        lua_createtable(L, 0, 3);
+        lua_pushstring(L, v->checks[i].name);
+        lua_setfield(L, -2, "name");
+        lua_pushstring(L, v->checks[i].table);
+        lua_setfield(L, -2, "table");
+        set_int(L, "count", v->checks[i].count);
+        lua_rawseti(L, -2, (lua_Integer)i + 1);
+    }
+    lua_setfield(L, -2, "checks");
+    tg_validation_free(v);
+    return 1;
+}
+
+void tgl_engine_rollout_methods(lua_State *L) {
+    static const luaL_Reg methods[] = {{"rollout", l_rollout}, {"backfill", l_backfill},
+                                       {"work", l_work},       {"run", l_run},
+                                       {"pause", l_pause},     {"resume", l_resume},
+                                       {"cancel", l_cancel},   {"validate", l_validate},
+                                       {NULL, NULL}};
+    luaL_setfuncs(L, methods, 0);
+}

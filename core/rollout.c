@@ -1,0 +1,933 @@
+/* The workspace_id rollout's schema phases. Each phase works on every tenant-owned table the
+ * rules name, is idempotent, runs in one transaction (phase 3: one per table), and leaves an
+ * entry in the app's audit log. */
+#include "rollout.h"
+#include "catalog.h"
+#include "sql.h"
+
+#include <ctype.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+/* ---- shared helpers ---- */
+
+size_t tg__targets(const tg_rules *r, const char **out, size_t cap) {
+    size_t n = 0;
+    for (size_t i = 0; i < r->n_families && n < cap; i++)
+        out[n++] = r->families[i].table;
+    for (size_t i = 0; i < r->n_residuals && n < cap; i++)
+        out[n++] = r->residuals[i].table;
+    return n;
+}
+
+int tg__exec(tg_engine *eng, const char *sql, const char *what) {
+    char *msg = NULL;
+    int rc = sqlite3_exec(eng->db, sql, NULL, NULL, &msg);
+    if (rc == SQLITE_OK)
+        return TG_OK;
+    int st = (rc & 0xff) == SQLITE_BUSY ? TG_BUSY : TG_DB;
+    tg__engine_fail(eng, st, "%s: %s", what, msg ? msg : sqlite3_errstr(rc));
+    sqlite3_free(msg);
+    return st;
+}
+
+static void sleep_ms(int ms) {
+    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
+int tg__begin(tg_engine *eng) {
+    int delay = 5;
+    for (int attempt = 0;; attempt++) {
+        int rc = sqlite3_exec(eng->db, "BEGIN IMMEDIATE", NULL, NULL, NULL);
+        if (rc == SQLITE_OK)
+            return TG_OK;
+        if ((rc & 0xff) != SQLITE_BUSY || attempt >= 12)
+            return tg__engine_fail(eng, (rc & 0xff) == SQLITE_BUSY ? TG_BUSY : TG_DB,
+                                   "cannot begin a write transaction: %s", sqlite3_errmsg(eng->db));
+        sleep_ms(delay);
+        delay = delay < 1000 ? delay * 2 : 1000;
+    }
+}
+
+int tg__commit(tg_engine *eng) { return tg__exec(eng, "COMMIT", "commit"); }
+
+void tg__rollback(tg_engine *eng) {
+    if (!sqlite3_get_autocommit(eng->db))
+        sqlite3_exec(eng->db, "ROLLBACK", NULL, NULL, NULL);
+}
+
+int tg__column(sqlite3 *db, const char *table, const char *column, int *notnull) {
+    sqlite3_stmt *st;
+    *notnull = 0;
+    if (sqlite3_prepare_v2(db, "SELECT \"notnull\" FROM pragma_table_info(?1) WHERE name = ?2",
+                           -1, &st, NULL) != SQLITE_OK)
+        return 0;
+    sqlite3_bind_text(st, 1, table, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, column, -1, SQLITE_STATIC);
+    int found = sqlite3_step(st) == SQLITE_ROW;
+    if (found)
+        *notnull = sqlite3_column_int(st, 0);
+    sqlite3_finalize(st);
+    return found;
+}
+
+int64_t tg__count(sqlite3 *db, const char *sql, const char *a, const char *b, int *rc) {
+    sqlite3_stmt *st;
+    int64_t v = 0;
+    *rc = sqlite3_prepare_v2(db, sql, -1, &st, NULL);
+    if (*rc != SQLITE_OK)
+        return 0;
+    if (a)
+        sqlite3_bind_text(st, 1, a, -1, SQLITE_STATIC);
+    if (b)
+        sqlite3_bind_text(st, 2, b, -1, SQLITE_STATIC);
+    int s = sqlite3_step(st);
+    if (s == SQLITE_ROW) {
+        v = sqlite3_column_int64(st, 0);
+        *rc = SQLITE_OK;
+    } else {
+        *rc = s == SQLITE_DONE ? SQLITE_OK : s;
+    }
+    sqlite3_finalize(st);
+    return v;
+}
+
+int tg__meta_ensure(tg_engine *eng) {
+    return tg__exec(eng,
+                    "CREATE TABLE IF NOT EXISTS tenantguard_runs ("
+                    "  id INTEGER PRIMARY KEY, kind TEXT NOT NULL, status TEXT NOT NULL,"
+                    "  operation_run_id INTEGER, batch_ms REAL NOT NULL, pause_ms INTEGER NOT NULL,"
+                    "  rows_total INTEGER NOT NULL DEFAULT 0, rows_done INTEGER NOT NULL DEFAULT 0,"
+                    "  rows_set INTEGER NOT NULL DEFAULT 0,"
+                    "  rows_corrected INTEGER NOT NULL DEFAULT 0,"
+                    "  rows_unbound INTEGER NOT NULL DEFAULT 0,"
+                    "  batches INTEGER NOT NULL DEFAULT 0, longest_batch_ms REAL NOT NULL DEFAULT 0,"
+                    "  seconds REAL NOT NULL DEFAULT 0,"
+                    "  created_at TEXT NOT NULL, started_at TEXT, finished_at TEXT);"
+                    "CREATE TABLE IF NOT EXISTS tenantguard_jobs ("
+                    "  id INTEGER PRIMARY KEY, run_id INTEGER NOT NULL REFERENCES tenantguard_runs(id),"
+                    "  table_name TEXT NOT NULL, status TEXT NOT NULL,"
+                    "  checkpoint INTEGER, batch_rows INTEGER NOT NULL,"
+                    "  rows_total INTEGER NOT NULL DEFAULT 0, rows_done INTEGER NOT NULL DEFAULT 0,"
+                    "  rows_set INTEGER NOT NULL DEFAULT 0,"
+                    "  rows_corrected INTEGER NOT NULL DEFAULT 0,"
+                    "  rows_unbound INTEGER NOT NULL DEFAULT 0, updated_at TEXT);"
+                    "CREATE INDEX IF NOT EXISTS tenantguard_jobs_run ON tenantguard_jobs(run_id, status);"
+                    "CREATE TABLE IF NOT EXISTS tenantguard_batches ("
+                    "  id INTEGER PRIMARY KEY, job_id INTEGER NOT NULL, from_id INTEGER,"
+                    "  to_id INTEGER, rows INTEGER NOT NULL, rows_set INTEGER NOT NULL,"
+                    "  ms REAL NOT NULL, worker TEXT, at TEXT NOT NULL);"
+                    "CREATE TABLE IF NOT EXISTS tenantguard_unbound ("
+                    "  run_id INTEGER NOT NULL, table_name TEXT NOT NULL, row_id INTEGER NOT NULL,"
+                    "  tenant_id INTEGER, reason TEXT NOT NULL,"
+                    "  PRIMARY KEY (run_id, table_name, row_id));"
+                    "CREATE TABLE IF NOT EXISTS tenantguard_quarantine ("
+                    "  id INTEGER PRIMARY KEY, table_name TEXT NOT NULL, row_id INTEGER,"
+                    "  tenant_id INTEGER, row_json TEXT NOT NULL, reason TEXT NOT NULL,"
+                    "  quarantined_at TEXT NOT NULL);",
+                    "cannot create tenantguard's tables");
+}
+
+int tg__audit(tg_engine *eng, const char *action, const char *subject, const char *metadata) {
+    const tg_app *a = &eng->rules->pub.app;
+    tg__buf sql = {0};
+    tg__sqlf(&sql, &tg__sqlite, "INSERT INTO %I (%I, %I, %I", a->audit_logs.table,
+             a->audit_logs.action, a->audit_logs.metadata, a->audit_logs.created_at);
+    if (a->audit_logs.subject)
+        tg__sqlf(&sql, &tg__sqlite, ", %I", a->audit_logs.subject);
+    tg__buf_add(&sql, ") VALUES (?1, ?2, strftime('%Y-%m-%d %H:%M:%f', 'now')");
+    if (a->audit_logs.subject)
+        tg__buf_add(&sql, ", ?3");
+    tg__buf_add(&sql, ")");
+    sqlite3_stmt *st = NULL;
+    int rc = sql.oom ? SQLITE_NOMEM
+                     : sqlite3_prepare_v2(eng->db, tg__buf_str(&sql), -1, &st, NULL);
+    tg__buf_free(&sql);
+    if (rc == SQLITE_OK) {
+        sqlite3_bind_text(st, 1, action, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 2, metadata ? metadata : "{}", -1, SQLITE_STATIC);
+        if (a->audit_logs.subject)
+            sqlite3_bind_text(st, 3, subject, -1, SQLITE_STATIC);
+        rc = sqlite3_step(st);
+        rc = rc == SQLITE_DONE ? SQLITE_OK : rc;
+    }
+    if (rc != SQLITE_OK)
+        tg__engine_fail(eng, TG_DB, "cannot write the audit entry '%s': %s", action,
+                        sqlite3_errmsg(eng->db));
+    sqlite3_finalize(st);
+    return rc == SQLITE_OK ? TG_OK : TG_DB;
+}
+
+static int run_buf(tg_engine *eng, tg__buf *sql, const char *what) {
+    if (sql->oom)
+        return tg__engine_fail(eng, TG_NOMEM, "out of memory");
+    int st = tg__exec(eng, tg__buf_str(sql), what);
+    tg__buf_reset(sql);
+    return st;
+}
+
+/* Every target must exist with its id and tenant columns. */
+static int check_targets(tg_engine *eng, const char **t, size_t n) {
+    const tg_app *a = &eng->rules->pub.app;
+    int nn;
+    for (size_t i = 0; i < n; i++) {
+        if (!tg__column(eng->db, t[i], a->tenant_column, &nn))
+            return tg__engine_fail(eng, TG_DB, "table '%s' does not exist or has no column '%s'",
+                                   t[i], a->tenant_column);
+    }
+    return TG_OK;
+}
+
+/* ---- phase 1: add_columns / drop_columns ---- */
+
+static int add_columns(tg_engine *eng, const char **t, size_t n) {
+    const tg_app *a = &eng->rules->pub.app;
+    const tg__dialect *d = &tg__sqlite;
+    tg__buf sql = {0};
+    int added = 0, st = TG_OK, nn;
+    if ((st = tg__begin(eng)) != TG_OK)
+        return st;
+    for (size_t i = 0; i < n && st == TG_OK; i++) {
+        char name[200];
+        if (!tg__column(eng->db, t[i], a->workspace_column, &nn)) {
+            tg__sqlf(&sql, d, "ALTER TABLE %I ADD COLUMN %I INTEGER REFERENCES %I(%I)", t[i],
+                     a->workspace_column, a->workspaces.table, a->workspaces.id);
+            st = run_buf(eng, &sql, t[i]);
+            added++;
+        }
+        snprintf(name, sizeof name, "tenantguard_%s_workspace", t[i]);
+        tg__sqlf(&sql, d, "CREATE INDEX IF NOT EXISTS %I ON %I(%I)", name, t[i],
+                 a->workspace_column);
+        if (st == TG_OK)
+            st = run_buf(eng, &sql, t[i]);
+        snprintf(name, sizeof name, "tenantguard_%s_tenant_workspace", t[i]);
+        tg__sqlf(&sql, d, "CREATE INDEX IF NOT EXISTS %I ON %I(%I, %I)", name, t[i],
+                 a->tenant_column, a->workspace_column);
+        if (st == TG_OK)
+            st = run_buf(eng, &sql, t[i]);
+    }
+    char meta[128];
+    snprintf(meta, sizeof meta, "{\"tables\":%zu,\"columns_added\":%d}", n, added);
+    if (st == TG_OK)
+        st = tg__audit(eng, "tenantguard.rollout.add_columns", "schema", meta);
+    if (st == TG_OK)
+        st = tg__commit(eng);
+    if (st != TG_OK)
+        tg__rollback(eng);
+    else
+        tg__engine_fail(eng, TG_OK, "add_columns: %d column%s added, %zu tables indexed", added,
+                        added == 1 ? "" : "s", n);
+    tg__buf_free(&sql);
+    return st;
+}
+
+/* Drops every tenantguard trigger on table t (of kind `like`, e.g. "tenantguard_%"). */
+static int drop_triggers_on(tg_engine *eng, const char *t, tg__buf *sql) {
+    sqlite3_stmt *q;
+    if (sqlite3_prepare_v2(eng->db,
+                           "SELECT name FROM sqlite_schema WHERE type = 'trigger' AND "
+                           "tbl_name = ?1 AND name LIKE 'tenantguard\\_%' ESCAPE '\\'",
+                           -1, &q, NULL) != SQLITE_OK)
+        return tg__engine_fail(eng, TG_DB, "%s", sqlite3_errmsg(eng->db));
+    sqlite3_bind_text(q, 1, t, -1, SQLITE_STATIC);
+    while (sqlite3_step(q) == SQLITE_ROW)
+        tg__sqlf(sql, &tg__sqlite, "DROP TRIGGER IF EXISTS %I;", (const char *)sqlite3_column_text(q, 0));
+    sqlite3_finalize(q);
+    return sql->len ? run_buf(eng, sql, t) : TG_OK;
+}
+
+static int drop_columns(tg_engine *eng, const char **t, size_t n) {
+    const tg_app *a = &eng->rules->pub.app;
+    tg__buf sql = {0};
+    int nn, st, dropped = 0;
+    for (size_t i = 0; i < n; i++)
+        if (tg__column(eng->db, t[i], a->workspace_column, &nn) && nn)
+            return tg__engine_fail(eng, TG_REFUSED,
+                                   "drop_columns undoes phase 1 only, and phase 3 is applied to "
+                                   "'%s' (workspace_id NOT NULL): prefer a forward fix",
+                                   t[i]);
+    if ((st = tg__begin(eng)) != TG_OK)
+        return st;
+    for (size_t i = 0; i < n && st == TG_OK; i++) {
+        char name[200];
+        st = drop_triggers_on(eng, t[i], &sql);
+        snprintf(name, sizeof name, "tenantguard_%s_workspace", t[i]);
+        tg__sqlf(&sql, &tg__sqlite, "DROP INDEX IF EXISTS %I;", name);
+        snprintf(name, sizeof name, "tenantguard_%s_tenant_workspace", t[i]);
+        tg__sqlf(&sql, &tg__sqlite, "DROP INDEX IF EXISTS %I;", name);
+        if (st == TG_OK)
+            st = run_buf(eng, &sql, t[i]);
+        if (st == TG_OK && tg__column(eng->db, t[i], a->workspace_column, &nn)) {
+            tg__sqlf(&sql, &tg__sqlite, "ALTER TABLE %I DROP COLUMN %I", t[i],
+                     a->workspace_column);
+            st = run_buf(eng, &sql, t[i]);
+            dropped++;
+        }
+    }
+    if (st == TG_OK)
+        st = tg__audit(eng, "tenantguard.rollout.drop_columns", "schema", "{}");
+    if (st == TG_OK)
+        st = tg__commit(eng);
+    if (st != TG_OK)
+        tg__rollback(eng);
+    else
+        tg__engine_fail(eng, TG_OK, "drop_columns: %d column%s dropped", dropped,
+                        dropped == 1 ? "" : "s");
+    tg__buf_free(&sql);
+    return st;
+}
+
+/* ---- phase 1.5: enforce_writes ---- */
+
+/* The triggers binding one tenant-owned table. Each abort message names the table and the
+ * rule it enforces. */
+static void write_triggers(const tg_app *a, const char *t, tg__buf *b) {
+    const tg__dialect *d = &tg__sqlite;
+    const char *T = a->tenant_column, *W = a->workspace_column, *ID = a->id_column;
+    char name[200], msg[400];
+    tg__buf tenant_ws = {0};
+    tg__sqlf(&tenant_ws, d, "(SELECT %I FROM %I WHERE %I = NEW.%I)", a->tenants.workspace,
+             a->tenants.table, a->tenants.id, T);
+
+    snprintf(name, sizeof name, "tenantguard_%s_insert_check", t);
+    snprintf(msg, sizeof msg,
+             "tenantguard: %s: tenant_id must name an existing tenant and workspace_id must "
+             "equal the workspace of that tenant [workspace_matches_tenant]",
+             t);
+    tg__sqlf(b, d,
+             "CREATE TRIGGER %I BEFORE INSERT ON %I WHEN %s IS NULL OR (NEW.%I IS NOT NULL AND "
+             "NEW.%I IS NOT %s) BEGIN SELECT RAISE(ABORT, %L); END;",
+             name, t, tg__buf_str(&tenant_ws), W, W, tg__buf_str(&tenant_ws), msg);
+
+    snprintf(name, sizeof name, "tenantguard_%s_insert_bind", t);
+    tg__sqlf(b, d,
+             "CREATE TRIGGER %I AFTER INSERT ON %I WHEN NEW.%I IS NULL BEGIN UPDATE %I SET %I = "
+             "%s WHERE %I = NEW.%I; END;",
+             name, t, W, t, W, tg__buf_str(&tenant_ws), ID, ID);
+
+    snprintf(name, sizeof name, "tenantguard_%s_tenant_fixed", t);
+    snprintf(msg, sizeof msg, "tenantguard: %s: tenant_id can never change [tenant_immutable]", t);
+    tg__sqlf(b, d,
+             "CREATE TRIGGER %I BEFORE UPDATE OF %I ON %I WHEN NEW.%I IS NOT OLD.%I BEGIN SELECT "
+             "RAISE(ABORT, %L); END;",
+             name, T, t, T, T, msg);
+
+    snprintf(name, sizeof name, "tenantguard_%s_update_check", t);
+    snprintf(msg, sizeof msg,
+             "tenantguard: %s: workspace_id must equal the workspace of the tenant of the row "
+             "[workspace_matches_tenant]",
+             t);
+    tg__sqlf(b, d,
+             "CREATE TRIGGER %I BEFORE UPDATE ON %I WHEN NEW.%I IS NOT NULL AND NEW.%I IS NOT %s "
+             "BEGIN SELECT RAISE(ABORT, %L); END;",
+             name, t, W, W, tg__buf_str(&tenant_ws), msg);
+
+    snprintf(name, sizeof name, "tenantguard_%s_update_bind", t);
+    tg__sqlf(b, d,
+             "CREATE TRIGGER %I AFTER UPDATE ON %I WHEN NEW.%I IS NULL BEGIN UPDATE %I SET %I = "
+             "%s WHERE %I = NEW.%I; END;",
+             name, t, W, t, W, tg__buf_str(&tenant_ws), ID, ID);
+    tg__buf_free(&tenant_ws);
+}
+
+static void audit_triggers(const tg_app *a, tg__buf *b) {
+    const tg__dialect *d = &tg__sqlite;
+    const char *t = a->audit_logs.table;
+    char name[200], msg[300];
+    snprintf(msg, sizeof msg,
+             "tenantguard: %s: an entry with a tenant must carry its workspace "
+             "[audit_tenant_needs_workspace]",
+             t);
+    const char *when[2] = {"INSERT", "UPDATE"};
+    for (int i = 0; i < 2; i++) {
+        snprintf(name, sizeof name, "tenantguard_%s_%s_check", t, i ? "update" : "insert");
+        tg__sqlf(b, d,
+                 "CREATE TRIGGER %I BEFORE %s ON %I WHEN NEW.%I IS NOT NULL AND NEW.%I IS NULL "
+                 "BEGIN SELECT RAISE(ABORT, %L); END;",
+                 name, when[i], t, a->audit_logs.tenant, a->audit_logs.workspace, msg);
+    }
+}
+
+static int enforce_writes(tg_engine *eng, const char **t, size_t n, int drop_only) {
+    const tg_app *a = &eng->rules->pub.app;
+    tg__buf sql = {0};
+    int nn, st;
+    if (!drop_only)
+        for (size_t i = 0; i < n; i++)
+            if (!tg__column(eng->db, t[i], a->workspace_column, &nn))
+                return tg__engine_fail(eng, TG_REFUSED,
+                                       "enforce_writes needs phase 1 first: '%s' has no %s column "
+                                       "(run add_columns)",
+                                       t[i], a->workspace_column);
+    if ((st = tg__begin(eng)) != TG_OK)
+        return st;
+    for (size_t i = 0; i < n && st == TG_OK; i++) {
+        st = drop_triggers_on(eng, t[i], &sql);
+        if (st == TG_OK && !drop_only) {
+            write_triggers(a, t[i], &sql);
+            st = run_buf(eng, &sql, t[i]);
+        }
+    }
+    if (st == TG_OK)
+        st = drop_triggers_on(eng, a->audit_logs.table, &sql);
+    if (st == TG_OK && !drop_only && a->audit_logs.tenant && a->audit_logs.workspace) {
+        audit_triggers(a, &sql);
+        st = run_buf(eng, &sql, a->audit_logs.table);
+    }
+    if (st == TG_OK)
+        st = tg__audit(eng,
+                       drop_only ? "tenantguard.rollout.drop_triggers"
+                                 : "tenantguard.rollout.enforce_writes",
+                       "schema", "{}");
+    if (st == TG_OK)
+        st = tg__commit(eng);
+    if (st != TG_OK)
+        tg__rollback(eng);
+    else if (drop_only)
+        tg__engine_fail(eng, TG_OK, "drop_triggers: write triggers removed from %zu tables", n);
+    else
+        tg__engine_fail(eng, TG_OK,
+                        "enforce_writes: triggers bind every write to %zu tables and the audit "
+                        "log",
+                        n);
+    tg__buf_free(&sql);
+    return st;
+}
+
+/* ---- quarantine of rows whose tenant no longer exists ---- */
+
+/* 1 when some other target still to be processed references `t` by foreign key. */
+static int referenced_by_pending(sqlite3 *db, const char *t, const char **all, const int *done,
+                                 size_t n) {
+    for (size_t k = 0; k < n; k++) {
+        if (done[k] || strcmp(all[k], t) == 0)
+            continue;
+        int rc;
+        if (tg__count(db, "SELECT count(*) FROM pragma_foreign_key_list(?1) WHERE \"table\" = ?2",
+                      all[k], t, &rc) > 0)
+            return 1;
+    }
+    return 0;
+}
+
+static int quarantine_table(tg_engine *eng, const char *t, int64_t *moved) {
+    const tg_app *a = &eng->rules->pub.app;
+    const tg__dialect *d = &tg__sqlite;
+    tg__buf sql = {0}, obj = {0};
+    sqlite3_stmt *cols;
+    *moved = 0;
+    if (sqlite3_prepare_v2(eng->db, "SELECT name FROM pragma_table_info(?1) ORDER BY cid", -1,
+                           &cols, NULL) != SQLITE_OK)
+        return tg__engine_fail(eng, TG_DB, "%s", sqlite3_errmsg(eng->db));
+    sqlite3_bind_text(cols, 1, t, -1, SQLITE_STATIC);
+    tg__buf_add(&obj, "json_object(");
+    int first = 1;
+    while (sqlite3_step(cols) == SQLITE_ROW) {
+        const char *c = (const char *)sqlite3_column_text(cols, 0);
+        /* every column, blobs as 'base16:<hex>' (JSON holds no blobs) */
+        tg__buf_add(&obj, first ? "'" : ", '");
+        for (const char *p = c; *p; p++)
+            tg__buf_add(&obj, *p == '\'' ? "''" : (char[2]){*p, 0});
+        tg__sqlf(&obj, d, "', CASE WHEN typeof(%I) = 'blob' THEN 'base16:' || hex(%I) ELSE %I END",
+                 c, c, c);
+        first = 0;
+    }
+    sqlite3_finalize(cols);
+    tg__buf_add(&obj, ")");
+    tg__buf where = {0};
+    tg__sqlf(&where, d, "%I IS NULL OR %I NOT IN (SELECT %I FROM %I)", a->tenant_column,
+             a->tenant_column, a->tenants.id, a->tenants.table);
+    int st = tg__begin(eng);
+    if (st != TG_OK)
+        goto done;
+    tg__sqlf(&sql, d,
+             "INSERT INTO tenantguard_quarantine (table_name, row_id, tenant_id, row_json, reason, "
+             "quarantined_at) SELECT '%s', %I, %I, %s, 'tenant_missing', "
+             "strftime('%%Y-%%m-%%d %%H:%%M:%%f', 'now') FROM %I WHERE %s",
+             t, a->id_column, a->tenant_column, tg__buf_str(&obj), t, tg__buf_str(&where));
+    if ((st = run_buf(eng, &sql, t)) != TG_OK)
+        goto fail;
+    int64_t copied = sqlite3_changes64(eng->db);
+    int64_t before = sqlite3_total_changes64(eng->db);
+    tg__sqlf(&sql, d, "DELETE FROM %I WHERE %s", t, tg__buf_str(&where));
+    if ((st = run_buf(eng, &sql, t)) != TG_OK)
+        goto fail;
+    int64_t deleted = sqlite3_changes64(eng->db);
+    int64_t all = sqlite3_total_changes64(eng->db) - before;
+    if (deleted != copied || all != deleted) {
+        st = tg__engine_fail(eng, TG_REFUSED,
+                             "quarantine of '%s' refused: deleting its %lld orphan rows would "
+                             "also change %lld rows elsewhere (a cascade); move their children "
+                             "first or fix them by hand",
+                             t, (long long)deleted, (long long)(all - deleted));
+        goto fail;
+    }
+    char meta[160];
+    snprintf(meta, sizeof meta, "{\"table\":\"%s\",\"rows\":%lld}", t, (long long)copied);
+    if ((st = tg__audit(eng, "tenantguard.rollout.quarantine_orphans", t, meta)) != TG_OK)
+        goto fail;
+    if ((st = tg__commit(eng)) != TG_OK)
+        goto fail;
+    *moved = copied;
+    goto done;
+fail:
+    tg__rollback(eng);
+done:
+    tg__buf_free(&sql);
+    tg__buf_free(&obj);
+    tg__buf_free(&where);
+    return st;
+}
+
+static int quarantine_orphans(tg_engine *eng, const char **t, size_t n) {
+    int done[TG__MAX_TARGETS] = {0};
+    int64_t total = 0;
+    int st = tg__meta_ensure(eng);
+    /* children before parents, so a delete never cascades into a row not yet copied */
+    for (size_t pass = 0; pass < n && st == TG_OK; pass++) {
+        int progressed = 0;
+        for (size_t i = 0; i < n && st == TG_OK; i++) {
+            if (done[i] || (referenced_by_pending(eng->db, t[i], t, done, n) && pass + 1 < n))
+                continue;
+            int64_t moved;
+            st = quarantine_table(eng, t[i], &moved);
+            total += moved;
+            done[i] = 1;
+            progressed = 1;
+        }
+        if (!progressed)
+            break;
+    }
+    if (st == TG_OK)
+        tg__engine_fail(eng, TG_OK,
+                        "quarantine_orphans: %lld row%s whose tenant no longer exists moved to "
+                        "tenantguard_quarantine",
+                        (long long)total, total == 1 ? "" : "s");
+    return st;
+}
+
+/* ---- phase 3: enforce_constraints by SQLite's table-rebuild procedure ---- */
+
+/* Splits the column/constraint list of a CREATE TABLE statement at top-level commas.
+ * Returns the number of items; *open and *close are the offsets of the list's parentheses.
+ * Quotes, brackets and comments are skipped. */
+static int split_items(const char *sql, size_t *open, size_t *close, size_t *starts, size_t *ends,
+                       int cap) {
+    const char *p = strchr(sql, '(');
+    if (!p)
+        return -1;
+    *open = (size_t)(p - sql);
+    int depth = 0, n = 0;
+    size_t item = *open + 1;
+    for (const char *q = p; *q; q++) {
+        char c = *q;
+        if (c == '\'' || c == '"' || c == '`' || c == '[') {
+            char end = c == '[' ? ']' : c;
+            for (q++; *q && *q != end; q++)
+                ;
+            if (!*q)
+                return -1;
+            continue;
+        }
+        if (c == '-' && q[1] == '-') {
+            while (*q && *q != '\n')
+                q++;
+            if (!*q)
+                return -1;
+            continue;
+        }
+        if (c == '/' && q[1] == '*') {
+            const char *e = strstr(q + 2, "*/");
+            if (!e)
+                return -1;
+            q = e + 1;
+            continue;
+        }
+        if (c == '(') {
+            depth++;
+        } else if (c == ')' || (c == ',' && depth == 1)) {
+            if (c == ')' && --depth > 0)
+                continue;
+            if (n == cap)
+                return -1;
+            starts[n] = item;
+            ends[n] = (size_t)(q - sql);
+            n++;
+            item = (size_t)(q - sql) + 1;
+            if (c == ')') {
+                *close = (size_t)(q - sql);
+                return n;
+            }
+        }
+    }
+    return -1;
+}
+
+/* The first token of an item, unquoted, into out. */
+static void first_token(const char *s, size_t len, char *out, size_t cap) {
+    size_t i = 0, k = 0;
+    while (i < len && isspace((unsigned char)s[i]))
+        i++;
+    char q = (i < len && (s[i] == '"' || s[i] == '`' || s[i] == '[')) ? s[i] : 0;
+    if (q) {
+        char end = q == '[' ? ']' : q;
+        for (i++; i < len && s[i] != end && k + 1 < cap; i++)
+            out[k++] = s[i];
+    } else {
+        for (; i < len && !isspace((unsigned char)s[i]) && s[i] != '(' && k + 1 < cap; i++)
+            out[k++] = s[i];
+    }
+    out[k] = '\0';
+}
+
+static int contains_ci(const char *s, size_t len, const char *word) {
+    size_t w = strlen(word);
+    for (size_t i = 0; i + w <= len; i++)
+        if (strncasecmp(s + i, word, w) == 0)
+            return 1;
+    return 0;
+}
+
+enum { REBUILD_TENANT_OWNED, REBUILD_AUDIT };
+
+/* Builds the new CREATE TABLE (from `create`) named `new_name`. Returns 0 when nothing needs to
+ * change (already enforced), 1 with *out built, -1 on a parse failure. */
+static int new_table_sql(tg_engine *eng, const char *create, int kind, const char *new_name,
+                         tg__buf *out) {
+    const tg_app *a = &eng->rules->pub.app;
+    const tg__dialect *d = &tg__sqlite;
+    size_t open, close, st[1024], en[1024];
+    int n = split_items(create, &open, &close, st, en, 1024);
+    if (n < 1)
+        return -1;
+    char constraint[96];
+    snprintf(constraint, sizeof constraint, kind == REBUILD_AUDIT ? "tenantguard_audit_workspace"
+                                                                  : "tenantguard_tenant_workspace");
+    int has_constraint = strstr(create, constraint) != NULL;
+    int ws_item = -1, ws_ok = 0;
+    for (int i = 0; i < n; i++) {
+        char tok[128];
+        first_token(create + st[i], en[i] - st[i], tok, sizeof tok);
+        if (strcasecmp(tok, a->workspace_column) == 0) {
+            ws_item = i;
+            ws_ok = contains_ci(create + st[i], en[i] - st[i], "NOT NULL") &&
+                    contains_ci(create + st[i], en[i] - st[i], "REFERENCES");
+        }
+    }
+    if (ws_item < 0)
+        return -1;
+    if (has_constraint && (kind == REBUILD_AUDIT || ws_ok))
+        return 0;
+    tg__sqlf(out, d, "CREATE TABLE %I (", new_name);
+    for (int i = 0; i < n; i++) {
+        size_t s0 = st[i];
+        while (isspace((unsigned char)create[s0]))
+            s0++;
+        if (i)
+            tg__buf_add(out, ", ");
+        tg__buf_addn(out, create + s0, en[i] - s0);
+        if (kind == REBUILD_TENANT_OWNED && i == ws_item) {
+            if (!contains_ci(create + st[i], en[i] - st[i], "NOT NULL"))
+                tg__buf_add(out, " NOT NULL");
+            if (!contains_ci(create + st[i], en[i] - st[i], "REFERENCES"))
+                tg__sqlf(out, d, " REFERENCES %I(%I)", a->workspaces.table, a->workspaces.id);
+        }
+    }
+    if (!has_constraint) {
+        if (kind == REBUILD_TENANT_OWNED)
+            tg__sqlf(out, d, ", CONSTRAINT %I FOREIGN KEY (%I, %I) REFERENCES %I(%I, %I)",
+                     constraint, a->tenant_column, a->workspace_column, a->tenants.table,
+                     a->tenants.id, a->tenants.workspace);
+        else
+            tg__sqlf(out, d, ", CONSTRAINT %I CHECK (%I IS NULL OR %I IS NOT NULL)", constraint,
+                     a->audit_logs.tenant, a->audit_logs.workspace);
+    }
+    tg__buf_add(out, ")");
+    tg__buf_add(out, create + close + 1); /* table options: WITHOUT ROWID, STRICT */
+    return 1;
+}
+
+typedef struct saved {
+    char **sql;
+    size_t n, cap;
+} saved;
+
+static int save_sql(sqlite3 *db, const char *query, const char *arg, saved *s) {
+    sqlite3_stmt *q;
+    if (sqlite3_prepare_v2(db, query, -1, &q, NULL) != SQLITE_OK)
+        return SQLITE_ERROR;
+    if (arg)
+        sqlite3_bind_text(q, 1, arg, -1, SQLITE_STATIC);
+    while (sqlite3_step(q) == SQLITE_ROW) {
+        if (s->n == s->cap) {
+            size_t cap = s->cap ? s->cap * 2 : 16;
+            char **more = realloc(s->sql, cap * sizeof *more);
+            if (!more)
+                break;
+            s->sql = more;
+            s->cap = cap;
+        }
+        s->sql[s->n] = strdup((const char *)sqlite3_column_text(q, 0));
+        if (s->sql[s->n])
+            s->n++;
+    }
+    sqlite3_finalize(q);
+    return SQLITE_OK;
+}
+
+static void free_saved(saved *s) {
+    for (size_t i = 0; i < s->n; i++)
+        free(s->sql[i]);
+    free(s->sql);
+    memset(s, 0, sizeof *s);
+}
+
+/* Rebuilds one table inside the caller's transaction (steps 3-10 of SQLite's procedure). */
+static int rebuild(tg_engine *eng, const char *t, int kind, int *changed) {
+    const tg__dialect *d = &tg__sqlite;
+    sqlite3 *db = eng->db;
+    *changed = 0;
+    saved assoc = {0}, views = {0};
+    tg__buf sql = {0}, cols = {0};
+    char *create = NULL;
+    int st = TG_OK, rc;
+    char new_name[200];
+    snprintf(new_name, sizeof new_name, "tenantguard_new_%s", t);
+    {
+        sqlite3_stmt *q;
+        if (sqlite3_prepare_v2(db, "SELECT sql FROM sqlite_schema WHERE type = 'table' AND name = ?1",
+                               -1, &q, NULL) == SQLITE_OK) {
+            sqlite3_bind_text(q, 1, t, -1, SQLITE_STATIC);
+            if (sqlite3_step(q) == SQLITE_ROW)
+                create = strdup((const char *)sqlite3_column_text(q, 0));
+            sqlite3_finalize(q);
+        }
+    }
+    if (!create) {
+        st = tg__engine_fail(eng, TG_DB, "table '%s' does not exist", t);
+        goto done;
+    }
+    int r = new_table_sql(eng, create, kind, new_name, &sql);
+    if (r < 0) {
+        st = tg__engine_fail(eng, TG_DB, "cannot rewrite the definition of '%s' (no %s column?)",
+                             t, eng->rules->pub.app.workspace_column);
+        goto done;
+    }
+    if (r == 0)
+        goto done; /* already enforced */
+    /* 3: remember the indexes and triggers of the table, and every view */
+    save_sql(db,
+             "SELECT sql FROM sqlite_schema WHERE tbl_name = ?1 AND type IN ('index', 'trigger') "
+             "AND sql IS NOT NULL ORDER BY rowid",
+             t, &assoc);
+    save_sql(db, "SELECT sql FROM sqlite_schema WHERE type = 'view' ORDER BY rowid", NULL, &views);
+    {
+        sqlite3_stmt *q;
+        sqlite3_prepare_v2(db, "SELECT name FROM sqlite_schema WHERE type = 'view' ORDER BY rowid",
+                           -1, &q, NULL);
+        tg__buf drops = {0};
+        while (q && sqlite3_step(q) == SQLITE_ROW)
+            tg__sqlf(&drops, d, "DROP VIEW %I;", (const char *)sqlite3_column_text(q, 0));
+        sqlite3_finalize(q);
+        if (drops.len)
+            st = run_buf(eng, &drops, "dropping views");
+        tg__buf_free(&drops);
+        if (st != TG_OK)
+            goto done;
+    }
+    /* 4: the new table */
+    if ((st = run_buf(eng, &sql, t)) != TG_OK)
+        goto done;
+    /* 5: copy every row, every stored column */
+    {
+        sqlite3_stmt *q;
+        sqlite3_prepare_v2(db, "SELECT name FROM pragma_table_xinfo(?1) WHERE hidden = 0 ORDER BY cid",
+                           -1, &q, NULL);
+        sqlite3_bind_text(q, 1, t, -1, SQLITE_STATIC);
+        int first = 1;
+        while (q && sqlite3_step(q) == SQLITE_ROW) {
+            tg__sqlf(&cols, d, first ? "%I" : ", %I", (const char *)sqlite3_column_text(q, 0));
+            first = 0;
+        }
+        sqlite3_finalize(q);
+    }
+    tg__sqlf(&sql, d, "INSERT INTO %I (%s) SELECT %s FROM %I", new_name, tg__buf_str(&cols),
+             tg__buf_str(&cols), t);
+    if ((st = run_buf(eng, &sql, t)) != TG_OK)
+        goto done;
+    int64_t copied = sqlite3_changes64(db);
+    tg__sqlf(&sql, d, "SELECT count(*) FROM %I", t);
+    int64_t had = tg__count(db, tg__buf_str(&sql), NULL, NULL, &rc);
+    tg__buf_reset(&sql);
+    if (rc != SQLITE_OK || had != copied) {
+        st = tg__engine_fail(eng, TG_DB, "rebuild of '%s' copied %lld of %lld rows", t,
+                             (long long)copied, (long long)had);
+        goto done;
+    }
+    int64_t seq = -1;
+    if (tg__count(db, "SELECT count(*) FROM sqlite_schema WHERE name = 'sqlite_sequence'", NULL,
+                  NULL, &rc) > 0) {
+        seq = tg__count(db, "SELECT seq FROM sqlite_sequence WHERE name = ?1", t, NULL, &rc);
+    }
+    /* 6, 7: drop the old table, rename the new one (legacy mode: nothing else is rewritten) */
+    tg__sqlf(&sql, d, "DROP TABLE %I; PRAGMA legacy_alter_table = ON; ALTER TABLE %I RENAME TO %I;"
+                      " PRAGMA legacy_alter_table = OFF;",
+             t, new_name, t);
+    if ((st = run_buf(eng, &sql, t)) != TG_OK) {
+        sqlite3_exec(db, "PRAGMA legacy_alter_table = OFF", NULL, NULL, NULL);
+        goto done;
+    }
+    if (seq > 0) {
+        sqlite3_stmt *q;
+        if (sqlite3_prepare_v2(db, "UPDATE sqlite_sequence SET seq = max(seq, ?2) WHERE name = ?1",
+                               -1, &q, NULL) == SQLITE_OK) {
+            sqlite3_bind_text(q, 1, t, -1, SQLITE_STATIC);
+            sqlite3_bind_int64(q, 2, seq);
+            sqlite3_step(q);
+            sqlite3_finalize(q);
+        }
+    }
+    /* 8, 9: the indexes, triggers and views again */
+    for (size_t i = 0; i < assoc.n && st == TG_OK; i++)
+        st = tg__exec(eng, assoc.sql[i], "recreating an index or trigger");
+    for (size_t i = 0; i < views.n && st == TG_OK; i++)
+        st = tg__exec(eng, views.sql[i], "recreating a view");
+    if (st != TG_OK)
+        goto done;
+    /* 10: foreign_key_check */
+    tg__sqlf(&sql, d, "SELECT count(*) FROM pragma_foreign_key_check(%I)", t);
+    {
+        sqlite3_stmt *q;
+        int64_t bad = 0;
+        if (sqlite3_prepare_v2(db, "SELECT count(*) FROM pragma_foreign_key_check(?1)", -1, &q,
+                               NULL) == SQLITE_OK) {
+            sqlite3_bind_text(q, 1, t, -1, SQLITE_STATIC);
+            if (sqlite3_step(q) == SQLITE_ROW)
+                bad = sqlite3_column_int64(q, 0);
+            sqlite3_finalize(q);
+        }
+        tg__buf_reset(&sql);
+        if (bad) {
+            st = tg__engine_fail(eng, TG_REFUSED,
+                                 "rebuild of '%s': foreign_key_check finds %lld row%s breaking a "
+                                 "foreign key; nothing was changed",
+                                 t, (long long)bad, bad == 1 ? "" : "s");
+            goto done;
+        }
+    }
+    *changed = 1;
+done:
+    free(create);
+    free_saved(&assoc);
+    free_saved(&views);
+    tg__buf_free(&sql);
+    tg__buf_free(&cols);
+    return st;
+}
+
+static int enforce_constraints(tg_engine *eng, const char **t, size_t n) {
+    const tg_app *a = &eng->rules->pub.app;
+    tg_validation *v = NULL;
+    int st = tg_validate(eng, &v);
+    if (st != TG_OK)
+        return st;
+    if (!v->ok) {
+        tg__buf why = {0};
+        for (size_t i = 0; i < v->n_checks; i++)
+            if (v->checks[i].count)
+                tg__buf_printf(&why, "%s%s %s: %lld", why.len ? ", " : "", v->checks[i].name,
+                               v->checks[i].table ? v->checks[i].table : "",
+                               (long long)v->checks[i].count);
+        tg_validation_free(v);
+        st = tg__engine_fail(eng, TG_REFUSED,
+                             "enforce_constraints refused: validation finds rows to fix (%s); "
+                             "run the backfill (and quarantine_orphans for rows whose tenant is "
+                             "gone) first",
+                             tg__buf_str(&why));
+        tg__buf_free(&why);
+        return st;
+    }
+    tg_validation_free(v);
+    /* the composite foreign key needs a unique key on the tenants side */
+    tg__buf sql = {0};
+    tg__sqlf(&sql, &tg__sqlite, "CREATE UNIQUE INDEX IF NOT EXISTS %I ON %I(%I, %I)",
+             "tenantguard_tenants_id_workspace", a->tenants.table, a->tenants.id,
+             a->tenants.workspace);
+    if ((st = tg__begin(eng)) == TG_OK && (st = run_buf(eng, &sql, "tenants")) == TG_OK)
+        st = tg__commit(eng);
+    tg__buf_free(&sql);
+    if (st != TG_OK) {
+        tg__rollback(eng);
+        return st;
+    }
+    /* 1: foreign keys off, outside any transaction */
+    if ((st = tg__exec(eng, "PRAGMA foreign_keys = OFF", "foreign_keys")) != TG_OK)
+        return st;
+    int rebuilt = 0;
+    const char *audit = a->audit_logs.table;
+    for (size_t i = 0; i <= n && st == TG_OK; i++) {
+        const char *table = i < n ? t[i] : audit;
+        int kind = i < n ? REBUILD_TENANT_OWNED : REBUILD_AUDIT;
+        int nn;
+        if (i == n && (!a->audit_logs.tenant || !a->audit_logs.workspace ||
+                       !tg__column(eng->db, audit, a->audit_logs.workspace, &nn)))
+            break;
+        int changed = 0;
+        /* 2, 11: each table in its own transaction */
+        if ((st = tg__begin(eng)) != TG_OK)
+            break;
+        st = rebuild(eng, table, kind, &changed);
+        if (st == TG_OK && changed) {
+            char meta[200];
+            snprintf(meta, sizeof meta, "{\"table\":\"%s\"}", table);
+            st = tg__audit(eng, "tenantguard.rollout.enforce_constraints", table, meta);
+        }
+        if (st == TG_OK)
+            st = tg__commit(eng);
+        if (st != TG_OK)
+            tg__rollback(eng);
+        rebuilt += changed;
+    }
+    /* 12: foreign keys back on */
+    sqlite3_exec(eng->db, "PRAGMA foreign_keys = ON", NULL, NULL, NULL);
+    if (st == TG_OK)
+        tg__engine_fail(eng, TG_OK,
+                        "enforce_constraints: %d table%s rebuilt with workspace_id NOT NULL, its "
+                        "foreign keys and the audit-log check",
+                        rebuilt, rebuilt == 1 ? "" : "s");
+    return st;
+}
+
+int tg_rollout(tg_engine *eng, const char *phase) {
+    if (!eng || !phase || eng->closed)
+        return TG_MISUSE;
+    if (!eng->db)
+        return tg__engine_fail(eng, TG_MISUSE, "this engine was opened without a database");
+    const char *t[TG__MAX_TARGETS];
+    size_t n = tg__targets(&eng->rules->pub, t, TG__MAX_TARGETS);
+    int st = check_targets(eng, t, n);
+    if (st != TG_OK)
+        return st;
+    if (strcmp(phase, "add_columns") == 0)
+        st = add_columns(eng, t, n);
+    else if (strcmp(phase, "drop_columns") == 0)
+        st = drop_columns(eng, t, n);
+    else if (strcmp(phase, "enforce_writes") == 0)
+        st = enforce_writes(eng, t, n, 0);
+    else if (strcmp(phase, "drop_triggers") == 0)
+        st = enforce_writes(eng, t, n, 1);
+    else if (strcmp(phase, "quarantine_orphans") == 0)
+        st = quarantine_orphans(eng, t, n);
+    else if (strcmp(phase, "enforce_constraints") == 0)
+        st = enforce_constraints(eng, t, n);
+    else
+        return tg__engine_fail(eng, TG_UNKNOWN,
+                               "unknown phase '%s' (add_columns, drop_columns, enforce_writes, "
+                               "drop_triggers, quarantine_orphans, enforce_constraints)",
+                               phase);
+    tg__engine_schema_changed(eng);
+    return st;
+}

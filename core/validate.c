@@ -1,0 +1,114 @@
+/* Validation after the rollout: every check must be zero. NULL workspace_id per tenant-owned
+ * table, audit entries with a tenant but no workspace, and rows whose workspace_id differs
+ * from their tenant's workspace, in every table (not a sample). */
+#include "rollout.h"
+#include "sql.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+static int add_check(tg_validation *v, size_t *cap, const char *name, const char *table,
+                     int64_t count) {
+    if (v->n_checks == *cap) {
+        size_t nc = *cap ? *cap * 2 : 32;
+        tg_validation_check *more = realloc(v->checks, nc * sizeof *more);
+        if (!more)
+            return TG_NOMEM;
+        v->checks = more;
+        *cap = nc;
+    }
+    v->checks[v->n_checks].name = name;
+    v->checks[v->n_checks].table = table;
+    v->checks[v->n_checks].count = count;
+    v->n_checks++;
+    if (count)
+        v->ok = 0;
+    return TG_OK;
+}
+
+static int64_t count_sql(tg_engine *eng, tg__buf *sql, int *st) {
+    int rc;
+    int64_t n = tg__count(eng->db, tg__buf_str(sql), NULL, NULL, &rc);
+    tg__buf_reset(sql);
+    if (rc != SQLITE_OK)
+        *st = tg__engine_fail(eng, TG_DB, "validation query failed: %s", sqlite3_errmsg(eng->db));
+    return n;
+}
+
+int tg_validate(tg_engine *eng, tg_validation **out) {
+    if (!eng || !out || eng->closed)
+        return TG_MISUSE;
+    *out = NULL;
+    if (!eng->db)
+        return tg__engine_fail(eng, TG_MISUSE, "this engine was opened without a database");
+    const tg_rules *r = &eng->rules->pub;
+    const tg_app *a = &r->app;
+    const tg__dialect *d = &tg__sqlite;
+    tg_validation *v = calloc(1, sizeof *v);
+    if (!v)
+        return TG_NOMEM;
+    v->ok = 1;
+    size_t cap = 0;
+    const char *t[TG__MAX_TARGETS];
+    size_t n = tg__targets(r, t, TG__MAX_TARGETS);
+    tg__buf sql = {0};
+    int st = sqlite3_exec(eng->db, "BEGIN", NULL, NULL, NULL) == SQLITE_OK ? TG_OK : TG_DB;
+    for (size_t i = 0; i < n && st == TG_OK; i++) {
+        int nn;
+        int64_t nulls, mismatched = 0;
+        if (tg__column(eng->db, t[i], a->workspace_column, &nn)) {
+            tg__sqlf(&sql, d, "SELECT count(*) FROM %I WHERE %I IS NULL", t[i],
+                     a->workspace_column);
+            nulls = count_sql(eng, &sql, &st);
+            tg__sqlf(&sql, d,
+                     "SELECT count(*) FROM %I AS r WHERE r.%I IS NOT NULL AND r.%I IS NOT (SELECT "
+                     "t.%I FROM %I AS t WHERE t.%I = r.%I)",
+                     t[i], a->workspace_column, a->workspace_column, a->tenants.workspace,
+                     a->tenants.table, a->tenants.id, a->tenant_column);
+            mismatched = count_sql(eng, &sql, &st);
+        } else {
+            /* no column yet: every row is unbound */
+            tg__sqlf(&sql, d, "SELECT count(*) FROM %I", t[i]);
+            nulls = count_sql(eng, &sql, &st);
+        }
+        if (st == TG_OK)
+            st = add_check(v, &cap, "null_workspace", t[i], nulls);
+        if (st == TG_OK)
+            st = add_check(v, &cap, "workspace_mismatch", t[i], mismatched);
+    }
+    if (st == TG_OK && a->audit_logs.tenant && a->audit_logs.workspace) {
+        int nn;
+        int64_t bad = 0, mismatched = 0;
+        if (tg__column(eng->db, a->audit_logs.table, a->audit_logs.workspace, &nn)) {
+            tg__sqlf(&sql, d, "SELECT count(*) FROM %I WHERE %I IS NOT NULL AND %I IS NULL",
+                     a->audit_logs.table, a->audit_logs.tenant, a->audit_logs.workspace);
+            bad = count_sql(eng, &sql, &st);
+            tg__sqlf(&sql, d,
+                     "SELECT count(*) FROM %I AS r WHERE r.%I IS NOT NULL AND r.%I IS NOT NULL "
+                     "AND r.%I IS NOT (SELECT t.%I FROM %I AS t WHERE t.%I = r.%I)",
+                     a->audit_logs.table, a->audit_logs.tenant, a->audit_logs.workspace,
+                     a->audit_logs.workspace, a->tenants.workspace, a->tenants.table,
+                     a->tenants.id, a->audit_logs.tenant);
+            mismatched = count_sql(eng, &sql, &st);
+        }
+        if (st == TG_OK)
+            st = add_check(v, &cap, "audit_tenant_without_workspace", a->audit_logs.table, bad);
+        if (st == TG_OK)
+            st = add_check(v, &cap, "workspace_mismatch", a->audit_logs.table, mismatched);
+    }
+    sqlite3_exec(eng->db, "COMMIT", NULL, NULL, NULL);
+    tg__buf_free(&sql);
+    if (st != TG_OK) {
+        tg_validation_free(v);
+        return st;
+    }
+    *out = v;
+    return TG_OK;
+}
+
+void tg_validation_free(tg_validation *v) {
+    if (!v)
+        return;
+    free(v->checks);
+    free(v);
+}

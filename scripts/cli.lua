@@ -221,6 +221,209 @@ function commands.resolve(args)
 end
 
 -- ---------------------------------------------------------------------------------------
+-- the rollout
+
+local PHASES = { add_columns = 1, drop_columns = 1, enforce_writes = 1, drop_triggers = 1,
+  quarantine_orphans = 1, enforce_constraints = 1 }
+
+usage.rollout = [[
+usage: tenantguard rollout PHASE --db FILE [--rules DIR]
+
+Runs one schema phase of the workspace_id rollout on every tenant-owned table the rules
+name, in a transaction, idempotently, with an audit-log entry:
+  add_columns          phase 1: a nullable workspace_id and its indexes
+  drop_columns         undoes phase 1 (refused once phase 3 is applied)
+  enforce_writes       phase 1.5: triggers that bind every raw SQL write
+  drop_triggers        undoes phase 1.5
+  quarantine_orphans   moves rows whose tenant no longer exists to tenantguard_quarantine
+  enforce_constraints  phase 3: NOT NULL and foreign keys (refused while validation fails)
+Exit 1 when the phase is refused or fails.]]
+
+local function open_engine(opts)
+  if not opts.db then error("--db is required", 0) end
+  return tg.open { rules = opts.rules or DEFAULT_RULES, db = opts.db }
+end
+
+function commands.rollout(args)
+  local opts, pos = parse(args, { db = "value", rules = "value" })
+  if opts.help then print(usage.rollout) return 0 end
+  if #pos ~= 1 or not PHASES[pos[1]] then
+    error("rollout needs one PHASE\n" .. usage.rollout, 0)
+  end
+  local eng = open_engine(opts)
+  local ok, msg = eng:rollout(pos[1])
+  eng:close()
+  print(msg)
+  return ok and 0 or 1
+end
+
+usage.backfill = [[
+usage: tenantguard backfill --db FILE [--rules DIR] [--dry-run] [--json]
+                            [--batch-ms N] [--pause-ms N] [--batch-rows N]
+       tenantguard backfill --db FILE (--status | --pause | --resume | --cancel) [--run ID]
+
+--dry-run counts, per table, the rows a backfill would bind, those it cannot bind (their
+tenant no longer exists) with sample ids, those already correct and those whose workspace
+disagrees with their tenant; nothing changes. Without it, queues a backfill run (an
+operation run, one durable job per table, an audit entry) for `tenantguard worker` to
+execute; no row changes until a worker runs.]]
+
+local function print_run(r)
+  printf("run %d (operation run %d): %s\n", r.id, r.operation_run, r.status)
+  printf("  rows looked at %d of %d, bound %d, corrected %d, cannot bind %d\n", r.rows_done,
+    r.rows_total, r.rows_set, r.rows_corrected, r.rows_unbound)
+  if r.batches > 0 then
+    printf("  %d batches, longest %.1f ms, %.2f s in batches (%.0f rows/s)\n", r.batches,
+      r.longest_batch_ms, r.seconds, r.seconds > 0 and r.rows_done / r.seconds or 0)
+  end
+end
+
+function commands.backfill(args)
+  local opts = parse(args, { db = "value", rules = "value", ["dry-run"] = "flag", json = "flag",
+    ["batch-ms"] = "value", ["pause-ms"] = "value", ["batch-rows"] = "value", status = "flag",
+    pause = "flag", resume = "flag", cancel = "flag", run = "value" })
+  if opts.help then print(usage.backfill) return 0 end
+  local eng = open_engine(opts)
+  local run_id = tointeger_opt(opts, "run") or 0
+  for _, action in ipairs { "pause", "resume", "cancel" } do
+    if opts[action] then
+      local ok, msg = eng[action](eng, run_id)
+      print(ok and ("backfill: " .. action .. "d") or msg)
+      if ok then print_run(eng:run(run_id)) end
+      eng:close()
+      return ok and 0 or 1
+    end
+  end
+  if opts.status then
+    local r, msg = eng:run(run_id)
+    eng:close()
+    if not r then print(msg) return 1 end
+    if opts.json then print(json.encode(r)) else print_run(r) end
+    return 0
+  end
+  if opts["dry-run"] then
+    local plan, msg = eng:backfill { dry_run = true }
+    eng:close()
+    if not plan then print(msg) return 1 end
+    if opts.json then
+      plan.tables = json.array(plan.tables)
+      for _, t in ipairs(plan.tables) do t.samples = json.array(t.samples) end
+      print(json.encode(plan))
+      return 0
+    end
+    printf("%-24s %9s %9s %9s %11s %9s %10s  %s\n", "table", "rows", "unbound", "would set",
+      "cannot bind", "correct", "mismatched", "samples that cannot bind")
+    for _, t in ipairs(plan.tables) do
+      printf("%-24s %9d %9d %9d %11d %9d %10d  %s%s\n", t.table, t.rows, t.unbound, t.would_set,
+        t.cannot_bind, t.correct, t.mismatched, table.concat(t.samples, ","),
+        t.has_column and "" or " (no workspace_id column yet)")
+    end
+    local s = plan.totals
+    printf("%-24s %9d %9d %9d %11d %9d %10d\n", "total", s.rows, s.unbound, s.would_set,
+      s.cannot_bind, s.correct, s.mismatched)
+    print("dry run: nothing was changed")
+    return 0
+  end
+  local r, msg = eng:backfill { batch_ms = tointeger_opt(opts, "batch-ms"),
+    pause_ms = tointeger_opt(opts, "pause-ms"), batch_rows = tointeger_opt(opts, "batch-rows") }
+  eng:close()
+  if not r then print(msg) return 1 end
+  print_run(r)
+  print("queued: run `tenantguard worker` to execute it")
+  return 0
+end
+
+usage.worker = [[
+usage: tenantguard worker --db FILE [--rules DIR] [--max-seconds N] [--max-batches N]
+                          [--quiet]
+
+Executes queued backfill work in batches until none is left (or a limit is reached). Safe
+to run as several processes at once and to kill at any moment: a new worker resumes where
+the last committed batch ended. Shows a progress bar with rate and ETA on a terminal,
+plain lines otherwise.]]
+
+local function is_tty()
+  local ok, _, code = os.execute("test -t 1")
+  return ok == true or code == 0
+end
+
+function commands.worker(args)
+  local opts = parse(args, { db = "value", rules = "value", ["max-seconds"] = "value",
+    ["max-batches"] = "value", quiet = "flag" })
+  if opts.help then print(usage.worker) return 0 end
+  local eng = open_engine(opts)
+  local tty = is_tty()
+  local last_line, last_table = 0, nil
+  local function progress(p)
+    if opts.quiet then return end
+    local frac = p.run_total > 0 and math.min(1, p.run_done / p.run_total) or 1
+    local eta = p.rows_per_second > 0 and (p.run_total - p.run_done) / p.rows_per_second or 0
+    if tty then
+      local width = 30
+      local filled = math.floor(frac * width + 0.5)
+      io.stdout:write(("\r[%s%s] %5.1f%% %9d/%d rows  %8.0f rows/s  ETA %5.1fs  %-22s")
+        :format(("#"):rep(filled), ("."):rep(width - filled), frac * 100, p.run_done,
+          p.run_total, p.rows_per_second, math.max(0, eta), p.table))
+      io.stdout:flush()
+    else
+      local now = os.time()
+      if p.table ~= last_table or now - last_line >= 1 then
+        printf("run %d: %s %d/%d (run %d/%d rows, %.0f rows/s, batch %d rows in %.1f ms)\n",
+          p.run, p.table, p.table_done, p.table_total, p.run_done, p.run_total,
+          p.rows_per_second, p.batch_rows, p.batch_ms)
+        last_line, last_table = now, p.table
+      end
+    end
+  end
+  local r, msg = eng:work { progress = progress, max_seconds = tonumber(opts["max-seconds"]),
+    max_batches = tointeger_opt(opts, "max-batches") }
+  if tty and not opts.quiet then io.stdout:write("\n") end
+  if not r then
+    eng:close()
+    print(msg)
+    return 1
+  end
+  printf("worker: %d batches, %d rows, longest batch %.1f ms%s\n", r.batches, r.rows,
+    r.longest_batch_ms, r.idle and ", nothing left to do" or "")
+  local ok, run = pcall(eng.run, eng)
+  if ok and run then print_run(run) end
+  eng:close()
+  return 0
+end
+
+usage.validate = [[
+usage: tenantguard validate --db FILE [--rules DIR] [--json]
+
+The post-rollout checks, all of which must be zero: rows with workspace_id NULL in each
+tenant-owned table, audit entries with a tenant but no workspace, and rows whose
+workspace_id differs from their tenant's workspace (every table, every row). Exit 1 when
+anything is off.]]
+
+function commands.validate(args)
+  local opts = parse(args, { db = "value", rules = "value", json = "flag" })
+  if opts.help then print(usage.validate) return 0 end
+  local eng = open_engine(opts)
+  local v, msg = eng:validate()
+  eng:close()
+  if not v then print(msg) return 1 end
+  if opts.json then
+    v.checks = json.array(v.checks)
+    print(json.encode(v))
+  else
+    local bad = 0
+    for _, c in ipairs(v.checks) do
+      if c.count > 0 then
+        bad = bad + 1
+        printf("  FAIL %-32s %-24s %d\n", c.name, c.table or "", c.count)
+      end
+    end
+    printf("validation: %d checks, %s\n", #v.checks,
+      v.ok and "all zero" or (bad .. " not zero"))
+  end
+  return v.ok and 0 or 1
+end
+
+-- ---------------------------------------------------------------------------------------
 usage.checks = [[
 usage: tenantguard checks
 
@@ -268,7 +471,8 @@ function commands.demo(args)
 end
 
 -- ---------------------------------------------------------------------------------------
-local order = { "demo", "lint", "rules", "resolve", "checks", "refdb" }
+local order = { "demo", "lint", "rules", "resolve", "rollout", "backfill", "worker", "validate",
+  "checks", "refdb" }
 
 local function help()
   print("usage: tenantguard <command> [options]   (tenantguard <command> --help for more)\n")

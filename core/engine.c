@@ -139,14 +139,15 @@ int tg_engine_reload(tg_engine *eng) {
 int tg__engine_plan(tg_engine *eng, tg__plan **out) {
     if (!eng->db)
         return tg__engine_fail(eng, TG_MISUSE, "this engine was opened without a database");
-    if (eng->plan && eng->plan->schema_gen == eng->schema_gen) {
+    if (eng->plan && eng->plan->schema_gen == eng->schema_gen &&
+        eng->plan->mutation == eng->mutation) {
         *out = eng->plan;
         return TG_OK;
     }
     tg__plan_release(eng->plan);
     eng->plan = NULL;
     tg__buf msg = {0};
-    int st = tg__plan_new(eng->rules, eng->db, eng->schema_gen, &msg, &eng->plan);
+    int st = tg__plan_new(eng->rules, eng->db, eng->schema_gen, eng->mutation, &msg, &eng->plan);
     if (st != TG_OK)
         tg__engine_fail(eng, st, "%s", msg.len ? tg__buf_str(&msg) : tg_strerror(st));
     tg__buf_free(&msg);

@@ -9,6 +9,7 @@
 struct tg_engine {
     int refs;             /* the caller's handle plus one per open context */
     unsigned schema_gen;  /* bumped by every schema change the engine makes */
+    int mutation;         /* TG__MUT_*: only while tg_run_matrix runs a mutant */
     tg__plan *plan;       /* for the serving rules and current schema; built lazily */
     tg_decision_sink sink;
     void *sink_ud;

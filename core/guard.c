@@ -207,11 +207,12 @@ int tg_ctx_update(tg_ctx *ctx, const char *family, int64_t id, const tg_column_v
         return s;
     const tg_family *fam = &ctx->rules->families[tg_rules_family_index(ctx->rules, family)];
     ctx->log_id = id;
-    if (d->status != 200) {
+    if (d->status != 200 && ctx->plan->mutation != TG__MUT_UPDATE_ANY_TENANT) {
         tg__ctx_decide(ctx, d->status, d->reason, fam->name, "update", &ctx->log_id, 1);
         *out = &ctx->dec;
         return TG_OK;
     }
+    int any_tenant = ctx->plan->mutation == TG__MUT_UPDATE_ANY_TENANT;
     tg__table_plan *tp = &ctx->plan->fams[tg_rules_family_index(ctx->rules, family)];
     const char *cols[MAX_WRITE_COLUMNS + 2];
     const tg_value *vals[MAX_WRITE_COLUMNS + 2];
@@ -225,8 +226,8 @@ int tg_ctx_update(tg_ctx *ctx, const char *family, int64_t id, const tg_column_v
         vals[n++] = &wv;
     }
     tg__buf_reset(&ctx->scratch);
-    tg__sql_update(&tg__sqlite, tp->shape.table, cols, n, tp->shape.id, tp->shape.tenant,
-                   &ctx->scratch);
+    tg__sql_update(&tg__sqlite, tp->shape.table, cols, n, tp->shape.id,
+                   any_tenant ? NULL : tp->shape.tenant, &ctx->scratch);
     int64_t tail[2] = {id, ctx->tenant};
     sqlite3_stmt *st = NULL;
     tg__ctx_drop_records(ctx);
@@ -235,7 +236,7 @@ int tg_ctx_update(tg_ctx *ctx, const char *family, int64_t id, const tg_column_v
         *out = &ctx->dec;
         return TG_OK;
     }
-    if ((s = run_write(ctx, &ctx->scratch, vals, n, tail, 2, &st)) != TG_OK)
+    if ((s = run_write(ctx, &ctx->scratch, vals, n, tail, any_tenant ? 1 : 2, &st)) != TG_OK)
         return s;
     ctx->dec.row_id = id;
     tg__ctx_decide(ctx, 200, "ok", fam->name, "update", &ctx->log_id, 1);

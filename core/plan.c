@@ -53,7 +53,7 @@ static int read_shape(tg__plan *p, tg__table_plan *tp, const char *table, const 
     return tp->present;
 }
 
-int tg__plan_new(tg__ruleset *rs, sqlite3 *db, unsigned schema_gen, tg__buf *err,
+int tg__plan_new(tg__ruleset *rs, sqlite3 *db, unsigned schema_gen, int mutation, tg__buf *err,
                  tg__plan **out) {
     *out = NULL;
     tg__plan *p = calloc(1, sizeof *p);
@@ -63,6 +63,7 @@ int tg__plan_new(tg__ruleset *rs, sqlite3 *db, unsigned schema_gen, tg__buf *err
     p->rs = tg__ruleset_retain(rs);
     p->db = db;
     p->schema_gen = schema_gen;
+    p->mutation = mutation;
     const tg_rules *r = &rs->pub;
     p->fams = tg__arena_alloc(&p->arena, (r->n_families + 1) * sizeof *p->fams);
     p->excs = tg__arena_alloc(&p->arena, (r->n_exceptions + 1) * sizeof *p->excs);

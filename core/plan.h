@@ -17,8 +17,27 @@ typedef struct tg__table_plan {
 
 #define TG__WCACHE 16
 
+/* Ways the matrix's mutation check weakens enforcement, one at a time, to prove the matrix
+ * catches each. Never set outside tg_run_matrix. */
+enum {
+    TG__MUT_NONE,
+    TG__MUT_DROP_TENANT_CONDITION,
+    TG__MUT_SKIP_BULK_CONGRUENCE,
+    TG__MUT_CAPABILITY_BEFORE_SCOPE,
+    TG__MUT_IGNORE_CANONICAL_OWNER,
+    TG__MUT_SEARCH_WIDENS_TO_WORKSPACE,
+    TG__MUT_SKIP_RELATION_OWNER_CHECK,
+    TG__MUT_SKIP_MEMBERSHIP,
+    TG__MUT_SKIP_ENTITLEMENT,
+    TG__MUT_UPDATE_ANY_TENANT,
+    TG__MUT_EXCEPTION_SKIPS_CHECKS,
+    TG__MUT_LIKE_UNESCAPED,
+    TG__MUT_COUNT
+};
+
 typedef struct tg__plan {
     int refs;
+    int mutation;
     tg__ruleset *rs;
     sqlite3 *db;
     unsigned schema_gen;
@@ -34,8 +53,8 @@ typedef struct tg__plan {
 } tg__plan;
 
 /* Builds a plan for rs on db (reads table shapes; prepares nothing yet). */
-TG_HIDDEN int tg__plan_new(tg__ruleset *rs, sqlite3 *db, unsigned schema_gen, tg__buf *err,
-                           tg__plan **out);
+TG_HIDDEN int tg__plan_new(tg__ruleset *rs, sqlite3 *db, unsigned schema_gen, int mutation,
+                           tg__buf *err, tg__plan **out);
 TG_HIDDEN tg__plan *tg__plan_retain(tg__plan *p);
 TG_HIDDEN void tg__plan_release(tg__plan *p);
 

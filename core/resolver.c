@@ -13,6 +13,9 @@
 
 enum { S_BY_ID, S_BY_IDS, S_PAGE, S_RELATION, S_SEARCH };
 
+/* A mutation of the matrix's mutation check is active (never outside tg_run_matrix). */
+#define MUTANT(ctx, m) ((ctx)->plan->mutation == (m))
+
 /* The statement of kind `kind` for table plan tp (of family fam, when a family). */
 static int get_stmt(tg_ctx *ctx, tg__table_plan *tp, const tg_family *fam, int kind,
                     sqlite3_stmt **out) {
@@ -24,17 +27,21 @@ static int get_stmt(tg_ctx *ctx, tg__table_plan *tp, const tg_family *fam, int k
     if (!*slot) {
         tg__buf sql = {0};
         const tg__dialect *d = &tg__sqlite;
+        const tg_app *app = &ctx->rules->app;
+        int widen = MUTANT(ctx, TG__MUT_DROP_TENANT_CONDITION) ? 1 : 0;
         switch (kind) {
         case S_BY_ID: tg__sql_by_id(d, &tp->shape, &sql); break;
         case S_BY_IDS: tg__sql_by_ids(d, &tp->shape, &sql); break;
-        case S_PAGE: tg__sql_tenant_page(d, &tp->shape, NULL, NULL, 0, &sql); break;
+        case S_PAGE: tg__sql_tenant_page_mutated(d, &tp->shape, app, NULL, NULL, 0, widen, &sql); break;
         case S_RELATION:
-            tg__sql_tenant_page(d, &tp->shape, fam->paths[TG_PATH_RELATION_MANAGER].via, NULL, 0,
-                                &sql);
+            tg__sql_tenant_page_mutated(d, &tp->shape, app, fam->paths[TG_PATH_RELATION_MANAGER].via,
+                                        NULL, 0, widen, &sql);
             break;
         default:
-            tg__sql_tenant_page(d, &tp->shape, NULL, fam->search_columns, fam->n_search_columns,
-                                &sql);
+            if (MUTANT(ctx, TG__MUT_SEARCH_WIDENS_TO_WORKSPACE))
+                widen = 2;
+            tg__sql_tenant_page_mutated(d, &tp->shape, app, NULL, fam->search_columns,
+                                        fam->n_search_columns, widen, &sql);
         }
         int rc = sql.oom ? SQLITE_NOMEM : tg__plan_prepare(ctx->plan, slot, &sql);
         tg__buf_free(&sql);
@@ -232,6 +239,8 @@ static int resolve_bulk(tg_ctx *ctx, tg__table_plan *tp, const tg_family *fam,
         int rc;
         while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
             bad = row_scope(ctx, tp, st, &bad_tenant);
+            if (MUTANT(ctx, TG__MUT_SKIP_BULK_CONGRUENCE))
+                bad = REC_OK;
             if (bad != REC_OK)
                 break;
             if ((s = tg__ctx_take_row(ctx, st, tp->shape.n_columns)) != TG_OK) {
@@ -246,7 +255,7 @@ static int resolve_bulk(tg_ctx *ctx, tg__table_plan *tp, const tg_family *fam,
     }
     if (bad != REC_OK)
         *reason = foreign_reason(ctx, bad, bad_tenant, NULL);
-    else if (found != m)
+    else if (found != m && !MUTANT(ctx, TG__MUT_SKIP_BULK_CONGRUENCE))
         *reason = "not_found";
     else
         *reason = NULL;
@@ -336,11 +345,11 @@ static int resolve_canonical(tg_ctx *ctx, tg__table_plan *tp, const tg_family *f
         *reason = "foreign_workspace";
     else if (!ws_int || (!ws_null && ws != ti.workspace))
         *reason = "workspace_mismatch";
-    else if (!ti.entitled)
+    else if (!ti.entitled && !MUTANT(ctx, TG__MUT_IGNORE_CANONICAL_OWNER))
         *reason = "not_entitled";
     else
         *reason = NULL;
-    *role = ti.role;
+    *role = ti.entitled ? ti.role : ctx->workspace_role;
     return TG_OK;
 }
 
@@ -441,10 +450,13 @@ int tg_ctx_resolve(tg_ctx *ctx, const tg_request *req, const tg_decision **out) 
     s = tg__ctx_scope(ctx);
     if (s != TG_OK)
         return s;
-    if (!ctx->member)
+    if (!ctx->member && !MUTANT(ctx, TG__MUT_SKIP_MEMBERSHIP))
         DECIDE(404, "not_member");
 
     const tg_role *role = ctx->role;
+    if (MUTANT(ctx, TG__MUT_CAPABILITY_BEFORE_SCOPE) &&
+        (!has_cap(role, path->capability) || (extra_cap >= 0 && !has_cap(role, extra_cap))))
+        DECIDE(403, "missing_capability");
     const char *reason = NULL;
     if (req->path == TG_PATH_CANONICAL_VIEWER) {
         /* no route tenant is needed; one that is given must still be valid */
@@ -459,7 +471,7 @@ int tg_ctx_resolve(tg_ctx *ctx, const tg_request *req, const tg_decision **out) 
             DECIDE(404, "no_tenant_context");
         if (!ctx->tenant_known || ctx->tenant_workspace != ctx->workspace)
             DECIDE(404, "tenant_not_in_workspace");
-        if (!ctx->entitled)
+        if (!ctx->entitled && !MUTANT(ctx, TG__MUT_SKIP_ENTITLEMENT))
             DECIDE(404, "not_entitled");
         sqlite3_stmt *st = NULL;
         switch (req->path) {
@@ -473,7 +485,10 @@ int tg_ctx_resolve(tg_ctx *ctx, const tg_request *req, const tg_decision **out) 
             if (req->path == TG_PATH_GLOBAL_SEARCH) {
                 const char *q = req->query ? req->query : "";
                 tg__buf_reset(&ctx->scratch);
-                tg__like_contains(&ctx->scratch, q, strlen(q));
+                if (MUTANT(ctx, TG__MUT_LIKE_UNESCAPED))
+                    tg__buf_printf(&ctx->scratch, "%%%s%%", q);
+                else
+                    tg__like_contains(&ctx->scratch, q, strlen(q));
                 if (ctx->scratch.oom)
                     return tg__ctx_fail(ctx, TG_NOMEM, "out of memory");
                 sqlite3_bind_text(st, TG__P_LIKE, tg__buf_str(&ctx->scratch),
@@ -500,7 +515,7 @@ int tg_ctx_resolve(tg_ctx *ctx, const tg_request *req, const tg_decision **out) 
             if ((s = fetch_scoped(ctx, &ctx->plan->fams[oi], &r->families[oi], req->owner, "owner",
                                   -1, NULL, &reason)) != TG_OK)
                 return s;
-            if (reason)
+            if (reason && !MUTANT(ctx, TG__MUT_SKIP_RELATION_OWNER_CHECK))
                 DECIDE(404, reason);
             if (req->has_id) {
                 int via_col = column_index(tp, path->via);
@@ -592,6 +607,8 @@ static int resolve_exception(tg_ctx *ctx, int ei, const tg_request *req, int ext
     const tg_exception *e = &ctx->rules->exceptions[ei];
     tg__table_plan *tp = &ctx->plan->excs[ei];
     unsigned checks = e->still_required_checks;
+    if (MUTANT(ctx, TG__MUT_EXCEPTION_SKIPS_CHECKS))
+        checks &= ~(unsigned)(TG_CHECK_TENANT_ENTITLED | TG_CHECK_RECORD_IN_WORKSPACE);
     const char *name = e->name;
     ctx->shape = &tp->shape;
     ctx->log_id = req->id;

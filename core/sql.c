@@ -87,11 +87,25 @@ static void keyset_tail(const tg__dialect *d, const tg__table_shape *t, tg__buf 
 
 void tg__sql_tenant_page(const tg__dialect *d, const tg__table_shape *t, const char *via,
                          const char *const *search_columns, size_t n_search, tg__buf *b) {
+    tg__sql_tenant_page_mutated(d, t, NULL, via, search_columns, n_search, 0, b);
+}
+
+void tg__sql_tenant_page_mutated(const tg__dialect *d, const tg__table_shape *t,
+                                 const tg_app *app, const char *via,
+                                 const char *const *search_columns, size_t n_search, int widen,
+                                 tg__buf *b) {
     select_all(d, t, b);
     tg__buf_add(b, " WHERE ");
-    col(d, b, "r", t->tenant);
-    tg__buf_add(b, " = ");
-    d->param(b, TG__P_TENANT);
+    if (widen == 2 && app) {
+        tg__sqlf(b, d, "r.%I IN (SELECT %I FROM %I WHERE %I = ?%d)", t->tenant, app->tenants.id,
+                 app->tenants.table, app->tenants.workspace, TG__P_WORKSPACE);
+    } else {
+        tg__buf_add(b, widen == 1 ? "(" : "");
+        col(d, b, "r", t->tenant);
+        tg__buf_add(b, " = ");
+        d->param(b, TG__P_TENANT);
+        tg__buf_add(b, widen == 1 ? " OR 1)" : "");
+    }
     workspace_agrees(d, t, b);
     if (via) {
         tg__buf_add(b, " AND ");
@@ -279,6 +293,8 @@ void tg__sql_update(const tg__dialect *d, const char *table, const char *const *
     d->ident(b, id);
     tg__buf_add(b, " = ");
     d->param(b, (int)n + 1);
+    if (!tenant)
+        return; /* only the matrix's mutation check builds this */
     tg__buf_add(b, " AND ");
     d->ident(b, tenant);
     tg__buf_add(b, " = ");

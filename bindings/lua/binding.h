@@ -24,6 +24,9 @@ lengine *tgl_check_engine(lua_State *L, int idx);
 void tgl_context_register(lua_State *L);
 /* Adds the rollout methods to the Engine method table at the stack top (rollout.c). */
 void tgl_engine_rollout_methods(lua_State *L);
+/* Adds matrix() and run_matrix() (matrix.c); tg.mutations(). */
+void tgl_engine_matrix_methods(lua_State *L);
+int tgl_mutations(lua_State *L);
 /* eng:context{ user =, workspace =, tenant = } */
 int tgl_context_open(lua_State *L);
 

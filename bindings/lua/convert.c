@@ -375,7 +375,10 @@ void tgl_new_class(lua_State *L, const char *name, const luaL_Reg *meta,
     lua_newtable(L);
     luaL_setfuncs(L, methods, 0);
     if (strcmp(name, TG_ENGINE_MT) == 0)
+    {
         tgl_engine_rollout_methods(L);
+        tgl_engine_matrix_methods(L);
+    }
     lua_setfield(L, -2, "__index");
     lua_pushstring(L, name);
     lua_setfield(L, -2, "__metatable");

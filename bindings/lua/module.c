@@ -27,6 +27,7 @@ int luaopen_tenantguard(lua_State *L) {
                                    {"check", tgl_rules_check},
                                    {"connect", tgl_database_connect},
                                    {"checks", l_checks},
+                                   {"mutations", tgl_mutations},
                                    {NULL, NULL}};
     luaL_newlib(L, fns);
     lua_pushstring(L, TG_VERSION);

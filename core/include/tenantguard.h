@@ -541,6 +541,61 @@ typedef struct tg_validation {
 TG_API TG_WUR int tg_validate(tg_engine *eng, tg_validation **out);
 TG_API void tg_validation_free(tg_validation *v);
 
+/* ---- the guard-scenario matrix --------------------------------------------------------------- */
+
+typedef struct tg_matrix_row {
+    const char *family;         /* a family, or a scope exception's name (is_exception) */
+    int is_exception;
+    tg_scenario_type scenario_type;
+    tg_path_type path;
+    int expected_outcome;       /* 200, 403, 404 or TG_OUTCOME_HIDDEN */
+    const char *surface_class;
+    const char *notes;
+    int declared;               /* 1: written in the rules; 0: part of the standard set */
+} tg_matrix_row;
+
+typedef struct tg_matrix_check {
+    const char *actor;  /* "full", "no_capability", "not_entitled", "not_member", "no_tenant" */
+    const char *what;   /* what was attempted, e.g. "detail of a tenant-B record" */
+    int expected;       /* 200, 403, 404, or TG_OUTCOME_HIDDEN */
+    int actual;
+    const char *reason; /* the decision's reason */
+    int pass;
+    const char *failure; /* why it failed (NULL when it passed) */
+} tg_matrix_check;
+
+typedef struct tg_matrix_result {
+    tg_matrix_row row;
+    int pass;
+    int actual_outcome;  /* of the scenario's main check */
+    const char *message; /* first failure, "family Policy, wrong_tenant_detail: ..." */
+    const tg_matrix_check *checks;
+    size_t n_checks;
+} tg_matrix_result;
+
+typedef struct tg_matrix_report {
+    const tg_matrix_result *results;
+    size_t n_results;
+    size_t passed, failed;
+    const char *mutation; /* NULL for the plain run */
+} tg_matrix_report;
+
+/* The scenarios the rules define: the standard set derived from each family's paths and
+ * search posture (and each exception's checks), plus the ones declared. *out is owned by
+ * the caller (tg_matrix_free). */
+TG_API TG_WUR int tg_matrix(tg_engine *eng, tg_matrix_report **out);
+
+/* Runs every scenario against the database through the resolver, inside one transaction
+ * that is rolled back: it builds its own fixture (two workspaces, tenants, the actors, rows
+ * of every family) and compares each decision with the expected one. With `mutation` (one
+ * of tg_mutation_name), the enforcement is weakened that way for the run, to prove the
+ * matrix catches it. *out is owned by the caller. */
+TG_API TG_WUR int tg_run_matrix(tg_engine *eng, const char *mutation, tg_matrix_report **out);
+TG_API void tg_matrix_free(tg_matrix_report *r);
+
+/* The i-th mutation's name and description, NULL past the end. */
+TG_API const char *tg_mutation_name(size_t i, const char **description);
+
 /* ---- the decision log ------------------------------------------------------------------------ */
 
 typedef struct tg_decision_event {

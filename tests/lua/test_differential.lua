@@ -328,6 +328,7 @@ end
 local USERS = { 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11 }
 local WORKSPACES = { 1, 2, 3, 4, GHOST_WORKSPACE }
 local TENANTS = { 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, false, MISSING_TENANT, GHOST_TENANT }
+-- (no NUL bytes here: see TestDifferentialEdges)
 local SEARCHES = { "%", "_", "\\", "%%", "\\%", "\\_", "%_", "a%b", "_c\\", "100%",
   "100% remote", "helpdesk_", "HELPDESK_1", "k_", "admins", "ADMINS 1", "sales", "group-1",
   "GROUP-", "ärzte", "ÄRZTE", "Ä", "rzte", "back\\slash", "BACK\\", "x\\_y", "50% off_",
@@ -675,6 +676,72 @@ function TestDifferential:test_safety_checker_flags_leaks()
   for k, v in pairs(foreign) do forged[k] = v end
   forged.tenant_id = 1
   lu.assertTrue(#safety(W, ctx, req, { status = 200, records = { forged } }) > 0)
+end
+
+-- ---------------------------------------------------------------------------------------
+-- Edges the random draw leaves out on purpose: an embedded NUL byte in a string argument.
+-- The search queries above never contain one, so that a failure here does not hide every
+-- other disagreement of the differential run.
+
+TestDifferentialEdges = {}
+
+function TestDifferentialEdges:setUp()
+  self.eng = tg.open { db = H.refdb(ROWS), rules = H.shipped_rules }
+  self.ctx = self.eng:context { user = 1, workspace = 1, tenant = 1 }
+end
+
+function TestDifferentialEdges:tearDown()
+  self.eng:close()
+  H.cleanup()
+end
+
+-- The query is matched literally: no name contains a NUL byte, so "Admins\0zzz" finds
+-- nothing (raising would do too). Matching it as "Admins" means the bytes after the NUL
+-- were silently dropped.
+function TestDifferentialEdges:test_search_query_with_nul_matches_literally()
+  local plain = self.ctx:resolve { family = "EntraGroup", path = "global_search",
+    query = "Admins" }
+  lu.assertTrue(#plain.records > 0)
+  for _, q in ipairs { "Admins\0zzz", "zzz\0", "\0" } do
+    local ok, d = pcall(self.ctx.resolve, self.ctx,
+      { family = "EntraGroup", path = "global_search", query = q })
+    if ok then
+      lu.assertEquals(d.status, 200)
+      lu.assertEquals(#d.records, 0, ("query %q matched %d records"):format(q, #d.records))
+    end
+  end
+end
+
+-- A family, path or capability name with a NUL byte is not a declared name: it raises like
+-- any unknown name, rather than being read as the declared name before the NUL.
+function TestDifferentialEdges:test_names_with_nul_are_unknown()
+  local accepted = {}
+  for _, req in ipairs {
+    { family = "Policy\0junk", path = "index" },
+    { family = "Policy", path = "index\0junk" },
+    { family = "Policy", path = "index", capability = "policy.view\0junk" },
+  } do
+    local ok, d = pcall(self.ctx.resolve, self.ctx, req)
+    if ok then
+      accepted[#accepted + 1] = ("family %q path %q capability %q: %d %s"):format(req.family,
+        req.path, tostring(req.capability), d.status, d.reason)
+    end
+  end
+  lu.assertEquals(#accepted, 0, "accepted:\n  " .. table.concat(accepted, "\n  "))
+end
+
+-- README: bulk_action "collapses duplicate ids and refuses more than max_bulk_ids". The
+-- fail-closed reading counts the ids as submitted: 1001 copies of one id are refused.
+function TestDifferentialEdges:test_bulk_limit_counts_submitted_ids()
+  local ids = {}
+  for i = 1, 1001 do ids[i] = 12 end
+  lu.assertErrorMsgContains("1000", self.ctx.resolve, self.ctx,
+    { family = "Policy", path = "bulk_action", ids = ids })
+  local ok_ids = {}
+  for i = 1, 1000 do ok_ids[i] = 12 end
+  local d = self.ctx:resolve { family = "Policy", path = "bulk_action", ids = ok_ids }
+  lu.assertEquals(d.status, 200)
+  lu.assertEquals(#d.records, 1)
 end
 
 os.exit(lu.LuaUnit.run())

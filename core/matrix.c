@@ -1,0 +1,928 @@
+/* The guard-scenario matrix: the scenarios the rules define (a standard set derived from
+ * every family's paths and search posture, every exception's checks, plus the declared
+ * ones), run against the database through the resolver inside one transaction that is
+ * rolled back. The fixture is built from the rules alone: two workspaces, three tenants,
+ * four actors, and rows of every family and exception table. Each scenario runs several
+ * checks with different actors, so a weakened guard (see the mutations) fails somewhere. */
+#include "ctx.h"
+#include "names.h"
+#include "rollout.h"
+#include "sql.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+static const struct {
+    const char *name, *description;
+} mutations[] = {
+    {NULL, NULL},
+    {"drop_tenant_condition", "lists (index, relation manager) drop the tenant condition"},
+    {"skip_bulk_congruence", "bulk actions accept ids of other tenants"},
+    {"capability_before_scope", "the capability is checked before scope, so 403 leaks existence"},
+    {"ignore_canonical_owner", "canonical viewers skip the record-owner entitlement check"},
+    {"search_widens_to_workspace", "global search covers every tenant of the workspace"},
+    {"skip_relation_owner_check", "relation managers accept an owner of another tenant"},
+    {"skip_membership", "workspace membership is not checked"},
+    {"skip_entitlement", "tenant entitlement is not checked"},
+    {"update_any_tenant", "the write guard updates records of other tenants"},
+    {"exception_skips_checks", "scope exceptions skip tenant_entitled and record_in_workspace"},
+    {"like_unescaped", "global search passes % and _ to LIKE unescaped"},
+};
+
+const char *tg_mutation_name(size_t i, const char **description) {
+    if (i + 1 >= sizeof mutations / sizeof mutations[0])
+        return NULL;
+    if (description)
+        *description = mutations[i + 1].description;
+    return mutations[i + 1].name;
+}
+
+/* ---- the report ---- */
+
+typedef struct report {
+    tg_matrix_report pub;
+    tg__arena arena;
+    tg_matrix_result *results;
+    size_t n, cap;
+    /* checks of the result being built */
+    tg_matrix_check *checks;
+    size_t n_checks, cap_checks;
+    int oom;
+} report;
+
+static report *report_new(void) { return calloc(1, sizeof(report)); }
+
+void tg_matrix_free(tg_matrix_report *r) {
+    if (!r)
+        return;
+    report *rep = (report *)r;
+    tg__arena_free(&rep->arena);
+    free(rep->results);
+    free(rep->checks);
+    free(rep);
+}
+
+static const char *keep(report *rep, const char *s) {
+    if (!s)
+        return NULL;
+    char *p = tg__arena_strdup(&rep->arena, s);
+    if (!p)
+        rep->oom = 1;
+    return p;
+}
+
+static tg_matrix_result *add_row(report *rep, const tg_matrix_row *row) {
+    if (rep->n == rep->cap) {
+        size_t cap = rep->cap ? rep->cap * 2 : 64;
+        tg_matrix_result *more = realloc(rep->results, cap * sizeof *more);
+        if (!more) {
+            rep->oom = 1;
+            return NULL;
+        }
+        rep->results = more;
+        rep->cap = cap;
+    }
+    tg_matrix_result *r = &rep->results[rep->n++];
+    memset(r, 0, sizeof *r);
+    r->row = *row;
+    r->pass = 1;
+    return r;
+}
+
+/* ---- expansion ---- */
+
+static const int scenario_path[TG_SCENARIO_COUNT] = {
+    -1, TG_PATH_INDEX, TG_PATH_DETAIL, TG_PATH_ROW_ACTION, TG_PATH_BULK_ACTION,
+    TG_PATH_RELATION_MANAGER, TG_PATH_GLOBAL_SEARCH};
+
+static void expand(const tg_rules *r, report *rep) {
+    for (size_t fi = 0; fi < r->n_families; fi++) {
+        const tg_family *f = &r->families[fi];
+        tg_matrix_row row = {0};
+        row.family = f->name;
+        /* the standard set: every declared path in scope, then every wrong-tenant kind */
+        for (int p = 0; p < TG_PATH_COUNT; p++) {
+            if (!f->paths[p].declared || p == TG_PATH_GLOBAL_SEARCH)
+                continue;
+            row.scenario_type = TG_SCENARIO_POSITIVE_SCOPE;
+            row.path = (tg_path_type)p;
+            row.expected_outcome = 200;
+            row.surface_class = f->primary_surface;
+            add_row(rep, &row);
+        }
+        for (int t = TG_SCENARIO_WRONG_TENANT_INDEX; t <= TG_SCENARIO_WRONG_TENANT_RELATION_MANAGER;
+             t++) {
+            if (!f->paths[scenario_path[t]].declared)
+                continue;
+            row.scenario_type = (tg_scenario_type)t;
+            row.path = (tg_path_type)scenario_path[t];
+            row.expected_outcome = 404;
+            add_row(rep, &row);
+        }
+        row.scenario_type = TG_SCENARIO_SAFE_SEARCH;
+        row.path = TG_PATH_GLOBAL_SEARCH;
+        row.expected_outcome = f->search_posture == TG_SEARCH_SCOPED ? 200 : TG_OUTCOME_HIDDEN;
+        add_row(rep, &row);
+    }
+    for (size_t i = 0; i < r->n_scenarios; i++) {
+        const tg_scenario *s = &r->scenarios[i];
+        const tg_family *f = &r->families[s->family];
+        tg_matrix_row row = {0};
+        row.family = f->name;
+        row.scenario_type = s->scenario_type;
+        int p = scenario_path[s->scenario_type];
+        if (p < 0)
+            p = f->paths[TG_PATH_DETAIL].declared ? TG_PATH_DETAIL : TG_PATH_INDEX;
+        row.path = (tg_path_type)p;
+        row.expected_outcome = s->expected_outcome;
+        row.surface_class = s->surface_class;
+        row.notes = s->notes;
+        row.declared = 1;
+        add_row(rep, &row);
+    }
+    for (size_t i = 0; i < r->n_exceptions; i++) {
+        const tg_exception *e = &r->exceptions[i];
+        if (!e->table)
+            continue;
+        tg_matrix_row row = {0};
+        row.family = e->name;
+        row.is_exception = 1;
+        row.surface_class = e->surface;
+        row.scenario_type = TG_SCENARIO_POSITIVE_SCOPE;
+        row.path = TG_PATH_DETAIL;
+        row.expected_outcome = 200;
+        add_row(rep, &row);
+        row.scenario_type = TG_SCENARIO_WRONG_TENANT_DETAIL;
+        row.expected_outcome = 404;
+        add_row(rep, &row);
+    }
+    rep->pub.results = rep->results;
+    rep->pub.n_results = rep->n;
+}
+
+int tg_matrix(tg_engine *eng, tg_matrix_report **out) {
+    if (!eng || !out || eng->closed)
+        return TG_MISUSE;
+    report *rep = report_new();
+    if (!rep)
+        return TG_NOMEM;
+    expand(&eng->rules->pub, rep);
+    if (rep->oom) {
+        tg_matrix_free(&rep->pub);
+        return TG_NOMEM;
+    }
+    *out = &rep->pub;
+    return TG_OK;
+}
+
+/* ---- the fixture ---- */
+
+enum { T_A, T_B, T_C, N_TENANTS };           /* A, B in workspace X; C in workspace Y */
+enum { U_FULL, U_NOCAP, U_UNENTITLED, U_STRANGER, N_USERS };
+
+typedef struct fam_rows {
+    int64_t rows[N_TENANTS][2]; /* two rows per tenant */
+    int64_t ws_row;              /* exceptions: a row with no tenant, in X (0: none) */
+    const char *write_column;    /* a column the write check may set, NULL: none */
+} fam_rows;
+
+typedef struct fixture {
+    tg_engine *eng;
+    const tg_rules *r;
+    int64_t ws[2];
+    int64_t tenant[N_TENANTS];
+    int64_t user[N_USERS];
+    const tg_role *role_full, *role_min;
+    fam_rows *fams; /* per family */
+    fam_rows *excs; /* per exception */
+    int64_t counter;
+    tg__buf err;
+} fixture;
+
+static int fx_fail(fixture *fx, const char *what) {
+    tg__buf_printf(&fx->err, "matrix fixture: %s: %s", what, sqlite3_errmsg(fx->eng->db));
+    return TG_DB;
+}
+
+static int64_t max_id(sqlite3 *db, const char *table, const char *col) {
+    tg__buf sql = {0};
+    tg__sqlf(&sql, &tg__sqlite, "SELECT coalesce(max(%I), 0) FROM %I", col, table);
+    int rc;
+    int64_t v = tg__count(db, tg__buf_str(&sql), NULL, NULL, &rc);
+    tg__buf_free(&sql);
+    return v;
+}
+
+typedef struct colval {
+    const char *col;
+    tg_value v;
+} colval;
+
+/* Inserts a row into `table` with the given values, filling every other NOT NULL column
+ * without a default with a made-up value of its type. Returns the new rowid in *id. */
+static int insert_row(fixture *fx, const char *table, const colval *given, size_t n,
+                      int64_t *id) {
+    sqlite3 *db = fx->eng->db;
+    sqlite3_stmt *info;
+    if (sqlite3_prepare_v2(db,
+                           "SELECT name, type, \"notnull\", dflt_value, pk FROM "
+                           "pragma_table_info(?1) ORDER BY cid",
+                           -1, &info, NULL) != SQLITE_OK)
+        return fx_fail(fx, table);
+    sqlite3_bind_text(info, 1, table, -1, SQLITE_STATIC);
+    tg__buf sql = {0}, vals = {0};
+    tg__sqlf(&sql, &tg__sqlite, "INSERT INTO %I (", table);
+    colval fill[128];
+    size_t nf = 0;
+    int cols = 0;
+    for (size_t i = 0; i < n; i++) {
+        tg__sqlf(&sql, &tg__sqlite, cols++ ? ", %I" : "%I", given[i].col);
+    }
+    int pk_count = 0;
+    while (sqlite3_step(info) == SQLITE_ROW)
+        pk_count += sqlite3_column_int(info, 4) > 0;
+    sqlite3_reset(info);
+    char names[128][64];
+    while (sqlite3_step(info) == SQLITE_ROW && nf < 128) {
+        const char *name = (const char *)sqlite3_column_text(info, 0);
+        const char *type = (const char *)sqlite3_column_text(info, 1);
+        int notnull = sqlite3_column_int(info, 2);
+        int has_default = sqlite3_column_type(info, 3) != SQLITE_NULL;
+        int pk = sqlite3_column_int(info, 4);
+        int rowid_alias = pk && pk_count == 1 && type && strcasecmp(type, "INTEGER") == 0;
+        int supplied = 0;
+        for (size_t i = 0; i < n; i++)
+            supplied |= strcmp(given[i].col, name) == 0;
+        if (supplied || rowid_alias || has_default || (!notnull && !pk))
+            continue;
+        snprintf(names[nf], sizeof names[nf], "%s", name);
+        colval *c = &fill[nf++];
+        c->col = names[nf - 1];
+        memset(&c->v, 0, sizeof c->v);
+        char up[64] = "";
+        for (size_t k = 0; type && type[k] && k < 63; k++)
+            up[k] = (char)(type[k] >= 'a' && type[k] <= 'z' ? type[k] - 32 : type[k]);
+        if (strstr(up, "CHAR") || strstr(up, "CLOB") || strstr(up, "TEXT")) {
+            c->v.type = TG_TEXT;
+        } else if (strstr(up, "REAL") || strstr(up, "FLOA") || strstr(up, "DOUB")) {
+            c->v.type = TG_REAL;
+        } else if (strstr(up, "BLOB") || !up[0]) {
+            c->v.type = TG_TEXT;
+        } else {
+            c->v.type = TG_INTEGER;
+            c->v.i = pk ? max_id(db, table, name) + 1 : ++fx->counter;
+        }
+        tg__sqlf(&sql, &tg__sqlite, cols++ ? ", %I" : "%I", name);
+    }
+    sqlite3_finalize(info);
+    tg__buf_add(&sql, ") VALUES (");
+    for (int i = 1; i <= cols; i++)
+        tg__buf_printf(&sql, i > 1 ? ", ?%d" : "?%d", i);
+    tg__buf_add(&sql, ")");
+    sqlite3_stmt *ins;
+    int st = TG_OK;
+    if (sql.oom || sqlite3_prepare_v2(db, tg__buf_str(&sql), -1, &ins, NULL) != SQLITE_OK) {
+        st = fx_fail(fx, table);
+        goto done;
+    }
+    char text[64];
+    int k = 1;
+    for (size_t i = 0; i < n + nf; i++) {
+        const colval *c = i < n ? &given[i] : &fill[i - n];
+        switch (c->v.type) {
+        case TG_INTEGER:
+        case TG_BOOLEAN: sqlite3_bind_int64(ins, k, c->v.i); break;
+        case TG_REAL: sqlite3_bind_double(ins, k, c->v.r); break;
+        case TG_TEXT:
+            if (c->v.s) {
+                sqlite3_bind_text(ins, k, c->v.s, -1, SQLITE_TRANSIENT);
+            } else {
+                snprintf(text, sizeof text, "tgmatrix-fill-%lld", (long long)++fx->counter);
+                sqlite3_bind_text(ins, k, text, -1, SQLITE_TRANSIENT);
+            }
+            break;
+        default: sqlite3_bind_null(ins, k);
+        }
+        k++;
+    }
+    if (sqlite3_step(ins) != SQLITE_DONE)
+        st = fx_fail(fx, table);
+    *id = sqlite3_last_insert_rowid(db);
+    sqlite3_finalize(ins);
+done:
+    tg__buf_free(&sql);
+    tg__buf_free(&vals);
+    return st;
+}
+
+static colval cv_int(const char *col, int64_t v) {
+    colval c = {col, {TG_INTEGER, v, 0, NULL, 0}};
+    return c;
+}
+
+static colval cv_null(const char *col) {
+    colval c = {col, {TG_NULL, 0, 0, NULL, 0}};
+    return c;
+}
+
+static colval cv_text(const char *col, const char *s) {
+    colval c = {col, {TG_TEXT, 0, 0, s, 0}};
+    return c;
+}
+
+static const char *tenant_tag(int t) { return t == T_A ? "A" : t == T_B ? "B" : "C"; }
+
+/* Rows of one family or exception table: two per tenant, with the rules' fixture values,
+ * the tenant, the workspace (when the column exists) and searchable names. */
+static int fill_table(fixture *fx, const char *table, const tg_family *fam, fam_rows *out,
+                      int is_exception) {
+    const tg_app *a = &fx->r->app;
+    int nn;
+    int has_ws = tg__column(fx->eng->db, table, a->workspace_column, &nn);
+    int has_tenant = tg__column(fx->eng->db, table, a->tenant_column, &nn);
+    char names[N_TENANTS][2][64];
+    for (int t = 0; t < N_TENANTS; t++) {
+        for (int k = 0; k < 2; k++) {
+            colval given[64];
+            size_t n = 0;
+            for (size_t i = 0; fam && i < fam->n_fixture && n < 60; i++) {
+                given[n].col = fam->fixture[i].column;
+                given[n].v = fam->fixture[i].value;
+                n++;
+            }
+            snprintf(names[t][k], sizeof names[t][k], "tgmatrix-%s-%d", tenant_tag(t), k + 1);
+            if (fam && fam->n_search_columns) {
+                /* replace a fixture value for the search column */
+                size_t i = 0;
+                while (i < n && strcmp(given[i].col, fam->search_columns[0]) != 0)
+                    i++;
+                given[i] = cv_text(fam->search_columns[0], names[t][k]);
+                if (i == n)
+                    n++;
+            }
+            if (has_tenant)
+                given[n++] = cv_int(a->tenant_column, fx->tenant[t]);
+            if (has_ws)
+                given[n++] = cv_int(a->workspace_column, fx->ws[t == T_C ? 1 : 0]);
+            int st = insert_row(fx, table, given, n, &out->rows[t][k]);
+            if (st != TG_OK)
+                return st;
+        }
+    }
+    if (is_exception && has_ws) {
+        /* a workspace-level row without a tenant, when the table allows one */
+        int notnull = 0;
+        if (!has_tenant || (tg__column(fx->eng->db, table, a->tenant_column, &notnull) && !notnull)) {
+            colval given[2];
+            size_t n = 0;
+            given[n++] = cv_int(a->workspace_column, fx->ws[0]);
+            if (has_tenant)
+                given[n++] = cv_null(a->tenant_column);
+            int st = insert_row(fx, table, given, n, &out->ws_row);
+            if (st != TG_OK)
+                return st;
+        }
+    }
+    if (fam) {
+        /* a column the write check may change: a text fixture column, or the search column */
+        for (size_t i = 0; i < fam->n_fixture && !out->write_column; i++)
+            if (fam->fixture[i].value.type == TG_TEXT)
+                out->write_column = fam->fixture[i].column;
+        if (!out->write_column && fam->n_search_columns)
+            out->write_column = fam->search_columns[0];
+    }
+    return TG_OK;
+}
+
+/* Points the relation-manager children at owners of the same tenant: child k of tenant t
+ * belongs to owner k of tenant t. */
+static int link_children(fixture *fx) {
+    const tg_rules *r = fx->r;
+    for (size_t fi = 0; fi < r->n_families; fi++) {
+        const tg_path_rule *p = &r->families[fi].paths[TG_PATH_RELATION_MANAGER];
+        if (!p->declared)
+            continue;
+        tg__buf sql = {0};
+        tg__sqlf(&sql, &tg__sqlite, "UPDATE %I SET %I = ?1 WHERE %I = ?2", r->families[fi].table,
+                 p->via, r->app.id_column);
+        sqlite3_stmt *st;
+        if (sqlite3_prepare_v2(fx->eng->db, tg__buf_str(&sql), -1, &st, NULL) != SQLITE_OK) {
+            tg__buf_free(&sql);
+            return fx_fail(fx, "relation");
+        }
+        tg__buf_free(&sql);
+        for (int t = 0; t < N_TENANTS; t++)
+            for (int k = 0; k < 2; k++) {
+                sqlite3_bind_int64(st, 1, fx->fams[p->owner_family].rows[t][k]);
+                sqlite3_bind_int64(st, 2, fx->fams[fi].rows[t][k]);
+                if (sqlite3_step(st) != SQLITE_DONE) {
+                    sqlite3_finalize(st);
+                    return fx_fail(fx, "relation");
+                }
+                sqlite3_reset(st);
+            }
+        sqlite3_finalize(st);
+    }
+    return TG_OK;
+}
+
+static int count_grants(const tg_rules *r, const tg_role *role) {
+    int n = 0;
+    for (size_t c = 0; c < r->n_capabilities; c++)
+        n += tg__role_grants(role, (int)c);
+    return n;
+}
+
+static int build_fixture(fixture *fx) {
+    const tg_rules *r = fx->r;
+    const tg_app *a = &r->app;
+    sqlite3 *db = fx->eng->db;
+    if (r->n_roles == 0) {
+        tg__buf_add(&fx->err, "matrix fixture: the rules declare no role");
+        return TG_RULES;
+    }
+    fx->role_full = fx->role_min = &r->roles[0];
+    for (size_t i = 1; i < r->n_roles; i++) {
+        if (count_grants(r, &r->roles[i]) > count_grants(r, fx->role_full))
+            fx->role_full = &r->roles[i];
+        if (count_grants(r, &r->roles[i]) < count_grants(r, fx->role_min))
+            fx->role_min = &r->roles[i];
+    }
+    int st;
+    for (int w = 0; w < 2; w++) {
+        colval id = cv_int(a->workspaces.id, max_id(db, a->workspaces.table, a->workspaces.id) + 1);
+        if ((st = insert_row(fx, a->workspaces.table, &id, 1, &fx->ws[w])) != TG_OK)
+            return st;
+        fx->ws[w] = id.v.i;
+    }
+    for (int t = 0; t < N_TENANTS; t++) {
+        colval v[2] = {cv_int(a->tenants.id, max_id(db, a->tenants.table, a->tenants.id) + 1),
+                       cv_int(a->tenants.workspace, fx->ws[t == T_C ? 1 : 0])};
+        int64_t rowid;
+        if ((st = insert_row(fx, a->tenants.table, v, 2, &rowid)) != TG_OK)
+            return st;
+        fx->tenant[t] = v[0].v.i;
+    }
+    /* users that exist nowhere else: the fixture's own ids */
+    int64_t base = 4000000000000000000LL;
+    for (int u = 0; u < N_USERS; u++)
+        fx->user[u] = base + u;
+    const struct {
+        int user, ws, tenant;
+        const tg_role *role;
+    } members[] = {{U_FULL, 0, T_A, fx->role_full},
+                   {U_NOCAP, 0, T_A, fx->role_min},
+                   {U_UNENTITLED, 0, T_B, fx->role_full},
+                   {U_STRANGER, 1, T_C, fx->role_full}};
+    /* the stranger keeps a stale entitlement to tenant A after leaving workspace X: only the
+     * membership check stands between it and A's rows */
+    {
+        colval tm[3] = {cv_int(a->tenant_members.user, fx->user[U_STRANGER]),
+                        cv_int(a->tenant_members.tenant, fx->tenant[T_A]),
+                        cv_null(a->tenant_members.role ? a->tenant_members.role : "")};
+        int64_t rowid;
+        if ((st = insert_row(fx, a->tenant_members.table, tm, a->tenant_members.role ? 3 : 2,
+                             &rowid)) != TG_OK)
+            return st;
+    }
+    for (size_t i = 0; i < sizeof members / sizeof *members; i++) {
+        colval wm[3] = {cv_int(a->workspace_members.user, fx->user[members[i].user]),
+                        cv_int(a->workspace_members.workspace, fx->ws[members[i].ws]),
+                        cv_text(a->workspace_members.role, members[i].role->name)};
+        int64_t rowid;
+        if ((st = insert_row(fx, a->workspace_members.table, wm, 3, &rowid)) != TG_OK)
+            return st;
+        colval tm[3] = {cv_int(a->tenant_members.user, fx->user[members[i].user]),
+                        cv_int(a->tenant_members.tenant, fx->tenant[members[i].tenant]),
+                        cv_null(a->tenant_members.role ? a->tenant_members.role : "")};
+        if ((st = insert_row(fx, a->tenant_members.table, tm, a->tenant_members.role ? 3 : 2,
+                             &rowid)) != TG_OK)
+            return st;
+    }
+    for (size_t fi = 0; fi < r->n_families; fi++)
+        if ((st = fill_table(fx, r->families[fi].table, &r->families[fi], &fx->fams[fi], 0)) != TG_OK)
+            return st;
+    for (size_t ei = 0; ei < r->n_exceptions; ei++)
+        if (r->exceptions[ei].table &&
+            (st = fill_table(fx, r->exceptions[ei].table, NULL, &fx->excs[ei], 1)) != TG_OK)
+            return st;
+    return link_children(fx);
+}
+
+/* ---- running checks ---- */
+
+typedef struct runner {
+    fixture *fx;
+    report *rep;
+    tg_matrix_result *cur;
+    tg_ctx *ctx[N_USERS][N_TENANTS + 1]; /* [user][tenant], [user][N_TENANTS]: no tenant */
+} runner;
+
+static tg_ctx *ctx_for(runner *rn, int user, int tenant) {
+    int slot = tenant < 0 ? N_TENANTS : tenant;
+    if (!rn->ctx[user][slot]) {
+        /* every actor asks in workspace X; the stranger is a member of Y only */
+        tg_ctx_options o = {rn->fx->user[user], rn->fx->ws[0], 0, 0};
+        if (tenant >= 0) {
+            o.tenant = rn->fx->tenant[tenant];
+            o.has_tenant = 1;
+        }
+        if (tg_ctx_open(rn->fx->eng, &o, &rn->ctx[user][slot]) != TG_OK)
+            return NULL;
+    }
+    return rn->ctx[user][slot];
+}
+
+static const char *const actor_names[N_USERS] = {"full", "no_capability", "not_entitled",
+                                                 "not_member"};
+
+static void add_check(runner *rn, const char *actor, const char *what, int expected, int actual,
+                      const char *reason, const char *failure) {
+    report *rep = rn->rep;
+    if (rep->n_checks == rep->cap_checks) {
+        size_t cap = rep->cap_checks ? rep->cap_checks * 2 : 256;
+        tg_matrix_check *more = realloc(rep->checks, cap * sizeof *more);
+        if (!more) {
+            rep->oom = 1;
+            return;
+        }
+        rep->checks = more;
+        rep->cap_checks = cap;
+    }
+    tg_matrix_check *c = &rep->checks[rep->n_checks++];
+    c->actor = actor;
+    c->what = keep(rep, what);
+    c->expected = expected;
+    c->actual = actual;
+    c->reason = keep(rep, reason);
+    c->pass = failure == NULL;
+    c->failure = keep(rep, failure);
+    tg_matrix_result *res = rn->cur;
+    res->n_checks++;
+    if (!c->pass && res->pass) {
+        res->pass = 0;
+        char msg[600];
+        snprintf(msg, sizeof msg, "family %s, %s (%s): %s as %s: %s", res->row.family,
+                 tg_scenario_type_name(res->row.scenario_type), tg_path_type_name(res->row.path),
+                 what, actor, failure);
+        res->message = keep(rep, msg);
+    }
+}
+
+static int column_of(const tg_decision *d, const char *name) {
+    for (size_t c = 0; c < d->n_columns; c++)
+        if (strcmp(d->columns[c], name) == 0)
+            return (int)c;
+    return -1;
+}
+
+/* Expectations beyond the status, for 200 decisions. */
+typedef struct expect_rows {
+    int64_t tenant;          /* every returned row's tenant must be this (0: any) */
+    const int64_t *must;     /* ids that must be present */
+    size_t n_must;
+    const int64_t *must_not; /* ids that must be absent */
+    size_t n_must_not;
+    int exact_count;         /* -1: any */
+} expect_rows;
+
+/* Runs one request as `user` in `tenant` (-1: none) and records the check. */
+static void check(runner *rn, int user, int tenant, tg_request *req, int expected,
+                  const char *what, const expect_rows *ex, int is_main) {
+    tg_ctx *ctx = ctx_for(rn, user, tenant);
+    char failure[300] = "";
+    const tg_decision *d = NULL;
+    sqlite3 *db = rn->fx->eng->db;
+    int64_t changes = sqlite3_total_changes64(db);
+    int st = ctx ? tg_ctx_resolve(ctx, req, &d) : TG_ERROR;
+    int actual = d ? d->status : -1;
+    const char *reason = d ? d->reason : (ctx ? tg_ctx_errmsg(ctx) : "no context");
+    int want = expected == TG_OUTCOME_HIDDEN ? 404 : expected;
+    if (st != TG_OK) {
+        snprintf(failure, sizeof failure, "error: %s", reason);
+    } else if (actual != want) {
+        snprintf(failure, sizeof failure, "expected %d, got %d (%s)", want, actual, reason);
+    } else if (actual != 200 && d->n_records) {
+        snprintf(failure, sizeof failure, "a %d decision returned %zu rows", actual, d->n_records);
+    } else if (sqlite3_total_changes64(db) != changes) {
+        snprintf(failure, sizeof failure, "the attempt changed rows");
+    } else if (actual == 200 && ex) {
+        const char *tcol = rn->fx->r->app.tenant_column;
+        int tc = column_of(d, tcol), ic = column_of(d, rn->fx->r->app.id_column);
+        for (size_t i = 0; i < d->n_records && !failure[0]; i++) {
+            const tg_value *row = &d->values[i * d->n_columns];
+            if (ex->tenant && tc >= 0 && (row[tc].type != TG_INTEGER || row[tc].i != ex->tenant))
+                snprintf(failure, sizeof failure, "returned row %lld of tenant %lld",
+                         (long long)(ic >= 0 ? row[ic].i : -1), (long long)row[tc].i);
+            for (size_t k = 0; k < ex->n_must_not && ic >= 0 && !failure[0]; k++)
+                if (row[ic].i == ex->must_not[k])
+                    snprintf(failure, sizeof failure, "returned row %lld, which it must not",
+                             (long long)row[ic].i);
+        }
+        for (size_t k = 0; k < ex->n_must && ic >= 0 && !failure[0]; k++) {
+            int found = 0;
+            for (size_t i = 0; i < d->n_records; i++)
+                found |= d->values[i * d->n_columns + ic].i == ex->must[k];
+            if (!found)
+                snprintf(failure, sizeof failure, "row %lld is missing", (long long)ex->must[k]);
+        }
+        if (!failure[0] && ex->exact_count >= 0 && d->n_records != (size_t)ex->exact_count)
+            snprintf(failure, sizeof failure, "returned %zu rows, expected %d", d->n_records,
+                     ex->exact_count);
+    }
+    if (is_main)
+        rn->cur->actual_outcome = actual == 404 && expected == TG_OUTCOME_HIDDEN ? TG_OUTCOME_HIDDEN
+                                                                                : actual;
+    add_check(rn, actor_names[user], what, expected, actual, reason,
+              failure[0] ? failure : NULL);
+}
+
+/* Attempts an update of a foreign record: it must be refused and change nothing. */
+static void check_write(runner *rn, const tg_family *fam, const fam_rows *rows, int64_t id,
+                        const char *what) {
+    if (!rows->write_column)
+        return;
+    tg_ctx *ctx = ctx_for(rn, U_FULL, T_A);
+    sqlite3 *db = rn->fx->eng->db;
+    int64_t changes = sqlite3_total_changes64(db);
+    tg_column_value v = {rows->write_column, {TG_TEXT, 0, 0, "tgmatrix-overwritten", 0}};
+    const tg_decision *d = NULL;
+    int st = ctx ? tg_ctx_update(ctx, fam->name, id, &v, 1, NULL, &d) : TG_ERROR;
+    char failure[200] = "";
+    int actual = d ? d->status : -1;
+    if (sqlite3_total_changes64(db) != changes)
+        snprintf(failure, sizeof failure, "the update changed a row of another tenant");
+    else if (st == TG_OK && actual != 404)
+        snprintf(failure, sizeof failure, "expected 404, got %d", actual);
+    add_check(rn, "full", what, 404, actual, d ? d->reason : tg_ctx_errmsg(ctx),
+              failure[0] ? failure : NULL);
+}
+
+static int lacks(const fixture *fx, int cap) { return !tg__role_grants(fx->role_min, cap); }
+
+static void run_family_row(runner *rn, const tg_matrix_result *res, size_t fi) {
+    fixture *fx = rn->fx;
+    const tg_family *f = &fx->r->families[fi];
+    const fam_rows *R = &fx->fams[fi];
+    const tg_path_rule *path = &f->paths[res->row.path];
+    int expected = res->row.expected_outcome;
+    tg_request q = {0};
+    q.family = f->name;
+    q.path = res->row.path;
+    int64_t a1 = R->rows[T_A][0], a2 = R->rows[T_A][1], b1 = R->rows[T_B][0], c1 = R->rows[T_C][0];
+    int nocap = path->declared && lacks(fx, path->capability) ? 403 : 200;
+    int main_user = expected == 403 ? U_NOCAP : expected == 404 ? U_UNENTITLED : U_FULL;
+    int64_t foreign[] = {b1, R->rows[T_B][1], c1, R->rows[T_C][1]};
+    int64_t not_child[1] = {a2};
+    expect_rows only_a = {fx->tenant[T_A], NULL, 0, foreign, 4, -1};
+
+    switch (res->row.scenario_type) {
+    case TG_SCENARIO_POSITIVE_SCOPE: {
+        int64_t both[2] = {a1, a2};
+        expect_rows ex = only_a;
+        int tenant = T_A;
+        switch (q.path) {
+        case TG_PATH_INDEX:
+            ex.must = both;
+            ex.n_must = 2;
+            break;
+        case TG_PATH_DETAIL:
+        case TG_PATH_ROW_ACTION:
+        case TG_PATH_CANONICAL_VIEWER:
+            q.id = a1;
+            q.has_id = 1;
+            ex.must = both;
+            ex.n_must = 1;
+            if (q.path == TG_PATH_CANONICAL_VIEWER)
+                tenant = -1;
+            break;
+        case TG_PATH_BULK_ACTION:
+            q.ids = both;
+            q.n_ids = 2;
+            ex.must = both;
+            ex.n_must = 2;
+            break;
+        case TG_PATH_RELATION_MANAGER: {
+            q.owner = fx->fams[path->owner_family].rows[T_A][0];
+            q.has_owner = 1;
+            ex.must = both; /* child 1 of A belongs to owner 1 of A; child 2 to owner 2 */
+            ex.n_must = 1;
+            ex.must_not = not_child;
+            ex.n_must_not = 1;
+            break;
+        }
+        default:
+            break;
+        }
+        int main_expected = expected;
+        check(rn, main_user, tenant, &q, main_expected, "a record of its own tenant",
+              main_user == U_FULL ? &ex : NULL, 1);
+        if (main_user != U_FULL)
+            check(rn, U_FULL, tenant, &q, 200, "a record of its own tenant", &ex, 0);
+        check(rn, U_NOCAP, tenant, &q, nocap, "a record of its own tenant", &ex, 0);
+        check(rn, U_UNENTITLED, tenant, &q, 404, "a record of a tenant it is not entitled to",
+              NULL, 0);
+        check(rn, U_STRANGER, tenant, &q, 404, "a record of a workspace it is not a member of",
+              NULL, 0);
+        if (q.path == TG_PATH_CANONICAL_VIEWER) {
+            q.id = b1;
+            check(rn, U_FULL, -1, &q, 404, "a record of a tenant it is not entitled to", NULL, 0);
+            q.id = c1;
+            check(rn, U_FULL, -1, &q, 404, "a record of another workspace", NULL, 0);
+        } else {
+            check(rn, U_FULL, -1, &q, 404, "a tenant-bound path without a tenant", NULL, 0);
+        }
+        break;
+    }
+    case TG_SCENARIO_WRONG_TENANT_INDEX:
+        check(rn, U_FULL, T_B, &q, expected, "the index of a tenant it is not entitled to", NULL,
+              1);
+        check(rn, U_FULL, T_A, &q, 200, "the index of its own tenant, for foreign rows", &only_a,
+              0);
+        check(rn, U_UNENTITLED, T_A, &q, 404, "the index of a tenant it is not entitled to", NULL,
+              0);
+        break;
+    case TG_SCENARIO_WRONG_TENANT_DETAIL:
+    case TG_SCENARIO_WRONG_TENANT_ROW_ACTION:
+        q.has_id = 1;
+        q.id = b1;
+        check(rn, main_user == U_UNENTITLED ? U_FULL : main_user, T_A, &q, expected,
+              "a record of another tenant of its workspace", NULL, 1);
+        check(rn, U_NOCAP, T_A, &q, 404, "a record of another tenant, without the capability",
+              NULL, 0);
+        q.id = c1;
+        check(rn, U_FULL, T_A, &q, 404, "a record of another workspace", NULL, 0);
+        if (res->row.scenario_type == TG_SCENARIO_WRONG_TENANT_ROW_ACTION)
+            check_write(rn, f, R, b1, "an update of a record of another tenant");
+        break;
+    case TG_SCENARIO_WRONG_TENANT_BULK_ACTION: {
+        int64_t mixed[2] = {a1, b1}, other_ws[2] = {a1, c1};
+        q.ids = mixed;
+        q.n_ids = 2;
+        check(rn, U_FULL, T_A, &q, expected, "its own record plus one of another tenant", NULL, 1);
+        check(rn, U_NOCAP, T_A, &q, 404, "a foreign id, without the capability", NULL, 0);
+        q.ids = other_ws;
+        check(rn, U_FULL, T_A, &q, 404, "its own record plus one of another workspace", NULL, 0);
+        break;
+    }
+    case TG_SCENARIO_WRONG_TENANT_RELATION_MANAGER: {
+        const fam_rows *O = &fx->fams[path->owner_family];
+        q.has_owner = 1;
+        q.owner = O->rows[T_B][0];
+        check(rn, U_FULL, T_A, &q, expected, "the children of another tenant's owner", NULL, 1);
+        q.owner = O->rows[T_A][1];
+        q.has_id = 1;
+        q.id = a1;
+        check(rn, U_FULL, T_A, &q, 404, "its own child reached through the wrong owner", NULL, 0);
+        q.owner = O->rows[T_A][0];
+        q.id = b1;
+        check(rn, U_FULL, T_A, &q, 404, "another tenant's child under its own owner", NULL, 0);
+        break;
+    }
+    case TG_SCENARIO_SAFE_SEARCH:
+        q.query = "tgmatrix";
+        if (f->search_posture == TG_SEARCH_SCOPED && f->paths[TG_PATH_GLOBAL_SEARCH].declared) {
+            int64_t both[2] = {a1, a2};
+            expect_rows ex = only_a;
+            ex.must = both;
+            ex.n_must = 2;
+            check(rn, U_FULL, T_A, &q, expected, "a search matching every tenant's rows", &ex, 1);
+            q.query = "tgmatrix_";
+            expect_rows none = {fx->tenant[T_A], NULL, 0, NULL, 0, 0};
+            check(rn, U_FULL, T_A, &q, 200, "a search with a LIKE wildcard, taken literally",
+                  &none, 0);
+            q.query = "tgmatrix";
+            check(rn, U_UNENTITLED, T_A, &q, 404, "a search in a tenant it is not entitled to",
+                  NULL, 0);
+        } else {
+            check(rn, U_FULL, T_A, &q, expected, "a search where search is off", NULL, 1);
+        }
+        break;
+    default:
+        break;
+    }
+}
+
+static void run_exception_row(runner *rn, const tg_matrix_result *res, size_t ei) {
+    fixture *fx = rn->fx;
+    const tg_exception *e = &fx->r->exceptions[ei];
+    const fam_rows *R = &fx->excs[ei];
+    unsigned checks = e->still_required_checks;
+    tg_request q = {0};
+    q.exception = e->name;
+    q.path = TG_PATH_DETAIL;
+    q.has_id = 1;
+    int tenant = checks & TG_CHECK_RECORD_IN_TENANT ? T_A : -1;
+    if (res->row.scenario_type == TG_SCENARIO_POSITIVE_SCOPE) {
+        q.id = R->rows[T_A][0];
+        check(rn, U_FULL, tenant, &q, res->row.expected_outcome, "a record of its own tenant",
+              NULL, 1);
+        check(rn, U_STRANGER, tenant, &q, 404, "a record of a workspace it is not a member of",
+              NULL, 0);
+        if (checks & TG_CHECK_TENANT_ENTITLED)
+            check(rn, U_UNENTITLED, tenant, &q, 404, "a record of a tenant it is not entitled to",
+                  NULL, 0);
+        if ((checks & TG_CHECK_CAPABILITY) && lacks(fx, e->capability))
+            check(rn, U_NOCAP, tenant, &q, 403, "a record, without the capability", NULL, 0);
+        if (R->ws_row) {
+            q.id = R->ws_row;
+            check(rn, U_FULL, tenant < 0 ? -1 : tenant,
+                  &q, (checks & TG_CHECK_RECORD_IN_TENANT) ? 404 : 200,
+                  "a workspace-level record", NULL, 0);
+        }
+    } else {
+        q.id = R->rows[T_C][0];
+        check(rn, U_FULL, tenant, &q, res->row.expected_outcome, "a record of another workspace",
+              NULL, 1);
+        if (checks & TG_CHECK_TENANT_ENTITLED) {
+            q.id = R->rows[T_B][0];
+            check(rn, U_FULL, tenant, &q, 404, "a record of a tenant it is not entitled to", NULL,
+                  0);
+        }
+    }
+}
+
+int tg_run_matrix(tg_engine *eng, const char *mutation, tg_matrix_report **out) {
+    if (!eng || !out || eng->closed)
+        return TG_MISUSE;
+    *out = NULL;
+    if (!eng->db)
+        return tg__engine_fail(eng, TG_MISUSE, "this engine was opened without a database");
+    int mut = TG__MUT_NONE;
+    if (mutation) {
+        for (int i = 1; i < TG__MUT_COUNT; i++)
+            if (strcmp(mutations[i].name, mutation) == 0)
+                mut = i;
+        if (mut == TG__MUT_NONE)
+            return tg__engine_fail(eng, TG_UNKNOWN, "unknown mutation '%s'", mutation);
+    }
+    report *rep = report_new();
+    if (!rep)
+        return TG_NOMEM;
+    expand(&eng->rules->pub, rep);
+    rep->pub.mutation = mutation ? keep(rep, mutation) : NULL;
+    fixture fx = {0};
+    fx.eng = eng;
+    fx.r = &eng->rules->pub;
+    fx.fams = calloc(fx.r->n_families + 1, sizeof *fx.fams);
+    fx.excs = calloc(fx.r->n_exceptions + 1, sizeof *fx.excs);
+    runner rn = {0};
+    rn.fx = &fx;
+    rn.rep = rep;
+    int st = TG_OK;
+    if (!fx.fams || !fx.excs) {
+        st = TG_NOMEM;
+        goto done;
+    }
+    /* one transaction, rolled back: nothing the matrix does persists */
+    if ((st = tg__begin(eng)) != TG_OK)
+        goto done;
+    sqlite3_exec(eng->db, "PRAGMA defer_foreign_keys = ON", NULL, NULL, NULL);
+    if ((st = build_fixture(&fx)) != TG_OK) {
+        tg__engine_fail(eng, st, "%s", tg__buf_str(&fx.err));
+        goto rollback;
+    }
+    eng->mutation = mut;
+    for (size_t i = 0; i < rep->n; i++) {
+        tg_matrix_result *res = &rep->results[i];
+        rn.cur = res;
+        size_t first = rep->n_checks;
+        if (res->row.is_exception) {
+            for (size_t ei = 0; ei < fx.r->n_exceptions; ei++)
+                if (strcmp(fx.r->exceptions[ei].name, res->row.family) == 0)
+                    run_exception_row(&rn, res, ei);
+        } else {
+            run_family_row(&rn, res, (size_t)tg_rules_family_index(fx.r, res->row.family));
+        }
+        res->checks = (const tg_matrix_check *)(uintptr_t)first; /* fixed up below */
+        if (res->pass)
+            rep->pub.passed++;
+        else
+            rep->pub.failed++;
+    }
+rollback:
+    for (int u = 0; u < N_USERS; u++)
+        for (int t = 0; t <= N_TENANTS; t++)
+            tg_ctx_close(rn.ctx[u][t]);
+    eng->mutation = TG__MUT_NONE;
+    tg__rollback(eng);
+    /* statements prepared for the mutant must not serve anyone */
+    tg__engine_schema_changed(eng);
+done:
+    for (size_t i = 0; i < rep->n; i++)
+        rep->results[i].checks =
+            rep->checks ? rep->checks + (uintptr_t)rep->results[i].checks : NULL;
+    rep->pub.results = rep->results;
+    rep->pub.n_results = rep->n;
+    free(fx.fams);
+    free(fx.excs);
+    tg__buf_free(&fx.err);
+    if (st == TG_OK && rep->oom)
+        st = TG_NOMEM;
+    if (st != TG_OK) {
+        tg_matrix_free(&rep->pub);
+        return st;
+    }
+    *out = &rep->pub;
+    return TG_OK;
+}

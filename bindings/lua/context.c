@@ -115,8 +115,11 @@ static int ctx_resolve(lua_State *L) {
         req.owner = v;
         req.has_owner = 1;
     }
-    if (opt_int_field(L, 2, "limit", &v))
-        req.limit = v > 0 ? v : -1;
+    if (opt_int_field(L, 2, "limit", &v)) {
+        if (v < 1)
+            return luaL_error(L, "limit must be at least 1, got %d", (int)v);
+        req.limit = v;
+    }
     if (opt_int_field(L, 2, "after", &v)) {
         req.after = v;
         req.has_after = 1;
@@ -168,7 +171,10 @@ static tg_column_value *check_values(lua_State *L, int idx, size_t *n) {
     size_t i = 0;
     lua_pushnil(L);
     while (lua_next(L, idx)) {
-        cv[i].column = lua_tostring(L, -2);
+        size_t clen;
+        cv[i].column = lua_tolstring(L, -2, &clen);
+        if (strlen(cv[i].column) != clen)
+            luaL_error(L, "a column name contains a zero byte");
         tgl_check_value(L, -1, &cv[i].value, cv[i].column);
         lua_pop(L, 1);
         i++;
@@ -180,7 +186,10 @@ static tg_column_value *check_values(lua_State *L, int idx, size_t *n) {
 /* ctx:insert(family, { col = value, ... } [, { capability = }]) -> decision | nil, msg */
 static int ctx_insert(lua_State *L) {
     lctx *c = check_ctx(L, 1);
-    const char *family = luaL_checkstring(L, 2);
+    size_t flen;
+    const char *family = luaL_checklstring(L, 2, &flen);
+    if (strlen(family) != flen)
+        return luaL_argerror(L, 2, "contains a zero byte");
     size_t n;
     tg_column_value *cv = check_values(L, 3, &n);
     const char *cap = lua_istable(L, 4) ? tgl_opt_string_field(L, 4, "capability", NULL) : NULL;
@@ -195,7 +204,10 @@ static int ctx_insert(lua_State *L) {
 /* ctx:update(family, id, { col = value, ... } [, { capability = }]) -> decision | nil, msg */
 static int ctx_update(lua_State *L) {
     lctx *c = check_ctx(L, 1);
-    const char *family = luaL_checkstring(L, 2);
+    size_t flen;
+    const char *family = luaL_checklstring(L, 2, &flen);
+    if (strlen(family) != flen)
+        return luaL_argerror(L, 2, "contains a zero byte");
     lua_Integer id = luaL_checkinteger(L, 3);
     size_t n;
     tg_column_value *cv = check_values(L, 4, &n);

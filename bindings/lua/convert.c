@@ -7,9 +7,13 @@
 const char *tgl_opt_string_field(lua_State *L, int idx, const char *key, const char *def) {
     int t = lua_getfield(L, idx, key);
     const char *s = def;
-    if (t == LUA_TSTRING)
-        s = lua_tostring(L, -1);
-    else if (t != LUA_TNIL)
+    size_t len;
+    if (t == LUA_TSTRING) {
+        s = lua_tolstring(L, -1, &len);
+        /* C strings end at a zero byte: a name or query holding one would be cut short */
+        if (strlen(s) != len)
+            luaL_error(L, "option '%s' contains a zero byte", key);
+    } else if (t != LUA_TNIL)
         luaL_error(L, "option '%s' must be a string, got %s", key, luaL_typename(L, -1));
     lua_pop(L, 1); /* the string stays referenced by the options table */
     return s;

@@ -1,0 +1,80 @@
+-- tenantguard.luaunit: the guard-scenario matrix as LuaUnit test classes, one per family
+-- (and scope exception), one test per scenario. A user's isolation test is a few lines:
+--
+--   local lu = require "luaunit"
+--   require("tenantguard.luaunit").install { db = "app.db", rules = "rules" }
+--   os.exit(lu.LuaUnit.run())
+--
+-- and runs with LuaUnit's usual options and outputs (-v, -p PATTERN, -o junit -n FILE).
+-- The matrix runs once, when the first test asks for it, inside a rolled-back transaction.
+local tg = require "tenantguard"
+
+local M = {}
+
+local function class_name(family)
+  return "TestIsolation" .. family:gsub("[^%w]", "")
+end
+
+local function test_name(row, seen)
+  local base = ("test_%s_%s"):format(row.scenario_type, row.path)
+  if row.declared then base = base .. "_declared" end
+  local name, n = base, 1
+  while seen[name] do
+    n = n + 1
+    name = base .. "_" .. n
+  end
+  seen[name] = true
+  return name
+end
+
+local function describe(result)
+  local lines = { result.message or "failed" }
+  for _, c in ipairs(result.checks or {}) do
+    if not c.pass then
+      lines[#lines + 1] = ("  - %s as %s: %s"):format(c.what, c.actor, c.failure)
+    end
+  end
+  return table.concat(lines, "\n")
+end
+
+-- Defines the test classes as globals (LuaUnit finds classes by their global name) and
+-- returns them. opts: db, rules (paths), or engine (an open engine); prefix (default
+-- "TestIsolation"); env (default _G).
+function M.install(opts)
+  opts = opts or {}
+  local env = opts.env or _G
+  local eng = opts.engine or tg.open { db = opts.db, rules = opts.rules }
+  local rows = eng:matrix()
+  local results
+  local function run()
+    if not results then
+      local r, err = eng:run_matrix(opts.mutation)
+      if not r then error("tenantguard: the matrix could not run: " .. tostring(err), 0) end
+      results = r
+    end
+    return results
+  end
+  local classes, seen = {}, {}
+  for i, row in ipairs(rows) do
+    local cname = (opts.prefix and (opts.prefix .. row.family:gsub("[^%w]", "")))
+      or class_name(row.family)
+    local class = classes[cname]
+    if not class then
+      class = {}
+      classes[cname] = class
+      seen[cname] = {}
+      env[cname] = class
+    end
+    local index = i
+    class[test_name(row, seen[cname])] = function()
+      local result = run()[index]
+      assert(result and result.family == row.family
+        and result.scenario_type == row.scenario_type,
+        "tenantguard: the matrix changed while running")
+      if not result.pass then error(describe(result), 0) end
+    end
+  end
+  return classes, eng
+end
+
+return M

@@ -424,6 +424,223 @@ function commands.validate(args)
 end
 
 -- ---------------------------------------------------------------------------------------
+-- the guard-scenario matrix
+
+usage.matrix = [[
+usage: tenantguard matrix --db FILE [--rules DIR] [--json] [--junit FILE] [--list]
+                          [--mutate] [--strict] [--verbose]
+
+Runs the guard-scenario matrix the rules define against the database, inside a
+transaction that is rolled back (nothing persists), and prints each scenario's result,
+then coverage: access paths with no scenario, families missing a standard scenario type,
+exception checks no scenario exercises, and drift (tables with the tenant column that no
+rule covers). --list prints the scenarios without running them. --mutate weakens the
+enforcement one way at a time and reruns the matrix for each: every mutant must make at
+least one scenario fail; survivors are listed. Exit 1 on any failing scenario or surviving
+mutant (with --strict, also on coverage gaps and drift).]]
+
+local function outcome_text(o)
+  if o == "hidden_or_disabled_without_side_effect" then return "hidden" end
+  return tostring(o)
+end
+
+local STANDARD = { "positive_scope", "wrong_tenant_index", "wrong_tenant_detail",
+  "wrong_tenant_row_action", "wrong_tenant_bulk_action", "wrong_tenant_relation_manager",
+  "safe_search" }
+local TYPE_PATH = { wrong_tenant_index = "index", wrong_tenant_detail = "detail",
+  wrong_tenant_row_action = "row_action", wrong_tenant_bulk_action = "bulk_action",
+  wrong_tenant_relation_manager = "relation_manager" }
+
+-- Coverage of the rules by the scenarios that ran.
+local function coverage(rules, results)
+  local gaps = {}
+  local by_family = {}
+  for _, r in ipairs(results) do
+    local f = by_family[r.family] or { paths = {}, types = {}, actors = {}, whats = {} }
+    by_family[r.family] = f
+    f.paths[r.path] = true
+    f.types[r.scenario_type] = true
+    for _, c in ipairs(r.checks or {}) do
+      f.actors[c.actor] = true
+      f.whats[#f.whats + 1] = c.what
+    end
+  end
+  for _, fam in ipairs(rules.families) do
+    local f = by_family[fam.name] or { paths = {}, types = {}, actors = {}, whats = {} }
+    for _, p in ipairs(fam.path_order) do
+      if not f.paths[p] then
+        gaps[#gaps + 1] = ("family %s: path %s has no scenario"):format(fam.name, p)
+      end
+    end
+    for _, t in ipairs(STANDARD) do
+      local applicable = TYPE_PATH[t] == nil or fam.paths[TYPE_PATH[t]] ~= nil
+      if applicable and not f.types[t] then
+        gaps[#gaps + 1] = ("family %s: no %s scenario"):format(fam.name, t)
+      end
+    end
+  end
+  for _, e in ipairs(rules.exceptions) do
+    local f = by_family[e.name]
+    for _, check in ipairs(e.still_required_checks) do
+      local hit
+      if not f then
+        hit = false
+      elseif check == "workspace_member" then
+        hit = f.actors.not_member
+      elseif check == "tenant_entitled" then
+        hit = f.actors.not_entitled
+      elseif check == "capability" then
+        hit = f.actors.no_capability
+      elseif check == "record_in_workspace" then
+        hit = false
+        for _, w in ipairs(f.whats) do hit = hit or w:find("another workspace", 1, true) ~= nil end
+      else
+        hit = f.types.wrong_tenant_detail
+      end
+      if not hit then
+        gaps[#gaps + 1] = ("exception %s: no scenario exercises its %s check%s"):format(e.name,
+          check, check == "capability" and " (every role grants the capability)" or "")
+      end
+    end
+  end
+  return gaps
+end
+
+local function xml_escape(s)
+  return (tostring(s):gsub("[&<>\"]", { ["&"] = "&amp;", ["<"] = "&lt;", [">"] = "&gt;",
+    ['"'] = "&quot;" }))
+end
+
+local function write_junit(path, results, elapsed)
+  local suites, order = {}, {}
+  for _, r in ipairs(results) do
+    if not suites[r.family] then
+      suites[r.family] = {}
+      order[#order + 1] = r.family
+    end
+    table.insert(suites[r.family], r)
+  end
+  local out = { '<?xml version="1.0" encoding="UTF-8"?>' }
+  local failed = 0
+  for _, r in ipairs(results) do if not r.pass then failed = failed + 1 end end
+  out[#out + 1] = ('<testsuites name="tenantguard matrix" tests="%d" failures="%d" time="%.3f">')
+    :format(#results, failed, elapsed)
+  for _, fam in ipairs(order) do
+    local list = suites[fam]
+    local f = 0
+    for _, r in ipairs(list) do if not r.pass then f = f + 1 end end
+    out[#out + 1] = ('  <testsuite name="%s" tests="%d" failures="%d">'):format(xml_escape(fam),
+      #list, f)
+    for _, r in ipairs(list) do
+      local name = ("%s %s%s"):format(r.scenario_type, r.path, r.declared and " (declared)" or "")
+      out[#out + 1] = ('    <testcase classname="tenantguard.%s" name="%s">'):format(
+        xml_escape(fam), xml_escape(name))
+      if not r.pass then
+        out[#out + 1] = ('      <failure message="%s">%s</failure>'):format(
+          xml_escape(r.message or "failed"), xml_escape(r.message or ""))
+      end
+      out[#out + 1] = "    </testcase>"
+    end
+    out[#out + 1] = "  </testsuite>"
+  end
+  out[#out + 1] = "</testsuites>"
+  local fh = assert(io.open(path, "w"))
+  fh:write(table.concat(out, "\n"), "\n")
+  fh:close()
+end
+
+local function print_results(results, verbose)
+  printf("%-24s %-30s %-17s %-9s %-9s %s\n", "family", "scenario", "path", "expected",
+    "actual", "result")
+  for _, r in ipairs(results) do
+    printf("%-24s %-30s %-17s %-9s %-9s %s\n", r.family,
+      r.scenario_type .. (r.declared and "*" or ""), r.path, outcome_text(r.expected_outcome),
+      outcome_text(r.actual_outcome), r.pass and "ok" or "FAIL")
+    if not r.pass then printf("    %s\n", r.message) end
+    if verbose then
+      for _, c in ipairs(r.checks) do
+        printf("    %-4s %-14s %-58s %s %s\n", c.pass and "ok" or "FAIL", c.actor, c.what,
+          tostring(c.actual), c.reason or "")
+      end
+    end
+  end
+end
+
+function commands.matrix(args)
+  local opts = parse(args, { db = "value", rules = "value", json = "flag", junit = "value",
+    list = "flag", mutate = "flag", strict = "flag", verbose = "flag" })
+  if opts.help then print(usage.matrix) return 0 end
+  local eng = open_engine(opts)
+  local rules = eng:rules()
+  if opts.list then
+    local rows = eng:matrix()
+    eng:close()
+    if opts.json then print(json.encode(json.array(rows))) return 0 end
+    printf("%-24s %-30s %-17s %s\n", "family", "scenario", "path", "expected")
+    for _, r in ipairs(rows) do
+      printf("%-24s %-30s %-17s %s\n", r.family, r.scenario_type .. (r.declared and "*" or ""),
+        r.path, outcome_text(r.expected_outcome))
+    end
+    printf("%d scenarios (* declared in the rules)\n", #rows)
+    return 0
+  end
+  local t0 = os.clock()
+  local results, err = eng:run_matrix()
+  if not results then
+    eng:close()
+    print(err)
+    return 1
+  end
+  local elapsed = os.clock() - t0
+  local gaps = coverage(rules, results)
+  local drift = {}
+  for _, f in ipairs(tg.check { rules = opts.rules or DEFAULT_RULES, db = opts.db }) do
+    if f.code == "drift" then drift[#drift + 1] = f.message end
+  end
+  local survivors, mutants = {}, {}
+  if opts.mutate then
+    for _, m in ipairs(tg.mutations()) do
+      local r = assert(eng:run_matrix(m.name))
+      local first
+      for _, x in ipairs(r) do if not x.pass then first = first or x.message end end
+      mutants[#mutants + 1] = { name = m.name, description = m.description, failed = r.failed,
+        caught = r.failed > 0, first = first }
+      if r.failed == 0 then survivors[#survivors + 1] = m.name end
+    end
+  end
+  eng:close()
+  if opts.junit then write_junit(opts.junit, results, elapsed) end
+  local failed = results.failed
+  if opts.json then
+    for _, r in ipairs(results) do r.checks = json.array(r.checks) end
+    print(json.encode { passed = results.passed, failed = failed,
+      results = json.array({ table.unpack(results) }), coverage = json.array(gaps),
+      drift = json.array(drift), mutants = json.array(mutants),
+      survivors = json.array(survivors) })
+  else
+    print_results(results, opts.verbose)
+    printf("\nmatrix: %d scenarios, %d passed, %d failed (the fixture was rolled back)\n",
+      #results, results.passed, failed)
+    printf("coverage: %s\n", #gaps == 0 and "every path, standard scenario type and exception "
+      .. "check is exercised" or (#gaps .. " gap" .. (#gaps == 1 and "" or "s")))
+    for _, g in ipairs(gaps) do printf("  - %s\n", g) end
+    printf("drift: %s\n", #drift == 0 and "none" or (#drift .. " uncovered table(s)"))
+    for _, d in ipairs(drift) do printf("  - %s\n", d) end
+    if opts.mutate then
+      printf("\nmutation check: %d mutants, %d caught\n", #mutants, #mutants - #survivors)
+      for _, m in ipairs(mutants) do
+        printf("  %-28s %-8s %3d failing  %s\n", m.name, m.caught and "caught" or "SURVIVED",
+          m.failed, m.description)
+      end
+      if #survivors > 0 then printf("survivors: %s\n", table.concat(survivors, ", ")) end
+    end
+  end
+  if failed > 0 or #survivors > 0 then return 1 end
+  if opts.strict and (#gaps > 0 or #drift > 0) then return 1 end
+  return 0
+end
+
+-- ---------------------------------------------------------------------------------------
 usage.checks = [[
 usage: tenantguard checks
 
@@ -472,6 +689,7 @@ end
 
 -- ---------------------------------------------------------------------------------------
 local order = { "demo", "lint", "rules", "resolve", "rollout", "backfill", "worker", "validate",
+  "matrix",
   "checks", "refdb" }
 
 local function help()

@@ -11,7 +11,7 @@ int tg__table_exists(sqlite3 *db, const char *table) {
     sqlite3_stmt *st = NULL;
     int found = 0;
     if (sqlite3_prepare_v2(db,
-                           "SELECT 1 FROM sqlite_schema WHERE type = 'table' AND name = ?1",
+                           "SELECT 1 FROM sqlite_schema WHERE type IN ('table', 'view') AND name = ?1",
                            -1, &st, NULL) != SQLITE_OK)
         return -1;
     sqlite3_bind_text(st, 1, table, -1, SQLITE_STATIC);

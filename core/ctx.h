@@ -52,6 +52,12 @@ TG_HIDDEN void tg__ctx_decide(tg_ctx *ctx, int status, const char *reason, const
                               const char *path, const int64_t *ids, size_t n_ids);
 /* Appends the current row of st as one record (columns as in the table plan). */
 TG_HIDDEN int tg__ctx_take_row(tg_ctx *ctx, sqlite3_stmt *st, int n_columns);
+/* The same from column `first` on. */
+TG_HIDDEN int tg__ctx_take_row_at(tg_ctx *ctx, sqlite3_stmt *st, int first, int n_columns);
+/* Reads the scope from the first five columns of the current row (see tg__sql_scope). */
+TG_HIDDEN void tg__ctx_scope_from_row(tg_ctx *ctx, sqlite3_stmt *st);
+/* Frees a context's storage. */
+TG_HIDDEN void tg__ctx_free(tg_ctx *ctx);
 /* Drops the records taken so far (a decision that must return nothing). */
 TG_HIDDEN void tg__ctx_drop_records(tg_ctx *ctx);
 

@@ -1,5 +1,5 @@
 /* The engine: opens the database, loads the rules, reloads them atomically, and lints. */
-#include "engine.h"
+#include "ctx.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -97,6 +97,7 @@ void tg__engine_release(tg_engine *eng) {
     if (!eng || --eng->refs > 0)
         return;
     tg__plan_release(eng->plan);
+    tg__ctx_free(eng->spare);
     if (eng->decision_file)
         fclose(eng->decision_file);
     tg__ruleset_release(eng->rules);

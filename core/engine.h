@@ -14,6 +14,7 @@ struct tg_engine {
     tg_decision_sink sink;
     void *sink_ud;
     FILE *decision_file;
+    struct tg_ctx *spare; /* a closed context whose storage the next one reuses */
     sqlite3 *db;
     char *db_path;
     tg_open_options opts; /* strings point into rules_dir/db_path below */

@@ -106,6 +106,7 @@ static void finalize_table(tg__table_plan *tp) {
     sqlite3_finalize(tp->page);
     sqlite3_finalize(tp->relation);
     sqlite3_finalize(tp->search);
+    sqlite3_finalize(tp->first);
     for (int i = 0; i < 4; i++)
         sqlite3_finalize(tp->ws_page[i]);
 }

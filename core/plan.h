@@ -12,6 +12,7 @@ typedef struct tg__table_plan {
     int col_id, col_tenant, col_workspace; /* indexes into shape.columns; -1 when absent */
     int present;                            /* the table exists */
     sqlite3_stmt *by_id, *by_ids, *page, *relation, *search;
+    sqlite3_stmt *first;                    /* scope and record in one (tg__sql_scope_and_record) */
     sqlite3_stmt *ws_page[4];               /* exceptions: [entitled_only | tenant_only<<1] */
 } tg__table_plan;
 

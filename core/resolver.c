@@ -95,9 +95,10 @@ static int tenant_info(tg_ctx *ctx, int64_t tenant, tinfo *ti) {
         return step_failed(ctx, st, rc);
     ti->known = sqlite3_column_type(st, 0) == SQLITE_INTEGER;
     ti->workspace = sqlite3_column_int64(st, 0);
-    ti->entitled = sqlite3_column_int(st, 1) != 0;
-    const unsigned char *trole = sqlite3_column_text(st, 2);
-    ti->role = trole ? tg__ctx_role(ctx, trole) : ctx->workspace_role;
+    ti->entitled = sqlite3_column_type(st, 1) != SQLITE_NULL;
+    ti->role = ti->entitled && sqlite3_column_type(st, 2) != SQLITE_NULL
+                   ? tg__ctx_role(ctx, sqlite3_column_text(st, 2))
+                   : ctx->workspace_role;
     sqlite3_reset(st);
     return TG_OK;
 }
@@ -106,20 +107,26 @@ static int tenant_info(tg_ctx *ctx, int64_t tenant, tinfo *ti) {
  * the reason (the refined reason needs a lookup, done after the caller resets st). */
 enum { REC_OK, REC_FOREIGN, REC_WS_MISMATCH };
 
-static int row_scope(const tg_ctx *ctx, const tg__table_plan *tp, sqlite3_stmt *st,
-                     int64_t *row_tenant) {
-    if (sqlite3_column_type(st, tp->col_tenant) != SQLITE_INTEGER) {
+static int row_scope_at(const tg_ctx *ctx, const tg__table_plan *tp, sqlite3_stmt *st, int off,
+                        int64_t *row_tenant) {
+    int tc = off + tp->col_tenant, wc = off + tp->col_workspace;
+    if (sqlite3_column_type(st, tc) != SQLITE_INTEGER) {
         *row_tenant = 0;
         return REC_FOREIGN; /* NULL or non-integer tenant: never in anyone's scope */
     }
-    *row_tenant = sqlite3_column_int64(st, tp->col_tenant);
+    *row_tenant = sqlite3_column_int64(st, tc);
     if (*row_tenant != ctx->tenant)
         return REC_FOREIGN;
-    if (tp->col_workspace >= 0 && sqlite3_column_type(st, tp->col_workspace) != SQLITE_NULL &&
-        (sqlite3_column_type(st, tp->col_workspace) != SQLITE_INTEGER ||
-         sqlite3_column_int64(st, tp->col_workspace) != ctx->workspace))
+    if (tp->col_workspace >= 0 && sqlite3_column_type(st, wc) != SQLITE_NULL &&
+        (sqlite3_column_type(st, wc) != SQLITE_INTEGER ||
+         sqlite3_column_int64(st, wc) != ctx->workspace))
         return REC_WS_MISMATCH;
     return REC_OK;
+}
+
+static int row_scope(const tg_ctx *ctx, const tg__table_plan *tp, sqlite3_stmt *st,
+                     int64_t *row_tenant) {
+    return row_scope_at(ctx, tp, st, 0, row_tenant);
 }
 
 /* "foreign_tenant" when the row's tenant is in this workspace, "foreign_workspace" when
@@ -293,6 +300,55 @@ static int fetch_scoped(tg_ctx *ctx, tg__table_plan *tp, const tg_family *fam, i
     return s;
 }
 
+/* The first by-id decision of a context reads its scope and the record with one statement:
+ * a request then costs what one hand-written join costs. *fetched is set when the record
+ * part was evaluated (*reason NULL: in scope and taken); when scope fails the record is
+ * ignored and the ordinary checks decide. */
+static int first_by_id(tg_ctx *ctx, tg__table_plan *tp, int64_t id, int *fetched,
+                       const char **reason) {
+    *fetched = 0;
+    if (!tp->first) {
+        tg__buf sql = {0};
+        tg__sql_scope_and_record(&tg__sqlite, &ctx->rules->app, &tp->shape, &sql);
+        int rc = sql.oom ? SQLITE_NOMEM : tg__plan_prepare(ctx->plan, &tp->first, &sql);
+        tg__buf_free(&sql);
+        if (rc != SQLITE_OK)
+            return tg__ctx_fail(ctx, TG_DB, "cannot prepare a statement for '%s': %s",
+                                tp->shape.table, sqlite3_errmsg(ctx->plan->db));
+    }
+    sqlite3_stmt *st = tp->first;
+    sqlite3_bind_int64(st, TG__P_USER, ctx->user);
+    sqlite3_bind_int64(st, TG__P_WORKSPACE, ctx->workspace);
+    if (ctx->has_tenant)
+        sqlite3_bind_int64(st, TG__P_TENANT, ctx->tenant);
+    else
+        sqlite3_bind_null(st, TG__P_TENANT);
+    sqlite3_bind_int64(st, TG__P_ID, id);
+    int rc = sqlite3_step(st);
+    if (rc != SQLITE_ROW)
+        return step_failed(ctx, st, rc);
+    tg__ctx_scope_from_row(ctx, st);
+    int s = TG_OK;
+    if (ctx->member && ctx->has_tenant && ctx->tenant_known &&
+        ctx->tenant_workspace == ctx->workspace && ctx->entitled) {
+        *fetched = 1;
+        int64_t row_tenant = 0;
+        int rec = REC_OK;
+        if (sqlite3_column_type(st, 5 + tp->col_id) == SQLITE_NULL) {
+            *reason = "not_found";
+        } else if ((rec = row_scope_at(ctx, tp, st, 5, &row_tenant)) == REC_OK) {
+            *reason = NULL;
+            s = tg__ctx_take_row_at(ctx, st, 5, tp->shape.n_columns);
+        }
+        sqlite3_reset(st);
+        if (rec != REC_OK)
+            *reason = foreign_reason(ctx, rec, row_tenant, NULL);
+        return s;
+    }
+    sqlite3_reset(st);
+    return TG_OK;
+}
+
 static int column_index(const tg__table_plan *tp, const char *name) {
     for (int i = 0; name && i < tp->shape.n_columns; i++)
         if (strcmp(tp->shape.columns[i], name) == 0)
@@ -447,7 +503,13 @@ int tg_ctx_resolve(tg_ctx *ctx, const tg_request *req, const tg_decision **out) 
             DECIDE(404, "search_disabled");
         DECIDE(404, "path_not_declared");
     }
-    s = tg__ctx_scope(ctx);
+    int prefetched = 0;
+    const char *reason = NULL;
+    if (!ctx->scope_loaded && ctx->plan->mutation == TG__MUT_NONE &&
+        (req->path == TG_PATH_DETAIL || req->path == TG_PATH_ROW_ACTION))
+        s = first_by_id(ctx, tp, req->id, &prefetched, &reason);
+    else
+        s = tg__ctx_scope(ctx);
     if (s != TG_OK)
         return s;
     if (!ctx->member && !MUTANT(ctx, TG__MUT_SKIP_MEMBERSHIP))
@@ -457,7 +519,6 @@ int tg_ctx_resolve(tg_ctx *ctx, const tg_request *req, const tg_decision **out) 
     if (MUTANT(ctx, TG__MUT_CAPABILITY_BEFORE_SCOPE) &&
         (!has_cap(role, path->capability) || (extra_cap >= 0 && !has_cap(role, extra_cap))))
         DECIDE(403, "missing_capability");
-    const char *reason = NULL;
     if (req->path == TG_PATH_CANONICAL_VIEWER) {
         /* no route tenant is needed; one that is given must still be valid */
         if (ctx->has_tenant && (!ctx->tenant_known || ctx->tenant_workspace != ctx->workspace))
@@ -499,7 +560,8 @@ int tg_ctx_resolve(tg_ctx *ctx, const tg_request *req, const tg_decision **out) 
             break;
         case TG_PATH_DETAIL:
         case TG_PATH_ROW_ACTION:
-            if ((s = fetch_scoped(ctx, tp, fam, req->id, NULL, -1, NULL, &reason)) != TG_OK)
+            if (!prefetched &&
+                (s = fetch_scoped(ctx, tp, fam, req->id, NULL, -1, NULL, &reason)) != TG_OK)
                 return s;
             if (reason)
                 DECIDE(404, reason);

@@ -22,9 +22,25 @@ int tg_ctx_open(tg_engine *eng, const tg_ctx_options *o, tg_ctx **out) {
     *out = NULL;
     if (!eng || !o || eng->closed)
         return TG_MISUSE;
-    tg_ctx *ctx = calloc(1, sizeof *ctx);
-    if (!ctx)
+    /* a closed context's storage is reused: opening one then allocates nothing */
+    tg_ctx *ctx = eng->spare;
+    if (ctx) {
+        eng->spare = NULL;
+        tg_ctx keep = *ctx;
+        memset(ctx, 0, sizeof *ctx);
+        ctx->vals = keep.vals;
+        ctx->cap_vals = keep.cap_vals;
+        ctx->text = keep.text;
+        ctx->ids = keep.ids;
+        ctx->cap_ids = keep.cap_ids;
+        ctx->scratch = keep.scratch;
+        ctx->err = keep.err;
+        tg__buf_reset(&ctx->text);
+        tg__buf_reset(&ctx->scratch);
+        tg__buf_reset(&ctx->err);
+    } else if (!(ctx = calloc(1, sizeof *ctx))) {
         return TG_NOMEM;
+    }
     *out = ctx;
     tg__plan *plan = NULL;
     int st = tg__engine_plan(eng, &plan);
@@ -41,18 +57,32 @@ int tg_ctx_open(tg_engine *eng, const tg_ctx_options *o, tg_ctx **out) {
     return TG_OK;
 }
 
-void tg_ctx_close(tg_ctx *ctx) {
+void tg__ctx_free(tg_ctx *ctx) {
     if (!ctx)
         return;
-    tg__plan_release(ctx->plan);
-    if (ctx->eng)
-        tg__engine_release(ctx->eng);
     free(ctx->vals);
     free(ctx->ids);
     tg__buf_free(&ctx->text);
     tg__buf_free(&ctx->scratch);
     tg__buf_free(&ctx->err);
     free(ctx);
+}
+
+void tg_ctx_close(tg_ctx *ctx) {
+    if (!ctx)
+        return;
+    tg__plan_release(ctx->plan);
+    ctx->plan = NULL;
+    tg_engine *eng = ctx->eng;
+    ctx->eng = NULL;
+    if (eng && !eng->closed && !eng->spare && eng->refs > 1) {
+        eng->spare = ctx; /* the engine outlives this release: keep the storage */
+        tg__engine_release(eng);
+        return;
+    }
+    tg__ctx_free(ctx);
+    if (eng)
+        tg__engine_release(eng);
 }
 
 const char *tg_ctx_errmsg(const tg_ctx *ctx) {
@@ -99,17 +129,23 @@ int tg__ctx_scope(tg_ctx *ctx) {
         sqlite3_reset(st);
         return st_code;
     }
-    /* columns: member?, workspace role, tenant's workspace, entitled?, tenant role */
-    ctx->member = sqlite3_column_int(st, 0) != 0;
-    ctx->workspace_role = tg__ctx_role(ctx, sqlite3_column_text(st, 1));
+    tg__ctx_scope_from_row(ctx, st);
+    sqlite3_reset(st);
+    return TG_OK;
+}
+
+void tg__ctx_scope_from_row(tg_ctx *ctx, sqlite3_stmt *st) {
+    /* columns: membership user, role; the tenant's workspace; entitlement user, role */
+    ctx->member = sqlite3_column_type(st, 0) != SQLITE_NULL;
+    ctx->workspace_role = ctx->member ? tg__ctx_role(ctx, sqlite3_column_text(st, 1)) : NULL;
     ctx->tenant_known = sqlite3_column_type(st, 2) == SQLITE_INTEGER;
     ctx->tenant_workspace = ctx->tenant_known ? sqlite3_column_int64(st, 2) : 0;
-    ctx->entitled = sqlite3_column_int(st, 3) != 0;
-    const unsigned char *trole = sqlite3_column_text(st, 4);
-    ctx->role = trole ? tg__ctx_role(ctx, trole) : ctx->workspace_role;
-    sqlite3_reset(st);
+    ctx->entitled = sqlite3_column_type(st, 3) != SQLITE_NULL;
+    /* a tenant role replaces the workspace role; a NULL one keeps it */
+    ctx->role = ctx->entitled && sqlite3_column_type(st, 4) != SQLITE_NULL
+                    ? tg__ctx_role(ctx, sqlite3_column_text(st, 4))
+                    : ctx->workspace_role;
     ctx->scope_loaded = 1;
-    return TG_OK;
 }
 
 void tg__ctx_begin(tg_ctx *ctx) {
@@ -126,7 +162,7 @@ void tg__ctx_drop_records(tg_ctx *ctx) {
     tg__buf_reset(&ctx->text);
 }
 
-int tg__ctx_take_row(tg_ctx *ctx, sqlite3_stmt *st, int n) {
+int tg__ctx_take_row_at(tg_ctx *ctx, sqlite3_stmt *st, int first, int n) {
     if (ctx->n_vals + (size_t)n > ctx->cap_vals) {
         size_t cap = ctx->cap_vals ? ctx->cap_vals * 2 : 256;
         while (cap < ctx->n_vals + (size_t)n)
@@ -137,7 +173,7 @@ int tg__ctx_take_row(tg_ctx *ctx, sqlite3_stmt *st, int n) {
         ctx->vals = v;
         ctx->cap_vals = cap;
     }
-    for (int c = 0; c < n; c++) {
+    for (int c = first; c < first + n; c++) {
         tg_value *v = &ctx->vals[ctx->n_vals++];
         memset(v, 0, sizeof *v);
         switch (sqlite3_column_type(st, c)) {
@@ -168,6 +204,10 @@ int tg__ctx_take_row(tg_ctx *ctx, sqlite3_stmt *st, int n) {
         return tg__ctx_fail(ctx, TG_NOMEM, "out of memory");
     ctx->dec.n_records++;
     return TG_OK;
+}
+
+int tg__ctx_take_row(tg_ctx *ctx, sqlite3_stmt *st, int n) {
+    return tg__ctx_take_row_at(ctx, st, 0, n);
 }
 
 void tg__ctx_decide(tg_ctx *ctx, int status, const char *reason, const char *target,

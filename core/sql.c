@@ -186,76 +186,56 @@ void tg__sql_workspace_page(const tg__dialect *d, const tg__table_shape *t, cons
     keyset_tail(d, t, b);
 }
 
+/* A membership row's user column (NULL: no row) and its role column (NULL when the role is
+ * NULL or not mapped): C tells "not a member", "a member without a role" and any role name
+ * apart, which costs less there than in SQL. `alias` is the joined membership table. */
+static void role_of(const tg__dialect *d, tg__buf *b, const char *alias, const char *role,
+                    const char *user) {
+    tg__sqlf(b, d, "%s.%I, ", alias, user);
+    if (role)
+        tg__sqlf(b, d, "%s.%I", alias, role);
+    else
+        tg__buf_add(b, "NULL");
+}
+
+/* The scope as one chain of LEFT JOINs from a single row, each an index lookup: cheaper
+ * to run than one scalar subquery per fact. */
+static void scope_select(const tg__dialect *d, const tg_app *a, int with_workspace,
+                         const tg__table_shape *record, tg__buf *b) {
+    tg__buf_add(b, "SELECT ");
+    if (with_workspace) {
+        role_of(d, b, "tg_wm", a->workspace_members.role, a->workspace_members.user);
+        tg__buf_add(b, ", ");
+    }
+    tg__sqlf(b, d, "tg_t.%I, ", a->tenants.workspace);
+    role_of(d, b, "tg_tm", a->tenant_members.role, a->tenant_members.user);
+    for (int i = 0; record && i < record->n_columns; i++)
+        tg__sqlf(b, d, ", r.%I", record->columns[i]);
+    tg__buf_add(b, " FROM (SELECT 1) AS tg_one");
+    if (with_workspace)
+        tg__sqlf(b, d, " LEFT JOIN %I AS tg_wm ON tg_wm.%I = ?%d AND tg_wm.%I = ?%d",
+                 a->workspace_members.table, a->workspace_members.user, TG__P_USER,
+                 a->workspace_members.workspace, TG__P_WORKSPACE);
+    tg__sqlf(b, d, " LEFT JOIN %I AS tg_t ON tg_t.%I = ?%d", a->tenants.table, a->tenants.id,
+             TG__P_TENANT);
+    tg__sqlf(b, d, " LEFT JOIN %I AS tg_tm ON tg_tm.%I = ?%d AND tg_tm.%I = ?%d",
+             a->tenant_members.table, a->tenant_members.user, TG__P_USER,
+             a->tenant_members.tenant, TG__P_TENANT);
+    if (record)
+        tg__sqlf(b, d, " LEFT JOIN %I AS r ON r.%I = ?%d", record->table, record->id, TG__P_ID);
+}
+
 void tg__sql_scope(const tg__dialect *d, const tg_app *a, tg__buf *b) {
-    /* SELECT EXISTS(member), (workspace role), (tenant's workspace), EXISTS(entitled),
-     *        (tenant role) */
-    tg__buf_add(b, "SELECT EXISTS (SELECT 1 FROM ");
-    d->ident(b, a->workspace_members.table);
-    tg__buf_add(b, " WHERE ");
-    d->ident(b, a->workspace_members.user);
-    tg__buf_add(b, " = ");
-    d->param(b, TG__P_USER);
-    tg__buf_add(b, " AND ");
-    d->ident(b, a->workspace_members.workspace);
-    tg__buf_add(b, " = ");
-    d->param(b, TG__P_WORKSPACE);
-    tg__buf_add(b, "), (SELECT ");
-    d->ident(b, a->workspace_members.role);
-    tg__buf_add(b, " FROM ");
-    d->ident(b, a->workspace_members.table);
-    tg__buf_add(b, " WHERE ");
-    d->ident(b, a->workspace_members.user);
-    tg__buf_add(b, " = ");
-    d->param(b, TG__P_USER);
-    tg__buf_add(b, " AND ");
-    d->ident(b, a->workspace_members.workspace);
-    tg__buf_add(b, " = ");
-    d->param(b, TG__P_WORKSPACE);
-    tg__buf_add(b, " LIMIT 1), ");
-    tg__sql_entitlement(d, a, b);
+    scope_select(d, a, 1, NULL, b);
+}
+
+void tg__sql_scope_and_record(const tg__dialect *d, const tg_app *app, const tg__table_shape *t,
+                              tg__buf *b) {
+    scope_select(d, app, 1, t, b);
 }
 
 void tg__sql_entitlement(const tg__dialect *d, const tg_app *a, tg__buf *b) {
-    /* a continuation of a SELECT list when called from tg__sql_scope; a statement alone
-     * otherwise */
-    if (b->len == 0)
-        tg__buf_add(b, "SELECT ");
-    tg__buf_add(b, "(SELECT ");
-    d->ident(b, a->tenants.workspace);
-    tg__buf_add(b, " FROM ");
-    d->ident(b, a->tenants.table);
-    tg__buf_add(b, " WHERE ");
-    d->ident(b, a->tenants.id);
-    tg__buf_add(b, " = ");
-    d->param(b, TG__P_TENANT);
-    tg__buf_add(b, "), EXISTS (SELECT 1 FROM ");
-    d->ident(b, a->tenant_members.table);
-    tg__buf_add(b, " WHERE ");
-    d->ident(b, a->tenant_members.user);
-    tg__buf_add(b, " = ");
-    d->param(b, TG__P_USER);
-    tg__buf_add(b, " AND ");
-    d->ident(b, a->tenant_members.tenant);
-    tg__buf_add(b, " = ");
-    d->param(b, TG__P_TENANT);
-    tg__buf_add(b, "), ");
-    if (a->tenant_members.role) {
-        tg__buf_add(b, "(SELECT ");
-        d->ident(b, a->tenant_members.role);
-        tg__buf_add(b, " FROM ");
-        d->ident(b, a->tenant_members.table);
-        tg__buf_add(b, " WHERE ");
-        d->ident(b, a->tenant_members.user);
-        tg__buf_add(b, " = ");
-        d->param(b, TG__P_USER);
-        tg__buf_add(b, " AND ");
-        d->ident(b, a->tenant_members.tenant);
-        tg__buf_add(b, " = ");
-        d->param(b, TG__P_TENANT);
-        tg__buf_add(b, " LIMIT 1)");
-    } else {
-        tg__buf_add(b, "NULL");
-    }
+    scope_select(d, a, 0, NULL, b);
 }
 
 void tg__sql_insert(const tg__dialect *d, const char *table, const char *const *cols, size_t n,

@@ -34,7 +34,7 @@ typedef struct tg__table_shape {
  *   ?7 user
  * By-id statements use ?1 for the id; the bulk statement ?1..?TG__BULK_CHUNK. */
 enum { TG__P_TENANT = 1, TG__P_WORKSPACE, TG__P_AFTER, TG__P_LIMIT, TG__P_OWNER, TG__P_LIKE,
-       TG__P_USER };
+       TG__P_USER, TG__P_ID };
 
 /* SELECT <all columns> FROM t WHERE id = ?1 */
 TG_HIDDEN void tg__sql_by_id(const tg__dialect *d, const tg__table_shape *t, tg__buf *b);
@@ -57,10 +57,16 @@ TG_HIDDEN void tg__sql_tenant_page_mutated(const tg__dialect *d, const tg__table
 TG_HIDDEN void tg__sql_workspace_page(const tg__dialect *d, const tg__table_shape *t,
                                       const tg_app *app, int entitled_only, int tenant_only,
                                       tg__buf *b);
-/* The context's scope in one row: member?, workspace role, tenant's workspace, entitled?,
- * tenant role (?7 user, ?2 workspace, ?1 tenant). */
+/* The context's scope in one row: workspace membership user and role, the tenant's
+ * workspace, tenant membership user and role (a NULL user column: no such membership).
+ * ?7 user, ?2 workspace, ?1 tenant. */
 TG_HIDDEN void tg__sql_scope(const tg__dialect *d, const tg_app *app, tg__buf *b);
-/* Entitlement to one tenant: entitled?, tenant role, tenant's workspace (?7 user, ?1 tenant). */
+/* The scope (first five columns, as tg__sql_scope) and the record with id ?8 (every column
+ * after them, NULL when there is none) in one statement: the first decision of a context. */
+TG_HIDDEN void tg__sql_scope_and_record(const tg__dialect *d, const tg_app *app,
+                                        const tg__table_shape *t, tg__buf *b);
+/* Entitlement to one tenant: the tenant's workspace, tenant membership user and role
+ * (?7 user, ?1 tenant). */
 TG_HIDDEN void tg__sql_entitlement(const tg__dialect *d, const tg_app *app, tg__buf *b);
 /* INSERT INTO t (c1, ...) VALUES (?1, ...) */
 TG_HIDDEN void tg__sql_insert(const tg__dialect *d, const char *table, const char *const *cols,

@@ -73,6 +73,7 @@ end
 -- The differences between two snapshots, as messages (at most opts.limit, default 20).
 -- opts.allow_new: set of tables that may have gained rows (audit_logs, operation_runs);
 -- opts.allow_missing: { [table] = { [rowid] = true } } rows that may be gone;
+-- opts.skip_rows: { [table] = { [rowid] = true } } rows not compared (the caller checks them);
 -- tables only in `after` are ignored unless opts.strict_tables.
 function U.diff(before, after, opts)
   opts = opts or {}
@@ -91,12 +92,14 @@ function U.diff(before, after, opts)
       add(("table %s is gone"):format(t))
     else
       local missing_ok = opts.allow_missing and opts.allow_missing[t] or {}
+      local skip_rows = opts.skip_rows and opts.skip_rows[t] or {}
       local keys = {}
       for k in pairs(b.rows) do keys[#keys + 1] = k end
       table.sort(keys)
       for _, k in ipairs(keys) do
         local av = a.rows[k]
-        if av == nil then
+        if skip_rows[k] then -- checked by the caller
+        elseif av == nil then
           if not missing_ok[k] then add(("%s row %d is missing (was %s)"):format(t, k, b.rows[k])) end
         elseif av ~= b.rows[k] then
           add(("%s row %d changed:\n  before %s\n  after  %s"):format(t, k, b.rows[k], av))
@@ -140,11 +143,13 @@ function U.schema(db, filter)
   return out
 end
 
--- The entries of sqlite_schema of one type: { [name] = sql or "" }.
-function U.objects(db, typ)
+-- The entries of sqlite_schema of one type: { [name] = sql or "" }; with `app_only`, not those
+-- on the engine's own tables (tenantguard_*).
+function U.objects(db, typ, app_only)
   local out = {}
-  for _, r in ipairs(db:query("SELECT name, sql FROM sqlite_schema WHERE type = ?", typ)) do
-    out[r.name] = r.sql or ""
+  for _, r in ipairs(db:query("SELECT name, tbl_name, sql FROM sqlite_schema WHERE type = ?",
+      typ)) do
+    if not (app_only and r.tbl_name:match("^tenantguard_")) then out[r.name] = r.sql or "" end
   end
   return out
 end
@@ -186,13 +191,30 @@ function U.sleep(seconds) os.execute(("sleep %.3f"):format(seconds)) end
 function U.shell_quote(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
 
 -- Starts a shell command in the background (its output to `log`, default /dev/null); returns
--- the pid of the command itself (the shell execs it, and the tool's `env lua5.4` does too).
+-- the pid of the command itself (the shell runs it as a simple background command, so its
+-- pid is the command's, and the tool's `env lua5.4` execs too) and a handle for U.reap. A
+-- shell waits for it, so it is reaped when it ends (whoever is PID 1).
 function U.spawn(cmd, log)
   local p = assert(io.popen(("sh -c %s"):format(U.shell_quote(
-    ("exec %s >%s 2>&1 </dev/null & echo $!"):format(cmd, U.shell_quote(log or "/dev/null"))))))
-  local out = p:read("a")
-  p:close()
-  return assert(tonumber(out:match("(%d+)")), "no pid from: " .. out)
+    ("%s >%s 2>&1 </dev/null & echo $!; wait"):format(cmd, U.shell_quote(log or "/dev/null"))))))
+  local line = p:read("l") or ""
+  local pid = tonumber(line:match("^%s*(%d+)"))
+  if not pid then
+    p:close()
+    error("no pid from the shell: " .. line)
+  end
+  return pid, p
+end
+
+-- Waits for a command started by U.spawn to end (after it was killed, or by itself).
+function U.reap(handle)
+  if handle then handle:close() end
+end
+
+-- Kills with SIGKILL, then reaps.
+function U.kill9(pid, handle)
+  os.execute(("kill -9 %d 2>/dev/null"):format(pid))
+  U.reap(handle)
 end
 
 -- The Lua interpreter running this suite.

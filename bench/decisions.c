@@ -17,6 +17,8 @@ typedef struct side {
     tg_engine *eng;
     int64_t *ids; /* in-scope policy ids of TENANT */
     size_t n_ids;
+    int64_t *foreign; /* policy ids of another tenant of the workspace */
+    size_t n_foreign;
     int64_t *group_ids;
     size_t n_groups;
     char sink[4096]; /* where the baseline copies text, as hand-written code would */
@@ -174,6 +176,170 @@ static double base_detail_first(side *s, int ops, uint64_t seed) {
     return (bench_now() - t0) * 1e6 / ops;
 }
 
+/* ---- bulk_action of 100 ids ---- */
+
+#define BULK 100
+static sqlite3_stmt *base_bulk;
+
+static void pick_bulk(side *s, uint64_t *seed, int64_t *ids) {
+    size_t start = bench_rand(seed) % (s->n_ids - BULK);
+    for (int i = 0; i < BULK; i++)
+        ids[i] = s->ids[start + (size_t)i];
+}
+
+static double tg_bulk(side *s, int ops, uint64_t seed) {
+    int64_t ids[BULK];
+    tg_request r = {0};
+    r.family = "Policy";
+    r.path = TG_PATH_BULK_ACTION;
+    r.ids = ids;
+    r.n_ids = BULK;
+    const tg_decision *d;
+    double t0 = bench_now();
+    for (int i = 0; i < ops; i++) {
+        pick_bulk(s, &seed, ids);
+        if (tg_ctx_resolve(shared_ctx, &r, &d) != TG_OK || d->status != 200 ||
+            d->n_records != BULK)
+            abort();
+    }
+    return (bench_now() - t0) * 1e6 / ops;
+}
+
+static double base_bulk_op(side *s, int ops, uint64_t seed) {
+    int64_t ids[BULK];
+    double t0 = bench_now();
+    for (int i = 0; i < ops; i++) {
+        pick_bulk(s, &seed, ids);
+        sqlite3_bind_int64(base_bulk, 1, TENANT);
+        for (int k = 0; k < BULK; k++)
+            sqlite3_bind_int64(base_bulk, k + 2, ids[k]);
+        int n = 0;
+        while (sqlite3_step(base_bulk) == SQLITE_ROW) {
+            read_row(s, base_bulk);
+            n++;
+        }
+        sqlite3_reset(base_bulk);
+        if (n != BULK) /* every id must be in scope: all or nothing */
+            abort();
+    }
+    return (bench_now() - t0) * 1e6 / ops;
+}
+
+/* ---- index page of 50 ---- */
+
+static sqlite3_stmt *base_page;
+
+static double tg_index(side *s, int ops, uint64_t seed) {
+    tg_request r = {0};
+    r.family = "Policy";
+    r.path = TG_PATH_INDEX;
+    r.limit = 50;
+    r.has_after = 1;
+    const tg_decision *d;
+    double t0 = bench_now();
+    for (int i = 0; i < ops; i++) {
+        r.after = s->ids[bench_rand(&seed) % (s->n_ids - 60)];
+        if (tg_ctx_resolve(shared_ctx, &r, &d) != TG_OK || d->status != 200 || d->n_records != 50)
+            abort();
+    }
+    return (bench_now() - t0) * 1e6 / ops;
+}
+
+static double base_index(side *s, int ops, uint64_t seed) {
+    double t0 = bench_now();
+    for (int i = 0; i < ops; i++) {
+        sqlite3_bind_int64(base_page, 1, TENANT);
+        sqlite3_bind_int64(base_page, 2, s->ids[bench_rand(&seed) % (s->n_ids - 60)]);
+        int n = 0;
+        while (sqlite3_step(base_page) == SQLITE_ROW) {
+            read_row(s, base_page);
+            n++;
+        }
+        sqlite3_reset(base_page);
+        if (n != 50)
+            abort();
+    }
+    return (bench_now() - t0) * 1e6 / ops;
+}
+
+/* ---- global search ---- */
+
+static sqlite3_stmt *base_search;
+static const char *const queries[] = {"Admins 1", "Sales 2", "Helpdesk_3", "group-4"};
+
+static double tg_search(side *s, int ops, uint64_t seed) {
+    (void)s;
+    tg_request r = {0};
+    r.family = "EntraGroup";
+    r.path = TG_PATH_GLOBAL_SEARCH;
+    r.limit = 50;
+    const tg_decision *d;
+    double t0 = bench_now();
+    for (int i = 0; i < ops; i++) {
+        r.query = queries[bench_rand(&seed) % 4];
+        if (tg_ctx_resolve(shared_ctx, &r, &d) != TG_OK || d->status != 200)
+            abort();
+    }
+    return (bench_now() - t0) * 1e6 / ops;
+}
+
+static double base_search_op(side *s, int ops, uint64_t seed) {
+    char pattern[128];
+    double t0 = bench_now();
+    for (int i = 0; i < ops; i++) {
+        const char *q = queries[bench_rand(&seed) % 4];
+        /* escaped as the library does: % _ and \ taken literally */
+        size_t k = 0;
+        pattern[k++] = '%';
+        for (const char *p = q; *p && k < sizeof pattern - 3; p++) {
+            if (*p == '%' || *p == '_' || *p == '\\')
+                pattern[k++] = '\\';
+            pattern[k++] = *p;
+        }
+        pattern[k++] = '%';
+        pattern[k] = 0;
+        sqlite3_bind_int64(base_search, 1, TENANT);
+        sqlite3_bind_text(base_search, 2, pattern, (int)k, SQLITE_STATIC);
+        while (sqlite3_step(base_search) == SQLITE_ROW)
+            read_row(s, base_search);
+        sqlite3_reset(base_search);
+    }
+    return (bench_now() - t0) * 1e6 / ops;
+}
+
+/* ---- decisions per second over a realistic mix, each a new context ---- */
+
+static double tg_mix(side *s, int ops, uint64_t seed, int counts[4]) {
+    tg_request detail = {0};
+    detail.family = "Policy";
+    detail.path = TG_PATH_DETAIL;
+    detail.has_id = 1;
+    const tg_decision *d;
+    double t0 = bench_now();
+    for (int i = 0; i < ops; i++) {
+        unsigned pick = (unsigned)(bench_rand(&seed) % 100);
+        tg_ctx_options o = {USER, WS, TENANT, 1};
+        tg_request r = detail;
+        r.id = s->ids[bench_rand(&seed) % s->n_ids];
+        if (pick < 60) {
+            /* allowed */
+        } else if (pick < 80) {
+            r.id = s->foreign[bench_rand(&seed) % s->n_foreign]; /* another tenant's record */
+        } else if (pick < 90) {
+            o.user = 6; /* not a member */
+        } else {
+            o.user = 3; /* readonly: a row action is 403 */
+            r.path = TG_PATH_ROW_ACTION;
+        }
+        tg_ctx *ctx;
+        if (tg_ctx_open(s->eng, &o, &ctx) != TG_OK || tg_ctx_resolve(ctx, &r, &d) != TG_OK)
+            abort();
+        counts[d->status == 200 ? 0 : d->status == 403 ? 1 : 2]++;
+        tg_ctx_close(ctx);
+    }
+    return bench_now() - t0;
+}
+
 int bench_decisions(const bench_cfg *cfg) {
     side s = {0};
     tg_open_options o = {0};
@@ -191,8 +357,26 @@ int bench_decisions(const bench_cfg *cfg) {
         fprintf(stderr, "no policies in tenant 1\n");
         return 1;
     }
+    s.foreign = load_ids(s.db, "SELECT id FROM policies WHERE tenant_id = 2", &s.n_foreign);
     tg_ctx_options co = {USER, WS, TENANT, 1};
     if (tg_ctx_open(s.eng, &co, &shared_ctx) != TG_OK)
+        return 1;
+    {
+        char sql[2048];
+        int k = snprintf(sql, sizeof sql, "SELECT * FROM policies WHERE tenant_id = ?1 AND id IN (");
+        for (int i = 0; i < BULK; i++)
+            k += snprintf(sql + k, sizeof sql - (size_t)k, i ? ", ?%d" : "?%d", i + 2);
+        snprintf(sql + k, sizeof sql - (size_t)k, ")");
+        if (prep(s.db, sql, &base_bulk))
+            return 1;
+    }
+    if (prep(s.db,
+             "SELECT * FROM policies WHERE tenant_id = ?1 AND id > ?2 ORDER BY id LIMIT 50",
+             &base_page) ||
+        prep(s.db,
+             "SELECT * FROM entra_groups WHERE tenant_id = ?1 AND (display_name LIKE ?2 "
+             "ESCAPE '\\' OR mail_nickname LIKE ?2 ESCAPE '\\') ORDER BY id LIMIT 51",
+             &base_search))
         return 1;
     if (prep(s.db, "SELECT * FROM policies WHERE id = ?1 AND tenant_id = ?2", &base_pk) ||
         prep(s.db,
@@ -213,11 +397,40 @@ int bench_decisions(const bench_cfg *cfg) {
         run_pair(cfg, &s, tg_detail_first, base_detail_first, cfg->ops, &a, &b);
         bench_report(cfg, "detail_first", "autocommit", "us/op", a, b, "<=1.0x", a <= b);
     }
+    if (bench_enabled("bulk_action_100")) {
+        run_pair(cfg, &s, tg_bulk, base_bulk_op, cfg->ops / 10, &a, &b);
+        bench_report(cfg, "bulk_action_100", "autocommit", "us/op", a, b, "<=1.2x", a <= 1.2 * b);
+    }
+    if (bench_enabled("index_page_50")) {
+        run_pair(cfg, &s, tg_index, base_index, cfg->ops / 10, &a, &b);
+        bench_report(cfg, "index_page_50", "autocommit", "us/op", a, b, "<=1.2x", a <= 1.2 * b);
+    }
+    if (bench_enabled("global_search")) {
+        run_pair(cfg, &s, tg_search, base_search_op, cfg->ops / 20, &a, &b);
+        bench_report(cfg, "global_search", "autocommit", "us/op", a, b, "<=1.2x", a <= 1.2 * b);
+    }
+    if (bench_enabled("decision_mix")) {
+        int counts[4] = {0};
+        double *rates = calloc((size_t)cfg->rounds, sizeof *rates);
+        for (int r = 0; r < cfg->rounds; r++)
+            rates[r] = cfg->ops / tg_mix(&s, cfg->ops, 99 + (uint64_t)r, counts);
+        double rate = bench_median(rates, cfg->rounds);
+        free(rates);
+        char mode[64];
+        snprintf(mode, sizeof mode, "one core");
+        bench_report(cfg, "decisions_per_second_mix", mode, "decisions/s", rate, 0, NULL, 1);
+        printf("  (mix: %d allowed, %d missing capability, %d not found/not a member)\n",
+               counts[0], counts[1], counts[2]);
+    }
+    sqlite3_finalize(base_bulk);
+    sqlite3_finalize(base_page);
+    sqlite3_finalize(base_search);
     sqlite3_finalize(base_pk);
     sqlite3_finalize(base_join);
     tg_ctx_close(shared_ctx);
     tg_engine_close(s.eng);
     sqlite3_close(s.db);
     free(s.ids);
+    free(s.foreign);
     return 0;
 }

@@ -7,6 +7,7 @@
 #include "rollout.h"
 #include "sql.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -536,7 +537,9 @@ static int run_batch(tg_engine *eng, job *j, tg_progress *p, double *ms_out, int
     if (sqlite3_step(q) != SQLITE_ROW)
         goto db_fail;
     int job_done = strcmp((const char *)sqlite3_column_text(q, 0), "done") == 0;
-    const char *run_status = (const char *)sqlite3_column_text(q, 3);
+    /* copied: the text belongs to q, which is finalized below */
+    char run_status[32];
+    snprintf(run_status, sizeof run_status, "%s", (const char *)sqlite3_column_text(q, 3));
     int runnable = strcmp(run_status, "queued") == 0 || strcmp(run_status, "running") == 0;
     int64_t cp = sqlite3_column_type(q, 1) == SQLITE_NULL ? INT64_MIN : sqlite3_column_int64(q, 1);
     int64_t size = sqlite3_column_int64(q, 2);

@@ -333,22 +333,29 @@ static void write_triggers(const tg_app *a, const char *t, tg__buf *b) {
     tg__buf_free(&tenant_ws);
 }
 
+/* The audit log: an entry with a tenant must carry that tenant's workspace (an entry about a
+ * tenant that no longer exists needs a workspace, and cannot be checked further). */
 static void audit_triggers(const tg_app *a, tg__buf *b) {
     const tg__dialect *d = &tg__sqlite;
     const char *t = a->audit_logs.table;
+    const char *T = a->audit_logs.tenant, *W = a->audit_logs.workspace;
     char name[200], msg[300];
     snprintf(msg, sizeof msg,
-             "tenantguard: %s: an entry with a tenant must carry its workspace "
+             "tenantguard: %s: an entry with a tenant must carry the workspace of that tenant "
              "[audit_tenant_needs_workspace]",
              t);
+    tg__buf tenant_ws = {0};
+    tg__sqlf(&tenant_ws, d, "(SELECT %I FROM %I WHERE %I = NEW.%I)", a->tenants.workspace,
+             a->tenants.table, a->tenants.id, T);
     const char *when[2] = {"INSERT", "UPDATE"};
     for (int i = 0; i < 2; i++) {
         snprintf(name, sizeof name, "tenantguard_%s_%s_check", t, i ? "update" : "insert");
         tg__sqlf(b, d,
-                 "CREATE TRIGGER %I BEFORE %s ON %I WHEN NEW.%I IS NOT NULL AND NEW.%I IS NULL "
-                 "BEGIN SELECT RAISE(ABORT, %L); END;",
-                 name, when[i], t, a->audit_logs.tenant, a->audit_logs.workspace, msg);
+                 "CREATE TRIGGER %I BEFORE %s ON %I WHEN NEW.%I IS NOT NULL AND (NEW.%I IS NULL "
+                 "OR NEW.%I IS NOT coalesce(%s, NEW.%I)) BEGIN SELECT RAISE(ABORT, %L); END;",
+                 name, when[i], t, T, W, W, tg__buf_str(&tenant_ws), W, msg);
     }
+    tg__buf_free(&tenant_ws);
 }
 
 static int enforce_writes(tg_engine *eng, const char **t, size_t n, int drop_only) {

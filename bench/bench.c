@@ -102,7 +102,7 @@ int main(int argc, char **argv) {
         perror(json_path);
         return 2;
     }
-    if (cfg.rounds % 2 == 0)
+    if (cfg.rounds % 2 == 0 && cfg.rounds > 1)
         cfg.rounds++; /* an odd count has a true median */
     printf("tenantguard benchmarks: db %s, %d rounds (median), %d ops per round\n", cfg.db,
            cfg.rounds, cfg.ops);
@@ -110,6 +110,7 @@ int main(int argc, char **argv) {
            "baseline", "ratio", "target", "");
     int rc = 0;
     rc |= bench_decisions(&cfg);
+    rc |= bench_rollout(&cfg);
     if (json_out)
         fclose(json_out);
     return rc;

@@ -23,5 +23,6 @@ void bench_report(const bench_cfg *cfg, const char *name, const char *mode, cons
                   double tg_val, double base_val, const char *target, int pass);
 
 int bench_decisions(const bench_cfg *cfg);
+int bench_rollout(const bench_cfg *cfg);
 
 #endif

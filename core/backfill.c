@@ -483,14 +483,18 @@ static int next_job(tg_engine *eng, job *j) {
 /* Marks a finished job done and, when it was the run's last, finishes the run. Inside the
  * caller's transaction. */
 static int finish_job(tg_engine *eng, job *j) {
-    char sql[600];
+    char sql[900];
     snprintf(sql, sizeof sql,
-             "UPDATE tenantguard_jobs SET status = 'done', updated_at = " NOW_P " WHERE id = %lld;"
+             "UPDATE tenantguard_jobs SET status = 'done', rows_total = max(rows_total, "
+             "rows_done), updated_at = " NOW_P " WHERE id = %lld;"
+             "UPDATE tenantguard_runs SET rows_total = (SELECT sum(rows_total) FROM "
+             "tenantguard_jobs WHERE run_id = %lld) WHERE id = %lld;"
              "UPDATE tenantguard_runs SET status = CASE WHEN rows_unbound > 0 THEN "
              "'completed_with_errors' ELSE 'completed' END, finished_at = " NOW_P
              ", started_at = coalesce(started_at, " NOW_P ") WHERE id = %lld AND NOT EXISTS "
              "(SELECT 1 FROM tenantguard_jobs WHERE run_id = %lld AND status <> 'done');",
-             (long long)j->id, (long long)j->run, (long long)j->run);
+             (long long)j->id, (long long)j->run, (long long)j->run, (long long)j->run,
+             (long long)j->run);
     int st = tg__exec(eng, sql, "finishing a job");
     int run_done = sqlite3_changes(eng->db) > 0;
     char meta[300];
@@ -578,9 +582,10 @@ static int run_batch(tg_engine *eng, job *j, tg_progress *p, double *ms_out, int
     if (rc != SQLITE_OK)
         goto db_fail;
     double ms = (now_s() - t0) * 1000;
-    /* the next size aims at the target time, changing by at most 2x per batch */
-    double factor = ms > 0.01 ? target_ms / ms : 2;
-    factor = factor > 2 ? 2 : factor < 0.5 ? 0.5 : factor;
+    /* the next size aims at 60% of the target time (commit and the odd slow batch fit in
+     * the rest), growing by at most 1.5x and shrinking by up to 4x per batch */
+    double factor = ms > 0.01 ? 0.6 * target_ms / ms : 1.5;
+    factor = factor > 1.5 ? 1.5 : factor < 0.25 ? 0.25 : factor;
     int64_t next = (int64_t)((double)size * factor);
     next = next < 50 ? 50 : next > 200000 ? 200000 : next;
     char sql[900];
@@ -635,6 +640,10 @@ int tg_work(tg_engine *eng, const tg_work_options *o, tg_work_result *out) {
         return st;
     double start = now_s(), busy_s = 0;
     job j = {0};
+    /* WAL checkpoints happen between batches, not inside a batch's COMMIT, so no batch
+     * pays for one; the connection's own setting is restored afterwards */
+    int autockpt = (int)tg__count(eng->db, "PRAGMA wal_autocheckpoint", NULL, NULL, &(int){0});
+    sqlite3_wal_autocheckpoint(eng->db, 0);
     int busy_retries = 0;
     for (;;) {
         if (o && o->max_seconds > 0 && now_s() - start >= o->max_seconds)
@@ -679,8 +688,11 @@ int tg_work(tg_engine *eng, const tg_work_options *o, tg_work_result *out) {
                  (long long)j.run);
         int rc;
         sleep_ms((int)tg__count(eng->db, q, NULL, NULL, &rc));
+        int wal_frames = 0;
+        sqlite3_wal_checkpoint_v2(eng->db, NULL, SQLITE_CHECKPOINT_PASSIVE, &wal_frames, NULL);
     }
     job_finalize(&j);
+    sqlite3_wal_autocheckpoint(eng->db, autockpt > 0 ? autockpt : 1000);
     if (out)
         *out = res;
     if (st == TG_OK)

@@ -243,6 +243,19 @@ static int drop_columns(tg_engine *eng, const char **t, size_t n) {
     const tg_app *a = &eng->rules->pub.app;
     tg__buf sql = {0};
     int nn, st, dropped = 0;
+    if ((st = tg__meta_ensure(eng)) != TG_OK)
+        return st;
+    int rc;
+    int64_t pending = tg__count(eng->db,
+                                "SELECT count(*) FROM tenantguard_runs WHERE status IN "
+                                "('queued', 'running', 'paused')",
+                                NULL, NULL, &rc);
+    if (pending > 0)
+        return tg__engine_fail(eng, TG_REFUSED,
+                               "drop_columns refused: %lld backfill run%s still queued, running "
+                               "or paused; cancel %s first",
+                               (long long)pending, pending == 1 ? " is" : "s are",
+                               pending == 1 ? "it" : "them");
     for (size_t i = 0; i < n; i++)
         if (tg__column(eng->db, t[i], a->workspace_column, &nn) && nn)
             return tg__engine_fail(eng, TG_REFUSED,
@@ -489,6 +502,72 @@ done:
     return st;
 }
 
+static int quarantine_audit(tg_engine *eng, int64_t *moved) {
+    const tg_app *a = &eng->rules->pub.app;
+    const tg__dialect *d = &tg__sqlite;
+    tg__buf sql = {0}, where = {0};
+    *moved = 0;
+    tg__sqlf(&where, d, "%I IS NOT NULL AND %I IS NULL AND %I NOT IN (SELECT %I FROM %I)",
+             a->audit_logs.tenant, a->audit_logs.workspace, a->audit_logs.tenant, a->tenants.id,
+             a->tenants.table);
+    int st = tg__begin(eng);
+    if (st != TG_OK)
+        goto done;
+    /* the audit table's columns as a JSON object, like quarantine_table */
+    tg__buf obj = {0};
+    sqlite3_stmt *cols;
+    tg__buf_add(&obj, "json_object(");
+    if (sqlite3_prepare_v2(eng->db, "SELECT name FROM pragma_table_info(?1) ORDER BY cid", -1,
+                           &cols, NULL) == SQLITE_OK) {
+        sqlite3_bind_text(cols, 1, a->audit_logs.table, -1, SQLITE_STATIC);
+        int first = 1;
+        while (sqlite3_step(cols) == SQLITE_ROW) {
+            const char *c = (const char *)sqlite3_column_text(cols, 0);
+            tg__sqlf(&obj, d, first ? "%L, %I" : ", %L, %I", c, c);
+            first = 0;
+        }
+        sqlite3_finalize(cols);
+    }
+    tg__buf_add(&obj, ")");
+    tg__sqlf(&sql, d,
+             "INSERT INTO tenantguard_quarantine (table_name, row_id, tenant_id, row_json, reason, "
+             "quarantined_at) SELECT %L, %I, %I, %s, 'tenant_missing', "
+             "strftime('%%Y-%%m-%%d %%H:%%M:%%f', 'now') FROM %I WHERE %s",
+             a->audit_logs.table, a->audit_logs.id, a->audit_logs.tenant, tg__buf_str(&obj),
+             a->audit_logs.table, tg__buf_str(&where));
+    tg__buf_free(&obj);
+    if ((st = run_buf(eng, &sql, a->audit_logs.table)) != TG_OK)
+        goto fail;
+    int64_t copied = sqlite3_changes64(eng->db);
+    tg__sqlf(&sql, d, "DELETE FROM %I WHERE %s", a->audit_logs.table, tg__buf_str(&where));
+    if ((st = run_buf(eng, &sql, a->audit_logs.table)) != TG_OK)
+        goto fail;
+    if (sqlite3_changes64(eng->db) != copied) {
+        st = tg__engine_fail(eng, TG_DB, "quarantine of audit entries moved %lld but deleted "
+                                         "%lld; nothing was changed",
+                             (long long)copied, (long long)sqlite3_changes64(eng->db));
+        goto fail;
+    }
+    if (copied) {
+        char meta[160];
+        snprintf(meta, sizeof meta, "{\"table\":\"%s\",\"rows\":%lld}", a->audit_logs.table,
+                 (long long)copied);
+        if ((st = tg__audit(eng, "tenantguard.rollout.quarantine_orphans", a->audit_logs.table,
+                            meta)) != TG_OK)
+            goto fail;
+    }
+    if ((st = tg__commit(eng)) != TG_OK)
+        goto fail;
+    *moved = copied;
+    goto done;
+fail:
+    tg__rollback(eng);
+done:
+    tg__buf_free(&sql);
+    tg__buf_free(&where);
+    return st;
+}
+
 static int quarantine_orphans(tg_engine *eng, const char **t, size_t n) {
     int done[TG__MAX_TARGETS] = {0};
     int64_t total = 0;
@@ -507,6 +586,16 @@ static int quarantine_orphans(tg_engine *eng, const char **t, size_t n) {
         }
         if (!progressed)
             break;
+    }
+    /* audit entries about a tenant that no longer exists and without a workspace can never
+     * be bound: kept in the quarantine too, so phase 3's audit check can hold */
+    const tg_app *a = &eng->rules->pub.app;
+    int nn;
+    if (st == TG_OK && a->audit_logs.tenant && a->audit_logs.workspace &&
+        tg__column(eng->db, a->audit_logs.table, a->audit_logs.workspace, &nn)) {
+        int64_t moved = 0;
+        st = quarantine_audit(eng, &moved);
+        total += moved;
     }
     if (st == TG_OK)
         tg__engine_fail(eng, TG_OK,

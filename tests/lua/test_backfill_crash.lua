@@ -138,7 +138,7 @@ function TestBackfillCrash:test_kill_9_workers_repeatedly()
   local before = U.snapshot(db, { skip = { workspace_id = true } })
   -- a small first batch and a short target; a pause between batches spreads the run over
   -- more kills than it would otherwise last
-  local run = assert(eng:backfill { batch_rows = 200, batch_ms = 5, pause_ms = 30 })
+  local run = assert(eng:backfill { batch_rows = 200, batch_ms = 5, pause_ms = 40 })
   eng:close()
   -- how long the tool takes to start (to open the engine): on a slow build (sanitizers) the
   -- kill window starts that much later, so that workers still get some batches done
@@ -335,10 +335,11 @@ function TestBackfillCrash:test_app_writes_during_the_backfill()
     U.shell_quote(os.getenv("LUA_CPATH") or ""))
   local writer_done = dir .. "/writer.done"
   local writer_log = dir .. "/writer.log"
-  assert(os.execute(("sh -c %s"):format(U.shell_quote(("(%s %s %s %s %s %d %d %d >%s 2>&1; "
-    .. "echo $? >%s) </dev/null >/dev/null 2>&1 &"):format(env, U.shell_quote(U.lua_exe()),
-    U.shell_quote(script), U.shell_quote(path), U.shell_quote(results), OPS, SEED, ROWS,
-    U.shell_quote(writer_log), U.shell_quote(writer_done))))))
+  -- a shell runs the writer and then records its exit status; U.spawn's shell reaps it
+  local _, writer_handle = U.spawn(("sh -c %s"):format(U.shell_quote(
+    ("%s %s %s %s %s %d %d %d >%s 2>&1; echo $? >%s"):format(env, U.shell_quote(U.lua_exe()),
+      U.shell_quote(script), U.shell_quote(path), U.shell_quote(results), OPS, SEED, ROWS,
+      U.shell_quote(writer_log), U.shell_quote(writer_done)))))
 
   deadline = now() + 60
   local function exists(p)
@@ -348,7 +349,7 @@ function TestBackfillCrash:test_app_writes_during_the_backfill()
   end
   while not exists(writer_done) and now() < deadline do U.sleep(0.05) end
   lu.assertTrue(exists(writer_done), "the writer did not finish in time")
-  U.sleep(0.05)
+  U.reap(writer_handle)
   lu.assertEquals(H.read(writer_done):match("%d+"), "0", "writer: " .. H.read(writer_log))
   while not DONE[run_row(db, run.id).status] and now() < deadline do U.sleep(0.05) end
   local final = run_row(db, run.id)

@@ -53,8 +53,11 @@ case "${1:-}" in
     shift
     rows="${ROWS:-100000}"
     db="build-bench/reference-$rows.db"
+    small="build-bench/reference-$((rows / 4)).db"   # for the memory comparison
     [ -f "$db" ] || ./build-bench/tenantguard refdb "$db" --rows "$rows"
-    exec ./build-bench/bench/tenantguard_bench --db "$db" --rules rules --workdir build-bench "$@"
+    [ -f "$small" ] || ./build-bench/tenantguard refdb "$small" --rows "$((rows / 4))"
+    exec ./build-bench/bench/tenantguard_bench --db "$db" --small-db "$small" --rules rules \
+      --workdir build-bench --json "build-bench/bench-$rows.jsonl" "$@"
     ;;
   *)
     sed -n '2,9p' "$0"

@@ -10,28 +10,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-static int failures = 0, checks = 0;
+#include "tg_test.h"
 
-#define CHECK(cond)                                                                            \
-    do {                                                                                       \
-        checks++;                                                                              \
-        if (!(cond)) {                                                                         \
-            failures++;                                                                        \
-            fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond);          \
-        }                                                                                      \
-    } while (0)
-
-static void write_file(const char *dir, const char *name, const char *text) {
-    char p[600];
-    snprintf(p, sizeof p, "%s/%s", dir, name);
-    FILE *f = fopen(p, "w");
-    if (!f) {
-        perror(p);
-        exit(2);
-    }
-    fputs(text, f);
-    fclose(f);
-}
+#define write_file tg_test_write
 
 static const char *schema =
     "CREATE TABLE workspaces(id INTEGER PRIMARY KEY);"
@@ -289,7 +270,7 @@ static uint64_t db_hash(const char *path) {
     sqlite3_finalize(t);
     total = schema_h;
     for (int i = 0; i < n_tables; i++) {
-        char sql[300];
+        char sql[8300];
         sqlite3_stmt *q;
         snprintf(sql, sizeof sql, "SELECT rowid, * FROM \"%s\"", names[i]);
         if (sqlite3_prepare_v2(db, sql, -1, &q, NULL) != SQLITE_OK) {

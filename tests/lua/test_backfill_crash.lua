@@ -171,10 +171,10 @@ function TestBackfillCrash:test_kill_9_workers_repeatedly()
     procs[1] = { U.spawn(worker_cmd(path)) }
     if kills % 5 == 4 then procs[2] = { U.spawn(worker_cmd(path)) } end -- two at once
     U.sleep(offset + math.random(20, 300) / 1000)
-    -- every other time, wait (up to 100 ms) for a worker to be inside a batch, and kill it
-    -- right there, in the middle of its transaction
+    -- every other time, wait (up to 400 ms: sanitizer builds are slow) for a worker to be
+    -- inside a batch, and kill it right there, in the middle of its transaction
     if kills % 2 == 1 then
-      local until_ = now() + 0.1
+      local until_ = now() + 0.4
       repeat
         if write_locked() then
           locked_kills = locked_kills + 1

@@ -400,14 +400,14 @@ static int job_prepare(tg_engine *eng, job *j) {
      * tenant are not tenant-owned and need no workspace) */
     tg__sqlf(&sql, d,
              "INSERT OR IGNORE INTO tenantguard_unbound (run_id, table_name, row_id, tenant_id, "
-             "reason) SELECT ?3, '%s', r.%I, r.%I, 'tenant_missing' FROM %I AS r WHERE r.%I > ?1 "
+             "reason) SELECT ?3, %L, r.%I, r.%I, 'tenant_missing' FROM %I AS r WHERE r.%I > ?1 "
              "AND r.%I <= ?2 AND r.%I IS NULL AND NOT %s",
              t, ID, T, t, ID, ID, W, tg__buf_str(&exists));
     if (j->audit) {
         tg__buf_reset(&sql);
         tg__sqlf(&sql, d,
                  "INSERT OR IGNORE INTO tenantguard_unbound (run_id, table_name, row_id, "
-                 "tenant_id, reason) SELECT ?3, '%s', r.%I, r.%I, 'tenant_missing' FROM %I AS r "
+                 "tenant_id, reason) SELECT ?3, %L, r.%I, r.%I, 'tenant_missing' FROM %I AS r "
                  "WHERE r.%I > ?1 AND r.%I <= ?2 AND r.%I IS NULL AND r.%I IS NOT NULL AND NOT %s",
                  t, ID, T, t, ID, ID, W, T, tg__buf_str(&exists));
     }
@@ -417,7 +417,7 @@ static int job_prepare(tg_engine *eng, job *j) {
     /* a wrong workspace_id is corrected, and the old value kept in the run's list */
     tg__sqlf(&sql, d,
              "INSERT OR IGNORE INTO tenantguard_unbound (run_id, table_name, row_id, tenant_id, "
-             "reason) SELECT ?3, '%s', r.%I, r.%I, 'workspace_corrected_from_' || r.%I FROM %I AS "
+             "reason) SELECT ?3, %L, r.%I, r.%I, 'workspace_corrected_from_' || r.%I FROM %I AS "
              "r WHERE r.%I > ?1 AND r.%I <= ?2 AND r.%I IS NOT NULL AND %s AND r.%I IS NOT %s",
              t, ID, T, W, t, ID, ID, W, tg__buf_str(&exists), W, tg__buf_str(&tw));
     if ((st = prepare(eng, &sql, &j->correct_log)) != TG_OK)

@@ -465,7 +465,7 @@ static int quarantine_table(tg_engine *eng, const char *t, int64_t *moved) {
         goto done;
     tg__sqlf(&sql, d,
              "INSERT INTO tenantguard_quarantine (table_name, row_id, tenant_id, row_json, reason, "
-             "quarantined_at) SELECT '%s', %I, %I, %s, 'tenant_missing', "
+             "quarantined_at) SELECT %L, %I, %I, %s, 'tenant_missing', "
              "strftime('%%Y-%%m-%%d %%H:%%M:%%f', 'now') FROM %I WHERE %s",
              t, a->id_column, a->tenant_column, tg__buf_str(&obj), t, tg__buf_str(&where));
     if ((st = run_buf(eng, &sql, t)) != TG_OK)

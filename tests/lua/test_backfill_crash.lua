@@ -171,15 +171,18 @@ function TestBackfillCrash:test_kill_9_workers_repeatedly()
     procs[1] = { U.spawn(worker_cmd(path)) }
     if kills % 5 == 4 then procs[2] = { U.spawn(worker_cmd(path)) } end -- two at once
     U.sleep(offset + math.random(20, 300) / 1000)
-    -- every other time, wait (up to 400 ms: sanitizer builds are slow) for a worker to be
-    -- inside a batch, and kill it right there, in the middle of its transaction
+    -- every other time, wait (up to 1 s: sanitizer builds are slow) for a worker to be
+    -- inside a batch, and kill it right there, in the middle of its transaction. The probe
+    -- is paced: probing takes the lock for an instant, and a tight loop would keep the
+    -- worker waiting instead of working.
     if kills % 2 == 1 then
-      local until_ = now() + 0.4
+      local until_ = now() + 1.0
       repeat
         if write_locked() then
           locked_kills = locked_kills + 1
           break
         end
+        U.sleep(0.004)
       until now() > until_
     end
     for _, p in ipairs(procs) do U.kill9(p[1], p[2]) end

@@ -582,10 +582,10 @@ static int run_batch(tg_engine *eng, job *j, tg_progress *p, double *ms_out, int
     if (rc != SQLITE_OK)
         goto db_fail;
     double ms = (now_s() - t0) * 1000;
-    /* the next size aims at 60% of the target time (commit and the odd slow batch fit in
-     * the rest), growing by at most 1.5x and shrinking by up to 4x per batch */
-    double factor = ms > 0.01 ? 0.6 * target_ms / ms : 1.5;
-    factor = factor > 1.5 ? 1.5 : factor < 0.25 ? 0.25 : factor;
+    /* the next size aims at half the target time (the commit, cold pages and the odd slow
+     * batch fit in the other half), growing by at most 1.25x and shrinking by up to 4x */
+    double factor = ms > 0.01 ? 0.5 * target_ms / ms : 1.25;
+    factor = factor > 1.25 ? 1.25 : factor < 0.25 ? 0.25 : factor;
     int64_t next = (int64_t)((double)size * factor);
     next = next < 50 ? 50 : next > 200000 ? 200000 : next;
     char sql[900];

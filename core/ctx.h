@@ -29,8 +29,7 @@ struct tg_ctx {
     tg__buf text;         /* bytes of text and blob values */
     int64_t *ids;         /* bulk: sorted distinct ids */
     size_t cap_ids;
-    int64_t log_id;       /* the single id a decision names, for the log */
-    int64_t log_ids[2];   /* relation manager: owner and child */
+    int64_t log_ids[2];   /* the ids a decision names, for the log (relation: owner, child) */
     int quiet;            /* an inner decision of a write: not logged on its own */
     const tg__table_shape *shape; /* the table the current decision's records come from */
     tg__buf scratch;      /* LIKE patterns, write SQL */
@@ -42,6 +41,9 @@ TG_HIDDEN int tg__ctx_scope(tg_ctx *ctx);
 /* The role named `name` in the context's rules, NULL when none is declared by that name
  * (and then no capability is granted: fail closed). */
 TG_HIDDEN const tg_role *tg__ctx_role(const tg_ctx *ctx, const unsigned char *name);
+/* Prepares *slot (persistent, once per plan) from the SQL built in sql, which it frees.
+ * On failure the context's message names `what`. */
+TG_HIDDEN int tg__ctx_prepare(tg_ctx *ctx, sqlite3_stmt **slot, tg__buf *sql, const char *what);
 /* Sets the context's message and returns status. */
 TG_HIDDEN int tg__ctx_fail(tg_ctx *ctx, int status, const char *fmt, ...) TG_PRINTF(3, 4);
 /* Starts a decision: clears the records. */

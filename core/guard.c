@@ -206,9 +206,9 @@ int tg_ctx_update(tg_ctx *ctx, const char *family, int64_t id, const tg_column_v
     if (s != TG_OK)
         return s;
     const tg_family *fam = &ctx->rules->families[tg_rules_family_index(ctx->rules, family)];
-    ctx->log_id = id;
+    ctx->log_ids[0] = id;
     if (d->status != 200 && ctx->plan->mutation != TG__MUT_UPDATE_ANY_TENANT) {
-        tg__ctx_decide(ctx, d->status, d->reason, fam->name, "update", &ctx->log_id, 1);
+        tg__ctx_decide(ctx, d->status, d->reason, fam->name, "update", ctx->log_ids, 1);
         *out = &ctx->dec;
         return TG_OK;
     }
@@ -232,14 +232,14 @@ int tg_ctx_update(tg_ctx *ctx, const char *family, int64_t id, const tg_column_v
     sqlite3_stmt *st = NULL;
     tg__ctx_drop_records(ctx);
     if (n == 0) {
-        tg__ctx_decide(ctx, 200, "ok", fam->name, "update", &ctx->log_id, 1);
+        tg__ctx_decide(ctx, 200, "ok", fam->name, "update", ctx->log_ids, 1);
         *out = &ctx->dec;
         return TG_OK;
     }
     if ((s = run_write(ctx, &ctx->scratch, vals, n, tail, any_tenant ? 1 : 2, &st)) != TG_OK)
         return s;
     ctx->dec.row_id = id;
-    tg__ctx_decide(ctx, 200, "ok", fam->name, "update", &ctx->log_id, 1);
+    tg__ctx_decide(ctx, 200, "ok", fam->name, "update", ctx->log_ids, 1);
     *out = &ctx->dec;
     return TG_OK;
 }

@@ -230,7 +230,7 @@ static int insert_row(fixture *fx, const char *table, const colval *given, size_
                            -1, &info, NULL) != SQLITE_OK)
         return fx_fail(fx, table);
     sqlite3_bind_text(info, 1, table, -1, SQLITE_STATIC);
-    tg__buf sql = {0}, vals = {0};
+    tg__buf sql = {0};
     tg__sqlf(&sql, &tg__sqlite, "INSERT INTO %I (", table);
     colval fill[128];
     size_t nf = 0;
@@ -316,7 +316,6 @@ static int insert_row(fixture *fx, const char *table, const colval *given, size_
     sqlite3_finalize(ins);
 done:
     tg__buf_free(&sql);
-    tg__buf_free(&vals);
     return st;
 }
 

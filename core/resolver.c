@@ -32,22 +32,20 @@ static int get_stmt(tg_ctx *ctx, tg__table_plan *tp, const tg_family *fam, int k
         switch (kind) {
         case S_BY_ID: tg__sql_by_id(d, &tp->shape, &sql); break;
         case S_BY_IDS: tg__sql_by_ids(d, &tp->shape, &sql); break;
-        case S_PAGE: tg__sql_tenant_page_mutated(d, &tp->shape, app, NULL, NULL, 0, widen, &sql); break;
+        case S_PAGE: tg__sql_tenant_page(d, &tp->shape, app, NULL, NULL, 0, widen, &sql); break;
         case S_RELATION:
-            tg__sql_tenant_page_mutated(d, &tp->shape, app, fam->paths[TG_PATH_RELATION_MANAGER].via,
-                                        NULL, 0, widen, &sql);
+            tg__sql_tenant_page(d, &tp->shape, app, fam->paths[TG_PATH_RELATION_MANAGER].via,
+                                NULL, 0, widen, &sql);
             break;
         default:
             if (MUTANT(ctx, TG__MUT_SEARCH_WIDENS_TO_WORKSPACE))
                 widen = 2;
-            tg__sql_tenant_page_mutated(d, &tp->shape, app, NULL, fam->search_columns,
-                                        fam->n_search_columns, widen, &sql);
+            tg__sql_tenant_page(d, &tp->shape, app, NULL, fam->search_columns,
+                                fam->n_search_columns, widen, &sql);
         }
-        int rc = sql.oom ? SQLITE_NOMEM : tg__plan_prepare(ctx->plan, slot, &sql);
-        tg__buf_free(&sql);
-        if (rc != SQLITE_OK)
-            return tg__ctx_fail(ctx, TG_DB, "cannot prepare a statement for '%s': %s",
-                                tp->shape.table, sqlite3_errmsg(ctx->plan->db));
+        int s = tg__ctx_prepare(ctx, slot, &sql, tp->shape.table);
+        if (s != TG_OK)
+            return s;
     }
     *out = *slot;
     return TG_OK;
@@ -81,11 +79,9 @@ static int tenant_info(tg_ctx *ctx, int64_t tenant, tinfo *ti) {
     if (!p->entitlement) {
         tg__buf sql = {0};
         tg__sql_entitlement(&tg__sqlite, &ctx->rules->app, &sql);
-        int rc = sql.oom ? SQLITE_NOMEM : tg__plan_prepare(p, &p->entitlement, &sql);
-        tg__buf_free(&sql);
-        if (rc != SQLITE_OK)
-            return tg__ctx_fail(ctx, TG_DB, "cannot prepare the entitlement query: %s",
-                                sqlite3_errmsg(p->db));
+        int s = tg__ctx_prepare(ctx, &p->entitlement, &sql, "an entitlement");
+        if (s != TG_OK)
+            return s;
     }
     sqlite3_stmt *st = p->entitlement;
     sqlite3_bind_int64(st, TG__P_TENANT, tenant);
@@ -310,11 +306,9 @@ static int first_by_id(tg_ctx *ctx, tg__table_plan *tp, int64_t id, int *fetched
     if (!tp->first) {
         tg__buf sql = {0};
         tg__sql_scope_and_record(&tg__sqlite, &ctx->rules->app, &tp->shape, &sql);
-        int rc = sql.oom ? SQLITE_NOMEM : tg__plan_prepare(ctx->plan, &tp->first, &sql);
-        tg__buf_free(&sql);
-        if (rc != SQLITE_OK)
-            return tg__ctx_fail(ctx, TG_DB, "cannot prepare a statement for '%s': %s",
-                                tp->shape.table, sqlite3_errmsg(ctx->plan->db));
+        int s = tg__ctx_prepare(ctx, &tp->first, &sql, tp->shape.table);
+        if (s != TG_OK)
+            return s;
     }
     sqlite3_stmt *st = tp->first;
     sqlite3_bind_int64(st, TG__P_USER, ctx->user);
@@ -617,11 +611,9 @@ static int ws_page_stmt(tg_ctx *ctx, tg__table_plan *tp, int flags, sqlite3_stmt
         tg__buf sql = {0};
         tg__sql_workspace_page(&tg__sqlite, &tp->shape, &ctx->rules->app, flags & 1, flags & 2,
                                &sql);
-        int rc = sql.oom ? SQLITE_NOMEM : tg__plan_prepare(ctx->plan, &tp->ws_page[flags], &sql);
-        tg__buf_free(&sql);
-        if (rc != SQLITE_OK)
-            return tg__ctx_fail(ctx, TG_DB, "cannot prepare a statement for '%s': %s",
-                                tp->shape.table, sqlite3_errmsg(ctx->plan->db));
+        int s = tg__ctx_prepare(ctx, &tp->ws_page[flags], &sql, tp->shape.table);
+        if (s != TG_OK)
+            return s;
     }
     *out = tp->ws_page[flags];
     return TG_OK;
@@ -673,8 +665,8 @@ static int resolve_exception(tg_ctx *ctx, int ei, const tg_request *req, int ext
         checks &= ~(unsigned)(TG_CHECK_TENANT_ENTITLED | TG_CHECK_RECORD_IN_WORKSPACE);
     const char *name = e->name;
     ctx->shape = &tp->shape;
-    ctx->log_id = req->id;
-    const int64_t *log_ids = req->has_id ? &ctx->log_id : NULL;
+    ctx->log_ids[0] = req->id;
+    const int64_t *log_ids = req->has_id ? ctx->log_ids : NULL;
     size_t n_log = req->has_id ? 1 : 0;
 #define DECIDE(status, reason) return finish(ctx, out, status, reason, name, req->path, log_ids, n_log)
     if (!e->table || !tp->present)

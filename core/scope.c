@@ -102,6 +102,15 @@ const tg_role *tg__ctx_role(const tg_ctx *ctx, const unsigned char *name) {
     return NULL;
 }
 
+int tg__ctx_prepare(tg_ctx *ctx, sqlite3_stmt **slot, tg__buf *sql, const char *what) {
+    int rc = sql->oom ? SQLITE_NOMEM : tg__plan_prepare(ctx->plan, slot, sql);
+    tg__buf_free(sql);
+    if (rc != SQLITE_OK)
+        return tg__ctx_fail(ctx, TG_DB, "cannot prepare the statement for %s: %s", what,
+                            sqlite3_errmsg(ctx->plan->db));
+    return TG_OK;
+}
+
 int tg__ctx_scope(tg_ctx *ctx) {
     if (ctx->scope_loaded)
         return TG_OK;
@@ -109,11 +118,9 @@ int tg__ctx_scope(tg_ctx *ctx) {
     if (!p->scope) {
         tg__buf sql = {0};
         tg__sql_scope(&tg__sqlite, &ctx->rules->app, &sql);
-        int rc = sql.oom ? SQLITE_NOMEM : tg__plan_prepare(p, &p->scope, &sql);
-        tg__buf_free(&sql);
-        if (rc != SQLITE_OK)
-            return tg__ctx_fail(ctx, TG_DB, "cannot prepare the scope query: %s",
-                                sqlite3_errmsg(p->db));
+        int s = tg__ctx_prepare(ctx, &p->scope, &sql, "the scope");
+        if (s != TG_OK)
+            return s;
     }
     sqlite3_stmt *st = p->scope;
     sqlite3_bind_int64(st, TG__P_USER, ctx->user);

@@ -85,15 +85,9 @@ static void keyset_tail(const tg__dialect *d, const tg__table_shape *t, tg__buf 
     d->param(b, TG__P_LIMIT);
 }
 
-void tg__sql_tenant_page(const tg__dialect *d, const tg__table_shape *t, const char *via,
-                         const char *const *search_columns, size_t n_search, tg__buf *b) {
-    tg__sql_tenant_page_mutated(d, t, NULL, via, search_columns, n_search, 0, b);
-}
-
-void tg__sql_tenant_page_mutated(const tg__dialect *d, const tg__table_shape *t,
-                                 const tg_app *app, const char *via,
-                                 const char *const *search_columns, size_t n_search, int widen,
-                                 tg__buf *b) {
+void tg__sql_tenant_page(const tg__dialect *d, const tg__table_shape *t, const tg_app *app,
+                         const char *via, const char *const *search_columns, size_t n_search,
+                         int widen, tg__buf *b) {
     select_all(d, t, b);
     tg__buf_add(b, " WHERE ");
     if (widen == 2 && app) {

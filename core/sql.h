@@ -41,16 +41,13 @@ TG_HIDDEN void tg__sql_by_id(const tg__dialect *d, const tg__table_shape *t, tg_
 /* SELECT <all columns> FROM t WHERE id IN (?1, ..., ?TG__BULK_CHUNK) */
 TG_HIDDEN void tg__sql_by_ids(const tg__dialect *d, const tg__table_shape *t, tg__buf *b);
 /* A keyset page of one tenant's rows: WHERE tenant = ?1 [AND workspace agrees with ?2]
- * [AND via = ?5] [AND (c LIKE ?6 ...)] AND id > ?3 ORDER BY id LIMIT ?4. */
+ * [AND via = ?5] [AND (c LIKE ?6 ...)] AND id > ?3 ORDER BY id LIMIT ?4. `widen` is 0 except
+ * for the matrix's mutation check: 1 drops the tenant condition, 2 widens it to every tenant
+ * of workspace ?2 (app is needed then). */
 TG_HIDDEN void tg__sql_tenant_page(const tg__dialect *d, const tg__table_shape *t,
-                                   const char *via, const char *const *search_columns,
-                                   size_t n_search, tg__buf *b);
-/* The same with the tenant condition weakened, for the matrix's mutation check only:
- * widen 1 drops it, widen 2 widens it to every tenant of workspace ?2. */
-TG_HIDDEN void tg__sql_tenant_page_mutated(const tg__dialect *d, const tg__table_shape *t,
-                                           const tg_app *app, const char *via,
-                                           const char *const *search_columns, size_t n_search,
-                                           int widen, tg__buf *b);
+                                   const tg_app *app, const char *via,
+                                   const char *const *search_columns, size_t n_search,
+                                   int widen, tg__buf *b);
 /* A keyset page of a workspace's rows (exceptions): rows whose workspace (own column, or
  * derived through the tenant) is ?2; with entitled_only, rows with a tenant must be one
  * the user ?7 is entitled to; with tenant_only, rows of tenant ?1 only. */

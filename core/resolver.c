@@ -647,8 +647,12 @@ static int keep_if_capable(tg_ctx *ctx, const tg__table_plan *tp, sqlite3_stmt *
                            int *keep) {
     cap_filter *f = ud;
     *keep = 1;
-    if (tp->col_tenant < 0 || sqlite3_column_type(st, tp->col_tenant) != SQLITE_INTEGER)
+    if (tp->col_tenant < 0 || sqlite3_column_type(st, tp->col_tenant) == SQLITE_NULL)
+        return TG_OK; /* a workspace-level row: the workspace role was checked already */
+    if (sqlite3_column_type(st, tp->col_tenant) != SQLITE_INTEGER) {
+        *keep = 0; /* a tenant id that is not an integer places the row nowhere (as detail) */
         return TG_OK;
+    }
     int64_t t = sqlite3_column_int64(st, tp->col_tenant);
     for (int i = 0; i < f->n; i++)
         if (f->tenants[i] == t) {
@@ -672,7 +676,9 @@ static int resolve_exception(tg_ctx *ctx, int ei, const tg_request *req, int ext
                              const tg_decision **out) {
     const tg_exception *e = &ctx->rules->exceptions[ei];
     tg__table_plan *tp = &ctx->plan->excs[ei];
-    unsigned checks = e->still_required_checks;
+    /* the record is always in the current workspace: the list is bounded by it whatever the
+     * rules list, and a detail must never serve what its list would not (fail closed) */
+    unsigned checks = e->still_required_checks | TG_CHECK_RECORD_IN_WORKSPACE;
     const int need = tp->need[0]; /* TG__NEED_DENY when the exception lists no capability */
     if (MUTANT(ctx, TG__MUT_EXCEPTION_SKIPS_CHECKS))
         checks &= ~(unsigned)(TG_CHECK_TENANT_ENTITLED | TG_CHECK_RECORD_IN_WORKSPACE);

@@ -1391,4 +1391,23 @@ function TestFailClosed:test_ambiguous_or_incomplete_requests_raise()
   expect(d, 200, "ok")
 end
 
+-- An exception that does not list record_in_workspace still never serves another
+-- workspace's record: its list is bounded by the workspace, and so is its detail.
+function TestFailClosed:test_exception_detail_stays_in_its_workspace()
+  local path = H.refdb(ROWS)
+  local eng = tg.open { db = path, rules = edited_rules {
+    { "exceptions.lua", [[still_required_checks = { "workspace_member", "record_in_workspace", "capability" },
+  capability = "operations.view",]], [[still_required_checks = { "workspace_member", "capability" },
+  capability = "operations.view",]] } } }
+  -- refdb: run 1 (ws1, tenant 1), run 2 (ws2, no tenant)
+  local owner = ctx_of(eng, 1, 1, nil)
+  local d = owner:resolve { exception = "OperationRunMonitor", path = "index" }
+  expect(d, 200, "ok")
+  lu.assertEquals(ids_of(d.records), { 1 })
+  expect(owner:resolve { exception = "OperationRunMonitor", path = "detail", id = 1 }, 200, "ok")
+  expect(owner:resolve { exception = "OperationRunMonitor", path = "detail", id = 2 }, 404,
+    "foreign_workspace")
+  eng:close()
+end
+
 os.exit(lu.LuaUnit.run())

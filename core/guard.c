@@ -164,8 +164,10 @@ int tg_ctx_insert(tg_ctx *ctx, const char *family, const tg_column_value *values
     size_t n;
     if ((s = check_values(ctx, tp, values, n_values, 0, cols, vals, &n)) != TG_OK)
         return s;
-    if (!tg__role_grants(ctx->role, fam->paths[TG_PATH_ROW_ACTION].capability) ||
-        (cap >= 0 && !tg__role_grants(ctx->role, cap)))
+    /* the row action's requirement from the plan: a row action without a capability
+     * denies (fail closed) */
+    if (!tg__plan_grants(ctx->role, tp->need[TG_PATH_ROW_ACTION]) ||
+        (cap >= 0 && !tg__plan_grants(ctx->role, cap)))
         DECIDE(403, "missing_capability");
     tg_value tv = {TG_INTEGER, ctx->tenant, 0, NULL, 0};
     tg_value wv = {TG_INTEGER, ctx->workspace, 0, NULL, 0};

@@ -2,8 +2,13 @@
  * every family's paths and search posture, every exception's checks, plus the declared
  * ones), run against the database through the resolver inside one transaction that is
  * rolled back. The fixture is built from the rules alone: two workspaces, three tenants,
- * four actors, and rows of every family and exception table. Each scenario runs several
- * checks with different actors, so a weakened guard (see the mutations) fails somewhere. */
+ * five actors, and rows of every family and exception table. Each scenario runs several
+ * checks with different actors, so a weakened guard (see the mutations) fails somewhere.
+ *
+ * A path or exception that declares no capability is 403 for everyone once scope holds.
+ * Rules rarely declare one, so the matrix also runs every positive scenario through a probe
+ * plan: the same rules with every capability removed, where the full actor must get 403.
+ * That proves the fail-closed default on any rule set (and catches its mutant). */
 #include "ctx.h"
 #include "names.h"
 #include "rollout.h"
@@ -27,6 +32,8 @@ static const struct {
     {"update_any_tenant", "the write guard updates records of other tenants"},
     {"exception_skips_checks", "scope exceptions skip tenant_entitled and record_in_workspace"},
     {"like_unescaped", "global search passes % and _ to LIKE unescaped"},
+    {"capability_less_path_grants",
+     "a path or exception that declares no capability grants every role"},
 };
 
 const char *tg_mutation_name(size_t i, const char **description) {
@@ -95,6 +102,11 @@ static const int scenario_path[TG_SCENARIO_COUNT] = {
     -1, TG_PATH_INDEX, TG_PATH_DETAIL, TG_PATH_ROW_ACTION, TG_PATH_BULK_ACTION,
     TG_PATH_RELATION_MANAGER, TG_PATH_GLOBAL_SEARCH};
 
+/* An exception that lists no capability check grants nobody (fail closed). */
+static int exception_capable(const tg_exception *e) {
+    return (e->still_required_checks & TG_CHECK_CAPABILITY) && e->capability >= 0;
+}
+
 static void expand(const tg_rules *r, report *rep) {
     for (size_t fi = 0; fi < r->n_families; fi++) {
         const tg_family *f = &r->families[fi];
@@ -106,7 +118,8 @@ static void expand(const tg_rules *r, report *rep) {
                 continue;
             row.scenario_type = TG_SCENARIO_POSITIVE_SCOPE;
             row.path = (tg_path_type)p;
-            row.expected_outcome = 200;
+            /* a path that declares no capability grants nobody */
+            row.expected_outcome = f->paths[p].capability >= 0 ? 200 : 403;
             row.surface_class = f->primary_surface;
             add_row(rep, &row);
         }
@@ -121,7 +134,9 @@ static void expand(const tg_rules *r, report *rep) {
         }
         row.scenario_type = TG_SCENARIO_SAFE_SEARCH;
         row.path = TG_PATH_GLOBAL_SEARCH;
-        row.expected_outcome = f->search_posture == TG_SEARCH_SCOPED ? 200 : TG_OUTCOME_HIDDEN;
+        row.expected_outcome = f->search_posture != TG_SEARCH_SCOPED ? TG_OUTCOME_HIDDEN
+                               : f->paths[TG_PATH_GLOBAL_SEARCH].capability >= 0 ? 200
+                                                                                : 403;
         add_row(rep, &row);
     }
     for (size_t i = 0; i < r->n_scenarios; i++) {
@@ -150,7 +165,7 @@ static void expand(const tg_rules *r, report *rep) {
         row.surface_class = e->surface;
         row.scenario_type = TG_SCENARIO_POSITIVE_SCOPE;
         row.path = TG_PATH_DETAIL;
-        row.expected_outcome = 200;
+        row.expected_outcome = exception_capable(e) ? 200 : 403;
         add_row(rep, &row);
         row.scenario_type = TG_SCENARIO_WRONG_TENANT_DETAIL;
         row.expected_outcome = 404;
@@ -178,7 +193,7 @@ int tg_matrix(tg_engine *eng, tg_matrix_report **out) {
 /* ---- the fixture ---- */
 
 enum { T_A, T_B, T_C, N_TENANTS };           /* A, B in workspace X; C in workspace Y */
-enum { U_FULL, U_NOCAP, U_UNENTITLED, U_STRANGER, N_USERS };
+enum { U_FULL, U_NOCAP, U_UNENTITLED, U_STRANGER, U_NOROLE, N_USERS };
 
 typedef struct fam_rows {
     int64_t rows[N_TENANTS][2]; /* two rows per tenant */
@@ -193,6 +208,7 @@ typedef struct fixture {
     int64_t tenant[N_TENANTS];
     int64_t user[N_USERS];
     const tg_role *role_full;
+    int has_norole; /* the NULL-role actor exists (the role column accepts NULL) */
     fam_rows *fams; /* per family */
     fam_rows *excs; /* per exception */
     int64_t counter;
@@ -476,7 +492,13 @@ static int build_fixture(fixture *fx) {
     } members[] = {{U_FULL, 0, T_A, fx->role_full},
                    {U_NOCAP, 0, T_A, NULL},
                    {U_UNENTITLED, 0, T_B, fx->role_full},
-                   {U_STRANGER, 1, T_C, fx->role_full}};
+                   {U_STRANGER, 1, T_C, fx->role_full},
+                   {U_NOROLE, 0, T_A, NULL}};
+    /* the NULL-role actor, where the schema allows a membership without a role */
+    int role_notnull = 1;
+    fx->has_norole = tg__column(db, a->workspace_members.table, a->workspace_members.role,
+                                &role_notnull) &&
+                     !role_notnull;
     /* the stranger keeps a stale entitlement to tenant A after leaving workspace X: only the
      * membership check stands between it and A's rows */
     {
@@ -489,12 +511,16 @@ static int build_fixture(fixture *fx) {
             return st;
     }
     for (size_t i = 0; i < sizeof members / sizeof *members; i++) {
+        if (members[i].user == U_NOROLE && !fx->has_norole)
+            continue;
         colval wm[3] = {cv_int(a->workspace_members.user, fx->user[members[i].user]),
                         cv_int(a->workspace_members.workspace, fx->ws[members[i].ws]),
                         /* an undeclared role name: entitled, but granted nothing */
                         cv_text(a->workspace_members.role, members[i].role
                                                                ? members[i].role->name
                                                                : "tgmatrix-no-capabilities")};
+        if (members[i].user == U_NOROLE)
+            wm[2] = cv_null(a->workspace_members.role); /* no role at all */
         int64_t rowid;
         if ((st = insert_row(fx, a->workspace_members.table, wm, 3, &rowid)) != TG_OK)
             return st;
@@ -522,10 +548,30 @@ typedef struct runner {
     report *rep;
     tg_matrix_result *cur;
     tg_ctx *ctx[N_USERS][N_TENANTS + 1]; /* [user][tenant], [user][N_TENANTS]: no tenant */
+    tg__plan *probe;                    /* the rules with every capability removed */
+    tg_ctx *probe_ctx[N_TENANTS + 1];   /* the full actor, under the probe plan */
+    int use_probe;                      /* the next check runs under the probe plan */
 } runner;
 
 static tg_ctx *ctx_for(runner *rn, int user, int tenant) {
     int slot = tenant < 0 ? N_TENANTS : tenant;
+    if (rn->use_probe) {
+        /* a context of the engine, switched to the probe plan before its first decision */
+        tg_ctx_options o = {rn->fx->user[user], rn->fx->ws[0], 0, 0};
+        if (tenant >= 0) {
+            o.tenant = rn->fx->tenant[tenant];
+            o.has_tenant = 1;
+        }
+        if (!rn->probe_ctx[slot]) {
+            if (!rn->probe || tg_ctx_open(rn->fx->eng, &o, &rn->probe_ctx[slot]) != TG_OK)
+                return NULL;
+            tg_ctx *c = rn->probe_ctx[slot];
+            tg__plan_release(c->plan);
+            c->plan = tg__plan_retain(rn->probe);
+            c->rules = &rn->probe->rs->pub;
+        }
+        return rn->probe_ctx[slot];
+    }
     if (!rn->ctx[user][slot]) {
         /* every actor asks in workspace X; the stranger is a member of Y only */
         tg_ctx_options o = {rn->fx->user[user], rn->fx->ws[0], 0, 0};
@@ -540,7 +586,7 @@ static tg_ctx *ctx_for(runner *rn, int user, int tenant) {
 }
 
 static const char *const actor_names[N_USERS] = {"full", "no_capability", "not_entitled",
-                                                 "not_member"};
+                                                 "not_member", "no_role"};
 
 static void add_check(runner *rn, const char *actor, const char *what, int expected, int actual,
                       const char *reason, const char *failure) {
@@ -664,10 +710,12 @@ static void check_write(runner *rn, const tg_family *fam, const fam_rows *rows, 
               failure[0] ? failure : NULL);
 }
 
-/* The no-capability actor's role grants nothing, so every capability check is exercised. */
-static int lacks(const fixture *fx, int cap) {
-    (void)fx;
-    return cap >= 0;
+/* The full actor on the same request under the probe plan (no capability anywhere): 403. */
+static void check_probe(runner *rn, int tenant, tg_request *req) {
+    rn->use_probe = 1;
+    check(rn, U_FULL, tenant, req, 403, "the same, where the rules declare no capability", NULL,
+          0);
+    rn->use_probe = 0;
 }
 
 static void run_family_row(runner *rn, const tg_matrix_result *res, size_t fi) {
@@ -680,11 +728,14 @@ static void run_family_row(runner *rn, const tg_matrix_result *res, size_t fi) {
     q.family = f->name;
     q.path = res->row.path;
     int64_t a1 = R->rows[T_A][0], a2 = R->rows[T_A][1], b1 = R->rows[T_B][0], c1 = R->rows[T_C][0];
-    int nocap = path->declared && lacks(fx, path->capability) ? 403 : 200;
-    /* a positive scenario is the full actor in its own tenant (403: the actor without
-     * capabilities); a wrong expectation then fails instead of picking an actor that
-     * makes it true */
-    int main_user = expected == 403 ? U_NOCAP : U_FULL;
+    /* the actors without capabilities (an undeclared role, no role) get 403 on every
+     * declared path; the full actor too where the path declares no capability */
+    int nocap = path->declared ? 403 : 200;
+    int full_ok = path->declared && path->capability < 0 ? 403 : 200;
+    /* a positive scenario is the full actor in its own tenant (403 on a path with a
+     * capability: the actor without capabilities); a wrong expectation then fails instead
+     * of picking an actor that makes it true */
+    int main_user = expected == 403 && full_ok == 200 ? U_NOCAP : U_FULL;
     int64_t foreign[] = {b1, R->rows[T_B][1], c1, R->rows[T_C][1]};
     int64_t not_child[1] = {a2};
     expect_rows only_a = {fx->tenant[T_A], NULL, 0, foreign, 4, -1};
@@ -731,8 +782,12 @@ static void run_family_row(runner *rn, const tg_matrix_result *res, size_t fi) {
         check(rn, main_user, tenant, &q, main_expected, "a record of its own tenant",
               main_user == U_FULL ? &ex : NULL, 1);
         if (main_user != U_FULL)
-            check(rn, U_FULL, tenant, &q, 200, "a record of its own tenant", &ex, 0);
+            check(rn, U_FULL, tenant, &q, full_ok, "a record of its own tenant", &ex, 0);
         check(rn, U_NOCAP, tenant, &q, nocap, "a record of its own tenant", &ex, 0);
+        if (fx->has_norole)
+            check(rn, U_NOROLE, tenant, &q, nocap, "a record of its own tenant", &ex, 0);
+        if (path->declared)
+            check_probe(rn, tenant, &q);
         check(rn, U_UNENTITLED, tenant, &q, 404, "a record of a tenant it is not entitled to",
               NULL, 0);
         check(rn, U_STRANGER, tenant, &q, 404, "a record of a workspace it is not a member of",
@@ -750,8 +805,8 @@ static void run_family_row(runner *rn, const tg_matrix_result *res, size_t fi) {
     case TG_SCENARIO_WRONG_TENANT_INDEX:
         check(rn, U_FULL, T_B, &q, expected, "the index of a tenant it is not entitled to", NULL,
               1);
-        check(rn, U_FULL, T_A, &q, 200, "the index of its own tenant, for foreign rows", &only_a,
-              0);
+        check(rn, U_FULL, T_A, &q, full_ok, "the index of its own tenant, for foreign rows",
+              &only_a, 0);
         check(rn, U_UNENTITLED, T_A, &q, 404, "the index of a tenant it is not entitled to", NULL,
               0);
         break;
@@ -802,7 +857,7 @@ static void run_family_row(runner *rn, const tg_matrix_result *res, size_t fi) {
             check(rn, U_FULL, T_A, &q, expected, "a search matching every tenant's rows", &ex, 1);
             q.query = "tgmatrix_";
             expect_rows none = {fx->tenant[T_A], NULL, 0, NULL, 0, 0};
-            check(rn, U_FULL, T_A, &q, 200, "a search with a LIKE wildcard, taken literally",
+            check(rn, U_FULL, T_A, &q, full_ok, "a search with a LIKE wildcard, taken literally",
                   &none, 0);
             q.query = "tgmatrix";
             check(rn, U_UNENTITLED, T_A, &q, 404, "a search in a tenant it is not entitled to",
@@ -835,12 +890,16 @@ static void run_exception_row(runner *rn, const tg_matrix_result *res, size_t ei
         if (checks & TG_CHECK_TENANT_ENTITLED)
             check(rn, U_UNENTITLED, tenant, &q, 404, "a record of a tenant it is not entitled to",
                   NULL, 0);
-        if ((checks & TG_CHECK_CAPABILITY) && lacks(fx, e->capability))
-            check(rn, U_NOCAP, tenant, &q, 403, "a record, without the capability", NULL, 0);
+        check(rn, U_NOCAP, tenant, &q, 403, "a record, without the capability", NULL, 0);
+        if (fx->has_norole)
+            check(rn, U_NOROLE, tenant, &q, 403, "a record, without a role", NULL, 0);
+        check_probe(rn, tenant, &q);
         if (R->ws_row) {
             q.id = R->ws_row;
             check(rn, U_FULL, tenant < 0 ? -1 : tenant,
-                  &q, (checks & TG_CHECK_RECORD_IN_TENANT) ? 404 : 200,
+                  &q, (checks & TG_CHECK_RECORD_IN_TENANT) ? 404
+                      : exception_capable(e)              ? 200
+                                                          : 403,
                   "a workspace-level record", NULL, 0);
         }
     } else {
@@ -853,6 +912,40 @@ static void run_exception_row(runner *rn, const tg_matrix_result *res, size_t ei
                   0);
         }
     }
+}
+
+/* The probe plan: the engine's rules with every capability removed (paths and exceptions),
+ * built like any plan, under the run's mutation. Its strings stay in src, which the caller
+ * keeps referenced for as long as the plan lives. */
+static int probe_plan_new(tg_engine *eng, tg__ruleset *src, tg__buf *err, tg__plan **out) {
+    *out = NULL;
+    tg__ruleset *rs = calloc(1, sizeof *rs);
+    if (!rs)
+        return TG_NOMEM;
+    rs->refs = 1;
+    rs->pub = src->pub;
+    rs->cap_words = src->cap_words;
+    const tg_rules *r = &src->pub;
+    tg_family *fams = tg__arena_alloc(&rs->arena, (r->n_families + 1) * sizeof *fams);
+    tg_exception *excs = tg__arena_alloc(&rs->arena, (r->n_exceptions + 1) * sizeof *excs);
+    int st = TG_NOMEM;
+    if (fams && excs) {
+        for (size_t i = 0; i < r->n_families; i++) {
+            fams[i] = r->families[i];
+            for (int p = 0; p < TG_PATH_COUNT; p++)
+                fams[i].paths[p].capability = -1;
+        }
+        for (size_t i = 0; i < r->n_exceptions; i++) {
+            excs[i] = r->exceptions[i];
+            excs[i].capability = -1;
+            excs[i].still_required_checks &= ~(unsigned)TG_CHECK_CAPABILITY;
+        }
+        rs->pub.families = fams;
+        rs->pub.exceptions = excs;
+        st = tg__plan_new(rs, eng->db, eng->schema_gen, eng->mutation, err, out);
+    }
+    tg__ruleset_release(rs); /* the plan holds its own reference */
+    return st;
 }
 
 int tg_run_matrix(tg_engine *eng, const char *mutation, tg_matrix_report **out) {
@@ -880,6 +973,7 @@ int tg_run_matrix(tg_engine *eng, const char *mutation, tg_matrix_report **out) 
     fx.fams = calloc(fx.r->n_families + 1, sizeof *fx.fams);
     fx.excs = calloc(fx.r->n_exceptions + 1, sizeof *fx.excs);
     runner rn = {0};
+    tg__ruleset *probe_src = NULL;
     rn.fx = &fx;
     rn.rep = rep;
     int st = TG_OK;
@@ -896,6 +990,14 @@ int tg_run_matrix(tg_engine *eng, const char *mutation, tg_matrix_report **out) 
         goto rollback;
     }
     eng->mutation = mut;
+    /* the rules stay referenced while the probe plan points into them, whatever a decision
+     * log callback does to the engine meanwhile */
+    probe_src = tg__ruleset_retain(eng->rules);
+    if ((st = probe_plan_new(eng, probe_src, &fx.err, &rn.probe)) != TG_OK) {
+        tg__engine_fail(eng, st, "matrix probe: %s",
+                        fx.err.len ? tg__buf_str(&fx.err) : tg_strerror(st));
+        goto rollback;
+    }
     for (size_t i = 0; i < rep->n; i++) {
         tg_matrix_result *res = &rep->results[i];
         rn.cur = res;
@@ -917,6 +1019,10 @@ rollback:
     for (int u = 0; u < N_USERS; u++)
         for (int t = 0; t <= N_TENANTS; t++)
             tg_ctx_close(rn.ctx[u][t]);
+    for (int t = 0; t <= N_TENANTS; t++)
+        tg_ctx_close(rn.probe_ctx[t]);
+    tg__plan_release(rn.probe);
+    tg__ruleset_release(probe_src);
     eng->mutation = TG__MUT_NONE;
     tg__rollback(eng);
     /* statements prepared for the mutant must not serve anyone */

@@ -53,6 +53,13 @@ static int read_shape(tg__plan *p, tg__table_plan *tp, const char *table, const 
     return tp->present;
 }
 
+/* The requirement for a declared capability index (-1: none declared). */
+static int need_of(int capability, int mutation) {
+    if (capability >= 0)
+        return capability;
+    return mutation == TG__MUT_CAPABILITY_LESS_PATH_GRANTS ? TG__NEED_NOTHING : TG__NEED_DENY;
+}
+
 int tg__plan_new(tg__ruleset *rs, sqlite3 *db, unsigned schema_gen, int mutation, tg__buf *err,
                  tg__plan **out) {
     *out = NULL;
@@ -82,9 +89,16 @@ int tg__plan_new(tg__ruleset *rs, sqlite3 *db, unsigned schema_gen, int mutation
             tg__plan_release(p);
             return ok < 0 ? TG_NOMEM : TG_DB;
         }
+        for (int k = 0; k < TG_PATH_COUNT; k++)
+            p->fams[i].need[k] = need_of(f->paths[k].capability, mutation);
     }
     for (size_t i = 0; i < r->n_exceptions; i++) {
         const tg_exception *e = &r->exceptions[i];
+        /* the capability applies only when the exception lists the check (the compiler
+         * requires a capability exactly then); without it, nobody passes */
+        int cap = e->still_required_checks & TG_CHECK_CAPABILITY ? e->capability : -1;
+        for (int k = 0; k < TG_PATH_COUNT; k++)
+            p->excs[i].need[k] = need_of(cap, mutation);
         if (e->table && read_shape(p, &p->excs[i], e->table, &r->app) < 0) {
             tg__plan_release(p);
             return TG_NOMEM;

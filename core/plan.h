@@ -14,7 +14,25 @@ typedef struct tg__table_plan {
     sqlite3_stmt *by_id, *by_ids, *page, *relation, *search;
     sqlite3_stmt *first;                    /* scope and record in one (tg__sql_scope_and_record) */
     sqlite3_stmt *ws_page[4];               /* exceptions: [entitled_only | tenant_only<<1] */
+    int need[TG_PATH_COUNT]; /* the capability each path requires (TG__NEED_*); for an
+                              * exception, need[0] applies to every path */
 } tg__table_plan;
+
+/* What a path or exception requires of the caller's role, fixed when the plan is built:
+ * a capability index (>= 0), or one of these. A path or exception that declares no
+ * capability requires one nobody holds: fail closed, an unspecified capability denies. */
+enum {
+    TG__NEED_DENY = -1,   /* no capability declared: 403 for everyone once scope holds */
+    TG__NEED_NOTHING = -2 /* only the mutant "capability_less_path_grants" builds this */
+};
+
+/* True when role grants what `need` requires. A NULL role (none, or an undeclared name)
+ * grants nothing. */
+static inline int tg__plan_grants(const tg_role *role, int need) {
+    if (need >= 0)
+        return role && (role->grants[need / 64] >> (need % 64) & 1);
+    return need == TG__NEED_NOTHING;
+}
 
 #define TG__WCACHE 16
 
@@ -33,6 +51,7 @@ enum {
     TG__MUT_UPDATE_ANY_TENANT,
     TG__MUT_EXCEPTION_SKIPS_CHECKS,
     TG__MUT_LIKE_UNESCAPED,
+    TG__MUT_CAPABILITY_LESS_PATH_GRANTS,
     TG__MUT_COUNT
 };
 

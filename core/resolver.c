@@ -141,7 +141,11 @@ static const char *foreign_reason(tg_ctx *ctx, int rec, int64_t row_tenant, cons
     return names[rec];
 }
 
-static int has_cap(const tg_role *role, int cap) { return tg__role_grants(role, cap); }
+/* True when role satisfies the plan's requirement `need` (TG__NEED_* or a capability) and,
+ * when the request names one (extra >= 0), that capability too. */
+static int has_caps(const tg_role *role, int need, int extra) {
+    return tg__plan_grants(role, need) && (extra < 0 || tg__plan_grants(role, extra));
+}
 
 static int finish(tg_ctx *ctx, const tg_decision **out, int status, const char *reason,
                   const char *target, tg_path_type path, const int64_t *ids, size_t n) {
@@ -424,6 +428,10 @@ int tg_ctx_resolve(tg_ctx *ctx, const tg_request *req, const tg_decision **out) 
         if (extra_cap < 0)
             return tg__ctx_fail(ctx, TG_UNKNOWN, "unknown capability '%s'", req->capability);
     }
+    if (req->exception && req->family)
+        return tg__ctx_fail(ctx, TG_MISUSE,
+                            "the request names both family '%s' and exception '%s'; name one",
+                            req->family, req->exception);
     if (req->exception) {
         for (size_t i = 0; i < r->n_exceptions; i++)
             if (strcmp(r->exceptions[i].name, req->exception) == 0)
@@ -463,8 +471,12 @@ int tg_ctx_resolve(tg_ctx *ctx, const tg_request *req, const tg_decision **out) 
     int64_t limit = 0;
     int s;
     switch (req->path) {
-    case TG_PATH_INDEX:
     case TG_PATH_GLOBAL_SEARCH:
+        /* no query is not "match everything": the caller forgot it */
+        if (!req->query)
+            return tg__ctx_fail(ctx, TG_MISUSE, "global_search needs a query");
+        /* fall through */
+    case TG_PATH_INDEX:
         if ((s = check_limit(ctx, req, &limit)) != TG_OK)
             return s;
         break;
@@ -510,8 +522,8 @@ int tg_ctx_resolve(tg_ctx *ctx, const tg_request *req, const tg_decision **out) 
         DECIDE(404, "not_member");
 
     const tg_role *role = ctx->role;
-    if (MUTANT(ctx, TG__MUT_CAPABILITY_BEFORE_SCOPE) &&
-        (!has_cap(role, path->capability) || (extra_cap >= 0 && !has_cap(role, extra_cap))))
+    const int need = tp->need[req->path];
+    if (MUTANT(ctx, TG__MUT_CAPABILITY_BEFORE_SCOPE) && !has_caps(role, need, extra_cap))
         DECIDE(403, "missing_capability");
     if (req->path == TG_PATH_CANONICAL_VIEWER) {
         /* no route tenant is needed; one that is given must still be valid */
@@ -538,7 +550,7 @@ int tg_ctx_resolve(tg_ctx *ctx, const tg_request *req, const tg_decision **out) 
             sqlite3_bind_int64(st, TG__P_TENANT, ctx->tenant);
             sqlite3_bind_int64(st, TG__P_WORKSPACE, ctx->workspace);
             if (req->path == TG_PATH_GLOBAL_SEARCH) {
-                const char *q = req->query ? req->query : "";
+                const char *q = req->query;
                 tg__buf_reset(&ctx->scratch);
                 if (MUTANT(ctx, TG__MUT_LIKE_UNESCAPED))
                     tg__buf_printf(&ctx->scratch, "%%%s%%", q);
@@ -598,7 +610,7 @@ int tg_ctx_resolve(tg_ctx *ctx, const tg_request *req, const tg_decision **out) 
             DECIDE(404, "path_not_declared");
         }
     }
-    if (!has_cap(role, path->capability) || (extra_cap >= 0 && !has_cap(role, extra_cap)))
+    if (!has_caps(role, need, extra_cap))
         DECIDE(403, "missing_capability");
     DECIDE(200, "ok");
 #undef DECIDE
@@ -622,7 +634,7 @@ static int ws_page_stmt(tg_ctx *ctx, tg__table_plan *tp, int flags, sqlite3_stmt
 /* A surface the rules except from the ordinary family canon: it applies exactly the
  * still_required_checks it declares (workspace_member always among them). */
 typedef struct cap_filter {
-    int cap, extra_cap;
+    int need, extra_cap;
     int64_t tenants[32]; /* a small cache of tenant -> allowed */
     int allowed[32];
     int n;
@@ -635,8 +647,12 @@ static int keep_if_capable(tg_ctx *ctx, const tg__table_plan *tp, sqlite3_stmt *
                            int *keep) {
     cap_filter *f = ud;
     *keep = 1;
-    if (tp->col_tenant < 0 || sqlite3_column_type(st, tp->col_tenant) != SQLITE_INTEGER)
+    if (tp->col_tenant < 0 || sqlite3_column_type(st, tp->col_tenant) == SQLITE_NULL)
+        return TG_OK; /* a workspace-level row: the workspace role was checked already */
+    if (sqlite3_column_type(st, tp->col_tenant) != SQLITE_INTEGER) {
+        *keep = 0; /* a tenant id that is not an integer places the row nowhere (as detail) */
         return TG_OK;
+    }
     int64_t t = sqlite3_column_int64(st, tp->col_tenant);
     for (int i = 0; i < f->n; i++)
         if (f->tenants[i] == t) {
@@ -648,7 +664,7 @@ static int keep_if_capable(tg_ctx *ctx, const tg__table_plan *tp, sqlite3_stmt *
     if (s != TG_OK)
         return s;
     const tg_role *role = ti.entitled ? ti.role : ctx->workspace_role;
-    *keep = has_cap(role, f->cap) && (f->extra_cap < 0 || has_cap(role, f->extra_cap));
+    *keep = has_caps(role, f->need, f->extra_cap);
     if (f->n < 32) {
         f->tenants[f->n] = t;
         f->allowed[f->n++] = *keep;
@@ -660,7 +676,10 @@ static int resolve_exception(tg_ctx *ctx, int ei, const tg_request *req, int ext
                              const tg_decision **out) {
     const tg_exception *e = &ctx->rules->exceptions[ei];
     tg__table_plan *tp = &ctx->plan->excs[ei];
-    unsigned checks = e->still_required_checks;
+    /* the record is always in the current workspace: the list is bounded by it whatever the
+     * rules list, and a detail must never serve what its list would not (fail closed) */
+    unsigned checks = e->still_required_checks | TG_CHECK_RECORD_IN_WORKSPACE;
+    const int need = tp->need[0]; /* TG__NEED_DENY when the exception lists no capability */
     if (MUTANT(ctx, TG__MUT_EXCEPTION_SKIPS_CHECKS))
         checks &= ~(unsigned)(TG_CHECK_TENANT_ENTITLED | TG_CHECK_RECORD_IN_WORKSPACE);
     const char *name = e->name;
@@ -701,10 +720,9 @@ static int resolve_exception(tg_ctx *ctx, int ei, const tg_request *req, int ext
         sqlite3_bind_int64(st, TG__P_WORKSPACE, ctx->workspace);
         sqlite3_bind_int64(st, TG__P_TENANT, ctx->tenant);
         sqlite3_bind_int64(st, TG__P_USER, ctx->user);
-        int cap = checks & TG_CHECK_CAPABILITY ? e->capability : -1;
-        if (!has_cap(role, cap) || (extra_cap >= 0 && !has_cap(role, extra_cap)))
+        if (!has_caps(role, need, extra_cap))
             DECIDE(403, "missing_capability");
-        cap_filter f = {cap, extra_cap, {0}, {0}, 0};
+        cap_filter f = {need, extra_cap, {0}, {0}, 0};
         if ((s = run_page_filtered(ctx, tp, st, req, limit, keep_if_capable, &f)) != TG_OK)
             return s;
     } else if (req->path == TG_PATH_DETAIL || req->path == TG_PATH_ROW_ACTION ||
@@ -754,8 +772,7 @@ static int resolve_exception(tg_ctx *ctx, int ei, const tg_request *req, int ext
     } else {
         DECIDE(404, "path_not_declared");
     }
-    if (((checks & TG_CHECK_CAPABILITY) && !has_cap(role, e->capability)) ||
-        (extra_cap >= 0 && !has_cap(role, extra_cap)))
+    if (!has_caps(role, need, extra_cap))
         DECIDE(403, "missing_capability");
     DECIDE(200, "ok");
 #undef DECIDE

@@ -137,7 +137,8 @@ typedef struct tg_path_rule {
     int not_entitled_result;       /* always 404 in a valid rule set */
     int missing_capability_result; /* always 403 in a valid rule set */
     tg_lookup record_lookup_behavior;
-    int capability;                /* index into tg_rules.capabilities, -1: none needed */
+    int capability;                /* index into tg_rules.capabilities; -1: none declared,
+                                    * and then the path is 403 for everyone once scope holds */
     int owner_family;              /* relation_manager: index of the owner family, else -1 */
     const char *via;               /* relation_manager: column holding the owner's id */
     tg_where where;
@@ -191,7 +192,8 @@ typedef struct tg_exception {
     const char *surface;
     const char *why_excepted;
     unsigned still_required_checks; /* TG_CHECK_* bits */
-    int capability;                 /* index, -1 when TG_CHECK_CAPABILITY is not required */
+    int capability;                 /* index, -1 when TG_CHECK_CAPABILITY is not listed (and
+                                     * then the exception is 403 once its scope checks hold) */
     tg_where where;
 } tg_exception;
 
@@ -555,7 +557,7 @@ typedef struct tg_matrix_row {
 } tg_matrix_row;
 
 typedef struct tg_matrix_check {
-    const char *actor;  /* "full", "no_capability", "not_entitled", "not_member", "no_tenant" */
+    const char *actor;  /* "full", "no_capability", "no_role", "not_entitled", "not_member" */
     const char *what;   /* what was attempted, e.g. "detail of a tenant-B record" */
     int expected;       /* 200, 403, 404, or TG_OUTCOME_HIDDEN */
     int actual;

@@ -358,6 +358,25 @@ int main(void) {
     if (st != TG_OK)
         fprintf(stderr, "run_matrix: %s\n", tg_engine_errmsg(eng));
     check_all_pass(r, "before the rollout");
+    /* every positive scenario of a declared path is also asked by an actor whose role is
+     * NULL (this schema allows one) and, as the full actor, where the rules declare no
+     * capability: both 403 */
+    size_t positive = 0, no_role = 0, probed = 0;
+    for (size_t i = 0; r && i < r->n_results; i++) {
+        const tg_matrix_result *res = &r->results[i];
+        if (res->row.scenario_type != TG_SCENARIO_POSITIVE_SCOPE || res->row.declared)
+            continue;
+        positive++;
+        for (size_t k = 0; k < res->n_checks; k++) {
+            const tg_matrix_check *c = &res->checks[k];
+            if (strcmp(c->actor, "no_role") == 0 && c->expected == 403 && c->actual == 403)
+                no_role++;
+            if (strcmp(c->actor, "full") == 0 && strstr(c->what, "declare no capability") &&
+                c->expected == 403 && c->actual == 403 && strcmp(c->reason, "missing_capability") == 0)
+                probed++;
+        }
+    }
+    CHECK(positive == 8 && no_role == positive && probed == positive);
     tg_matrix_free(r);
     CHECK(db_hash(db) == before);
 
@@ -388,7 +407,7 @@ int main(void) {
 
     /* every mutation that applies to these rules is caught */
     size_t applied = check_mutations(eng, "before the rollout", 1);
-    CHECK(applied == 7); /* of 11: no canonical viewer, no search (2), no exception */
+    CHECK(applied == 8); /* of 12: no canonical viewer, no search (2), no exception */
     printf("%zu mutations apply to the small rules, all caught\n", applied);
     CHECK(db_hash(db) == before);
 

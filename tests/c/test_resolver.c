@@ -30,7 +30,17 @@ static const char *schema =
     "INSERT INTO tenant_memberships VALUES (1, 10, NULL), (1, 11, NULL), (2, 10, NULL),"
     "  (3, 20, NULL);"
     "INSERT INTO notes VALUES (1, 10, 'a', NULL), (2, 10, 'b', 1), (3, 11, 'c', NULL),"
-    "  (4, 20, 'd', 2), (5, 10, 'e', 2), (6, 10, '50% off', NULL);";
+    "  (4, 20, 'd', 2), (5, 10, 'e', 2), (6, 10, '50% off', NULL);"
+    /* memos: a family whose paths declare no capability */
+    "CREATE TABLE memos(id INTEGER PRIMARY KEY, tenant_id INTEGER NOT NULL, body TEXT);"
+    "INSERT INTO memos VALUES (1, 10, 'm'), (2, 11, 'n');"
+    /* user 4: a member whose role is NULL; user 5: a role the rules do not declare */
+    "INSERT INTO workspace_memberships VALUES (4, 1, NULL), (5, 1, 'ghost');"
+    "INSERT INTO tenant_memberships VALUES (4, 10, NULL), (5, 10, NULL);"
+    /* alerts: a scope exception's table whose tenant column has no type, so a text tenant
+     * id stays text */
+    "CREATE TABLE alerts(id INTEGER PRIMARY KEY, workspace_id, tenant_id, body);"
+    "INSERT INTO alerts VALUES (1, 1, 10, 'x'), (2, 1, '10', 'y'), (3, 1, NULL, 'z');";
 
 static const char *rules_families =
     "family \"Note\" {\n"
@@ -40,6 +50,11 @@ static const char *rules_families =
     "            row_action = { capability = \"note.edit\" },\n"
     "            bulk_action = { capability = \"note.edit\" },\n"
     "            global_search = { capability = \"note.view\" } },\n"
+    "}\n"
+    "family \"Memo\" {\n"
+    "  table = \"memos\", primary_surface = \"MemoResource\", search_posture = \"not_applicable\",\n"
+    "  action_surface_status = \"declared\",\n"
+    "  paths = { index = true, detail = {}, row_action = true, bulk_action = true },\n"
     "}\n";
 
 static int sink_calls = 0;
@@ -63,6 +78,25 @@ static const tg_decision *resolve(tg_ctx *ctx, tg_path_type path, int64_t id) {
     return d;
 }
 
+static const tg_decision *resolve_in(tg_ctx *ctx, const char *family, tg_path_type path,
+                                     int64_t id) {
+    tg_request r = {0};
+    r.family = family;
+    r.path = path;
+    r.id = id;
+    r.has_id = 1;
+    r.ids = &id;
+    r.n_ids = 1;
+    const tg_decision *d = NULL;
+    if (tg_ctx_resolve(ctx, &r, &d) != TG_OK)
+        fprintf(stderr, "resolve: %s\n", tg_ctx_errmsg(ctx));
+    return d;
+}
+
+static int is(const tg_decision *d, int status, const char *reason) {
+    return d && d->status == status && strcmp(d->reason, reason) == 0 && d->n_records == 0;
+}
+
 static int64_t column_int(const tg_decision *d, size_t row, const char *name) {
     for (size_t c = 0; c < d->n_columns; c++)
         if (strcmp(d->columns[c], name) == 0)
@@ -83,6 +117,14 @@ int main(void) {
                "capabilities { \"note.view\", \"note.edit\" }\n"
                "role \"owner\" { \"*\" }\nrole \"viewer\" { \"note.view\" }\n");
     write_file(rules, "families.lua", rules_families);
+    write_file(rules, "exceptions.lua",
+               "exception \"Alerts\" {\n"
+               "  exception_kind = \"workspace_owned_reference_surface\", table = \"alerts\",\n"
+               "  surface = \"AlertResource\", why_excepted = \"test\",\n"
+               "  still_required_checks = { \"workspace_member\", \"record_in_workspace\",\n"
+               "                            \"capability\" },\n"
+               "  capability = \"note.view\",\n"
+               "}\n");
     sqlite3 *h;
     if (sqlite3_open(db, &h) != SQLITE_OK || sqlite3_exec(h, schema, NULL, NULL, NULL) != SQLITE_OK)
         return 2;
@@ -197,6 +239,63 @@ int main(void) {
     tg_ctx_options nm = {3, 1, 10, 1};
     CHECK(tg_ctx_open(eng, &nm, &ctx) == TG_OK);
     CHECK(strcmp(resolve(ctx, TG_PATH_DETAIL, 1)->reason, "not_member") == 0);
+
+    tg_ctx_close(ctx);
+
+    /* fail closed: a path without a capability is 403 for every role once scope holds */
+    CHECK(tg_ctx_open(eng, &co, &ctx) == TG_OK);
+    tg_path_type capless[] = {TG_PATH_INDEX, TG_PATH_DETAIL, TG_PATH_ROW_ACTION,
+                              TG_PATH_BULK_ACTION};
+    for (size_t i = 0; i < sizeof capless / sizeof *capless; i++) {
+        CHECK(is(resolve_in(ctx, "Memo", capless[i], 1), 403, "missing_capability"));
+        if (capless[i] != TG_PATH_INDEX)
+            CHECK(is(resolve_in(ctx, "Memo", capless[i], 2), 404, "foreign_tenant"));
+    }
+    tg_column_value body = {"body", {TG_TEXT, 0, 0, "new", 3}};
+    CHECK(tg_ctx_insert(ctx, "Memo", &body, 1, NULL, &d) == TG_OK && is(d, 403, "missing_capability"));
+    CHECK(tg_ctx_update(ctx, "Memo", 1, &body, 1, NULL, &d) == TG_OK && is(d, 403, "missing_capability"));
+    /* a request naming both a family and an exception, or a search without a query */
+    tg_request both = {0};
+    both.family = "Note";
+    both.exception = "Anything";
+    both.path = TG_PATH_INDEX;
+    CHECK(tg_ctx_resolve(ctx, &both, &d) == TG_MISUSE && d == NULL);
+    CHECK(strstr(tg_ctx_errmsg(ctx), "both") != NULL);
+    tg_request noq = {0};
+    noq.family = "Note";
+    noq.path = TG_PATH_GLOBAL_SEARCH;
+    CHECK(tg_ctx_resolve(ctx, &noq, &d) == TG_MISUSE && d == NULL);
+    CHECK(strstr(tg_ctx_errmsg(ctx), "query") != NULL);
+    tg_ctx_close(ctx);
+
+    /* an exception's list never shows a row its detail refuses: a tenant id that is not an
+     * integer places the row nowhere */
+    CHECK(tg_ctx_open(eng, &co, &ctx) == TG_OK);
+    tg_request ex = {0};
+    ex.exception = "Alerts";
+    ex.path = TG_PATH_DETAIL;
+    ex.id = 2;
+    ex.has_id = 1;
+    CHECK(tg_ctx_resolve(ctx, &ex, &d) == TG_OK && d->status == 404);
+    ex.path = TG_PATH_INDEX;
+    ex.has_id = 0;
+    CHECK(tg_ctx_resolve(ctx, &ex, &d) == TG_OK && d->status == 200);
+    CHECK(d->n_records == 2 && column_int(d, 0, "id") == 1 && column_int(d, 1, "id") == 3);
+    tg_ctx_close(ctx);
+
+    /* a NULL role and an undeclared role grant nothing, on any path */
+    for (int64_t user = 4; user <= 5; user++) {
+        tg_ctx_options ro = {user, 1, 10, 1};
+        CHECK(tg_ctx_open(eng, &ro, &ctx) == TG_OK);
+        CHECK(is(resolve_in(ctx, "Note", TG_PATH_DETAIL, 1), 403, "missing_capability"));
+        CHECK(is(resolve_in(ctx, "Note", TG_PATH_INDEX, 1), 403, "missing_capability"));
+        CHECK(is(resolve_in(ctx, "Memo", TG_PATH_DETAIL, 1), 403, "missing_capability"));
+        CHECK(is(resolve_in(ctx, "Note", TG_PATH_DETAIL, 3), 404, "foreign_tenant"));
+        CHECK(tg_ctx_insert(ctx, "Note", &title, 1, NULL, &d) == TG_OK &&
+              is(d, 403, "missing_capability"));
+        tg_ctx_close(ctx);
+    }
+    CHECK(tg_ctx_open(eng, &nm, &ctx) == TG_OK);
 
     /* the context outlives a close of the engine's handle safely */
     tg_engine_close(eng);

@@ -16,6 +16,9 @@
 --     undeclared name (including '' and 'owner ' with a trailing space): it grants nothing,
 --     with no fall-back to the workspace role;
 --   * a canonical_viewer in a context with a route tenant serves only that tenant's records.
+-- And where rules/README.md is explicit: a path declared without `capability` is 403 for
+-- every role once scope holds (fail closed: an unspecified capability denies). The second
+-- run uses rules with such paths, of every kind, to hold the engine to it.
 
 local lu = require "luaunit"
 local H = require "helpers"
@@ -217,7 +220,8 @@ end
 
 local function has_caps(W, role, path_cap, named_cap)
   local set = role and W.caps[role]
-  if not set or not path_cap then return false end
+  if not path_cap then return false end  -- no capability declared: nobody holds it
+  if not set then return false end
   if not set[path_cap] then return false end
   if named_cap and not set[named_cap] then return false end
   return true
@@ -551,12 +555,15 @@ function TestDifferential:tearDown()
   H.cleanup()
 end
 
-function TestDifferential:test_resolver_agrees_with_oracle_and_never_leaks()
+-- Sends `requests` random requests under the rules in `rules_dir`; fails on any safety
+-- violation or disagreement with the oracle. Returns the counts by status.
+local function run_differential(rules_dir, requests)
+  local REQUESTS = requests
   local started = os.clock()
   math.randomseed(SEED)
   local path = H.refdb(ROWS)
   harden(path)
-  local eng = tg.open { db = path, rules = H.shipped_rules }
+  local eng = tg.open { db = path, rules = rules_dir }
   local W = load_world(path, eng:rules())
 
   local contexts = {}
@@ -639,6 +646,38 @@ function TestDifferential:test_resolver_agrees_with_oracle_and_never_leaks()
   lu.assertTrue((by_status["403"] or 0) >= REQUESTS // 50)
   lu.assertTrue((by_status["404"] or 0) >= REQUESTS // 10)
   lu.assertTrue(non_empty >= lists // 2 and more >= lists // 20)
+  return by_status
+end
+
+function TestDifferential:test_resolver_agrees_with_oracle_and_never_leaks()
+  run_differential(H.shipped_rules, REQUESTS)
+end
+
+-- The shipped rules with paths of every kind declared without a capability (an action, a
+-- list, a record, a relation, a search, a canonical viewer).
+local CAPLESS = {
+  { 'bulk_action      = { capability = "policy.delete" },', "bulk_action = true," },
+  { 'index            = { capability = "policy.view" },', "index = {}," },
+  { 'relation_manager = { owner = "Policy", via = "policy_id",\n                         capability = "policy_version.view" },',
+    'relation_manager = { owner = "Policy", via = "policy_id" },' },
+  { 'detail      = { capability = "finding.view" },', "detail = true," },
+  { 'global_search    = { capability = "entra_group.view" },', "global_search = true," },
+  { 'canonical_viewer = { capability = "entra_group.view" },', "canonical_viewer = {}," },
+}
+
+function TestDifferential:test_paths_without_capability_agree_with_oracle()
+  local dir = H.shipped_copy()
+  local file = dir .. "/families.lua"
+  local text = H.read(file)
+  for _, e in ipairs(CAPLESS) do
+    local from = e[1]
+    local at = text:find(from, 1, true)
+    assert(at, "edit not found: " .. from)
+    text = text:sub(1, at - 1) .. e[2] .. text:sub(at + #from)
+  end
+  H.write(file, text)
+  local by_status = run_differential(dir, math.max(REQUESTS // 2, 1000))
+  lu.assertTrue((by_status["403"] or 0) > 0)
 end
 
 -- The safety checker is not vacuous: it flags a foreign tenant's row, a row whose own

@@ -690,4 +690,88 @@ function TestMatrix:test_tool_list()
   lu.assertEquals(lines, #rows, out)
 end
 
+-- ---- fail closed: a path or exception without a capability ------------------------------
+
+-- A copy of the shipped rules with plain text replacements ({ file, from, to }).
+local function edited_rules(edits)
+  local dir = H.shipped_copy()
+  for _, e in ipairs(edits) do
+    local path = dir .. "/" .. e[1]
+    local text = H.read(path)
+    local at = text:find(e[2], 1, true)
+    assert(at, "edit not found: " .. e[2])
+    H.write(path, text:sub(1, at - 1) .. e[3] .. text:sub(at + #e[2]))
+  end
+  return dir
+end
+
+local CAPLESS = {
+  { "families.lua", 'bulk_action      = { capability = "policy.delete" },', "bulk_action = true," },
+  { "families.lua", 'index            = { capability = "entra_group.view" },', "index = {}," },
+  { "families.lua", 'global_search    = { capability = "entra_group.view" },',
+    "global_search = true," },
+  { "exceptions.lua", [[still_required_checks = { "workspace_member", "record_in_workspace", "capability" },
+  capability = "operations.view",]], [[still_required_checks = { "workspace_member", "record_in_workspace" },]] },
+}
+
+-- The matrix expects 403 where the rules declare no capability, from every actor, the full
+-- one included, and the engine agrees.
+function TestMatrix:test_capability_less_paths_expect_403()
+  local path = H.refdb(20)
+  local eng = open(path, edited_rules(CAPLESS))
+  local rows = eng:matrix()
+  lu.assertEquals(find_row(rows, "Policy", "positive_scope", "bulk_action").expected_outcome, 403)
+  lu.assertEquals(find_row(rows, "EntraGroup", "positive_scope", "index").expected_outcome, 403)
+  lu.assertEquals(find_row(rows, "EntraGroup", "safe_search").expected_outcome, 403)
+  lu.assertEquals(find_row(rows, "OperationRunMonitor", "positive_scope").expected_outcome, 403)
+  lu.assertEquals(find_row(rows, "Policy", "positive_scope", "detail").expected_outcome, 200)
+  lu.assertEquals(find_row(rows, "Policy", "wrong_tenant_bulk_action").expected_outcome, 404)
+  local results = eng:run_matrix()
+  assert_all_pass(results, "with capability-less paths")
+  local r = find_row(results, "Policy", "positive_scope", "bulk_action")
+  lu.assertEquals(r.actual_outcome, 403)
+  local actors = {}
+  for _, c in ipairs(r.checks) do
+    if c.expected == 403 then actors[c.actor] = true end
+  end
+  lu.assertTrue(actors.full and actors.no_capability, "403 from the full actor and the one "
+    .. "without capabilities")
+  -- the mutant is caught here by the scenarios the rules define
+  local m = eng:run_matrix("capability_less_path_grants")
+  lu.assertTrue(m.failed > 0)
+  local failed = {}
+  for _, x in ipairs(m) do if not x.pass then failed[x.family .. "." .. x.path] = true end end
+  lu.assertTrue(failed["Policy.bulk_action"], "the bulk action scenario catches the mutant")
+  lu.assertTrue(failed["OperationRunMonitor.detail"], "the exception scenario catches it")
+  eng:close()
+end
+
+-- Rules without such a path still prove the fail-closed default: every positive scenario
+-- asks once more as the full actor under the same rules with no capability anywhere.
+function TestMatrix:test_capability_less_mutant_caught_on_shipped_rules()
+  local path = H.refdb(20)
+  local eng = open(path)
+  local names = {}
+  for _, m in ipairs(tg.mutations()) do names[m.name] = true end
+  lu.assertTrue(names.capability_less_path_grants)
+  local plain = eng:run_matrix()
+  local probes = 0
+  for _, r in ipairs(plain) do
+    for _, c in ipairs(r.checks) do
+      if c.what:find("declare no capability", 1, true) then
+        probes = probes + 1
+        lu.assertEquals({ c.actor, c.expected, c.actual, c.reason },
+          { "full", 403, 403, "missing_capability" })
+      end
+    end
+  end
+  lu.assertTrue(probes > 0)
+  local m = eng:run_matrix("capability_less_path_grants")
+  lu.assertTrue(m.failed > 0)
+  for _, r in ipairs(m) do
+    if not r.pass then lu.assertStrContains(r.message, "declare no capability") end
+  end
+  eng:close()
+end
+
 os.exit(lu.LuaUnit.run())

@@ -1268,4 +1268,146 @@ function TestDecisionLog:test_file_gets_json_lines()
   lu.assertStrContains(err, "decision log")
 end
 
+-- ---- fail closed: absent data never widens the answer ------------------------------------
+
+-- A copy of the shipped rules with `edits` ({ file, from, to } plain replacements) applied.
+local function edited_rules(edits)
+  local dir = H.shipped_copy()
+  for _, e in ipairs(edits) do
+    local path = dir .. "/" .. e[1]
+    local text = H.read(path)
+    local at = text:find(e[2], 1, true)
+    assert(at, "edit not found: " .. e[2])
+    H.write(path, text:sub(1, at - 1) .. e[3] .. text:sub(at + #e[2]))
+  end
+  return dir
+end
+
+-- Policy with three paths that declare no capability, and an exception that lists none.
+local CAPLESS = {
+  { "families.lua", 'index            = { capability = "policy.view" },', "index = {}," },
+  { "families.lua", 'row_action       = { capability = "policy.edit" },', "row_action = true," },
+  { "families.lua", 'bulk_action      = { capability = "policy.delete" },', "bulk_action = true," },
+  { "families.lua", 'canonical_viewer = { capability = "entra_group.view" },',
+    "canonical_viewer = true," },
+  { "exceptions.lua", [[still_required_checks = { "workspace_member", "record_in_workspace", "capability" },
+  capability = "operations.view",]], [[still_required_checks = { "workspace_member", "record_in_workspace" },]] },
+}
+
+TestFailClosed = {}
+function TestFailClosed:setUp()
+  local path = H.refdb(ROWS)
+  self.eng = tg.open { db = path, rules = edited_rules(CAPLESS) }
+  self.db = tg.connect(path)
+end
+function TestFailClosed:tearDown()
+  self.eng:close()
+  self.db:close()
+  H.cleanup()
+end
+
+-- rules/README.md: a path without `capability` is 403, for every caller, once scope holds.
+function TestFailClosed:test_path_without_capability_is_403()
+  local db = self.db
+  local a1, a2 = row_of(db, "policies", 1, 1), row_of(db, "policies", 1, 2)
+  local b1 = row_of(db, "policies", 2)
+  -- the owner, entitled to tenant 1, holds every capability: still 403
+  local owner = ctx_of(self.eng, 1, 1, 1)
+  expect(owner:resolve { family = "Policy", path = "index" }, 403, "missing_capability")
+  expect(owner:resolve { family = "Policy", path = "row_action", id = a1 }, 403,
+    "missing_capability")
+  expect(owner:resolve { family = "Policy", path = "bulk_action", ids = { a1, a2 } }, 403,
+    "missing_capability")
+  expect(owner:resolve { family = "Policy", path = "bulk_action", ids = { a1 },
+    capability = "policy.delete" }, 403, "missing_capability")
+  -- paths that do declare one are unchanged
+  expect(owner:resolve { family = "Policy", path = "detail", id = a1 }, 200, "ok")
+  -- scope still comes first: 404 stays 404
+  expect(owner:resolve { family = "Policy", path = "bulk_action", ids = { a1, b1 } }, 404,
+    "foreign_tenant")
+  expect(owner:resolve { family = "Policy", path = "row_action", id = MISSING }, 404,
+    "not_found")
+  expect(ctx_of(self.eng, 6, 1, 1):resolve { family = "Policy", path = "index" }, 404,
+    "not_member")
+  expect(ctx_of(self.eng, 3, 1, 3):resolve { family = "Policy", path = "index" }, 404,
+    "not_entitled")
+  -- a role the rules do not declare (or none) is no way around it
+  db:exec("INSERT INTO workspace_memberships (workspace_id, user_id, role) "
+    .. "VALUES (1, 6, 'superuser')")
+  db:exec("INSERT INTO tenant_memberships (tenant_id, user_id, role) VALUES (1, 6, NULL)")
+  local ghost = ctx_of(self.eng, 6, 1, 1)
+  expect(ghost:resolve { family = "Policy", path = "bulk_action", ids = { a1 } }, 403,
+    "missing_capability")
+  expect(ghost:resolve { family = "Policy", path = "index" }, 403, "missing_capability")
+  -- the canonical viewer (a read) too
+  local g = row_of(db, "entra_groups", 1)
+  expect(ctx_of(self.eng, 1, 1, nil):resolve { family = "EntraGroup", path = "canonical_viewer",
+    id = g }, 403, "missing_capability")
+  expect(ctx_of(self.eng, 1, 1, nil):resolve { family = "EntraGroup", path = "canonical_viewer",
+    id = row_of(db, "entra_groups", 5) }, 404, "foreign_workspace")
+end
+
+-- Writes go through the same rule: insert and update on a family whose row action declares
+-- no capability are 403 and change nothing.
+function TestFailClosed:test_writes_on_path_without_capability_are_403()
+  local db = self.db
+  local owner = ctx_of(self.eng, 1, 1, 1)
+  local before = db:value("SELECT count(*) FROM policies")
+  local d, msg = owner:insert("Policy", { display_name = "x",
+    policy_type = "deviceConfiguration", created_at = "2026-06-01 00:00:00" })
+  lu.assertNotNil(d, msg)
+  expect(d, 403, "missing_capability")
+  lu.assertEquals(db:value("SELECT count(*) FROM policies"), before)
+  local a1 = row_of(db, "policies", 1)
+  local name = db:value("SELECT display_name FROM policies WHERE id = ?", a1)
+  expect(owner:update("Policy", a1, { display_name = "changed" }), 403, "missing_capability")
+  lu.assertEquals(db:value("SELECT display_name FROM policies WHERE id = ?", a1), name)
+end
+
+-- An exception whose still_required_checks list no capability grants nobody: 403 once its
+-- scope checks hold, 404 before.
+function TestFailClosed:test_exception_without_capability_is_403()
+  local owner = ctx_of(self.eng, 1, 1, nil)
+  expect(owner:resolve { exception = "OperationRunMonitor", path = "index" }, 403,
+    "missing_capability")
+  expect(owner:resolve { exception = "OperationRunMonitor", path = "detail", id = 1 }, 403,
+    "missing_capability")
+  expect(owner:resolve { exception = "OperationRunMonitor", path = "detail", id = 2 }, 404,
+    "foreign_workspace")
+  expect(ctx_of(self.eng, 6, 1, nil):resolve { exception = "OperationRunMonitor",
+    path = "index" }, 404, "not_member")
+end
+
+-- A request is what it names: both a family and an exception, or a search without a query,
+-- raise instead of being guessed at (a missing query used to list the whole tenant).
+function TestFailClosed:test_ambiguous_or_incomplete_requests_raise()
+  local ctx = ctx_of(self.eng, 1, 1, 1)
+  lu.assertErrorMsgContains("both", ctx.resolve, ctx,
+    { family = "Policy", exception = "OperationRunMonitor", path = "index" })
+  lu.assertErrorMsgContains("query", ctx.resolve, ctx,
+    { family = "EntraGroup", path = "global_search" })
+  -- an empty query is a query: it matches every row of the tenant, as the index does
+  local d = ctx:resolve { family = "EntraGroup", path = "global_search", query = "" }
+  expect(d, 200, "ok")
+end
+
+-- An exception that does not list record_in_workspace still never serves another
+-- workspace's record: its list is bounded by the workspace, and so is its detail.
+function TestFailClosed:test_exception_detail_stays_in_its_workspace()
+  local path = H.refdb(ROWS)
+  local eng = tg.open { db = path, rules = edited_rules {
+    { "exceptions.lua", [[still_required_checks = { "workspace_member", "record_in_workspace", "capability" },
+  capability = "operations.view",]], [[still_required_checks = { "workspace_member", "capability" },
+  capability = "operations.view",]] } } }
+  -- refdb: run 1 (ws1, tenant 1), run 2 (ws2, no tenant)
+  local owner = ctx_of(eng, 1, 1, nil)
+  local d = owner:resolve { exception = "OperationRunMonitor", path = "index" }
+  expect(d, 200, "ok")
+  lu.assertEquals(ids_of(d.records), { 1 })
+  expect(owner:resolve { exception = "OperationRunMonitor", path = "detail", id = 1 }, 200, "ok")
+  expect(owner:resolve { exception = "OperationRunMonitor", path = "detail", id = 2 }, 404,
+    "foreign_workspace")
+  eng:close()
+end
+
 os.exit(lu.LuaUnit.run())

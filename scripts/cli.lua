@@ -907,14 +907,25 @@ end)
 local order = { "demo", "lint", "rules", "resolve", "rollout", "backfill", "worker", "validate",
   "matrix", "checks", "refdb" }
 
+local SUMMARY = {
+  demo = "the whole story on a fresh reference database, step by step",
+  lint = "check rule scripts (and their mapping against a database)",
+  rules = "print what the rules describe",
+  resolve = "the decision for one request",
+  rollout = "run one schema phase of the workspace_id rollout",
+  backfill = "dry-run, queue or control the workspace_id backfill",
+  worker = "execute queued backfill work in batches",
+  validate = "the post-rollout checks, all of which must be zero",
+  matrix = "run the guard-scenario matrix (and its mutation check)",
+  checks = "list every check code",
+  refdb = "create the reference database (the only command that creates one)",
+}
+
 local function help(out)
   out:write("usage: tenantguard <command> [options]\n",
     "       tenantguard help COMMAND    (or tenantguard COMMAND --help): that command's help\n\n",
     "commands:\n")
-  for _, name in ipairs(order) do
-    local first = usage[name]:match("\n\n([^\n]*)") or ""
-    out:write(("  %-10s %s\n"):format(name, first))
-  end
+  for _, name in ipairs(order) do out:write(("  %-10s %s\n"):format(name, SUMMARY[name])) end
   out:write(("\nrules default to %s (override with --rules or TENANTGUARD_RULES)\n\n")
     :format(DEFAULT_RULES), EXIT_HELP, "\n")
 end

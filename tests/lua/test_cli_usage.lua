@@ -404,6 +404,30 @@ echo "rc=$?"
   lu.assertTrue(run.status == "running" or run.status == "queued", run.status)
 end
 
+-- Ctrl-C while refdb creates the database: it stops after the table in progress, leaves no
+-- half-made file behind (so the next refdb does not find one "already exists"), exits 130.
+function TestCliExit:test_refdb_ctrl_c_leaves_no_file()
+  local dir = H.tmpdir()
+  local db = dir .. "/big.db"
+  local script = ([[
+cd %s
+env --default-signal=INT %s refdb %s --rows 300000 >out 2>err &
+pid=$!
+i=0
+while [ ! -e %s ] && [ $i -lt 600 ]; do sleep 0.05; i=$((i+1)); done
+sleep 0.3
+kill -INT $pid
+wait $pid
+echo "rc=$?"
+]]):format(q(dir), q(H.tool), q(db), q(db))
+  local res = sh(script)
+  local out, err = H.read(dir .. "/out"), H.read(dir .. "/err")
+  lu.assertEquals(res:match("rc=(%d+)"), "130", res .. out .. err)
+  lu.assertStrContains(err, "interrupted")
+  lu.assertEquals(out, "")
+  assert_absent(db, "an interrupted refdb")
+end
+
 -- Ctrl-C while a command waits inside the library (here: for a write lock) ends it at once
 -- with 130, not after the wait with an error.
 function TestCliExit:test_ctrl_c_in_a_long_call_exits_130()

@@ -1,6 +1,7 @@
 /* The engine: opens the database, loads the rules, reloads them atomically, and lints. */
 #include "ctx.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,10 +27,19 @@ static int fail_rules(tg_engine *eng, int status, const tg_findings *f) {
 
 /* Opens the connection with the settings every writer and reader relies on. */
 static int open_db(tg_engine *eng) {
+    int create = eng->opts.create ? SQLITE_OPEN_CREATE : 0;
     int rc = sqlite3_open_v2(eng->db_path, &eng->db,
-                             SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
-                             NULL);
+                             SQLITE_OPEN_READWRITE | create | SQLITE_OPEN_NOMUTEX, NULL);
     if (rc != SQLITE_OK) {
+        errno = 0;
+        FILE *probe = create ? NULL : fopen(eng->db_path, "rb");
+        if (!create && !probe && (errno == ENOENT || errno == ENOTDIR)) {
+            sqlite3_close(eng->db);
+            eng->db = NULL;
+            return tg__engine_fail(eng, TG_IO, "no such database: %s", eng->db_path);
+        }
+        if (probe)
+            fclose(probe);
         int st = tg__engine_fail(eng, TG_DB, "cannot open database '%s': %s", eng->db_path,
                                  eng->db ? sqlite3_errmsg(eng->db) : sqlite3_errstr(rc));
         sqlite3_close(eng->db);

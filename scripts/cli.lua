@@ -4,6 +4,8 @@
 local tg = require "tenantguard"
 local json = require "tenantguard.json"
 
+local signal = require "tenantguard.signal"
+
 local DEFAULT_RULES = os.getenv("TENANTGUARD_RULES") or TENANTGUARD_DEFAULT_RULES or "rules"
 
 local commands = {}
@@ -12,44 +14,163 @@ local usage = {}
 local function printf(fmt, ...) io.stdout:write(fmt:format(...)) end
 local function eprintf(fmt, ...) io.stderr:write(fmt:format(...)) end
 
--- Parses "--name value", "--flag" and positionals. spec: name -> "value" | "flag".
+-- Exit codes, the same for every command.
+local EXIT_OK, EXIT_FINDINGS, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+local EXIT_HELP = [[
+exit status: 0 success; 1 findings or failed checks (lint errors, validation not zero, a
+failing scenario or surviving mutant, a refused phase or run control); 2 usage errors and
+anything that stops a command before it can check (an unknown option or argument, a bad
+value, no such database or rules, rules that do not load); 130 after Ctrl-C.
+-h or --help anywhere prints help and does nothing else.]]
+
+-- A usage error (exit 2): raised as a table so main can tell it from other failures.
+local UsageError = {}
+local function usage_error(msg) error(setmetatable({ msg = msg }, UsageError), 0) end
+-- Ctrl-C: the command stopped at a safe point (exit 130).
+local Interrupted = {}
+
+local function file_exists(path)
+  local f = io.open(path, "rb")
+  if f then f:close() return true end
+  return false
+end
+
+-- ---- one parser for every command ---------------------------------------------------------
+-- spec: option name -> kind; kinds: "flag", "text" (non-empty), "int" (any 64-bit integer),
+-- { int = true, min =, max = }, "seconds" (a decimal number > 0), "ids" (1,2,3).
+-- spec[1] = { min =, max =, name = } positional arguments (default none).
+-- Returns opts (converted values), positionals; opts.help when -h/--help was given, in which
+-- case nothing else was checked. Every problem is a usage error.
+
+local POSITIVE = { int = true, min = 1 }
+local MAX_SECONDS = 1e9
+
+local function parse_int(v)
+  if not v:match("^%-?%d+$") then return nil end
+  return math.tointeger(tonumber(v))
+end
+
+local function convert(name, kind, v)
+  if v == "" then usage_error(("--%s needs a value"):format(name)) end
+  if kind == "text" then return v end
+  if kind == "int" then
+    local n = parse_int(v)
+    if not n then usage_error(("--%s must be an integer, got '%s'"):format(name, v)) end
+    return n
+  end
+  if kind == "seconds" then
+    local n = (v:match("^%d+%.?%d*$") or v:match("^%.%d+$")) and tonumber(v)
+    if not n or n <= 0 or n > MAX_SECONDS then
+      usage_error(("--%s must be a number of seconds greater than 0 (at most %d), got '%s'")
+        :format(name, MAX_SECONDS, v))
+    end
+    return n
+  end
+  if kind == "ids" then
+    local ids = {}
+    for item in (v .. ","):gmatch("([^,]*),") do
+      local n = parse_int(item)
+      if not n then
+        usage_error(("--%s must be a comma-separated list of integers (like 1,2,3), got '%s'")
+          :format(name, v))
+      end
+      ids[#ids + 1] = n
+    end
+    return ids
+  end
+  -- a bounded integer
+  local n = parse_int(v)
+  if not n or n < (kind.min or math.mininteger) or n > (kind.max or math.maxinteger) then
+    local range = kind.max and ("from %d to %d"):format(kind.min, kind.max)
+      or (kind.min == 0 and "of 0 or more" or ("of %d or more"):format(kind.min))
+    usage_error(("--%s must be an integer %s, got '%s'"):format(name, range, v))
+  end
+  return n
+end
+
 local function parse(args, spec)
+  -- help wins over everything, and does not depend on the rest making sense
+  local only_pos = false
+  for _, a in ipairs(args) do
+    if a == "--" then only_pos = true end
+    if not only_pos and (a == "-h" or a == "--help") then return { help = true }, {} end
+  end
   local opts, pos = {}, {}
   local i = 1
+  only_pos = false
   while i <= #args do
     local a = args[i]
-    local name, inline = a:match("^%-%-([%w%-]+)=(.*)$")
-    name = name or a:match("^%-%-([%w%-]+)$")
-    if name then
+    if only_pos then
+      pos[#pos + 1] = a
+    elseif a == "--" then
+      only_pos = true
+    elseif a:sub(1, 2) == "--" then
+      local name, inline = a:match("^%-%-([^=]*)=(.*)$")
+      name = name or a:sub(3)
       local kind = spec[name]
-      if name == "help" then
-        opts.help = true
-      elseif not kind then
-        error(("unknown option --%s"):format(name), 0)
-      elseif kind == "flag" then
+      if not kind then usage_error(("unknown option --%s"):format(name)) end
+      if opts[name] ~= nil then usage_error(("--%s given twice"):format(name)) end
+      if kind == "flag" then
+        if inline then usage_error(("--%s takes no value"):format(name)) end
         opts[name] = true
       else
         local v = inline
-        if not v then
+        if v == nil then
+          v = args[i + 1]
+          if v == nil or v:sub(1, 2) == "--" then
+            usage_error(("--%s needs a value"):format(name))
+          end
           i = i + 1
-          v = args[i]
         end
-        if v == nil then error(("option --%s needs a value"):format(name), 0) end
-        opts[name] = v
+        opts[name] = convert(name, kind, v)
       end
+    elseif a:match("^%-[^%d]") then
+      usage_error(("unknown option %s"):format(a))
     else
       pos[#pos + 1] = a
     end
     i = i + 1
   end
+  local p = spec[1] or { min = 0, max = 0 }
+  if #pos > p.max then
+    usage_error(("unexpected argument '%s'"):format(pos[p.max + 1]))
+  end
+  if #pos < p.min then usage_error(p.missing or ("needs " .. p.name)) end
   return opts, pos
 end
 
-local function int_opt(opts, name, default)
-  if opts[name] == nil then return default end
-  local n = math.tointeger(tonumber(opts[name]))
-  if not n or n < 1 then error(("--%s must be a positive integer"):format(name), 0) end
-  return n
+-- The rules directory: DIR (a positional, where the command takes one) or --rules DIR.
+local function rules_dir(opts, pos)
+  if pos and pos[1] and opts.rules then
+    usage_error("give the rules either as DIR or with --rules DIR, not both")
+  end
+  local dir = (pos and pos[1]) or opts.rules or DEFAULT_RULES
+  if not file_exists(dir) then usage_error("no such rules: " .. dir) end
+  return dir
+end
+
+-- The --db of commands that work on an existing database: never created here.
+local function existing_db(opts, optional)
+  if not opts.db then
+    if optional then return nil end
+    usage_error("--db FILE is required")
+  end
+  if not file_exists(opts.db) then usage_error("no such database: " .. opts.db) end
+  return opts.db
+end
+
+-- Defines a command: its options, and its body run with the parsed options. -h/--help
+-- prints usage[name] and runs nothing.
+local function command(name, spec, fn)
+  commands[name] = function(args)
+    local opts, pos = parse(args, spec)
+    if opts.help then
+      print(usage[name] .. "\n\n" .. EXIT_HELP)
+      return EXIT_OK
+    end
+    return fn(opts, pos)
+  end
 end
 
 local function finding_line(f)
@@ -59,17 +180,17 @@ end
 
 -- ---------------------------------------------------------------------------------------
 usage.lint = [[
-usage: tenantguard lint [--rules DIR] [--db FILE] [--json] [--strict]
+usage: tenantguard lint [DIR | --rules DIR] [--db FILE] [--json] [--strict]
 
-Checks the rule scripts (and, with --db, the mapping against the database schema and
+Checks the rule scripts in DIR (and, with --db, the mapping against the database schema and
 drift: tables with the tenant column that no rule covers). Prints every finding with
 file:line and a stable code. Exit 1 on errors (with --strict, also on warnings).]]
 
-function commands.lint(args)
-  local opts = parse(args, { rules = "value", db = "value", json = "flag", strict = "flag" })
-  if opts.help then print(usage.lint) return 0 end
-  local rules = opts.rules or DEFAULT_RULES
-  local findings = tg.check { rules = rules, db = opts.db }
+command("lint", { rules = "text", db = "text", json = "flag", strict = "flag",
+  { min = 0, max = 1, name = "DIR" } }, function(opts, pos)
+  local rules = rules_dir(opts, pos)
+  local db = existing_db(opts, true)
+  local findings = tg.check { rules = rules, db = db }
   local errors, warnings = 0, 0
   for _, f in ipairs(findings) do
     if f.level == "error" then errors = errors + 1 else warnings = warnings + 1 end
@@ -82,42 +203,56 @@ function commands.lint(args)
     printf("%s: %d error%s, %d warning%s\n", rules, errors, errors == 1 and "" or "s",
       warnings, warnings == 1 and "" or "s")
   end
-  if errors > 0 or (opts.strict and warnings > 0) then return 1 end
-  return 0
-end
+  if errors > 0 or (opts.strict and warnings > 0) then return EXIT_FINDINGS end
+  return EXIT_OK
+end)
 
 -- ---------------------------------------------------------------------------------------
 usage.refdb = [[
 usage: tenantguard refdb FILE [--rows N] [--force]
 
 Creates the reference application's SQLite database as it is before the workspace_id
-rollout, seeded deterministically with N rows per tenant-owned table (default 1000),
-including a few rows whose tenant no longer exists. Refuses to replace an existing file
-unless --force is given.]]
+rollout, seeded deterministically with N rows per tenant-owned table (default 1000, at most
+%d), including a few rows whose tenant no longer exists. Refuses to replace an existing
+file unless --force is given. The only command that creates a database; after Ctrl-C no
+file is left behind. (A FILE that starts with - goes after --: refdb -- -x.db)]]
 
-function commands.refdb(args)
-  local opts, pos = parse(args, { rows = "value", force = "flag" })
-  if opts.help then print(usage.refdb) return 0 end
-  if #pos ~= 1 then error("refdb needs exactly one FILE\n" .. usage.refdb, 0) end
-  local refdb = require "refdb"
+local ROWS = { int = true, min = 1, max = 100000000 }
+usage.refdb = usage.refdb:format(ROWS.max)
+
+-- Creates the reference database; Ctrl-C removes the half-made file and exits 130.
+local function create_refdb(path, rows, force)
+  signal.trap()
+  local ok, s = pcall(require("refdb").create, path, { rows = rows, force = force,
+    interrupted = signal.interrupted })
+  signal.default()
+  if not ok then
+    if signal.interrupted() then error(Interrupted, 0) end
+    error(s, 0)
+  end
+  return s
+end
+
+command("refdb", { rows = ROWS, force = "flag",
+  { min = 1, max = 1, name = "FILE", missing = "needs exactly one FILE" } }, function(opts, pos)
   local t0 = os.clock()
-  local s = refdb.create(pos[1], { rows = int_opt(opts, "rows", 1000), force = opts.force })
+  local s = create_refdb(pos[1], opts.rows or 1000, opts.force)
   printf("created %s: %d tenant-owned tables x %d rows (%d orphan rows whose tenant is gone) "
     .. "in %.2fs\n", s.path, s.tables, s.rows, s.orphans, os.clock() - t0)
-  return 0
-end
+  return EXIT_OK
+end)
 
 -- ---------------------------------------------------------------------------------------
 usage.rules = [[
-usage: tenantguard rules [--rules DIR] [--json]
+usage: tenantguard rules [DIR | --rules DIR] [--json]
 
-Loads the rules and prints what they describe: families with their access paths, scope
-exceptions, residual tables, roles. Exit 1 when the rules do not load.]]
+Loads the rules in DIR and prints what they describe: families with their access paths,
+scope exceptions, residual tables, roles. Exit 2 when the rules do not load (`tenantguard
+lint DIR` lists why).]]
 
-function commands.rules(args)
-  local opts = parse(args, { rules = "value", json = "flag" })
-  if opts.help then print(usage.rules) return 0 end
-  local eng = tg.open { rules = opts.rules or DEFAULT_RULES }
+command("rules", { rules = "text", json = "flag", { min = 0, max = 1, name = "DIR" } },
+function(opts, pos)
+  local eng = tg.open { rules = rules_dir(opts, pos) }
   local r = eng:rules()
   eng:close()
   if opts.json then print(json.encode(r)) return 0 end
@@ -142,8 +277,8 @@ function commands.rules(args)
   for _, name in ipairs(names) do
     printf("  %-10s %d of %d capabilities\n", name, #r.roles[name], #r.capabilities)
   end
-  return 0
-end
+  return EXIT_OK
+end)
 
 -- ---------------------------------------------------------------------------------------
 usage.resolve = [[
@@ -156,42 +291,21 @@ Prints the decision tenantguard makes for one request: status, reason, and the r
 returns. PATH is one of index, detail, row_action, bulk_action, relation_manager,
 global_search, canonical_viewer. Exit 0 when a decision was made (whatever its status).]]
 
-local function tointeger_opt(opts, name)
-  if opts[name] == nil then return nil end
-  local n = math.tointeger(tonumber(opts[name]))
-  if not n then error(("--%s must be an integer"):format(name), 0) end
-  return n
-end
-
-function commands.resolve(args)
-  local opts = parse(args, { db = "value", user = "value", workspace = "value",
-    tenant = "value", family = "value", exception = "value", path = "value", id = "value",
-    ids = "value", owner = "value", query = "value", limit = "value", after = "value",
-    capability = "value", rules = "value", json = "flag" })
-  if opts.help then print(usage.resolve) return 0 end
+command("resolve", { db = "text", user = "int", workspace = "int", tenant = "int",
+  family = "text", exception = "text", path = "text", id = "int", ids = "ids", owner = "int",
+  query = "text", limit = POSITIVE, after = "int", capability = "text", rules = "text",
+  json = "flag" }, function(opts)
   for _, need in ipairs { "db", "user", "workspace", "path" } do
-    if not opts[need] then error("--" .. need .. " is required\n" .. usage.resolve, 0) end
+    if opts[need] == nil then usage_error("--" .. need .. " is required") end
   end
-  if not opts.family and not opts.exception then
-    error("--family or --exception is required\n" .. usage.resolve, 0)
+  if not opts.family == not opts.exception then
+    usage_error("give one of --family NAME or --exception NAME")
   end
-  local ids
-  if opts.ids then
-    ids = {}
-    for item in opts.ids:gmatch("[^,%s]+") do
-      local n = math.tointeger(tonumber(item))
-      if not n then error(("--ids: '%s' is not an integer"):format(item), 0) end
-      ids[#ids + 1] = n
-    end
-  end
-  local eng = tg.open { rules = opts.rules or DEFAULT_RULES, db = opts.db }
-  local ctx = eng:context { user = tointeger_opt(opts, "user"),
-    workspace = tointeger_opt(opts, "workspace"), tenant = tointeger_opt(opts, "tenant") }
+  local eng = tg.open { rules = rules_dir(opts), db = existing_db(opts) }
+  local ctx = eng:context { user = opts.user, workspace = opts.workspace, tenant = opts.tenant }
   local d, err = ctx:resolve { family = opts.family, exception = opts.exception,
-    path = opts.path, id = tointeger_opt(opts, "id"), ids = ids,
-    owner = tointeger_opt(opts, "owner"), query = opts.query,
-    limit = tointeger_opt(opts, "limit"), after = tointeger_opt(opts, "after"),
-    capability = opts.capability }
+    path = opts.path, id = opts.id, ids = opts.ids, owner = opts.owner, query = opts.query,
+    limit = opts.limit, after = opts.after, capability = opts.capability }
   ctx:close()
   eng:close()
   if not d then error(err, 0) end
@@ -217,8 +331,8 @@ function commands.resolve(args)
     end
     if d.has_more then printf("... more after id %d (--after %d)\n", d.next_after, d.next_after) end
   end
-  return 0
-end
+  return EXIT_OK
+end)
 
 -- ---------------------------------------------------------------------------------------
 -- the rollout
@@ -239,23 +353,28 @@ name, in a transaction, idempotently, with an audit-log entry:
   enforce_constraints  phase 3: NOT NULL and foreign keys (refused while validation fails)
 Exit 1 when the phase is refused or fails.]]
 
+-- An engine on the existing --db (never creates one).
 local function open_engine(opts)
-  if not opts.db then error("--db is required", 0) end
-  return tg.open { rules = opts.rules or DEFAULT_RULES, db = opts.db }
+  local db = existing_db(opts)
+  return tg.open { rules = rules_dir(opts), db = db }
 end
 
-function commands.rollout(args)
-  local opts, pos = parse(args, { db = "value", rules = "value" })
-  if opts.help then print(usage.rollout) return 0 end
-  if #pos ~= 1 or not PHASES[pos[1]] then
-    error("rollout needs one PHASE\n" .. usage.rollout, 0)
-  end
+-- A failure of the command itself (a refused phase, a run that does not exist): stderr, 1.
+local function failed(name, msg)
+  eprintf("tenantguard %s: %s\n", name, tostring(msg))
+  return EXIT_FINDINGS
+end
+
+command("rollout", { db = "text", rules = "text",
+  { min = 1, max = 1, name = "PHASE", missing = "needs one PHASE" } }, function(opts, pos)
+  if not PHASES[pos[1]] then usage_error(("unknown phase '%s'"):format(pos[1])) end
   local eng = open_engine(opts)
   local ok, msg = eng:rollout(pos[1])
   eng:close()
+  if not ok then return failed("rollout", msg) end
   print(msg)
-  return ok and 0 or 1
-end
+  return EXIT_OK
+end)
 
 usage.backfill = [[
 usage: tenantguard backfill --db FILE [--rules DIR] [--dry-run] [--json]
@@ -278,33 +397,52 @@ local function print_run(r)
   end
 end
 
-function commands.backfill(args)
-  local opts = parse(args, { db = "value", rules = "value", ["dry-run"] = "flag", json = "flag",
-    ["batch-ms"] = "value", ["pause-ms"] = "value", ["batch-rows"] = "value", status = "flag",
-    pause = "flag", resume = "flag", cancel = "flag", run = "value" })
-  if opts.help then print(usage.backfill) return 0 end
+local BATCH_MS = { int = true, min = 1, max = 60000 }
+local PAUSE_MS = { int = true, min = 0, max = 60000 }
+local BATCH_ROWS = { int = true, min = 1, max = 1000000 }
+
+command("backfill", { db = "text", rules = "text", ["dry-run"] = "flag", json = "flag",
+  ["batch-ms"] = BATCH_MS, ["pause-ms"] = PAUSE_MS, ["batch-rows"] = BATCH_ROWS,
+  status = "flag", pause = "flag", resume = "flag", cancel = "flag", run = POSITIVE },
+function(opts)
+  local modes = {}
+  for _, m in ipairs { "dry-run", "status", "pause", "resume", "cancel" } do
+    if opts[m] then modes[#modes + 1] = "--" .. m end
+  end
+  if #modes > 1 then usage_error(table.concat(modes, " and ") .. " do not go together") end
+  local tuning = opts["batch-ms"] or opts["pause-ms"] or opts["batch-rows"]
+  if tuning and #modes > 0 then
+    usage_error("--batch-ms, --pause-ms and --batch-rows only go with queuing a run")
+  end
+  if opts.run and not (opts.status or opts.pause or opts.resume or opts.cancel) then
+    usage_error("--run only goes with --status, --pause, --resume or --cancel")
+  end
   local eng = open_engine(opts)
-  local run_id = tointeger_opt(opts, "run") or 0
+  local run_id = opts.run or 0
   for _, action in ipairs { "pause", "resume", "cancel" } do
     if opts[action] then
       local ok, msg = eng[action](eng, run_id)
-      print(ok and ("backfill: " .. action .. "d") or msg)
-      if ok then print_run(eng:run(run_id)) end
+      if not ok then
+        eng:close()
+        return failed("backfill", msg)
+      end
+      print("backfill: " .. action .. "d")
+      print_run(eng:run(run_id))
       eng:close()
-      return ok and 0 or 1
+      return EXIT_OK
     end
   end
   if opts.status then
     local r, msg = eng:run(run_id)
     eng:close()
-    if not r then print(msg) return 1 end
+    if not r then return failed("backfill", msg) end
     if opts.json then print(json.encode(r)) else print_run(r) end
-    return 0
+    return EXIT_OK
   end
   if opts["dry-run"] then
     local plan, msg = eng:backfill { dry_run = true }
     eng:close()
-    if not plan then print(msg) return 1 end
+    if not plan then return failed("backfill", msg) end
     if opts.json then
       plan.tables = json.array(plan.tables)
       for _, t in ipairs(plan.tables) do t.samples = json.array(t.samples) end
@@ -322,16 +460,16 @@ function commands.backfill(args)
     printf("%-24s %9d %9d %9d %11d %9d %10d\n", "total", s.rows, s.unbound, s.would_set,
       s.cannot_bind, s.correct, s.mismatched)
     print("dry run: nothing was changed")
-    return 0
+    return EXIT_OK
   end
-  local r, msg = eng:backfill { batch_ms = tointeger_opt(opts, "batch-ms"),
-    pause_ms = tointeger_opt(opts, "pause-ms"), batch_rows = tointeger_opt(opts, "batch-rows") }
+  local r, msg = eng:backfill { batch_ms = opts["batch-ms"], pause_ms = opts["pause-ms"],
+    batch_rows = opts["batch-rows"] }
   eng:close()
-  if not r then print(msg) return 1 end
+  if not r then return failed("backfill", msg) end
   print_run(r)
   print("queued: run `tenantguard worker` to execute it")
-  return 0
-end
+  return EXIT_OK
+end)
 
 usage.worker = [[
 usage: tenantguard worker --db FILE [--rules DIR] [--max-seconds N] [--max-batches N]
@@ -340,21 +478,21 @@ usage: tenantguard worker --db FILE [--rules DIR] [--max-seconds N] [--max-batch
 Executes queued backfill work in batches until none is left (or a limit is reached). Safe
 to run as several processes at once and to kill at any moment: a new worker resumes where
 the last committed batch ended. Shows a progress bar with rate and ETA on a terminal,
-plain lines otherwise.]]
+plain lines otherwise. Ctrl-C stops it once the batch in progress has committed (exit 130;
+a second Ctrl-C ends it at once, which is safe too).]]
 
 local function is_tty()
   local ok, _, code = os.execute("test -t 1")
   return ok == true or code == 0
 end
 
-function commands.worker(args)
-  local opts = parse(args, { db = "value", rules = "value", ["max-seconds"] = "value",
-    ["max-batches"] = "value", quiet = "flag" })
-  if opts.help then print(usage.worker) return 0 end
+command("worker", { db = "text", rules = "text", ["max-seconds"] = "seconds",
+  ["max-batches"] = POSITIVE, quiet = "flag" }, function(opts)
   local eng = open_engine(opts)
   local tty = is_tty()
   local last_line, last_table = 0, nil
   local function progress(p)
+    if signal.interrupted() then return false end
     if opts.quiet then return end
     local frac = p.run_total > 0 and math.min(1, p.run_done / p.run_total) or 1
     local eta = p.rows_per_second > 0 and (p.run_total - p.run_done) / p.rows_per_second or 0
@@ -371,25 +509,32 @@ function commands.worker(args)
         printf("run %d: %s %d/%d (run %d/%d rows, %.0f rows/s, batch %d rows in %.1f ms)\n",
           p.run, p.table, p.table_done, p.table_total, p.run_done, p.run_total,
           p.rows_per_second, p.batch_rows, p.batch_ms)
+        io.stdout:flush()
         last_line, last_table = now, p.table
       end
     end
   end
-  local r, msg = eng:work { progress = progress, max_seconds = tonumber(opts["max-seconds"]),
-    max_batches = tointeger_opt(opts, "max-batches") }
+  signal.trap()
+  local r, msg = eng:work { progress = progress, max_seconds = opts["max-seconds"],
+    max_batches = opts["max-batches"] }
+  signal.default()
   if tty and not opts.quiet then io.stdout:write("\n") end
   if not r then
     eng:close()
-    print(msg)
-    return 1
+    return failed("worker", msg)
   end
   printf("worker: %d batches, %d rows, longest batch %.1f ms%s\n", r.batches, r.rows,
     r.longest_batch_ms, r.idle and ", nothing left to do" or "")
   local ok, run = pcall(eng.run, eng)
   if ok and run then print_run(run) end
   eng:close()
-  return 0
-end
+  if signal.interrupted() then
+    eprintf("tenantguard worker: interrupted; every batch done is committed, "
+      .. "`tenantguard worker` resumes the run\n")
+    return EXIT_INTERRUPTED
+  end
+  return EXIT_OK
+end)
 
 usage.validate = [[
 usage: tenantguard validate --db FILE [--rules DIR] [--json]
@@ -399,13 +544,11 @@ tenant-owned table, audit entries with a tenant but no workspace, and rows whose
 workspace_id differs from their tenant's workspace (every table, every row). Exit 1 when
 anything is off.]]
 
-function commands.validate(args)
-  local opts = parse(args, { db = "value", rules = "value", json = "flag" })
-  if opts.help then print(usage.validate) return 0 end
+command("validate", { db = "text", rules = "text", json = "flag" }, function(opts)
   local eng = open_engine(opts)
   local v, msg = eng:validate()
   eng:close()
-  if not v then print(msg) return 1 end
+  if not v then return failed("validate", msg) end
   if opts.json then
     v.checks = json.array(v.checks)
     print(json.encode(v))
@@ -420,8 +563,8 @@ function commands.validate(args)
     printf("validation: %d checks, %s\n", #v.checks,
       v.ok and "all zero" or (bad .. " not zero"))
   end
-  return v.ok and 0 or 1
-end
+  return v.ok and EXIT_OK or EXIT_FINDINGS
+end)
 
 -- ---------------------------------------------------------------------------------------
 -- the guard-scenario matrix
@@ -566,10 +709,12 @@ local function print_results(results, verbose)
   end
 end
 
-function commands.matrix(args)
-  local opts = parse(args, { db = "value", rules = "value", json = "flag", junit = "value",
-    list = "flag", mutate = "flag", strict = "flag", verbose = "flag" })
-  if opts.help then print(usage.matrix) return 0 end
+command("matrix", { db = "text", rules = "text", json = "flag", junit = "text", list = "flag",
+  mutate = "flag", strict = "flag", verbose = "flag" }, function(opts)
+  if opts.list and (opts.junit or opts.mutate or opts.strict or opts.verbose) then
+    usage_error("--list runs nothing: it does not go with --junit, --mutate, --strict or "
+      .. "--verbose")
+  end
   local eng = open_engine(opts)
   local rules = eng:rules()
   if opts.list then
@@ -588,13 +733,12 @@ function commands.matrix(args)
   local results, err = eng:run_matrix()
   if not results then
     eng:close()
-    print(err)
-    return 1
+    return failed("matrix", err)
   end
   local elapsed = os.clock() - t0
   local gaps = coverage(rules, results)
   local drift = {}
-  for _, f in ipairs(tg.check { rules = opts.rules or DEFAULT_RULES, db = opts.db }) do
+  for _, f in ipairs(tg.check { rules = rules_dir(opts), db = opts.db }) do
     if f.code == "drift" then drift[#drift + 1] = f.message end
   end
   local survivors, mutants = {}, {}
@@ -610,17 +754,17 @@ function commands.matrix(args)
   end
   eng:close()
   if opts.junit then write_junit(opts.junit, results, elapsed) end
-  local failed = results.failed
+  local n_failed = results.failed
   if opts.json then
     for _, r in ipairs(results) do r.checks = json.array(r.checks) end
-    print(json.encode { passed = results.passed, failed = failed,
+    print(json.encode { passed = results.passed, failed = n_failed,
       results = json.array({ table.unpack(results) }), coverage = json.array(gaps),
       drift = json.array(drift), mutants = json.array(mutants),
       survivors = json.array(survivors) })
   else
     print_results(results, opts.verbose)
     printf("\nmatrix: %d scenarios, %d passed, %d failed (the fixture was rolled back)\n",
-      #results, results.passed, failed)
+      #results, results.passed, n_failed)
     printf("coverage: %s\n", #gaps == 0 and "every path, standard scenario type and exception "
       .. "check is exercised" or (#gaps .. " gap" .. (#gaps == 1 and "" or "s")))
     for _, g in ipairs(gaps) do printf("  - %s\n", g) end
@@ -635,10 +779,10 @@ function commands.matrix(args)
       if #survivors > 0 then printf("survivors: %s\n", table.concat(survivors, ", ")) end
     end
   end
-  if failed > 0 or #survivors > 0 then return 1 end
-  if opts.strict and (#gaps > 0 or #drift > 0) then return 1 end
-  return 0
-end
+  if n_failed > 0 or #survivors > 0 then return EXIT_FINDINGS end
+  if opts.strict and (#gaps > 0 or #drift > 0) then return EXIT_FINDINGS end
+  return EXIT_OK
+end)
 
 -- ---------------------------------------------------------------------------------------
 usage.checks = [[
@@ -646,12 +790,10 @@ usage: tenantguard checks
 
 Lists every check code with its level and meaning.]]
 
-function commands.checks(args)
-  local opts = parse(args, {})
-  if opts.help then print(usage.checks) return 0 end
+command("checks", {}, function()
   for _, c in ipairs(tg.checks()) do printf("%-28s %-8s %s\n", c.code, c.level, c.meaning) end
-  return 0
-end
+  return EXIT_OK
+end)
 
 -- ---------------------------------------------------------------------------------------
 usage.demo = [[
@@ -661,28 +803,30 @@ Runs the whole story on a fresh SQLite file in DIR (default ./demo): creates the
 database, lints the rules, shows a few decisions, dry-runs the backfill, rolls workspace_id
 out (columns, write triggers, the queued backfill and its worker, quarantine of rows whose
 tenant is gone), validates, enforces the constraints, and runs the guard-scenario matrix
-with its mutation check. Exit 0 when every step did what it should.]]
+with its mutation check. Exit 0 when every step did what it should, 1 when one did not.]]
 
 local function step(n, title, why)
   printf("\n== %d. %s %s\n", n, title, ("="):rep(math.max(0, 72 - #title)))
   if why then printf("%s\n\n", why) end
 end
 
-function commands.demo(args)
-  local opts = parse(args, { dir = "value", rows = "value", rules = "value" })
-  if opts.help then print(usage.demo) return 0 end
+-- A step of the demo that must succeed; Ctrl-C inside it ends the demo with 130.
+local DemoFailed = {}
+
+command("demo", { dir = "text", rows = ROWS, rules = "text" }, function(opts)
   local dir = opts.dir or "demo"
-  local rules = opts.rules or DEFAULT_RULES
+  local rules = rules_dir(opts)
   assert(os.execute(("mkdir -p '%s'"):format(dir:gsub("'", "'\\''"))))
   local db = dir .. "/reference.db"
   local function must(rc, what)
-    if rc ~= 0 then error(what .. " failed", 0) end
+    if rc == EXIT_INTERRUPTED then error(Interrupted, 0) end
+    if rc ~= EXIT_OK then error(setmetatable({ msg = what .. " failed" }, DemoFailed), 0) end
   end
 
   step(1, "The reference database",
     "A multi-tenant app before the rollout: twelve tenant-owned tables without workspace_id,\n"
     .. "3 workspaces, 12 tenants, 10 users, a few rows whose tenant was deleted.")
-  local s = require("refdb").create(db, { rows = int_opt(opts, "rows", 20000), force = true })
+  local s = create_refdb(db, opts.rows or 20000, true)
   printf("%s: %d tables x %d rows, %d orphan rows\n", db, s.tables, s.rows, s.orphans)
 
   step(2, "Lint the rules against it",
@@ -756,47 +900,88 @@ function commands.demo(args)
   local rc = commands.matrix { "--db", db, "--rules", rules, "--mutate" }
   must(rc, "the matrix")
   printf("\ndemo finished: %s holds the rolled-out reference database\n", db)
-  return 0
-end
+  return EXIT_OK
+end)
 
 -- ---------------------------------------------------------------------------------------
 local order = { "demo", "lint", "rules", "resolve", "rollout", "backfill", "worker", "validate",
-  "matrix",
-  "checks", "refdb" }
+  "matrix", "checks", "refdb" }
 
-local function help()
-  print("usage: tenantguard <command> [options]   (tenantguard <command> --help for more)\n")
-  print("commands:")
-  for _, name in ipairs(order) do
-    local first = usage[name]:match("\n\n([^\n]*)") or ""
-    printf("  %-10s %s\n", name, first)
-  end
-  printf("\nrules default to %s (override with --rules or TENANTGUARD_RULES)\n", DEFAULT_RULES)
+local SUMMARY = {
+  demo = "the whole story on a fresh reference database, step by step",
+  lint = "check rule scripts (and their mapping against a database)",
+  rules = "print what the rules describe",
+  resolve = "the decision for one request",
+  rollout = "run one schema phase of the workspace_id rollout",
+  backfill = "dry-run, queue or control the workspace_id backfill",
+  worker = "execute queued backfill work in batches",
+  validate = "the post-rollout checks, all of which must be zero",
+  matrix = "run the guard-scenario matrix (and its mutation check)",
+  checks = "list every check code",
+  refdb = "create the reference database (the only command that creates one)",
+}
+
+local function help(out)
+  out:write("usage: tenantguard <command> [options]\n",
+    "       tenantguard help COMMAND    (or tenantguard COMMAND --help): that command's help\n\n",
+    "commands:\n")
+  for _, name in ipairs(order) do out:write(("  %-10s %s\n"):format(name, SUMMARY[name])) end
+  out:write(("\nrules default to %s (override with --rules or TENANTGUARD_RULES)\n\n")
+    :format(DEFAULT_RULES), EXIT_HELP, "\n")
 end
 
 local function main(args)
+  -- Ctrl-C ends a command at once (status 130) unless it chose to stop at a safe point
+  -- (the worker, refdb); the standalone interpreter would otherwise turn it into an error.
+  signal.default()
   local name = args[1]
-  if name == nil or name == "help" or name == "--help" or name == "-h" then
-    help()
-    return name == nil and 2 or 0
+  if name == nil then
+    help(io.stderr)
+    return EXIT_USAGE
+  end
+  if name == "help" or name == "--help" or name == "-h" then
+    if name == "help" and args[2] then
+      if args[3] then
+        eprintf("tenantguard help: unexpected argument '%s'\n", args[3])
+        return EXIT_USAGE
+      end
+      if not commands[args[2]] then
+        eprintf("tenantguard: unknown command '%s' (tenantguard --help lists them)\n", args[2])
+        return EXIT_USAGE
+      end
+      return commands[args[2]] { "--help" }
+    end
+    help(io.stdout)
+    return EXIT_OK
   end
   if name == "--version" or name == "version" then
     print("tenantguard " .. tg.VERSION)
-    return 0
+    return EXIT_OK
   end
   local cmd = commands[name]
   if not cmd then
-    eprintf("tenantguard: unknown command '%s'\n", name)
-    help()
-    return 2
+    eprintf("tenantguard: unknown command '%s' (tenantguard --help lists them)\n", name)
+    return EXIT_USAGE
   end
   local rest = table.move(args, 2, #args, 1, {})
   local ok, res = pcall(cmd, rest)
-  if not ok then
-    eprintf("tenantguard %s: %s\n", name, tostring(res))
-    return 2
+  io.stdout:flush()
+  if ok then return res or EXIT_OK end
+  if res == Interrupted or signal.interrupted() then
+    eprintf("tenantguard %s: interrupted\n", name)
+    return EXIT_INTERRUPTED
   end
-  return res or 0
+  local mt = getmetatable(res)
+  if mt == UsageError then
+    eprintf("tenantguard %s: %s\n(tenantguard %s --help for usage)\n", name, res.msg, name)
+    return EXIT_USAGE
+  end
+  if mt == DemoFailed then
+    eprintf("tenantguard %s: %s\n", name, res.msg)
+    return EXIT_FINDINGS
+  end
+  eprintf("tenantguard %s: %s\n", name, tostring(res))
+  return EXIT_USAGE
 end
 
 return main

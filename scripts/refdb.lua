@@ -164,7 +164,8 @@ end
 
 -- Creates the database at path. opts.rows: rows per tenant-owned table (default 1000);
 -- opts.force: replace an existing file (otherwise an existing file is an error, so nothing
--- is ever overwritten by accident). Returns a summary { rows =, tables =, orphans = }.
+-- is ever overwritten by accident); opts.interrupted: a function polled between tables, true
+-- stops and leaves no file behind. Returns a summary { rows =, tables =, orphans = }.
 function M.create(path, opts)
   opts = opts or {}
   local rows = math.tointeger(opts.rows or 1000)
@@ -177,6 +178,9 @@ function M.create(path, opts)
   end
   local db = tg.connect(path)
   db:exec("PRAGMA journal_mode = WAL; PRAGMA foreign_keys = ON; BEGIN;")
+  local function poll()
+    if opts.interrupted and opts.interrupted() then error("interrupted", 0) end
+  end
   local ok, err = pcall(function()
     db:exec(SCHEMA)
     for _, t in ipairs(M.tables) do
@@ -229,6 +233,7 @@ function M.create(path, opts)
         .. "SELECT n, %s, %s, datetime('2026-01-01', '+' || n || ' minutes') FROM seq")
         :format(rows, t.name, t.names, TENANT_EXPR:gsub(":rows", tostring(rows)), t.values)
       db:exec(sql)
+      poll()
     end
 
     -- legacy audit entries: some predate the workspace column and carry only a tenant

@@ -3,6 +3,7 @@
  * it has no rules and decides nothing. Values are always bound, never pasted into SQL. */
 #include "binding.h"
 
+#include <signal.h>
 #include <sqlite3.h>
 #include <string.h>
 
@@ -188,4 +189,62 @@ void tgl_database_register(lua_State *L) {
                                        {"value", db_value},     {"changes", db_changes},
                                        {"close", db_close},     {NULL, NULL}};
     tgl_new_class(L, TG_DATABASE_MT, meta, methods);
+}
+
+/* ---- require "tenantguard.signal": Ctrl-C for the command-line tool ------------------------
+ * Plain Lua has no signal handling, and the standalone interpreter turns SIGINT into a Lua
+ * error raised only when Lua code next runs (never inside a long C call). The tool instead
+ * chooses, per command:
+ *   signal.default()     SIGINT ends the process at once, as for any C program (the shell
+ *                        then reports status 130); right for commands whose work is one
+ *                        transaction that a kill rolls back.
+ *   signal.trap()        the first SIGINT only sets a flag that signal.interrupted() reads
+ *                        (the worker checks it after each committed batch and stops); a
+ *                        second one ends the process at once.
+ * Loaded from this same library by Lua's all-in-one loader (luaopen_tenantguard_signal). */
+
+static volatile sig_atomic_t tgl_sigint_count;
+
+static void tgl_on_sigint(int sig) {
+    if (tgl_sigint_count++ > 0) {
+        signal(sig, SIG_DFL);
+        raise(sig);
+    }
+}
+
+static int set_sigint(void (*handler)(int)) {
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = handler;
+    sigemptyset(&sa.sa_mask);
+    return sigaction(SIGINT, &sa, NULL);
+}
+
+static int sig_trap(lua_State *L) {
+    tgl_sigint_count = 0;
+    if (set_sigint(tgl_on_sigint) != 0)
+        return luaL_error(L, "cannot install the SIGINT handler");
+    return 0;
+}
+
+static int sig_default(lua_State *L) {
+    if (set_sigint(SIG_DFL) != 0)
+        return luaL_error(L, "cannot restore the default SIGINT action");
+    return 0;
+}
+
+static int sig_interrupted(lua_State *L) {
+    lua_pushboolean(L, tgl_sigint_count > 0);
+    return 1;
+}
+
+__attribute__((visibility("default"))) int luaopen_tenantguard_signal(lua_State *L);
+
+int luaopen_tenantguard_signal(lua_State *L) {
+    static const luaL_Reg fns[] = {{"trap", sig_trap},
+                                   {"default", sig_default},
+                                   {"interrupted", sig_interrupted},
+                                   {NULL, NULL}};
+    luaL_newlib(L, fns);
+    return 1;
 }

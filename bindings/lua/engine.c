@@ -20,11 +20,15 @@ static int raise_plain(lua_State *L, const char *msg) {
     return lua_error(L);
 }
 
-/* tg.open{ db = "app.db", rules = "rules" } -> engine; raises on failure. The userdata is
- * made closed first, so an error while opening cannot leave it half-made. */
+/* tg.open{ db = "app.db", rules = "rules" [, create = true] } -> engine; raises on failure
+ * ("no such database: PATH" unless create is true). The userdata is made closed first, so an
+ * error while opening cannot leave it half-made. */
 int tgl_engine_open(lua_State *L) {
     tg_open_options o;
     tgl_check_open_options(L, 1, &o);
+    lua_getfield(L, 1, "create");
+    o.create = lua_toboolean(L, -1);
+    lua_pop(L, 1);
     lengine *e = lua_newuserdatauv(L, sizeof *e, 1);
     e->eng = NULL;
     e->L = L;

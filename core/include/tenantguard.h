@@ -312,6 +312,8 @@ typedef struct tg_engine tg_engine;
 
 typedef struct tg_open_options {
     const char *db;    /* SQLite file; NULL or "" to check rules without a database */
+    int create;        /* create db when it does not exist; by default that is TG_IO
+                        * "no such database: PATH" and no file appears */
     const char *rules; /* a directory of *.lua rule files, or one file */
     int busy_timeout_ms;            /* default 5000 */
     int64_t instruction_budget;     /* for loading the rules; default 20,000,000 */

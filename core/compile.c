@@ -178,8 +178,9 @@ static int get_str_code(comp *c, int t, const char *key, int required, const cha
         char what[96];
         snprintf(what, sizeof what, "field '%s'", key);
         const char *v = checked_str(c, -1, what, zcode, TG__MAX_TEXT_BYTES);
-        if (v) {
-            *out = dup(c, v);
+        const char *copy = v ? dup(c, v) : NULL;
+        if (copy) {
+            *out = copy;
             ok = 1;
         }
     }

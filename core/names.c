@@ -99,7 +99,7 @@ static const tg_check_info checks[] = {
     {"too_many_findings", TG_LEVEL_WARNING, "the list of findings stopped at its cap; an error when an error was left out"},
     {"unknown_global", TG_LEVEL_ERROR, "the rule file used a global that is not part of the rule language (io, os, require, a typo...)"},
     {"bad_declaration", TG_LEVEL_ERROR, "a declaration is not written in its form, e.g. family \"Name\" { ... }"},
-    {"file_error", TG_LEVEL_ERROR, "the rule directory or a rule file cannot be read"},
+    {"file_error", TG_LEVEL_ERROR, "the rule directory or a rule file cannot be read, or the database to check against is missing or not a database"},
     {"no_rules", TG_LEVEL_ERROR, "the rule directory holds no .lua file"},
     {"unknown_field", TG_LEVEL_ERROR, "a field that this kind of rule object does not have (a typo?)"},
     {"wrong_type", TG_LEVEL_ERROR, "a field holds a value of the wrong type"},

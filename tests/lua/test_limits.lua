@@ -305,6 +305,17 @@ function TestCompilerCaps:test_other_counts_are_capped()
   end
 end
 
+-- A flood of problems keeps at most 10,000 findings, the last saying the list stopped; it
+-- is an error when errors were left out, and it does not take long.
+function TestCompilerCaps:test_findings_are_capped()
+  local dir, fs, cpu = attempt(
+    'local t = { table = "f" } for i = 1, 30000 do t["x" .. i] = i end\nfamily "F" (t)')
+  lu.assertEquals(#fs, 10000)
+  lu.assertEquals(fs[#fs].code, "too_many_findings")
+  lu.assertEquals(fs[#fs].level, "error")
+  lu.assertTrue(cpu < CPU_LIMIT, ("took %.2f s"):format(cpu))
+end
+
 -- ---- rule files ----------------------------------------------------------------------------
 
 TestManyFiles = {}

@@ -15,7 +15,8 @@ int tg__table_exists(sqlite3 *db, const char *table) {
                            -1, &st, NULL) != SQLITE_OK)
         return -1;
     sqlite3_bind_text(st, 1, table, -1, SQLITE_STATIC);
-    found = sqlite3_step(st) == SQLITE_ROW;
+    int rc = sqlite3_step(st);
+    found = rc == SQLITE_ROW ? 1 : rc == SQLITE_DONE ? 0 : -1;
     sqlite3_finalize(st);
     return found;
 }
@@ -27,7 +28,8 @@ int tg__column_exists(sqlite3 *db, const char *table, const char *column) {
         return -1;
     sqlite3_bind_text(st, 1, table, -1, SQLITE_STATIC);
     sqlite3_bind_text(st, 2, column, -1, SQLITE_STATIC);
-    int found = sqlite3_step(st) == SQLITE_ROW;
+    int rc = sqlite3_step(st);
+    int found = rc == SQLITE_ROW ? 1 : rc == SQLITE_DONE ? 0 : -1;
     sqlite3_finalize(st);
     return found;
 }
@@ -38,12 +40,24 @@ typedef struct checker {
     const char *file;
     int line;
     const char *what;
+    int failed; /* the schema could not be read: reported once */
 } checker;
+
+/* A schema query that failed is an error, never "nothing to report". */
+static void schema_failed(checker *k) {
+    if (k->failed++)
+        return;
+    tg__findings_add(k->f, TG_LEVEL_ERROR, "file_error", k->file, k->line,
+                     "%s: cannot read the database schema: %s", k->what ? k->what : "rules",
+                     sqlite3_errmsg(k->db));
+}
 
 static int need_table(checker *k, const char *table) {
     if (!table)
         return 0;
     int e = tg__table_exists(k->db, table);
+    if (e < 0)
+        schema_failed(k);
     if (e == 0)
         tg__findings_add(k->f, TG_LEVEL_ERROR, "missing_table", k->file, k->line,
                          "%s: table '%s' does not exist in the database", k->what, table);
@@ -53,7 +67,10 @@ static int need_table(checker *k, const char *table) {
 static void need_column(checker *k, const char *table, const char *column) {
     if (!table || !column)
         return;
-    if (tg__column_exists(k->db, table, column) == 0)
+    int e = tg__column_exists(k->db, table, column);
+    if (e < 0)
+        schema_failed(k);
+    if (e == 0)
         tg__findings_add(k->f, TG_LEVEL_ERROR, "missing_column", k->file, k->line,
                          "%s: column '%s.%s' does not exist in the database", k->what, table,
                          column);
@@ -132,8 +149,10 @@ static void check_drift(checker *k, const tg_rules *r) {
                            "AND m.name NOT LIKE 'tenantguard\\_%' ESCAPE '\\' "
                            "AND EXISTS (SELECT 1 FROM pragma_table_info(m.name) c "
                            "            WHERE c.name = ?1) ORDER BY m.name",
-                           -1, &st, NULL) != SQLITE_OK)
+                           -1, &st, NULL) != SQLITE_OK) {
+        schema_failed(k);
         return;
+    }
     sqlite3_bind_text(st, 1, r->app.tenant_column, -1, SQLITE_STATIC);
     while (sqlite3_step(st) == SQLITE_ROW) {
         const char *t = (const char *)sqlite3_column_text(st, 0);
@@ -149,7 +168,7 @@ static void check_drift(checker *k, const tg_rules *r) {
 
 void tg__rules_check_db(const tg__ruleset *rs, sqlite3 *db, tg_findings *f) {
     const tg_rules *r = &rs->pub;
-    checker k = {db, f, NULL, 0, NULL};
+    checker k = {db, f, NULL, 0, NULL, 0};
     char what[160];
     check_app(&k, &r->app);
     for (size_t i = 0; i < r->n_families; i++) {

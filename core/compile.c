@@ -27,6 +27,8 @@ typedef struct comp {
     claim *claims;
     size_t n_claims, cap_claims;
     tg_where *cap_where; /* where each capability was declared */
+    /* names -> index, so every duplicate check and reference is one lookup */
+    tg__strmap caps, roles, fams, excs, ress, tables;
 } comp;
 
 /* ---- reporting ---- */
@@ -64,11 +66,14 @@ static void set_what(comp *c, const char *fmt, ...) {
     va_end(ap);
 }
 
-/* " (did you mean 'x'?)" for the closest name within two edits, else "". */
+/* " (did you mean 'x'?)" for the closest name within two edits, else "". The number of
+ * comparisons is budgeted per compile, so many unknown names among many declared ones stay
+ * linear. */
+static _Thread_local long suggest_left = 0;
 static const char *suggest(const char *s, const char *const *names, char *buf, size_t n) {
     int best = 3;
     const char *pick = NULL;
-    for (int i = 0; s && names[i]; i++) {
+    for (int i = 0; s && names && names[i] && suggest_left > 0; i++, suggest_left--) {
         int d = tg__edit_distance(s, names[i]);
         if (d < best) {
             best = d;
@@ -122,7 +127,12 @@ static void check_keys(comp *c, int t, const char *const *allowed) {
                 err(c, "wrong_type", "field names must be strings, got %s", type_name(c, -1));
             continue;
         }
-        const char *k = lua_tostring(L, -1);
+        size_t kl;
+        const char *k = lua_tolstring(L, -1, &kl);
+        if (strlen(k) != kl) {
+            err(c, "unknown_field", "field name '%s\\0...' contains a zero byte", k);
+            continue;
+        }
         if (tg__name_index(allowed, k) < 0) {
             join_names(allowed, all, sizeof all);
             err(c, "unknown_field", "unknown field '%s'%s; fields are: %s", k,
@@ -131,10 +141,32 @@ static void check_keys(comp *c, int t, const char *const *allowed) {
     }
 }
 
-/* Pushes t[key] and returns its type. */
-static int field(comp *c, int t, const char *key) { return lua_getfield(c->L, t, key); }
+/* Pushes t[key] and returns its type. Raw: no metamethod of a rule file's table runs. */
+static int field(comp *c, int t, const char *key) {
+    lua_pushstring(c->L, key);
+    return lua_rawget(c->L, t < 0 ? t - 1 : t);
+}
 
-static int get_str(comp *c, int t, const char *key, int required, const char **out) {
+/* The string at idx (which must be a string), or NULL after reporting: one with a zero
+ * byte inside (with `zcode`; C would read only the part before it) or longer than max. */
+static const char *checked_str(comp *c, int idx, const char *what, const char *zcode,
+                               size_t max) {
+    size_t len;
+    const char *s = lua_tolstring(c->L, idx, &len);
+    if (strlen(s) != len) {
+        err(c, zcode, "%s contains a zero byte ('%s\\0...'); names and texts are plain strings",
+            what, s);
+        return NULL;
+    }
+    if (len > max) {
+        err(c, "limit_exceeded", "%s is %zu bytes long (limit %zu bytes)", what, len, max);
+        return NULL;
+    }
+    return s;
+}
+
+static int get_str_code(comp *c, int t, const char *key, int required, const char **out,
+                        const char *zcode) {
     int ty = field(c, t, key);
     int ok = 0;
     if (ty == LUA_TNIL) {
@@ -143,11 +175,55 @@ static int get_str(comp *c, int t, const char *key, int required, const char **o
     } else if (ty != LUA_TSTRING) {
         err(c, "wrong_type", "field '%s' must be a string, got %s", key, type_name(c, -1));
     } else {
-        *out = dup(c, lua_tostring(c->L, -1));
-        ok = 1;
+        char what[96];
+        snprintf(what, sizeof what, "field '%s'", key);
+        const char *v = checked_str(c, -1, what, zcode, TG__MAX_TEXT_BYTES);
+        const char *copy = v ? dup(c, v) : NULL;
+        if (copy) {
+            *out = copy;
+            ok = 1;
+        }
     }
     lua_pop(c->L, 1);
     return ok;
+}
+
+static int get_str(comp *c, int t, const char *key, int required, const char **out) {
+    return get_str_code(c, t, key, required, out, "bad_value");
+}
+
+/* The number of items of the list at absolute index t, found by counting its entries
+ * (lua_rawlen reports any border, 2^40 for keys 1, 2, 4, ..., 2^40). Integer keys must be
+ * exactly 1..n; string keys are left to the caller when `others_ok`, else they make it not
+ * a list. Past `max` items: limit_exceeded. Returns -1 after reporting. */
+static long list_len(comp *c, int t, const char *what, size_t max, int others_ok) {
+    lua_State *L = c->L;
+    size_t count = 0;
+    lua_Integer top = 0;
+    int other = 0;
+    lua_pushnil(L);
+    while (lua_next(L, t)) {
+        lua_pop(L, 1);
+        if (lua_isinteger(L, -1) && lua_tointeger(L, -1) >= 1) {
+            lua_Integer k = lua_tointeger(L, -1);
+            if (k > top)
+                top = k;
+            if (++count > max) {
+                lua_pop(L, 1);
+                err(c, "limit_exceeded", "%s has more than %zu items (limit %zu)", what, max,
+                    max);
+                return -1;
+            }
+        } else if (!others_ok || lua_type(L, -1) != LUA_TSTRING) {
+            other = 1;
+        }
+    }
+    if (other || (lua_Integer)count != top) {
+        err(c, "wrong_type", "%s must be a list { \"a\", \"b\" } (items at 1, 2, 3, ... and "
+                             "nothing else)", what);
+        return -1;
+    }
+    return (long)count;
 }
 
 static int check_ident(comp *c, const char *key, const char *s) {
@@ -162,7 +238,7 @@ static int check_ident(comp *c, const char *key, const char *s) {
 
 static int get_ident(comp *c, int t, const char *key, int required, const char **out) {
     const char *s = NULL;
-    if (!get_str(c, t, key, required, &s))
+    if (!get_str_code(c, t, key, required, &s, "bad_identifier"))
         return 0;
     if (!check_ident(c, key, s))
         return 0;
@@ -244,16 +320,10 @@ static size_t get_str_list(comp *c, int t, const char *key, int idents, const ch
     int lt = get_table(c, t, key, 0);
     if (!lt)
         return 0;
-    size_t n = lua_rawlen(c->L, lt);
-    size_t count = 0;
-    /* a list has exactly the keys 1..n */
-    lua_pushnil(c->L);
-    while (lua_next(c->L, lt)) {
-        lua_pop(c->L, 1);
-        count++;
-    }
-    if (count != n)
-        err(c, "wrong_type", "field '%s' must be a list of strings { \"a\", \"b\" }", key);
+    char what[96];
+    snprintf(what, sizeof what, "field '%s'", key);
+    long len = list_len(c, lt, what, TG__MAX_LIST_ITEMS, 0);
+    size_t n = len > 0 ? (size_t)len : 0;
     const char **arr = alloc(c, (n + 1) * sizeof *arr);
     size_t k = 0;
     for (size_t i = 1; arr && i <= n; i++) {
@@ -261,9 +331,10 @@ static size_t get_str_list(comp *c, int t, const char *key, int idents, const ch
             err(c, "wrong_type", "field '%s' item %zu must be a string, got %s", key, i,
                 type_name(c, -1));
         } else {
-            const char *s = lua_tostring(c->L, -1);
-            if (!idents || check_ident(c, key, s))
-                arr[k++] = dup(c, s);
+            const char *s = checked_str(c, -1, what, idents ? "bad_identifier" : "bad_value",
+                                        TG__MAX_TEXT_BYTES);
+            if (s && (!idents || check_ident(c, key, s)) && (arr[k] = dup(c, s)) != NULL)
+                k++;
         }
         lua_pop(c->L, 1);
     }
@@ -290,7 +361,7 @@ static int get_outcome(comp *c, int t, const char *key, int required, int *out) 
                 "\"hidden_or_disabled_without_side_effect\"",
                 key, (long long)v);
         }
-    } else if (ty == LUA_TSTRING &&
+    } else if (ty == LUA_TSTRING && lua_rawlen(c->L, -1) == 38 &&
                strcmp(lua_tostring(c->L, -1), "hidden_or_disabled_without_side_effect") == 0) {
         *out = TG_OUTCOME_HIDDEN;
         ok = 1;
@@ -345,18 +416,13 @@ static int count_kind(comp *c, int decls, const char *kind) {
     return n;
 }
 
-static int cap_index(const tg_rules *r, const char *name) {
-    for (size_t i = 0; name && i < r->n_capabilities; i++)
-        if (strcmp(r->capabilities[i], name) == 0)
-            return (int)i;
-    return -1;
-}
+static int fam_index(comp *c, const char *name) { return tg__strmap_get(&c->fams, name); }
 
 /* Resolves a capability reference, reporting unknown ones; -1 when absent or unknown. */
 static int cap_ref(comp *c, const char *key, const char *name) {
     if (!name)
         return -1;
-    int i = cap_index(&c->rs->pub, name);
+    int i = tg__strmap_get(&c->caps, name);
     if (i < 0) {
         char sug[96];
         err(c, "unknown_capability", "field '%s' names capability '%s', which is not declared%s",
@@ -368,12 +434,11 @@ static int cap_ref(comp *c, const char *key, const char *name) {
 static void add_claim(comp *c, const char *table, const char *owner) {
     if (!table)
         return;
-    for (size_t i = 0; i < c->n_claims; i++) {
-        if (strcmp(c->claims[i].table, table) == 0) {
-            err(c, "table_claimed_twice", "table '%s' is already claimed by %s", table,
-                c->claims[i].owner);
-            return;
-        }
+    int prev = tg__strmap_get(&c->tables, table);
+    if (prev >= 0) {
+        err(c, "table_claimed_twice", "table '%s' is already claimed by %s", table,
+            c->claims[prev].owner);
+        return;
     }
     if (c->n_claims == c->cap_claims) {
         size_t cap = c->cap_claims ? c->cap_claims * 2 : 32;
@@ -387,10 +452,73 @@ static void add_claim(comp *c, const char *table, const char *owner) {
     }
     c->claims[c->n_claims].table = table;
     c->claims[c->n_claims].owner = dup(c, owner);
+    tg__strmap_put(&c->tables, table, (int)c->n_claims);
     c->n_claims++;
 }
 
 /* ---- capabilities and roles ---- */
+
+/* Counts what the declarations hold before anything is compiled, and refuses a rule set
+ * past any cap with one error at the declaration that crossed it: the rest would be judged
+ * against a truncated set, and each cap keeps the compiler's time and memory bounded. */
+static int check_counts(comp *c, int decls) {
+    static const struct {
+        const char *kind, *what;
+        size_t max;
+    } caps[] = {{"role", "roles", TG__MAX_ROLES},
+                {"family", "families", TG__MAX_FAMILIES},
+                {"exception", "exception declarations", TG__MAX_EXCEPTIONS},
+                {"residual", "residual declarations", TG__MAX_RESIDUALS},
+                {NULL, NULL, 0}};
+    size_t n[4] = {0, 0, 0, 0}, n_caps = 0, n_scen = 0;
+    lua_Integer len = (lua_Integer)lua_rawlen(c->L, decls);
+    for (lua_Integer i = 1; i <= len; i++) {
+        decl d;
+        open_decl(c, decls, i, &d);
+        set_what(c, "%s", d.kind);
+        int over = 0;
+        for (int k = 0; caps[k].kind; k++)
+            if (strcmp(d.kind, caps[k].kind) == 0 && ++n[k] > caps[k].max) {
+                err(c, "limit_exceeded", "more than %zu %s (limit %zu)", caps[k].max,
+                    caps[k].what, caps[k].max);
+                over = 1;
+            }
+        if (strcmp(d.kind, "capabilities") == 0) {
+            c->what[0] = '\0';
+            long m = list_len(c, d.body, "capabilities", TG__MAX_CAPABILITIES, 1);
+            if (m < 0)
+                over = 1;
+            else if ((n_caps += (size_t)m) > TG__MAX_CAPABILITIES) {
+                err(c, "limit_exceeded", "more than %d capabilities (limit %d)",
+                    TG__MAX_CAPABILITIES, TG__MAX_CAPABILITIES);
+                over = 1;
+            }
+        } else if (strcmp(d.kind, "scenario") == 0) {
+            n_scen++;
+        } else if (strcmp(d.kind, "family") == 0 && field(c, d.body, "scenarios") == LUA_TTABLE) {
+            char what[160];
+            snprintf(what, sizeof what, "family '%s': field 'scenarios'", d.name);
+            c->what[0] = '\0';
+            long m = list_len(c, lua_gettop(c->L), what, TG__MAX_SCENARIOS, 0);
+            lua_pop(c->L, 1);
+            if (m < 0)
+                over = 1;
+            else
+                n_scen += (size_t)m;
+        } else if (strcmp(d.kind, "family") == 0) {
+            lua_pop(c->L, 1);
+        }
+        if (!over && n_scen > TG__MAX_SCENARIOS) {
+            err(c, "limit_exceeded", "more than %d scenarios in all (limit %d)",
+                TG__MAX_SCENARIOS, TG__MAX_SCENARIOS);
+            over = 1;
+        }
+        lua_pop(c->L, 1);
+        if (over)
+            return 0;
+    }
+    return 1;
+}
 
 static void compile_capabilities(comp *c, int decls) {
     tg_rules *r = &c->rs->pub;
@@ -399,16 +527,21 @@ static void compile_capabilities(comp *c, int decls) {
     for (lua_Integer i = 1; i <= len; i++) {
         decl d;
         open_decl(c, decls, i, &d);
-        if (strcmp(d.kind, "capabilities") == 0)
-            total += lua_rawlen(c->L, d.body);
+        if (strcmp(d.kind, "capabilities") == 0) {
+            c->what[0] = '\0';
+            long m = list_len(c, d.body, "capabilities", TG__MAX_CAPABILITIES, 1);
+            total += m > 0 ? (size_t)m : 0;
+        }
         lua_pop(c->L, 1);
     }
     const char **caps = alloc(c, (total + 1) * sizeof *caps);
     c->cap_where = alloc(c, (total + 1) * sizeof *c->cap_where);
-    if (!caps || !c->cap_where)
+    if (!caps || !c->cap_where || !tg__strmap_init(&c->caps, c->A, total)) {
+        c->oom = 1;
         return;
+    }
     r->capabilities = caps;
-    for (lua_Integer i = 1; i <= len; i++) {
+    for (lua_Integer i = 1; i <= len && !c->oom; i++) {
         decl d;
         open_decl(c, decls, i, &d);
         if (strcmp(d.kind, "capabilities") != 0) {
@@ -416,30 +549,41 @@ static void compile_capabilities(comp *c, int decls) {
             continue;
         }
         set_what(c, "capabilities");
-        size_t n = lua_rawlen(c->L, d.body);
+        c->what[0] = '\0';
+        long m = list_len(c, d.body, "capabilities", TG__MAX_CAPABILITIES, 1);
+        set_what(c, "capabilities");
+        size_t n = m > 0 ? (size_t)m : 0;
         lua_pushnil(c->L);
         while (lua_next(c->L, d.body)) {
             lua_pop(c->L, 1);
-            if (lua_isinteger(c->L, -1) && lua_tointeger(c->L, -1) >= 1 &&
-                (size_t)lua_tointeger(c->L, -1) <= n)
+            if (lua_isinteger(c->L, -1))
                 continue;
             err(c, "unknown_field", "capabilities is a list of names; '%s' is not one",
                 lua_type(c->L, -1) == LUA_TSTRING ? lua_tostring(c->L, -1) : "(a non-name key)");
         }
-        for (size_t k = 1; k <= n; k++) {
+        for (size_t k = 1; k <= n && r->n_capabilities < total; k++) {
             if (lua_rawgeti(c->L, d.body, (lua_Integer)k) != LUA_TSTRING ||
                 lua_rawlen(c->L, -1) == 0) {
                 err(c, "wrong_type", "item %zu must be a capability name string", k);
             } else {
-                const char *s = lua_tostring(c->L, -1);
-                if (cap_index(r, s) >= 0)
+                char what[48];
+                snprintf(what, sizeof what, "item %zu", k);
+                const char *s = checked_str(c, -1, what, "bad_value", TG__MAX_NAME_BYTES);
+                if (!s) {
+                    /* reported */
+                } else if (tg__strmap_get(&c->caps, s) >= 0) {
                     err(c, "duplicate_name", "capability '%s' is declared twice", s);
-                else if (strcmp(s, "*") == 0)
+                } else if (strcmp(s, "*") == 0) {
                     err(c, "bad_value", "'*' is not a capability name");
-                else {
-                    c->cap_where[r->n_capabilities].file = dup(c, d.file);
-                    c->cap_where[r->n_capabilities].line = d.line;
-                    caps[r->n_capabilities++] = dup(c, s);
+                } else {
+                    size_t ci = r->n_capabilities;
+                    c->cap_where[ci].file = dup(c, d.file);
+                    c->cap_where[ci].line = d.line;
+                    caps[ci] = dup(c, s);
+                    if (!caps[ci])
+                        break;
+                    tg__strmap_put(&c->caps, caps[ci], (int)ci);
+                    r->n_capabilities++;
                 }
             }
             lua_pop(c->L, 1);
@@ -449,42 +593,133 @@ static void compile_capabilities(comp *c, int decls) {
     c->rs->cap_words = r->n_capabilities / 64 + 1;
 }
 
+/* Gives every role the grants of the roles it includes, directly or not, in time linear in
+ * roles + includes (Tarjan's strongly connected components: the roles of a cycle grant
+ * each other everything; components finish after everything they include). Reports an
+ * includes chain deeper than TG__MAX_INCLUDE_DEPTH roles, once. */
+static void close_roles(comp *c, int **inc, const int *ninc) {
+    tg_rules *r = &c->rs->pub;
+    tg_role *roles = (tg_role *)r->roles;
+    size_t n = r->n_roles, words = c->rs->cap_words;
+    int *idx = alloc(c, n * sizeof *idx), *low = alloc(c, n * sizeof *low);
+    int *stk = alloc(c, n * sizeof *stk), *cs_v = alloc(c, n * sizeof *cs_v);
+    int *cs_e = alloc(c, n * sizeof *cs_e), *scc = alloc(c, n * sizeof *scc);
+    int *depth = alloc(c, n * sizeof *depth);
+    char *on = alloc(c, n);
+    if (c->oom)
+        return;
+    int counter = 0, sp = 0, nscc = 0, reported = 0;
+    for (size_t i = 0; i < n; i++)
+        scc[i] = -1;
+    for (size_t root = 0; root < n; root++) {
+        if (idx[root])
+            continue;
+        int csp = 0;
+        idx[root] = low[root] = ++counter;
+        stk[sp++] = (int)root;
+        on[root] = 1;
+        cs_v[csp] = (int)root;
+        cs_e[csp++] = 0;
+        while (csp > 0) {
+            int v = cs_v[csp - 1];
+            if (cs_e[csp - 1] < ninc[v]) {
+                int w = inc[v][cs_e[csp - 1]++];
+                if (!idx[w]) {
+                    idx[w] = low[w] = ++counter;
+                    stk[sp++] = w;
+                    on[w] = 1;
+                    cs_v[csp] = w;
+                    cs_e[csp++] = 0;
+                } else if (on[w] && idx[w] < low[v]) {
+                    low[v] = idx[w];
+                }
+                continue;
+            }
+            csp--;
+            if (csp > 0 && low[v] < low[cs_v[csp - 1]])
+                low[cs_v[csp - 1]] = low[v];
+            if (low[v] != idx[v])
+                continue;
+            /* v roots a component: stk[first..sp) */
+            int id = nscc++, first = sp;
+            do {
+                first--;
+                on[stk[first]] = 0;
+                scc[stk[first]] = id;
+            } while (stk[first] != v);
+            uint64_t *g = (uint64_t *)roles[v].grants;
+            int d = 0;
+            for (int m = first; m < sp; m++) {
+                int x = stk[m];
+                for (size_t wd = 0; wd < words; wd++)
+                    g[wd] |= roles[x].grants[wd];
+                for (int e = 0; e < ninc[x]; e++) {
+                    int y = inc[x][e];
+                    if (scc[y] == id)
+                        continue;
+                    for (size_t wd = 0; wd < words; wd++)
+                        g[wd] |= roles[y].grants[wd];
+                    if (depth[scc[y]] > d)
+                        d = depth[scc[y]];
+                }
+            }
+            depth[id] = d + 1;
+            for (int m = first; m < sp; m++)
+                if (stk[m] != v)
+                    memcpy((uint64_t *)roles[stk[m]].grants, g, words * sizeof *g);
+            if (depth[id] > TG__MAX_INCLUDE_DEPTH && !reported++) {
+                c->file = roles[v].where.file;
+                c->line = roles[v].where.line;
+                set_what(c, "role '%s'", roles[v].name);
+                err(c, "limit_exceeded",
+                    "includes roles more than %d levels deep (limit %d roles in a chain)",
+                    TG__MAX_INCLUDE_DEPTH, TG__MAX_INCLUDE_DEPTH);
+            }
+            sp = first;
+        }
+    }
+}
+
 /* Roles: `role "name" { "cap.a", "cap.b", includes = "other" }`. A role grants its listed
  * capabilities ("*" for all) and everything its included roles grant. */
 static void compile_roles(comp *c, int decls) {
     tg_rules *r = &c->rs->pub;
-    int n = count_kind(c, decls, "role");
-    tg_role *roles = alloc(c, (size_t)(n + 1) * sizeof *roles);
-    int *includes = alloc(c, (size_t)(n + 1) * (size_t)(n + 1) * sizeof *includes);
-    if (!roles || !includes)
+    size_t n = (size_t)count_kind(c, decls, "role");
+    tg_role *roles = alloc(c, (n + 1) * sizeof *roles);
+    int **inc = alloc(c, (n + 1) * sizeof *inc);
+    int *ninc = alloc(c, (n + 1) * sizeof *ninc);
+    if (c->oom || !tg__strmap_init(&c->roles, c->A, n)) {
+        c->oom = 1;
         return;
+    }
     r->roles = roles;
     lua_Integer len = (lua_Integer)lua_rawlen(c->L, decls);
     /* names first, so includes may refer forward */
-    for (lua_Integer i = 1; i <= len; i++) {
+    for (lua_Integer i = 1; i <= len && !c->oom; i++) {
         decl d;
         open_decl(c, decls, i, &d);
-        if (strcmp(d.kind, "role") == 0) {
+        if (strcmp(d.kind, "role") == 0 && r->n_roles < n) {
             set_what(c, "role '%s'", d.name);
-            int dupi = -1;
-            for (size_t k = 0; k < r->n_roles; k++)
-                if (strcmp(roles[k].name, d.name) == 0)
-                    dupi = (int)k;
+            int dupi = tg__strmap_get(&c->roles, d.name);
             if (dupi >= 0) {
                 err(c, "duplicate_name", "role '%s' is declared twice (first at %s:%d)", d.name,
                     roles[dupi].where.file, roles[dupi].where.line);
             } else {
-                tg_role *role = &roles[r->n_roles++];
+                tg_role *role = &roles[r->n_roles];
                 role->name = dup(c, d.name);
                 role->where.file = dup(c, d.file);
                 role->where.line = d.line;
                 role->grants = alloc(c, c->rs->cap_words * sizeof(uint64_t));
+                if (role->name && role->grants) {
+                    tg__strmap_put(&c->roles, role->name, (int)r->n_roles);
+                    r->n_roles++;
+                }
             }
         }
         lua_pop(c->L, 1);
     }
     size_t ri = 0;
-    for (lua_Integer i = 1; i <= len; i++) {
+    for (lua_Integer i = 1; i <= len && !c->oom; i++) {
         decl d;
         open_decl(c, decls, i, &d);
         if (strcmp(d.kind, "role") != 0 || ri >= r->n_roles || strcmp(roles[ri].name, d.name) ||
@@ -493,36 +728,38 @@ static void compile_roles(comp *c, int decls) {
             continue;
         }
         tg_role *role = &roles[ri];
-        int *inc = &includes[ri * (size_t)(n + 1)];
-        ri++;
-        inc[0] = -1;
+        size_t me = ri++;
         set_what(c, "role '%s'", d.name);
         uint64_t *grants = (uint64_t *)role->grants;
-        size_t len_list = lua_rawlen(c->L, d.body);
+        long m = list_len(c, d.body, "the role's list of capabilities", TG__MAX_ROLE_ITEMS, 1);
+        size_t len_list = m > 0 ? (size_t)m : 0;
         lua_pushnil(c->L);
-        while (lua_next(c->L, d.body)) {
+        while (m >= 0 && lua_next(c->L, d.body)) {
             lua_pop(c->L, 1);
-            if (lua_type(c->L, -1) == LUA_TSTRING && strcmp(lua_tostring(c->L, -1), "includes") == 0)
+            if (lua_type(c->L, -1) == LUA_TSTRING && lua_rawlen(c->L, -1) == 8 &&
+                strcmp(lua_tostring(c->L, -1), "includes") == 0)
                 continue;
-            if (lua_isinteger(c->L, -1) && lua_tointeger(c->L, -1) >= 1 &&
-                (size_t)lua_tointeger(c->L, -1) <= len_list)
+            if (lua_isinteger(c->L, -1))
                 continue;
             err(c, "unknown_field",
                 "'%s' is not a role field: a role is a list of capability names, plus an "
                 "optional 'includes' naming other roles",
                 lua_type(c->L, -1) == LUA_TSTRING ? lua_tostring(c->L, -1) : "(a non-name key)");
         }
-        for (size_t k = 1; grants && k <= len_list; k++) {
+        for (size_t k = 1; k <= len_list; k++) {
+            char key[32];
+            snprintf(key, sizeof key, "item %zu", k);
+            const char *s = NULL;
             if (lua_rawgeti(c->L, d.body, (lua_Integer)k) != LUA_TSTRING) {
                 err(c, "wrong_type", "item %zu must be a capability name, got %s", k,
                     type_name(c, -1));
-            } else if (strcmp(lua_tostring(c->L, -1), "*") == 0) {
+            } else if ((s = checked_str(c, -1, key, "bad_value", TG__MAX_NAME_BYTES)) == NULL) {
+                /* reported */
+            } else if (strcmp(s, "*") == 0) {
                 for (size_t ci = 0; ci < r->n_capabilities; ci++)
                     grants[ci / 64] |= 1ull << (ci % 64);
             } else {
-                char key[32];
-                snprintf(key, sizeof key, "item %zu", k);
-                int ci = cap_ref(c, key, lua_tostring(c->L, -1));
+                int ci = cap_ref(c, key, s);
                 if (ci >= 0)
                     grants[ci / 64] |= 1ull << (ci % 64);
             }
@@ -534,18 +771,22 @@ static void compile_roles(comp *c, int decls) {
         lua_pop(c->L, 1);
         size_t ni = 0;
         if (ty == LUA_TSTRING) {
-            get_str(c, d.body, "includes", 0, &one[0]);
-            names = one;
-            ni = 1;
+            if (get_str(c, d.body, "includes", 0, &one[0])) {
+                names = one;
+                ni = 1;
+            }
         } else if (ty != LUA_TNIL) {
             ni = get_str_list(c, d.body, "includes", 0, &names);
+            if (ni > TG__MAX_INCLUDES) {
+                err(c, "limit_exceeded", "includes %zu roles (limit %d)", ni, TG__MAX_INCLUDES);
+                ni = 0;
+            }
         }
-        int k = 0;
+        inc[me] = alloc(c, (ni + 1) * sizeof **inc);
+        if (!inc[me])
+            break;
         for (size_t j = 0; j < ni; j++) {
-            int found = -1;
-            for (size_t q = 0; q < r->n_roles; q++)
-                if (strcmp(roles[q].name, names[j]) == 0)
-                    found = (int)q;
+            int found = tg__strmap_get(&c->roles, names[j]);
             if (found < 0) {
                 const char *known[65];
                 size_t nk = 0;
@@ -555,28 +796,18 @@ static void compile_roles(comp *c, int decls) {
                 char sug[96];
                 err(c, "unknown_role", "includes role '%s', which is not declared%s", names[j],
                     suggest(names[j], known, sug, sizeof sug));
+            } else {
+                inc[me][ninc[me]++] = found;
             }
-            else if (k < n)
-                inc[k++] = found;
         }
-        inc[k] = -1;
         lua_pop(c->L, 1);
     }
-    /* union the included grants until nothing changes (cycles are harmless) */
-    for (int changed = 1, rounds = 0; changed && rounds <= n; rounds++) {
-        changed = 0;
-        for (size_t q = 0; q < r->n_roles; q++) {
-            uint64_t *g = (uint64_t *)roles[q].grants;
-            for (int *inc = &includes[q * (size_t)(n + 1)]; g && *inc >= 0; inc++)
-                for (size_t w = 0; w < c->rs->cap_words; w++) {
-                    uint64_t add = roles[*inc].grants[w] & ~g[w];
-                    if (add) {
-                        g[w] |= add;
-                        changed = 1;
-                    }
-                }
-        }
-    }
+    if (c->oom)
+        return;
+    for (size_t q = 0; q < r->n_roles; q++)
+        if (!inc[q] && !(inc[q] = alloc(c, sizeof **inc)))
+            return;
+    close_roles(c, inc, ninc);
 }
 
 /* ---- the application mapping ---- */
@@ -742,7 +973,8 @@ static const tg_anchor default_anchor[TG_PATH_COUNT] = {
     TG_ANCHOR_ROUTE_TENANT, TG_ANCHOR_OWNER_RECORD, TG_ANCHOR_ROUTE_TENANT,
     TG_ANCHOR_EXPLICIT_RECORD};
 
-static void compile_path(comp *c, tg_family *fam, int type, int value) {
+/* Compiles one path; returns 1 when it names a capability (known or not). */
+static int compile_path(comp *c, tg_family *fam, int type, int value) {
     tg_path_rule *p = &fam->paths[type];
     p->declared = 1;
     p->type = (tg_path_type)type;
@@ -758,11 +990,11 @@ static void compile_path(comp *c, tg_family *fam, int type, int value) {
     p->where.file = fam->where.file;
     p->where.line = fam->where.line;
     if (lua_type(c->L, value) == LUA_TBOOLEAN && lua_toboolean(c->L, value))
-        return;
+        return 0;
     if (lua_type(c->L, value) != LUA_TTABLE) {
         err(c, "wrong_type", "path '%s' must be a table { ... } or true, got %s",
             tg__path_names[type], type_name(c, value));
-        return;
+        return 1; /* reported already */
     }
     char saved[sizeof c->what];
     memcpy(saved, c->what, sizeof saved);
@@ -804,12 +1036,14 @@ static void compile_path(comp *c, tg_family *fam, int type, int value) {
             err(c, "bad_value", "only a canonical_viewer path may use explicit_exception lookups");
     }
     const char *cap = NULL;
+    int named = field(c, value, "capability") != LUA_TNIL;
+    lua_pop(c->L, 1);
     if (get_str(c, value, "capability", 0, &cap))
         p->capability = cap_ref(c, "capability", cap);
     const char *owner = NULL;
     if (type == TG_PATH_RELATION_MANAGER) {
         if (get_str(c, value, "owner", 1, &owner)) {
-            int oi = tg_rules_family_index(&c->rs->pub, owner);
+            int oi = fam_index(c, owner);
             char sug[96];
             const char *names[64];
             size_t k = 0;
@@ -832,6 +1066,7 @@ static void compile_path(comp *c, tg_family *fam, int type, int value) {
             err(c, "unknown_field", "'owner' and 'via' belong to relation_manager paths only");
     }
     memcpy(c->what, saved, sizeof saved);
+    return named;
 }
 
 static void compile_fixture(comp *c, tg_family *fam, int body) {
@@ -842,17 +1077,26 @@ static void compile_fixture(comp *c, tg_family *fam, int body) {
     lua_pushnil(c->L);
     while (lua_next(c->L, t)) {
         lua_pop(c->L, 1);
-        n++;
+        if (++n > TG__MAX_FIXTURE) {
+            lua_pop(c->L, 1);
+            err(c, "limit_exceeded", "fixture has more than %d entries (limit %d)",
+                TG__MAX_FIXTURE, TG__MAX_FIXTURE);
+            lua_pop(c->L, 1);
+            return;
+        }
     }
     tg_field_value *fv = alloc(c, (n + 1) * sizeof *fv);
     size_t k = 0;
+    const char *col;
     lua_pushnil(c->L);
     while (fv && lua_next(c->L, t)) {
         if (lua_type(c->L, -2) != LUA_TSTRING) {
             err(c, "wrong_type", "fixture keys must be column names");
-        } else if (check_ident(c, "fixture", lua_tostring(c->L, -2))) {
+        } else if ((col = checked_str(c, -2, "a fixture column name", "bad_identifier",
+                                      TG__MAX_TEXT_BYTES)) != NULL &&
+                   check_ident(c, "fixture", col)) {
             tg_field_value *x = &fv[k];
-            x->column = dup(c, lua_tostring(c->L, -2));
+            x->column = dup(c, col);
             switch (lua_type(c->L, -1)) {
             case LUA_TNUMBER:
                 if (lua_isinteger(c->L, -1)) {
@@ -864,11 +1108,16 @@ static void compile_fixture(comp *c, tg_family *fam, int body) {
                 }
                 k++;
                 break;
-            case LUA_TSTRING:
-                x->value.type = 3;
-                x->value.s = dup(c, lua_tostring(c->L, -1));
-                k++;
+            case LUA_TSTRING: {
+                const char *v = checked_str(c, -1, "a fixture value", "bad_value",
+                                            TG__MAX_TEXT_BYTES);
+                if (v) {
+                    x->value.type = 3;
+                    x->value.s = dup(c, v);
+                    k++;
+                }
                 break;
+            }
             case LUA_TBOOLEAN:
                 x->value.type = 4;
                 x->value.i = lua_toboolean(c->L, -1);
@@ -906,7 +1155,7 @@ static void compile_scenario(comp *c, int t, int fi, tg_scenario *out, int *ok) 
         const char *fname = NULL;
         if (!get_str(c, t, "family_name", 1, &fname))
             return;
-        fi = tg_rules_family_index(&c->rs->pub, fname);
+        fi = fam_index(c, fname);
         if (fi < 0) {
             err(c, "unknown_family", "family_name '%s' is not a declared family", fname);
             return;
@@ -944,8 +1193,10 @@ static void compile_families(comp *c, int decls) {
     tg_rules *r = &c->rs->pub;
     int n = count_kind(c, decls, "family");
     tg_family *fams = alloc(c, (size_t)(n + 1) * sizeof *fams);
-    if (!fams)
+    if (!fams || !tg__strmap_init(&c->fams, c->A, (size_t)n)) {
+        c->oom = 1;
         return;
+    }
     r->families = fams;
     lua_Integer len = (lua_Integer)lua_rawlen(c->L, decls);
     /* names first, so relation owners and scenarios may refer forward */
@@ -958,7 +1209,7 @@ static void compile_families(comp *c, int decls) {
         index_of[i] = -1;
         if (strcmp(d.kind, "family") == 0) {
             set_what(c, "family '%s'", d.name);
-            int dupi = tg_rules_family_index(r, d.name);
+            int dupi = fam_index(c, d.name);
             if (dupi >= 0) {
                 err(c, "duplicate_name", "family '%s' is declared twice (first at %s:%d)", d.name,
                     fams[dupi].where.file, fams[dupi].where.line);
@@ -967,7 +1218,10 @@ static void compile_families(comp *c, int decls) {
                 fam->name = dup(c, d.name);
                 fam->where.file = dup(c, d.file);
                 fam->where.line = d.line;
-                index_of[i] = (int)r->n_families++;
+                if (fam->name) {
+                    tg__strmap_put(&c->fams, fam->name, (int)r->n_families);
+                    index_of[i] = (int)r->n_families++;
+                }
             }
         }
         lua_pop(c->L, 1);
@@ -1019,10 +1273,12 @@ static void compile_families(comp *c, int decls) {
                 "missing; say why the action surface is exempt and until when");
 
         int paths = get_table(c, b, "paths", 1);
+        int named[TG_PATH_COUNT] = {0};
         if (paths) {
             lua_pushnil(c->L);
             while (lua_next(c->L, paths)) {
-                int type = lua_type(c->L, -2) == LUA_TSTRING
+                int type = lua_type(c->L, -2) == LUA_TSTRING &&
+                                   strlen(lua_tostring(c->L, -2)) == lua_rawlen(c->L, -2)
                                ? tg_path_type_index(lua_tostring(c->L, -2))
                                : -1;
                 if (type < 0) {
@@ -1033,12 +1289,18 @@ static void compile_families(comp *c, int decls) {
                     err(c, "unknown_path", "path type '%s' does not exist%s; path types are: %s",
                         k, suggest(k, tg__path_names, sug, sizeof sug), all);
                 } else {
-                    compile_path(c, fam, type, lua_gettop(c->L));
+                    named[type] = compile_path(c, fam, type, lua_gettop(c->L));
                 }
                 lua_pop(c->L, 1);
             }
             lua_pop(c->L, 1);
         }
+        for (int p = 0; p < TG_PATH_COUNT; p++)
+            if (fam->paths[p].declared && !named[p])
+                warn(c, "path_without_capability",
+                     "path '%s' names no capability, so it answers 403 to every caller; add "
+                     "capability = \"...\" naming what a role must grant",
+                     tg__path_names[p]);
         int has_search = fam->paths[TG_PATH_GLOBAL_SEARCH].declared;
         if (fam->search_posture == TG_SEARCH_SCOPED && !has_search)
             err(c, "scoped_search_without_path",
@@ -1051,7 +1313,9 @@ static void compile_families(comp *c, int decls) {
 
         fam->n_search_columns =
             get_str_list(c, b, "search_columns", 1, (const char ***)&fam->search_columns);
-        if (fam->search_posture == TG_SEARCH_SCOPED && fam->n_search_columns == 0)
+        int sc_given = field(c, b, "search_columns") != LUA_TNIL;
+        lua_pop(c->L, 1);
+        if (fam->search_posture == TG_SEARCH_SCOPED && fam->n_search_columns == 0 && !sc_given)
             err(c, "missing_field", "field 'search_columns' is required when search is scoped");
 
         tg_query_rule *q = &fam->query;
@@ -1108,8 +1372,11 @@ static void compile_scenarios(comp *c, int decls) {
         if (strcmp(d.kind, "scenario") == 0) {
             total++;
         } else if (strcmp(d.kind, "family") == 0) {
-            if (field(c, d.body, "scenarios") == LUA_TTABLE)
-                total += lua_rawlen(c->L, -1);
+            c->what[0] = '\0';
+            if (field(c, d.body, "scenarios") == LUA_TTABLE) {
+                long m = list_len(c, lua_gettop(c->L), "scenarios", TG__MAX_SCENARIOS, 0);
+                total += m > 0 ? (size_t)m : 0;
+            }
             lua_pop(c->L, 1);
         }
         lua_pop(c->L, 1);
@@ -1124,15 +1391,18 @@ static void compile_scenarios(comp *c, int decls) {
         int ok;
         if (strcmp(d.kind, "scenario") == 0) {
             set_what(c, "scenario");
-            compile_scenario(c, d.body, -1, &sc[r->n_scenarios], &ok);
-            r->n_scenarios += ok;
+            if (r->n_scenarios < total) {
+                compile_scenario(c, d.body, -1, &sc[r->n_scenarios], &ok);
+                r->n_scenarios += ok;
+            }
         } else if (strcmp(d.kind, "family") == 0) {
-            int fi = tg_rules_family_index(r, d.name);
+            int fi = fam_index(c, d.name);
             set_what(c, "family '%s'", d.name);
             int st = fi >= 0 ? get_table(c, d.body, "scenarios", 0) : 0;
             if (st) {
-                size_t n = lua_rawlen(c->L, st);
-                for (size_t k = 1; k <= n; k++) {
+                long m = list_len(c, st, "field 'scenarios'", TG__MAX_SCENARIOS, 0);
+                size_t n = m > 0 ? (size_t)m : 0;
+                for (size_t k = 1; k <= n && r->n_scenarios < total; k++) {
                     set_what(c, "family '%s': scenario %zu", d.name, k);
                     lua_rawgeti(c->L, st, (lua_Integer)k);
                     compile_scenario(c, lua_gettop(c->L), fi, &sc[r->n_scenarios], &ok);
@@ -1152,8 +1422,10 @@ static void compile_exceptions(comp *c, int decls) {
     tg_rules *r = &c->rs->pub;
     int n = count_kind(c, decls, "exception");
     tg_exception *ex = alloc(c, (size_t)(n + 1) * sizeof *ex);
-    if (!ex)
+    if (!ex || !tg__strmap_init(&c->excs, c->A, (size_t)n)) {
+        c->oom = 1;
         return;
+    }
     r->exceptions = ex;
     static const char *const keys[] = {"exception_kind", "table", "surface", "why_excepted",
                                        "still_required_checks", "capability", "notes", NULL};
@@ -1166,11 +1438,15 @@ static void compile_exceptions(comp *c, int decls) {
             continue;
         }
         set_what(c, "exception '%s'", d.name);
-        for (size_t k = 0; k < r->n_exceptions; k++)
-            if (strcmp(ex[k].name, d.name) == 0)
-                err(c, "duplicate_name", "exception '%s' is declared twice", d.name);
+        if (r->n_exceptions >= (size_t)n) {
+            lua_pop(c->L, 1);
+            break;
+        }
+        if (tg__strmap_get(&c->excs, d.name) >= 0)
+            err(c, "duplicate_name", "exception '%s' is declared twice", d.name);
         tg_exception *e = &ex[r->n_exceptions++];
         e->name = dup(c, d.name);
+        tg__strmap_put(&c->excs, e->name, (int)r->n_exceptions - 1);
         e->where.file = dup(c, d.file);
         e->where.line = d.line;
         e->capability = -1;
@@ -1182,8 +1458,9 @@ static void compile_exceptions(comp *c, int decls) {
         get_str(c, d.body, "surface", 0, &e->surface);
         get_str(c, d.body, "why_excepted", 1, &e->why_excepted);
         const char **checks = NULL;
+        size_t errs = tg_findings_errors(c->f);
         size_t nc = get_str_list(c, d.body, "still_required_checks", 0, &checks);
-        if (nc == 0)
+        if (nc == 0 && errs == tg_findings_errors(c->f))
             err(c, "exception_without_checks",
                 "still_required_checks is missing or empty; list the checks that still apply "
                 "(workspace_member, tenant_entitled, record_in_workspace, record_in_tenant, "
@@ -1226,8 +1503,10 @@ static void compile_residuals(comp *c, int decls) {
     tg_rules *r = &c->rs->pub;
     int n = count_kind(c, decls, "residual");
     tg_residual *res = alloc(c, (size_t)(n + 1) * sizeof *res);
-    if (!res)
+    if (!res || !tg__strmap_init(&c->ress, c->A, (size_t)n)) {
+        c->oom = 1;
         return;
+    }
     r->residuals = res;
     static const char *const keys[] = {"table", "likely_surface", "why_not_in_first_slice",
                                        "notes", NULL};
@@ -1240,11 +1519,15 @@ static void compile_residuals(comp *c, int decls) {
             continue;
         }
         set_what(c, "residual '%s'", d.name);
-        for (size_t k = 0; k < r->n_residuals; k++)
-            if (strcmp(res[k].name, d.name) == 0)
-                err(c, "duplicate_name", "residual '%s' is declared twice", d.name);
+        if (r->n_residuals >= (size_t)n) {
+            lua_pop(c->L, 1);
+            break;
+        }
+        if (tg__strmap_get(&c->ress, d.name) >= 0)
+            err(c, "duplicate_name", "residual '%s' is declared twice", d.name);
         tg_residual *x = &res[r->n_residuals++];
         x->name = dup(c, d.name);
+        tg__strmap_put(&c->ress, x->name, (int)r->n_residuals - 1);
         x->where.file = dup(c, d.file);
         x->where.line = d.line;
         check_keys(c, d.body, keys);
@@ -1259,37 +1542,45 @@ static void compile_residuals(comp *c, int decls) {
     }
 }
 
-/* Warnings about capabilities that nothing grants or nothing uses. */
+/* Warnings about capabilities that nothing grants or nothing uses; one pass over roles,
+ * paths and exceptions. */
 static void check_capabilities(comp *c) {
     tg_rules *r = &c->rs->pub;
-    for (size_t ci = 0; ci < r->n_capabilities; ci++) {
-        int granted = 0, needed = 0;
-        for (size_t k = 0; k < r->n_roles; k++)
-            granted |= tg__role_grants(&r->roles[k], (int)ci);
-        for (size_t fi = 0; fi < r->n_families; fi++)
-            for (int p = 0; p < TG_PATH_COUNT; p++)
-                if (r->families[fi].paths[p].declared &&
-                    r->families[fi].paths[p].capability == (int)ci) {
-                    needed = 1;
-                    if (!granted) {
-                        c->file = r->families[fi].where.file;
-                        c->line = r->families[fi].where.line;
-                        set_what(c, "family '%s': path '%s'", r->families[fi].name,
-                                 tg__path_names[p]);
-                        warn(c, "capability_never_granted",
-                             "capability '%s' is granted by no role, so this path is always 403",
-                             r->capabilities[ci]);
-                    }
-                }
-        for (size_t k = 0; k < r->n_exceptions; k++)
-            needed |= r->exceptions[k].capability == (int)ci;
-        if (!granted && !needed) {
-            c->file = c->cap_where[ci].file;
-            c->line = c->cap_where[ci].line;
-            set_what(c, "capabilities");
-            warn(c, "unused_capability", "capability '%s' is granted by no role and needed by no "
-                                         "rule", r->capabilities[ci]);
+    size_t words = c->rs->cap_words;
+    uint64_t *granted = alloc(c, words * sizeof *granted);
+    char *needed = alloc(c, r->n_capabilities + 1);
+    if (!granted || !needed)
+        return;
+    for (size_t k = 0; k < r->n_roles; k++)
+        for (size_t w = 0; w < words; w++)
+            granted[w] |= r->roles[k].grants[w];
+    for (size_t fi = 0; fi < r->n_families; fi++)
+        for (int p = 0; p < TG_PATH_COUNT; p++) {
+            const tg_path_rule *pr = &r->families[fi].paths[p];
+            int ci = pr->capability;
+            if (!pr->declared || ci < 0)
+                continue;
+            needed[ci] = 1;
+            if (!(granted[ci / 64] >> (ci % 64) & 1)) {
+                c->file = r->families[fi].where.file;
+                c->line = r->families[fi].where.line;
+                set_what(c, "family '%s': path '%s'", r->families[fi].name, tg__path_names[p]);
+                warn(c, "capability_never_granted",
+                     "capability '%s' is granted by no role, so this path is always 403",
+                     r->capabilities[ci]);
+            }
         }
+    for (size_t k = 0; k < r->n_exceptions; k++)
+        if (r->exceptions[k].capability >= 0)
+            needed[r->exceptions[k].capability] = 1;
+    for (size_t ci = 0; ci < r->n_capabilities; ci++) {
+        if ((granted[ci / 64] >> (ci % 64) & 1) || needed[ci])
+            continue;
+        c->file = c->cap_where[ci].file;
+        c->line = c->cap_where[ci].line;
+        set_what(c, "capabilities");
+        warn(c, "unused_capability", "capability '%s' is granted by no role and needed by no "
+                                     "rule", r->capabilities[ci]);
     }
 }
 
@@ -1299,18 +1590,30 @@ int tg__compile(lua_State *L, int decls, tg__ruleset *rs, tg_findings *f) {
     c.rs = rs;
     c.A = &rs->arena;
     c.f = f;
+    suggest_left = 200000;
     size_t errors_before = tg_findings_errors(f);
     lua_checkstack(L, 40);
-    compile_capabilities(&c, decls);
-    compile_roles(&c, decls);
-    compile_app(&c, decls);
-    compile_families(&c, decls);
-    compile_scenarios(&c, decls);
-    compile_exceptions(&c, decls);
-    compile_residuals(&c, decls);
+    if (!check_counts(&c, decls))
+        return TG_RULES;
+    /* each phase needs the ones before it whole: stop at the first that ran out of memory */
+    void (*const phases[])(comp *, int) = {compile_capabilities, compile_roles, compile_app,
+                                           compile_families,     compile_scenarios,
+                                           compile_exceptions,   compile_residuals};
+    for (size_t i = 0; i < sizeof phases / sizeof *phases && !c.oom; i++) {
+        if (i == 2 && !tg__strmap_init(&c.tables, c.A, TG__MAX_FAMILIES + TG__MAX_RESIDUALS + 8))
+            c.oom = 1;
+        else
+            phases[i](&c, decls);
+    }
     if (!c.oom)
         check_capabilities(&c);
-    if (c.oom)
-        return TG_NOMEM;
+    if (c.oom) {
+        c.what[0] = '\0';
+        c.file = rs->pub.dir;
+        c.line = 0;
+        err(&c, "memory_cap", "the compiled rules need more memory than the cap allows (%zu "
+                              "bytes)", rs->arena.limit);
+        return TG_RULES;
+    }
     return tg_findings_errors(f) > errors_before ? TG_RULES : TG_OK;
 }

@@ -195,9 +195,14 @@ int tg_rules_check(const tg_open_options *opts, tg_findings **out) {
         return TG_NOMEM;
     sqlite3 *db = NULL;
     if (opts->db && opts->db[0]) {
-        if (sqlite3_open_v2(opts->db, &db, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK) {
+        /* SQLite opens lazily: a text file opens fine and only fails at the first read, so
+         * read the schema once here; a database that cannot be read is an error finding,
+         * never a lint with nothing to compare against */
+        if (sqlite3_open_v2(opts->db, &db, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK ||
+            sqlite3_exec(db, "SELECT count(*) FROM sqlite_schema", NULL, NULL, NULL) !=
+                SQLITE_OK) {
             tg__findings_add(*out, TG_LEVEL_ERROR, "file_error", opts->db, 0,
-                             "cannot open database: %s", db ? sqlite3_errmsg(db) : "?");
+                             "cannot read the database: %s", db ? sqlite3_errmsg(db) : "?");
             sqlite3_close(db);
             return TG_DB;
         }

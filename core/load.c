@@ -19,16 +19,52 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 
-#define MAX_RULE_FILE (4u << 20)
-#define MAX_RULE_FILES 1000
+#define DEFAULT_MEMORY_CAP ((size_t)64 << 20)
+#define MIN_MEMORY_CAP ((size_t)1 << 20)
+#define MAX_MEMORY_CAP ((size_t)1 << 30)
+#define DEFAULT_BUDGET 20000000
+#define MAX_BUDGET 1000000000
+#define CHURN_FACTOR 8           /* allocation budget: this many times the memory cap */
+#define CPU_NS_DEFAULT 1000000000 /* CPU budget at the default instruction budget: 1 s */
+#define HOOK_EVERY 100           /* instructions between two calls of the count hook */
+#define CLOCK_EVERY_NS 2000000   /* wall time between two reads of the CPU clock */
 
+/* The budgets of one load. Each is sticky: once `tripped` is set, the hook raises at its next
+ * call, every wrapped library function raises, and the allocator refuses to grow anything,
+ * so no code path of the rule file can keep running. */
 typedef struct loader {
     size_t mem_used, mem_cap;
-    int64_t budget, spent;
-    const char *code; /* check code of the error being raised by the sandbox itself */
-    const char *file; /* the file being run */
+    size_t churn, churn_cap; /* bytes allocated while rule files ran, and the budget */
+    int64_t budget, spent;   /* instruction budget; work inside C functions is added too */
+    int64_t cpu_limit_ns, cpu_start_ns, last_wall_ns;
+    unsigned allocs;
+    int running;          /* a rule file is running: the budgets apply */
+    const char *tripped;  /* the budget exceeded: "instruction_budget", "cpu_budget", ... */
+    const char *code;     /* check code of the error being raised by the sandbox itself */
+    const char *file;     /* the file being run */
+    int line;             /* the last line of the file seen running (hook, wrappers, errors) */
+    size_t n_decls;
 } loader;
+
+static int64_t now_ns(clockid_t id) {
+    struct timespec ts;
+    if (clock_gettime(id, &ts) != 0)
+        return 0;
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+/* Reads the thread's CPU clock when some wall time has passed since the last read (CPU
+ * time cannot have grown faster than wall time), and trips the CPU budget when spent. */
+static void check_cpu(loader *ld) {
+    int64_t wall = now_ns(CLOCK_MONOTONIC);
+    if (wall - ld->last_wall_ns < CLOCK_EVERY_NS)
+        return;
+    ld->last_wall_ns = wall;
+    if (!ld->tripped && now_ns(CLOCK_THREAD_CPUTIME_ID) - ld->cpu_start_ns > ld->cpu_limit_ns)
+        ld->tripped = "cpu_budget";
+}
 
 static void *capped_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
     loader *ld = ud;
@@ -38,8 +74,25 @@ static void *capped_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
         ld->mem_used -= old;
         return NULL;
     }
-    if (nsize > old && ld->mem_used - old + nsize > ld->mem_cap)
-        return NULL;
+    if (nsize > old) {
+        size_t grow = nsize - old;
+        if (ld->mem_used + grow > ld->mem_cap)
+            return NULL;
+        if (ld->running) {
+            if (ld->tripped)
+                return NULL;
+            ld->churn += grow;
+            if (ld->churn > ld->churn_cap) {
+                ld->tripped = "allocation_budget";
+                return NULL;
+            }
+            if (grow >= 65536 || (++ld->allocs & 63) == 0) {
+                check_cpu(ld);
+                if (ld->tripped)
+                    return NULL;
+            }
+        }
+    }
     void *p = realloc(ptr, nsize);
     if (p)
         ld->mem_used = ld->mem_used - old + nsize;
@@ -52,16 +105,226 @@ static loader *get_loader(lua_State *L) {
     return ud;
 }
 
-/* Count hook: once the budget is spent, every further hook call raises again. */
+/* Remembers the line of the innermost running function of the rule file, if any. */
+static void note_line(lua_State *L, loader *ld) {
+    lua_Debug ar;
+    for (int level = 0; lua_getstack(L, level, &ar); level++) {
+        if (lua_getinfo(L, "l", &ar) && ar.currentline > 0) {
+            ld->line = ar.currentline;
+            return;
+        }
+    }
+}
+
+/* Raises the error of the tripped budget. The finding is written from ld, so the message
+ * here only has to carry the position (it may not even be allocated once memory is out). */
+static int raise_tripped(lua_State *L, loader *ld) {
+    ld->code = ld->tripped;
+    return luaL_error(L, "rule file exceeded its %s", ld->tripped);
+}
+
+/* Count hook: counts instructions, reads the CPU clock now and then, remembers the line. */
 static void budget_hook(lua_State *L, lua_Debug *ar) {
     loader *ld = get_loader(L);
-    ld->spent += 1000;
-    if (ld->spent <= ld->budget)
-        return;
-    ld->code = "instruction_budget";
-    lua_getinfo(L, "Sl", ar);
-    luaL_error(L, "%s:%d: rule file exceeded the instruction budget of %I instructions",
-               ar->short_src, ar->currentline, (LUAI_UACINT)ld->budget);
+    ld->spent += HOOK_EVERY;
+    if (ld->spent > ld->budget && !ld->tripped)
+        ld->tripped = "instruction_budget";
+    check_cpu(ld);
+    if (lua_getinfo(L, "l", ar) && ar->currentline > 0)
+        ld->line = ar->currentline;
+    if (ld->tripped)
+        raise_tripped(L, ld);
+}
+
+/* Charges `units` (about one instruction's worth of work each) done inside a library
+ * function to the instruction budget, before the work is done. */
+static void charge(lua_State *L, loader *ld, int64_t units) {
+    lua_Debug ar;
+    if (lua_getstack(L, 1, &ar) && lua_getinfo(L, "l", &ar) && ar.currentline > 0)
+        ld->line = ar.currentline;
+    if (units < 0 || units > ld->budget - ld->spent)
+        ld->spent = ld->budget + 1;
+    else
+        ld->spent += units;
+    if (ld->spent > ld->budget && !ld->tripped)
+        ld->tripped = "instruction_budget";
+    check_cpu(ld);
+    if (ld->tripped) {
+        note_line(L, ld);
+        raise_tripped(L, ld);
+    }
+}
+
+/* ---- library functions under the budget ----------------------------------------------------
+ * Every C function offered to rule files is wrapped: the wrapper charges an estimate of the
+ * work to the budget before the original runs (in the wrapper's own frame, so argument
+ * errors still name the function and the rule file's line). string.rep is replaced by a
+ * version that copies by doubling; table.sort without a comparator gets one that charges
+ * the length of the strings it compares. */
+
+enum { W_ARGS, W_SCAN, W_RANGE2, W_RANGE3, W_MOVE, W_INSERT, W_REMOVE, W_SORT };
+
+static const struct {
+    const char *lib, *name;
+    int kind;
+} wrap_kinds[] = {
+    {"_G", "tonumber", W_SCAN},      {"string", "byte", W_SCAN},
+    {"string", "format", W_SCAN},    {"string", "lower", W_SCAN},
+    {"string", "upper", W_SCAN},     {"string", "reverse", W_SCAN},
+    {"string", "sub", W_SCAN},       {"string", "pack", W_SCAN},
+    {"string", "unpack", W_SCAN},    {"string", "packsize", W_SCAN},
+    {"utf8", "len", W_SCAN},         {"utf8", "codepoint", W_SCAN},
+    {"utf8", "offset", W_SCAN},      {"utf8", "codes", W_SCAN},
+    {"table", "unpack", W_RANGE2},   {"table", "concat", W_RANGE3},
+    {"table", "move", W_MOVE},       {"table", "insert", W_INSERT},
+    {"table", "remove", W_REMOVE},    {"table", "sort", W_SORT},
+    {NULL, NULL, 0}};
+
+/* Elements from i to j (arguments at ai and aj; j defaults to #t of argument 1). */
+static int64_t range_units(lua_State *L, int ai, int aj) {
+    int ok = 1;
+    lua_Integer i = lua_isnoneornil(L, ai) ? 1 : lua_tointegerx(L, ai, &ok);
+    if (!ok)
+        return 1;
+    lua_Integer j;
+    if (lua_isnoneornil(L, aj))
+        j = lua_type(L, 1) == LUA_TTABLE ? (lua_Integer)lua_rawlen(L, 1) : 0;
+    else if (!(j = lua_tointegerx(L, aj, &ok), ok))
+        return 1;
+    if (j < i)
+        return 1;
+    lua_Unsigned n = (lua_Unsigned)j - (lua_Unsigned)i;
+    return n >= (lua_Unsigned)INT64_MAX / 2 ? INT64_MAX / 2 : (int64_t)n * 2 + 1;
+}
+
+static int sort_less(lua_State *L) {
+    size_t la = 0, lb = 0;
+    if (lua_type(L, 1) == LUA_TSTRING && lua_type(L, 2) == LUA_TSTRING) {
+        lua_tolstring(L, 1, &la);
+        lua_tolstring(L, 2, &lb);
+    }
+    if (la + lb >= 256)
+        charge(L, get_loader(L), (int64_t)((la + lb) / 64));
+    lua_pushboolean(L, lua_compare(L, 1, 2, LUA_OPLT));
+    return 1;
+}
+
+static int guarded(lua_State *L) {
+    loader *ld = get_loader(L);
+    int n = lua_gettop(L);
+    int64_t units = 1 + n;
+    switch ((int)lua_tointeger(L, lua_upvalueindex(2))) {
+    case W_SCAN:
+        for (int i = 1; i <= n; i++)
+            if (lua_type(L, i) == LUA_TSTRING)
+                units += (int64_t)(lua_rawlen(L, i) / 4);
+        break;
+    case W_RANGE2:
+        units += range_units(L, 2, 3);
+        break;
+    case W_RANGE3:
+        units += range_units(L, 3, 4);
+        break;
+    case W_MOVE:
+        units += range_units(L, 2, 3);
+        break;
+    case W_INSERT: /* table.insert(t, pos, v) moves t[pos..#t] up */
+    case W_REMOVE: /* table.remove(t, pos) moves t[pos+1..#t] down */
+        if (n >= (lua_tointeger(L, lua_upvalueindex(2)) == W_INSERT ? 3 : 2) &&
+            lua_type(L, 1) == LUA_TTABLE && lua_isinteger(L, 2)) {
+            lua_Integer len = (lua_Integer)lua_rawlen(L, 1), pos = lua_tointeger(L, 2);
+            if (pos >= 1 && pos <= len)
+                units += 2 * (int64_t)(len - pos + 1);
+        }
+        break;
+    case W_SORT:
+        if (lua_type(L, 1) == LUA_TTABLE) {
+            int64_t len = (int64_t)lua_rawlen(L, 1), lg = 1;
+            for (int64_t m = len; m > 1; m >>= 1)
+                lg++;
+            units += 4 * len * lg;
+            if (lua_isnoneornil(L, 2)) {
+                lua_settop(L, 1);
+                lua_pushcfunction(L, sort_less);
+            }
+        }
+        break;
+    default:
+        break;
+    }
+    if (ld->running)
+        charge(L, ld, units);
+    lua_CFunction f = lua_tocfunction(L, lua_upvalueindex(1));
+    return f(L);
+}
+
+/* string.rep, charged by count and size, copying by doubling (the original copies the
+ * string once per repetition, and loops 1e15 times over an empty one). */
+static int safe_rep(lua_State *L) {
+    size_t l, lsep;
+    const char *s = luaL_checklstring(L, 1, &l);
+    lua_Integer n = luaL_checkinteger(L, 2);
+    const char *sep = luaL_optlstring(L, 3, "", &lsep);
+    loader *ld = get_loader(L);
+    if (n <= 0) {
+        lua_pushliteral(L, "");
+        return 1;
+    }
+    size_t unit = l + lsep;
+    if (unit < l || (unit > 0 && (lua_Unsigned)n > (SIZE_MAX / 2) / unit))
+        return luaL_error(L, "resulting string too large");
+    size_t total = (size_t)n * unit - lsep;
+    if (total > ld->mem_cap) {
+        ld->code = "memory_cap";
+        return luaL_error(L, "string.rep would build %I bytes, more than the memory cap of %I "
+                             "bytes", (LUAI_UACINT)total, (LUAI_UACINT)ld->mem_cap);
+    }
+    if (ld->running)
+        charge(L, ld, 1 + n / 64 + (int64_t)(total / 64));
+    luaL_Buffer b;
+    char *p = luaL_buffinitsize(L, &b, total);
+    if (total > 0) {
+        memcpy(p, s, l);
+        size_t filled = l;
+        if (n > 1) {
+            memcpy(p + l, sep, lsep);
+            filled = unit;
+        }
+        while (filled < total) {
+            size_t k = filled < total - filled ? filled : total - filled;
+            memcpy(p + filled, p, k);
+            filled += k;
+        }
+    }
+    luaL_pushresultsize(&b, total);
+    return 1;
+}
+
+/* Wraps every C function of table `t` (at the top of the stack) named in lib. */
+static void wrap_lib(lua_State *L, const char *lib) {
+    int t = lua_gettop(L);
+    lua_pushnil(L);
+    while (lua_next(L, t)) {
+        if (lua_type(L, -2) == LUA_TSTRING && lua_iscfunction(L, -1) &&
+            lua_tocfunction(L, -1) != NULL) {
+            const char *name = lua_tostring(L, -2);
+            int kind = strcmp(lib, "_G") == 0 || strcmp(lib, "math") == 0 ? W_ARGS : W_SCAN;
+            for (int i = 0; wrap_kinds[i].lib; i++)
+                if (strcmp(wrap_kinds[i].lib, lib) == 0 && strcmp(wrap_kinds[i].name, name) == 0)
+                    kind = wrap_kinds[i].kind;
+            if (strcmp(lib, "string") == 0 && strcmp(name, "rep") == 0)
+                lua_pushcfunction(L, safe_rep);
+            else {
+                lua_pushvalue(L, -1);
+                lua_pushinteger(L, kind);
+                lua_pushcclosure(L, guarded, 2);
+            }
+            lua_pushvalue(L, -3);
+            lua_insert(L, -2);
+            lua_rawset(L, t); /* replacing the value of an existing key: next() stays valid */
+        }
+        lua_pop(L, 1);
+    }
 }
 
 static int raise_at_caller(lua_State *L, const char *code, const char *fmt, const char *a,
@@ -88,6 +351,12 @@ static int env_newindex(lua_State *L) {
  * constructor). `line` is the line of the call in the rule file. */
 static void record_decl(lua_State *L, int decls, const char *kind, int name_idx, int body_idx,
                         int line) {
+    loader *ld = get_loader(L);
+    if (++ld->n_decls > TG__MAX_DECLARATIONS) {
+        ld->code = "limit_exceeded";
+        luaL_error(L, "more than %d declarations in the rule files (limit %d)",
+                   TG__MAX_DECLARATIONS, TG__MAX_DECLARATIONS);
+    }
     lua_createtable(L, 0, 5);
     lua_pushstring(L, kind);
     lua_setfield(L, -2, "kind");
@@ -129,6 +398,16 @@ static int named_decl(lua_State *L) {
     if (lua_type(L, 1) != LUA_TSTRING || lua_rawlen(L, 1) == 0)
         return raise_at_caller(L, "bad_declaration",
                                "%s needs a name first: %s \"Name\" { ... }", kind, kind);
+    size_t len;
+    const char *name = lua_tolstring(L, 1, &len);
+    if (strlen(name) != len)
+        return raise_at_caller(L, "bad_declaration", "%s name '%s' contains a zero byte", kind,
+                               name);
+    if (len > TG__MAX_NAME_BYTES) {
+        get_loader(L)->code = "limit_exceeded";
+        return luaL_error(L, "%s name is %I bytes long (limit %d bytes)", kind,
+                          (LUAI_UACINT)len, TG__MAX_NAME_BYTES);
+    }
     lua_pushvalue(L, lua_upvalueindex(1));
     lua_pushvalue(L, lua_upvalueindex(2));
     lua_pushvalue(L, 1);
@@ -202,10 +481,11 @@ static int cmp_names(const void *a, const void *b) {
 
 /* The *.lua files of dir, sorted; or dir itself when it is a file. *out is malloc'd, each
  * name too. Returns the count, or -1 with errno set. */
-static int list_rule_files(const char *dir, char ***out, int *is_file) {
+static int list_rule_files(const char *dir, char ***out, int *is_file, int *too_many) {
     struct stat st;
     *out = NULL;
     *is_file = 0;
+    *too_many = 0;
     if (stat(dir, &st) != 0)
         return -1;
     if (S_ISREG(st.st_mode)) {
@@ -231,11 +511,16 @@ static int list_rule_files(const char *dir, char ***out, int *is_file) {
             continue;
         char full[4096];
         struct stat fst;
-        if ((size_t)snprintf(full, sizeof full, "%s/%s", dir, e->d_name) >= sizeof full ||
-            stat(full, &fst) != 0 || !S_ISREG(fst.st_mode))
+        if ((size_t)snprintf(full, sizeof full, "%s/%s", dir, e->d_name) >= sizeof full) {
+            errno = ENAMETOOLONG;
+            goto fail;
+        }
+        if (stat(full, &fst) != 0 || !S_ISREG(fst.st_mode))
             continue; /* a directory named x.lua, a dangling link: not a rule file */
-        if (n == MAX_RULE_FILES)
-            break;
+        if (n == TG__MAX_RULE_FILES) {
+            *too_many = 1;
+            goto fail;
+        }
         if (n == cap) {
             cap = cap ? cap * 2 : 16;
             char **nn = realloc(names, (size_t)cap * sizeof *nn);
@@ -253,11 +538,14 @@ static int list_rule_files(const char *dir, char ***out, int *is_file) {
     *out = names;
     return n;
 oom:
+    errno = ENOMEM;
+fail:;
+    int saved = errno;
     closedir(d);
     for (int i = 0; i < n; i++)
         free(names[i]);
     free(names);
-    errno = ENOMEM;
+    errno = saved;
     return -1;
 }
 
@@ -273,7 +561,7 @@ static char *read_file(const char *path, size_t *len, int *too_big) {
     long size = ftell(fp);
     if (size < 0 || fseek(fp, 0, SEEK_SET) != 0)
         goto done;
-    if ((unsigned long)size > MAX_RULE_FILE) {
+    if ((unsigned long)size > TG__MAX_RULE_FILE_BYTES) {
         *too_big = 1;
         goto done;
     }
@@ -293,14 +581,16 @@ done:
 
 /* Splits "<chunk>:line: message" into line and message. Lua shortens long chunk names
  * ("...tail/x.lua"), so the position is found as the first ".lua:<digits>:" rather than by
- * matching the file name. */
-static void add_lua_error(tg_findings *f, const char *code, const char *file, const char *msg) {
+ * matching the file name. A message without a position (error("x", 0), a message raised
+ * inside a library function) gets `fallback_line`, the last line the file was seen running. */
+static void add_lua_error(tg_findings *f, const char *code, const char *file, const char *msg,
+                          int fallback_line) {
     int line = 0;
     const char *text = msg;
     for (const char *p = strstr(msg, ".lua:"); p; p = strstr(p + 1, ".lua:")) {
         char *end;
         long l = strtol(p + 5, &end, 10);
-        if (end != p + 5 && *end == ':' && l > 0) {
+        if (end != p + 5 && *end == ':' && l > 0 && l <= INT32_MAX) {
             line = (int)l;
             text = end + 1;
             while (*text == ' ')
@@ -308,7 +598,66 @@ static void add_lua_error(tg_findings *f, const char *code, const char *file, co
             break;
         }
     }
-    tg__findings_add(f, TG_LEVEL_ERROR, code, file, line, "%s", text);
+    tg__findings_add(f, TG_LEVEL_ERROR, code, file, line ? line : fallback_line, "%s", text);
+}
+
+/* Message handler of the rule file's pcall: runs where the error was raised, before the
+ * stack unwinds, and remembers the line of the innermost function of the rule file. */
+static int on_error(lua_State *L) {
+    note_line(L, get_loader(L));
+    lua_settop(L, 1);
+    return 1;
+}
+
+/* The finding for a rule file that failed with status rc (error value on the stack top). */
+static void report_failure(lua_State *L, loader *ld, tg_findings *f, const char *p, int rc) {
+    const char *code = ld->tripped ? ld->tripped : ld->code ? ld->code : "script_error";
+    if (rc == LUA_ERRMEM || ld->tripped) {
+        if (!ld->tripped)
+            code = "memory_cap";
+        if (strcmp(code, "instruction_budget") == 0)
+            tg__findings_add(f, TG_LEVEL_ERROR, code, p, ld->line,
+                             "rule file exceeded the instruction budget of %lld instructions "
+                             "(work inside library functions counts too)",
+                             (long long)ld->budget);
+        else if (strcmp(code, "cpu_budget") == 0)
+            tg__findings_add(f, TG_LEVEL_ERROR, code, p, ld->line,
+                             "loading the rule files exceeded the CPU budget of %lld ms",
+                             (long long)(ld->cpu_limit_ns / 1000000));
+        else if (strcmp(code, "allocation_budget") == 0)
+            tg__findings_add(f, TG_LEVEL_ERROR, code, p, ld->line,
+                             "the rule files allocated more than %zu bytes in total (the "
+                             "allocation budget: %d times the memory cap)",
+                             ld->churn_cap, CHURN_FACTOR);
+        else
+            tg__findings_add(f, TG_LEVEL_ERROR, "memory_cap", p, ld->line,
+                             "rule file exceeded the memory cap of %zu bytes", ld->mem_cap);
+        return;
+    }
+    char text[160];
+    const char *msg;
+    switch (lua_type(L, -1)) {
+    case LUA_TSTRING:
+        msg = lua_tostring(L, -1);
+        break;
+    case LUA_TNUMBER:
+        if (lua_isinteger(L, -1))
+            snprintf(text, sizeof text, "error raised with the number %lld",
+                     (long long)lua_tointeger(L, -1));
+        else
+            snprintf(text, sizeof text, "error raised with the number %.17g",
+                     (double)lua_tonumber(L, -1));
+        msg = text;
+        break;
+    default:
+        snprintf(text, sizeof text, "error raised with a %s value instead of a message",
+                 luaL_typename(L, -1));
+        msg = text;
+        break;
+    }
+    if (rc == LUA_ERRERR)
+        msg = "error while handling an error (a C stack overflow?)";
+    add_lua_error(f, code, p, msg, ld->line);
 }
 
 typedef struct load_job {
@@ -352,31 +701,30 @@ static int run_files(lua_State *L, load_job *job) {
 
         tg__buf chunk = {0};
         tg__buf_printf(&chunk, "@%s", p);
-        job->ld->file = p;
-        job->ld->code = NULL;
-        int rc = luaL_loadbufferx(L, src, len, tg__buf_str(&chunk), "t");
+        loader *ld = job->ld;
+        ld->file = p;
+        ld->code = NULL;
+        ld->line = 0;
+        lua_pushcfunction(L, on_error);
+        int msgh = lua_gettop(L);
+        int rc = chunk.oom ? LUA_ERRMEM
+                           : luaL_loadbufferx(L, src, len, tg__buf_str(&chunk), "t");
         free(src);
         tg__buf_free(&chunk);
         if (rc == LUA_OK) {
             push_env(L, decls);
             lua_setupvalue(L, -2, 1);
-            lua_sethook(L, budget_hook, LUA_MASKCOUNT, 1000);
-            rc = lua_pcall(L, 0, 0, 0);
+            lua_sethook(L, budget_hook, LUA_MASKCOUNT, HOOK_EVERY);
+            ld->running = 1;
+            rc = lua_pcall(L, 0, 0, msgh);
+            ld->running = 0;
             lua_sethook(L, NULL, 0, 0);
         }
         if (rc != LUA_OK) {
-            const char *code = job->ld->code ? job->ld->code : "script_error";
-            if (rc == LUA_ERRMEM) {
-                tg__findings_add(job->f, TG_LEVEL_ERROR, "memory_cap", p, 0,
-                                 "rule file exceeded the memory cap of %zu bytes",
-                                 job->ld->mem_cap);
-            } else {
-                const char *msg = lua_tostring(L, -1);
-                add_lua_error(job->f, code, p, msg ? msg : "error object is not a string");
-            }
-            lua_pop(L, 1);
+            report_failure(L, ld, job->f, p, rc);
             ok = 0;
         }
+        lua_settop(L, decls);
     }
     job->ld->file = NULL;
     tg__buf_free(&path);
@@ -392,7 +740,10 @@ static int load_protected(lua_State *L) {
         job->status = TG_RULES;
         return 0;
     }
+    /* the compiled rules live under the same cap as the scripts that declared them */
+    job->rs->arena.limit = job->rs->arena.total + job->ld->mem_cap;
     job->status = tg__compile(L, 1, job->rs, job->f);
+    job->rs->arena.limit = 0;
     return 0;
 }
 
@@ -405,6 +756,7 @@ static void open_safe_libs(lua_State *L) {
                                     {NULL, NULL}};
     for (const luaL_Reg *lib = libs; lib->func; lib++) {
         luaL_requiref(L, lib->name, lib->func, 1);
+        wrap_lib(L, lib->name);
         lua_pop(L, 1);
     }
     /* String methods reach the real string table through the string metatable, so the
@@ -428,8 +780,29 @@ int tg__rules_load(const tg_open_options *opts, sqlite3 *db, tg_findings *f, tg_
         return TG_MISUSE;
     }
     loader ld = {0};
-    ld.mem_cap = opts->memory_cap ? opts->memory_cap : (size_t)64 << 20;
-    ld.budget = opts->instruction_budget > 0 ? opts->instruction_budget : 20000000;
+    ld.mem_cap = opts->memory_cap ? opts->memory_cap : DEFAULT_MEMORY_CAP;
+    ld.budget = opts->instruction_budget ? opts->instruction_budget : DEFAULT_BUDGET;
+    /* a cap of -1 from a binding arrives as SIZE_MAX: never "no cap" */
+    if (ld.mem_cap < MIN_MEMORY_CAP || ld.mem_cap > MAX_MEMORY_CAP) {
+        tg__findings_add(f, TG_LEVEL_ERROR, "bad_option", NULL, 0,
+                         "memory_cap is %lld bytes; it must be between %zu (1 MiB) and %zu "
+                         "(1 GiB), or 0 for the default of 64 MiB",
+                         (long long)(int64_t)opts->memory_cap, MIN_MEMORY_CAP, MAX_MEMORY_CAP);
+        return TG_RULES;
+    }
+    if (ld.budget < 0 || ld.budget > MAX_BUDGET) {
+        tg__findings_add(f, TG_LEVEL_ERROR, "bad_option", NULL, 0,
+                         "instruction_budget is %lld; it must be between 1 and %d, or 0 for "
+                         "the default of %d",
+                         (long long)opts->instruction_budget, MAX_BUDGET, DEFAULT_BUDGET);
+        return TG_RULES;
+    }
+    ld.churn_cap = ld.mem_cap * CHURN_FACTOR;
+    /* 1 s of CPU at the default budget; more when the caller raised the budget */
+    ld.cpu_limit_ns = ld.budget > DEFAULT_BUDGET
+                          ? (int64_t)((double)CPU_NS_DEFAULT * ld.budget / DEFAULT_BUDGET)
+                          : CPU_NS_DEFAULT;
+    ld.cpu_start_ns = now_ns(CLOCK_THREAD_CPUTIME_ID);
 
     load_job job = {0};
     job.opts = opts;
@@ -448,7 +821,15 @@ int tg__rules_load(const tg_open_options *opts, sqlite3 *db, tg_findings *f, tg_
 
     int status;
     lua_State *L = NULL;
-    job.n_files = list_rule_files(d, &job.files, &job.is_file);
+    int too_many;
+    job.n_files = list_rule_files(d, &job.files, &job.is_file, &too_many);
+    if (job.n_files < 0 && too_many) {
+        tg__findings_add(f, TG_LEVEL_ERROR, "limit_exceeded", d, 0,
+                         "more than %d .lua rule files in '%s' (limit %d); none was loaded",
+                         TG__MAX_RULE_FILES, d, TG__MAX_RULE_FILES);
+        status = TG_RULES;
+        goto done;
+    }
     if (job.n_files < 0) {
         tg__findings_add(f, TG_LEVEL_ERROR, "file_error", d, 0, "cannot read rules: %s",
                          strerror(errno));
@@ -477,8 +858,10 @@ int tg__rules_load(const tg_open_options *opts, sqlite3 *db, tg_findings *f, tg_
         const char *msg = lua_tostring(L, -1);
         tg__findings_add(f, TG_LEVEL_ERROR, rc == LUA_ERRMEM ? "memory_cap" : "script_error", d,
                          0, "while compiling the rules: %s",
-                         rc == LUA_ERRMEM ? "out of memory" : msg ? msg : "?");
-        status = rc == LUA_ERRMEM ? TG_NOMEM : TG_RULES;
+                         rc == LUA_ERRMEM ? "the memory cap was reached"
+                         : msg            ? msg
+                                          : "?");
+        status = TG_RULES;
         goto done;
     }
     status = job.status;

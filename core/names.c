@@ -91,10 +91,15 @@ int tg_rules_family_index(const tg_rules *r, const char *name) {
 static const tg_check_info checks[] = {
     {"script_error", TG_LEVEL_ERROR, "the rule file does not parse, or raised an error while running"},
     {"instruction_budget", TG_LEVEL_ERROR, "the rule file ran longer than the instruction budget (an endless loop?)"},
-    {"memory_cap", TG_LEVEL_ERROR, "the rule file used more memory than the loading cap"},
+    {"memory_cap", TG_LEVEL_ERROR, "the rule file (or the rules compiled from it) used more memory than the loading cap"},
+    {"cpu_budget", TG_LEVEL_ERROR, "loading the rule files used more CPU time than the budget (work inside library functions counts)"},
+    {"allocation_budget", TG_LEVEL_ERROR, "the rule files allocated more bytes in total than the allocation budget (8 times the memory cap)"},
+    {"limit_exceeded", TG_LEVEL_ERROR, "more rule files, declarations, names, list items or bytes than the loader or compiler accepts"},
+    {"bad_option", TG_LEVEL_ERROR, "a loading option (memory_cap, instruction_budget) is outside its allowed range"},
+    {"too_many_findings", TG_LEVEL_WARNING, "the list of findings stopped at its cap; an error when an error was left out"},
     {"unknown_global", TG_LEVEL_ERROR, "the rule file used a global that is not part of the rule language (io, os, require, a typo...)"},
     {"bad_declaration", TG_LEVEL_ERROR, "a declaration is not written in its form, e.g. family \"Name\" { ... }"},
-    {"file_error", TG_LEVEL_ERROR, "the rule directory or a rule file cannot be read"},
+    {"file_error", TG_LEVEL_ERROR, "the rule directory or a rule file cannot be read, or the database to check against is missing or not a database"},
     {"no_rules", TG_LEVEL_ERROR, "the rule directory holds no .lua file"},
     {"unknown_field", TG_LEVEL_ERROR, "a field that this kind of rule object does not have (a typo?)"},
     {"wrong_type", TG_LEVEL_ERROR, "a field holds a value of the wrong type"},
@@ -119,6 +124,7 @@ static const tg_check_info checks[] = {
     {"drift", TG_LEVEL_WARNING, "a table has the tenant column but no family, residual entry or exception covers it"},
     {"capability_never_granted", TG_LEVEL_WARNING, "a capability that a path or exception needs is granted by no role: the action is always 403"},
     {"unused_capability", TG_LEVEL_WARNING, "a declared capability that no role grants and no rule needs"},
+    {"path_without_capability", TG_LEVEL_WARNING, "an access path declared without a capability: it answers 403 to every caller"},
 };
 
 const tg_check_info *tg_check_info_get(size_t i) {

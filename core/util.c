@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 /* ---- arena ---- */
 
@@ -21,9 +22,13 @@ void *tg__arena_alloc(tg__arena *a, size_t n) {
         n = align;
     if (!a->head || a->used + n > a->cap) {
         size_t size = n > 8192 ? n : 8192;
+        if (size > SIZE_MAX - sizeof(tg__arena_block) ||
+            (a->limit && (a->total > a->limit || size > a->limit - a->total)))
+            return NULL;
         tg__arena_block *b = malloc(sizeof *b + size);
         if (!b)
             return NULL;
+        a->total += size;
         b->next = a->head;
         b->size = size;
         a->head = b;
@@ -54,7 +59,7 @@ void tg__arena_free(tg__arena *a) {
         b = next;
     }
     a->head = NULL;
-    a->used = a->cap = 0;
+    a->used = a->cap = a->total = 0;
 }
 
 /* ---- buffer ---- */
@@ -131,6 +136,38 @@ void tg__findings_vadd(tg_findings *f, tg_level level, const char *code, const c
                        int line, const char *fmt, va_list ap) {
     if (!f)
         return;
+    if (f->truncated) {
+        if (level == TG_LEVEL_ERROR) {
+            f->errors++;
+            f->items[f->n - 1].level = TG_LEVEL_ERROR;
+        }
+        return;
+    }
+    if (f->n + 1 >= TG__MAX_FINDINGS) {
+        /* the last slot says that the list stops here */
+        if (f->n + 1 > f->cap) {
+            tg_finding *items = realloc(f->items, (f->n + 1) * sizeof *items);
+            if (!items)
+                return;
+            f->items = items;
+            f->cap = f->n + 1;
+        }
+        tg_finding *it = &f->items[f->n];
+        it->level = level;
+        it->code = tg__arena_strdup(&f->strings, "too_many_findings");
+        it->message = tg__arena_strdup(&f->strings,
+                                       "more findings were not listed: a list keeps at most "
+                                       "10000; fix these and run again");
+        it->where.file = tg__arena_strdup(&f->strings, file);
+        it->where.line = line;
+        if (!it->code || !it->message)
+            return;
+        f->n++;
+        f->truncated = true;
+        if (level == TG_LEVEL_ERROR)
+            f->errors++;
+        return;
+    }
     if (f->n == f->cap) {
         size_t cap = f->cap ? f->cap * 2 : 16;
         tg_finding *items = realloc(f->items, cap * sizeof *items);
@@ -206,7 +243,52 @@ bool tg__is_identifier(const char *s) {
     }
     if (n > 63)
         return false;
-    return strncmp(s, "sqlite_", 7) != 0;
+    return strncasecmp(s, "sqlite_", 7) != 0;
+}
+
+/* ---- string map ---- */
+
+static size_t str_hash(const char *s) {
+    return (size_t)tg__fnv1a(TG__FNV_INIT, s, strlen(s));
+}
+
+bool tg__strmap_init(tg__strmap *m, tg__arena *a, size_t expected) {
+    size_t cap = 16;
+    while (cap < expected * 2 + 2)
+        cap *= 2;
+    m->keys = tg__arena_alloc(a, cap * sizeof *m->keys);
+    m->vals = tg__arena_alloc(a, cap * sizeof *m->vals);
+    m->mask = cap - 1;
+    m->n = 0;
+    if (!m->keys || !m->vals) {
+        m->keys = NULL;
+        return false;
+    }
+    return true;
+}
+
+int tg__strmap_get(const tg__strmap *m, const char *key) {
+    if (!m->keys || !key)
+        return -1;
+    for (size_t i = str_hash(key) & m->mask;; i = (i + 1) & m->mask) {
+        if (!m->keys[i])
+            return -1;
+        if (strcmp(m->keys[i], key) == 0)
+            return m->vals[i];
+    }
+}
+
+int tg__strmap_put(tg__strmap *m, const char *key, int val) {
+    if (!m->keys || !key || m->n + 1 > m->mask / 2)
+        return -1;
+    size_t i = str_hash(key) & m->mask;
+    for (; m->keys[i]; i = (i + 1) & m->mask)
+        if (strcmp(m->keys[i], key) == 0)
+            return m->vals[i];
+    m->keys[i] = key;
+    m->vals[i] = val;
+    m->n++;
+    return -1;
 }
 
 uint64_t tg__fnv1a(uint64_t h, const void *data, size_t n) {
@@ -220,8 +302,8 @@ uint64_t tg__fnv1a(uint64_t h, const void *data, size_t n) {
 
 int tg__edit_distance(const char *a, const char *b) {
     size_t la = strlen(a), lb = strlen(b);
-    if (la > 64 || lb > 64)
-        return 99;
+    if (la > 64 || lb > 64 || la > lb + 2 || lb > la + 2)
+        return 99; /* too far apart to suggest anyway */
     int row[65];
     for (size_t j = 0; j <= lb; j++)
         row[j] = (int)j;

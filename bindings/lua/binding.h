@@ -68,6 +68,9 @@ int tgl_field_function(lua_State *L, int t, const char *what, const char *key);
 /* A list of at most `max` integers, copied into a userdata left on the stack. */
 int64_t *tgl_field_ids(lua_State *L, int t, const char *what, const char *key, size_t max,
                        size_t *n);
+/* A positional integer argument: a number with an integer value (no string coercion). */
+lua_Integer tgl_check_integer(lua_State *L, int arg);
+lua_Integer tgl_opt_integer(lua_State *L, int arg, lua_Integer def);
 /* A positional string argument without a zero byte (the stack anchors it). */
 const char *tgl_check_cstring(lua_State *L, int arg);
 const char *tgl_opt_cstring(lua_State *L, int arg);

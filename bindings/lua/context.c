@@ -180,7 +180,7 @@ static int ctx_insert(lua_State *L) {
 static int ctx_update(lua_State *L) {
     lctx *c = check_ctx(L, 1);
     const char *family = tgl_check_cstring(L, 2);
-    lua_Integer id = luaL_checkinteger(L, 3);
+    lua_Integer id = tgl_check_integer(L, 3);
     const char *cap = write_capability(L, 5, "update"); /* before anything is pushed */
     size_t n;
     tg_column_value *cv = tgl_check_column_values(L, 4, "update", &n);

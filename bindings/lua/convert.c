@@ -205,6 +205,16 @@ int64_t *tgl_field_ids(lua_State *L, int t, const char *what, const char *key, s
     return ids;
 }
 
+lua_Integer tgl_check_integer(lua_State *L, int arg) {
+    if (lua_type(L, arg) != LUA_TNUMBER) /* "42" is not an id: no string coercion */
+        luaL_typeerror(L, arg, "integer");
+    return luaL_checkinteger(L, arg); /* raises for a fraction or a value out of range */
+}
+
+lua_Integer tgl_opt_integer(lua_State *L, int arg, lua_Integer def) {
+    return lua_isnoneornil(L, arg) ? def : tgl_check_integer(L, arg);
+}
+
 const char *tgl_check_cstring(lua_State *L, int arg) {
     size_t len;
     const char *s = luaL_checklstring(L, arg, &len);

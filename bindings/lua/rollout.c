@@ -131,7 +131,7 @@ static int l_backfill(lua_State *L) {
 /* eng:run([id]) -> the run (latest by default), with up to `limit` unbound rows listed */
 static int l_run(lua_State *L) {
     lengine *e = tgl_check_engine(L, 1);
-    lua_Integer id = luaL_optinteger(L, 2, 0);
+    lua_Integer id = tgl_opt_integer(L, 2, 0);
     tg_run_info info;
     int st = tg_backfill_status(e->eng, id, &info);
     if (st != TG_OK)
@@ -142,7 +142,7 @@ static int l_run(lua_State *L) {
 
 static int control(lua_State *L, const char *action) {
     lengine *e = tgl_check_engine(L, 1);
-    lua_Integer id = luaL_optinteger(L, 2, 0);
+    lua_Integer id = tgl_opt_integer(L, 2, 0);
     int st = tg_backfill_control(e->eng, id, action);
     if (st != TG_OK)
         return fail(L, e, st);

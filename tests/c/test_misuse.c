@@ -89,8 +89,13 @@ static void test_bulk_counts(void) {
     const tg_decision *d = NULL;
     int neg = -1;
     long long neg_ll = -5;
-    size_t counts[] = {SIZE_MAX, (size_t)neg, (size_t)neg_ll, (size_t)INT64_MAX + 1,
-                       (size_t)INT64_MAX, (size_t)UINT32_MAX + 1, 1001};
+    size_t counts[] = {SIZE_MAX,
+                       (size_t)neg,
+                       (size_t)neg_ll,
+                       (size_t)INT64_MAX + 1,
+                       (size_t)INT64_MAX,
+                       (size_t)UINT32_MAX + 1,
+                       1001};
     for (size_t i = 0; i < sizeof counts / sizeof counts[0]; i++) {
         r.n_ids = counts[i];
         CHECK(tg_ctx_resolve(ctx, &r, &d) == TG_LIMIT);
@@ -219,8 +224,8 @@ static void test_sink_reentry(void) {
             sqlite3 *h = NULL;
             CHECK(sqlite3_open(db, &h) == SQLITE_OK);
             sqlite3_stmt *st = NULL;
-            CHECK(sqlite3_prepare_v2(h, "SELECT count(*) FROM notes WHERE title = 'inner'", -1,
-                                     &st, NULL) == SQLITE_OK);
+            CHECK(sqlite3_prepare_v2(h, "SELECT count(*) FROM notes WHERE title = 'inner'", -1, &st,
+                                     NULL) == SQLITE_OK);
             CHECK(sqlite3_step(st) == SQLITE_ROW && sqlite3_column_int(st, 0) == 0);
             sqlite3_finalize(st);
             sqlite3_close(h);

@@ -629,12 +629,9 @@ fail:
     return st;
 }
 
-int tg_work(tg_engine *eng, const tg_work_options *o, tg_work_result *out) {
-    if (!eng || eng->closed)
-        return TG_MISUSE;
+/* The worker proper; tg_work keeps the engine alive and marks it working around it. */
+static int work(tg_engine *eng, const tg_work_options *o, tg_work_result *out) {
     tg_work_result res = {0};
-    if (!eng->db)
-        return tg__engine_fail(eng, TG_MISUSE, "this engine was opened without a database");
     int st = tg__meta_ensure(eng);
     if (st != TG_OK)
         return st;
@@ -683,6 +680,10 @@ int tg_work(tg_engine *eng, const tg_work_options *o, tg_work_result *out) {
         p.rows_per_second = busy_s > 0 ? (double)res.rows / busy_s : 0;
         if (o && o->progress && o->progress(o->ud, &p))
             break;
+        if (eng->closed) { /* by the progress callback: stop before touching it again */
+            st = tg__engine_fail(eng, TG_MISUSE, "the engine was closed during tg_work");
+            break;
+        }
         char q[100];
         snprintf(q, sizeof q, "SELECT pause_ms FROM tenantguard_runs WHERE id = %lld",
                  (long long)j.run);
@@ -698,5 +699,23 @@ int tg_work(tg_engine *eng, const tg_work_options *o, tg_work_result *out) {
     if (st == TG_OK)
         tg__engine_fail(eng, TG_OK, "worker: %lld batches, %lld rows%s", (long long)res.batches,
                         (long long)res.rows, res.idle ? ", nothing left to do" : "");
+    return st;
+}
+
+int tg_work(tg_engine *eng, const tg_work_options *o, tg_work_result *out) {
+    if (!eng || eng->closed)
+        return TG_MISUSE;
+    if (!eng->db)
+        return tg__engine_fail(eng, TG_MISUSE, "this engine was opened without a database");
+    if (eng->working)
+        return tg__engine_fail(eng, TG_BUSY, "the engine is busy: its worker is already running "
+                                             "(tg_work called from its progress callback?)");
+    /* a close from the progress callback only drops the caller's reference: the engine is
+     * freed when this returns, never under the worker */
+    eng->refs++;
+    eng->working = 1;
+    int st = work(eng, o, out);
+    eng->working = 0;
+    tg__engine_release(eng);
     return st;
 }

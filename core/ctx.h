@@ -31,6 +31,8 @@ struct tg_ctx {
     size_t cap_ids;
     int64_t log_ids[2];   /* the ids a decision names, for the log (relation: owner, child) */
     int quiet;            /* an inner decision of a write: not logged on its own */
+    int in_log;           /* the decision log is running for this context's decision: a
+                             re-entrant call is refused, a close is ignored */
     const tg__table_shape *shape; /* the table the current decision's records come from */
     tg__buf scratch;      /* LIKE patterns, write SQL */
     tg__buf err;

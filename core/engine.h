@@ -23,6 +23,7 @@ struct tg_engine {
     tg_findings *findings; /* of the last load or reload */
     tg__buf err;
     int closed;
+    int working;          /* tg_work is running (its progress callback may call back) */
 };
 
 /* The plan for the serving rules and the current schema (built on first use). */

@@ -131,6 +131,9 @@ int tg_ctx_insert(tg_ctx *ctx, const char *family, const tg_column_value *values
     if (!ctx || !out || (n_values && !values))
         return TG_MISUSE;
     *out = NULL;
+    if (ctx->in_log) /* before anything is touched: the decision being logged stays */
+        return tg__ctx_fail(ctx, TG_MISUSE, "the context is busy: it cannot write from its own "
+                                            "decision log callback");
     if (ctx->eng->closed)
         return tg__ctx_fail(ctx, TG_MISUSE, "the engine of this context is closed");
     if (n_values > MAX_WRITE_COLUMNS)

@@ -414,12 +414,20 @@ int tg_ctx_resolve(tg_ctx *ctx, const tg_request *req, const tg_decision **out) 
     if (!ctx || !req || !out)
         return TG_MISUSE;
     *out = NULL;
+    /* checked before anything is touched: the decision being logged stays as it is */
+    if (ctx->in_log)
+        return tg__ctx_fail(ctx, TG_MISUSE, "the context is busy: it cannot decide again from "
+                                            "its own decision log callback");
     if (ctx->eng->closed)
         return tg__ctx_fail(ctx, TG_MISUSE, "the engine of this context is closed");
     tg__ctx_begin(ctx);
     const tg_rules *r = ctx->rules;
     if ((int)req->path < 0 || req->path >= TG_PATH_COUNT)
         return tg__ctx_fail(ctx, TG_MISUSE, "unknown path type %d", (int)req->path);
+    if (req->family && req->exception)
+        return tg__ctx_fail(ctx, TG_MISUSE, "a request names a family or an exception, not both");
+    if (req->path == TG_PATH_GLOBAL_SEARCH && !req->query)
+        return tg__ctx_fail(ctx, TG_MISUSE, "global_search needs a query");
     int extra_cap = -1;
     if (req->capability) {
         for (size_t i = 0; i < r->n_capabilities; i++)
@@ -489,7 +497,8 @@ int tg_ctx_resolve(tg_ctx *ctx, const tg_request *req, const tg_decision **out) 
     case TG_PATH_BULK_ACTION:
         if (!req->ids || req->n_ids == 0)
             return tg__ctx_fail(ctx, TG_MISUSE, "bulk_action needs at least one id");
-        if ((int64_t)req->n_ids > r->app.max_bulk_ids)
+        /* compared unsigned: a huge or negative count cast to size_t is above the limit */
+        if (r->app.max_bulk_ids < 0 || req->n_ids > (uint64_t)r->app.max_bulk_ids)
             return tg__ctx_fail(ctx, TG_LIMIT,
                                 "bulk_action got %zu ids; the limit is %lld "
                                 "(app.limits.max_bulk_ids)",

@@ -69,7 +69,7 @@ void tg__ctx_free(tg_ctx *ctx) {
 }
 
 void tg_ctx_close(tg_ctx *ctx) {
-    if (!ctx)
+    if (!ctx || ctx->in_log) /* from its own decision log: the decision still needs it */
         return;
     tg__plan_release(ctx->plan);
     ctx->plan = NULL;
@@ -240,5 +240,7 @@ void tg__ctx_decide(tg_ctx *ctx, int status, const char *reason, const char *tar
     tg_decision_event ev = {ctx->user, ctx->workspace,   ctx->tenant, ctx->has_tenant,
                             target,    path,             ids,         n_ids,
                             status,    reason,           ctx->rules->version};
+    ctx->in_log++;
     tg__declog_emit(eng, &ev);
+    ctx->in_log--;
 }

@@ -12,12 +12,15 @@
 #define TG_CONTEXT_MT "tenantguard.Context"
 
 /* The engine userdata (engine.c). `L` is the Lua state of the call in progress, used by the
- * decision-log callback; `log_ref` the Lua function receiving decisions (LUA_NOREF: none). */
+ * decision-log callback (set for the duration of each call, then restored); `log_ref` the
+ * Lua function receiving decisions (LUA_NOREF: none). */
 typedef struct lengine {
     tg_engine *eng; /* NULL once closed */
     lua_State *L;
     int log_ref;
     int log_failed;
+    int working;   /* eng:work and eng:run_matrix calls in progress */
+    int in_matrix; /* eng:run_matrix calls in progress (a reload is refused) */
 } lengine;
 
 lengine *tgl_check_engine(lua_State *L, int idx);
@@ -42,8 +45,40 @@ int tgl_database_connect(lua_State *L);
 
 /* ---- convert.c: every conversion between Lua values and C values ---- */
 
-/* Reads the options table at idx into o; strings stay owned by the Lua table. */
-void tgl_check_open_options(lua_State *L, int idx, tg_open_options *o);
+/* The anchoring discipline (see convert.c): C keeps pointers only to strings reachable
+ * from the stack of the call in progress.
+ *
+ * tgl_fields copies the fields `allowed` (NULL-terminated) of the table at idx, read through
+ * lua_getfield so __index proxies work, into a private table pushed on the stack; returns
+ * its index. Raises "<what>: unknown field 'x' (did you mean 'y'?)" for any other key. The
+ * tgl_field_* readers below read that copy: strings they return stay valid while the copy
+ * stays on the stack. Each returns 0 when the field is nil and raises, naming `what` and
+ * the field, for a wrong type, a zero byte in a string, a fraction, NaN or a value out of
+ * range. */
+int tgl_fields(lua_State *L, int idx, const char *what, const char *const *allowed);
+const char *tgl_field_string(lua_State *L, int t, const char *what, const char *key);
+int tgl_field_integer(lua_State *L, int t, const char *what, const char *key, lua_Integer min,
+                      lua_Integer max, lua_Integer *out);
+/* A finite number from 0 to max. */
+int tgl_field_number(lua_State *L, int t, const char *what, const char *key, double max,
+                     double *out);
+int tgl_field_boolean(lua_State *L, int t, const char *what, const char *key, int *out);
+/* Leaves the function on the stack and returns its index (0 when nil). */
+int tgl_field_function(lua_State *L, int t, const char *what, const char *key);
+/* A list of at most `max` integers, copied into a userdata left on the stack. */
+int64_t *tgl_field_ids(lua_State *L, int t, const char *what, const char *key, size_t max,
+                       size_t *n);
+/* A positional integer argument: a number with an integer value (no string coercion). */
+lua_Integer tgl_check_integer(lua_State *L, int arg);
+lua_Integer tgl_opt_integer(lua_State *L, int arg, lua_Integer def);
+/* A positional string argument without a zero byte (the stack anchors it). */
+const char *tgl_check_cstring(lua_State *L, int arg);
+const char *tgl_opt_cstring(lua_State *L, int arg);
+/* Reads tg.open / tg.check options; leaves the anchoring copy on the stack. */
+void tgl_check_open_options(lua_State *L, int idx, const char *what, tg_open_options *o);
+/* Reads { column = value } at idx into an array of column values; leaves a private copy of
+ * the table and the array on the stack, which anchor every string in the array. */
+tg_column_value *tgl_check_column_values(lua_State *L, int idx, const char *what, size_t *n);
 /* Pushes a findings list as { {level=, code=, message=, file=, line=, where=}, ... }. */
 void tgl_push_findings(lua_State *L, const tg_findings *f);
 /* Pushes the rule model as plain Lua tables. */
@@ -58,9 +93,6 @@ void tgl_check_value(lua_State *L, int idx, tg_value *v, const char *what);
 void tgl_push_null(lua_State *L);
 /* Pushes a tg_value. */
 void tgl_push_value(lua_State *L, const tg_value *v);
-/* Optional string/integer fields of a table at idx; errors name the field. */
-const char *tgl_opt_string_field(lua_State *L, int idx, const char *key, const char *def);
-lua_Integer tgl_opt_integer_field(lua_State *L, int idx, const char *key, lua_Integer def);
 /* Creates the metatable `name` with the metamethods `meta`, __index to a table of
  * `methods`, and a locked __metatable. */
 void tgl_new_class(lua_State *L, const char *name, const luaL_Reg *meta,

@@ -2,57 +2,59 @@
  * value; every call converts the request table once and leaves all deciding to C. */
 #include "binding.h"
 
-#include <stdlib.h>
 #include <string.h>
 
 typedef struct lctx {
     tg_ctx *ctx; /* NULL once closed */
+    lengine *e;  /* the engine's userdata, kept alive by this one's user value */
+    int busy;    /* a call into C is in progress: its decision log may run Lua code */
 } lctx;
 
 static lctx *check_ctx(lua_State *L, int idx) {
     lctx *c = luaL_checkudata(L, idx, TG_CONTEXT_MT);
     if (!c->ctx)
         luaL_error(L, "attempt to use a closed tenantguard context");
-    /* the decision log callback runs on the state of the call in progress */
-    lua_getiuservalue(L, idx, 1);
-    lengine *e = lua_touserdata(L, -1);
-    if (e)
-        e->L = L;
-    lua_pop(L, 1);
     return c;
 }
 
-static int opt_int_field(lua_State *L, int t, const char *key, lua_Integer *out) {
-    int ty = lua_getfield(L, t, key);
-    int present = ty != LUA_TNIL;
-    if (present) {
-        if (!lua_isinteger(L, -1))
-            luaL_error(L, "field '%s' must be an integer, got %s", key,
-                       ty == LUA_TNUMBER ? "a fraction" : luaL_typename(L, -1));
-        *out = lua_tointeger(L, -1);
-    }
-    lua_pop(L, 1);
-    return present;
+/* Around every call into C that can decide: the decision log callback runs on the state of
+ * this call (a coroutine's, say), and the one of an outer call is restored afterwards. */
+static lua_State *enter(lctx *c, lua_State *L) {
+    lua_State *prev = c->e->L;
+    c->e->L = L;
+    c->busy++;
+    return prev;
 }
+
+static void leave(lctx *c, lua_State *prev) {
+    c->busy--;
+    c->e->L = prev;
+}
+
+static const char *const ctx_fields[] = {"user", "workspace", "tenant", NULL};
 
 /* eng:context{ user = 7, workspace = 1, tenant = 3 }  (tenant may be nil) */
 int tgl_context_open(lua_State *L) {
     lengine *e = tgl_check_engine(L, 1);
-    luaL_checktype(L, 2, LUA_TTABLE);
+    const char *what = "context";
+    int t = tgl_fields(L, 2, what, ctx_fields);
     tg_ctx_options o = {0};
     lua_Integer v;
-    if (!opt_int_field(L, 2, "user", &v))
+    if (!tgl_field_integer(L, t, what, "user", LUA_MININTEGER, LUA_MAXINTEGER, &v))
         return luaL_error(L, "context needs 'user'");
     o.user = v;
-    if (!opt_int_field(L, 2, "workspace", &v))
+    if (!tgl_field_integer(L, t, what, "workspace", LUA_MININTEGER, LUA_MAXINTEGER, &v))
         return luaL_error(L, "context needs 'workspace'");
     o.workspace = v;
-    if (opt_int_field(L, 2, "tenant", &v)) {
+    if (tgl_field_integer(L, t, what, "tenant", LUA_MININTEGER, LUA_MAXINTEGER, &v)) {
         o.tenant = v;
         o.has_tenant = 1;
     }
+    /* made closed first: an error below cannot leave it half-made */
     lctx *c = lua_newuserdatauv(L, sizeof *c, 1);
     c->ctx = NULL;
+    c->e = e;
+    c->busy = 0;
     luaL_setmetatable(L, TG_CONTEXT_MT);
     lua_pushvalue(L, 1);
     lua_setiuservalue(L, -2, 1);
@@ -67,8 +69,13 @@ int tgl_context_open(lua_State *L) {
     return 1;
 }
 
+/* ctx:close(), __close and __gc: safe twice. Refused (raises) from the context's own
+ * decision log callback, where the decision in progress still needs it. */
 static int ctx_close(lua_State *L) {
     lctx *c = luaL_checkudata(L, 1, TG_CONTEXT_MT);
+    if (c->busy)
+        return luaL_error(L, "the tenantguard context is busy: it cannot be closed from its "
+                             "own decision log callback");
     if (c->ctx) {
         tg_ctx_close(c->ctx);
         c->ctx = NULL;
@@ -89,63 +96,50 @@ static int fail(lua_State *L, tg_ctx *ctx, int st) {
     return lua_error(L);
 }
 
+static const char *const request_fields[] = {"family", "exception", "path",  "id",
+                                             "ids",    "owner",     "query", "limit",
+                                             "after",  "capability", NULL};
+
 /* ctx:resolve{ family =, path =, id =, ids =, owner =, query =, limit =, after =,
  *              capability =, exception = } -> decision */
 static int ctx_resolve(lua_State *L) {
     lctx *c = check_ctx(L, 1);
-    luaL_checktype(L, 2, LUA_TTABLE);
+    const char *what = "resolve";
+    int t = tgl_fields(L, 2, what, request_fields);
     tg_request req = {0};
-    req.family = tgl_opt_string_field(L, 2, "family", NULL);
-    req.exception = tgl_opt_string_field(L, 2, "exception", NULL);
+    req.family = tgl_field_string(L, t, what, "family");
+    req.exception = tgl_field_string(L, t, what, "exception");
     if (!req.family && !req.exception)
         return luaL_error(L, "resolve needs 'family' (or 'exception')");
-    const char *path = tgl_opt_string_field(L, 2, "path", NULL);
+    if (req.family && req.exception)
+        return luaL_error(L, "resolve takes 'family' or 'exception', not both");
+    const char *path = tgl_field_string(L, t, what, "path");
     if (!path)
         return luaL_error(L, "resolve needs 'path'");
     int pi = tg_path_type_index(path);
     if (pi < 0)
-        return luaL_error(L, "unknown path '%s'", path);
+        return luaL_error(L, "resolve: unknown path '%s'", path);
     req.path = (tg_path_type)pi;
     lua_Integer v;
-    if (opt_int_field(L, 2, "id", &v)) {
-        req.id = v;
-        req.has_id = 1;
-    }
-    if (opt_int_field(L, 2, "owner", &v)) {
-        req.owner = v;
-        req.has_owner = 1;
-    }
-    if (opt_int_field(L, 2, "limit", &v)) {
-        if (v < 1)
-            return luaL_error(L, "limit must be at least 1, got %d", (int)v);
+    req.has_id = tgl_field_integer(L, t, what, "id", LUA_MININTEGER, LUA_MAXINTEGER, &v);
+    req.id = req.has_id ? v : 0;
+    req.has_owner = tgl_field_integer(L, t, what, "owner", LUA_MININTEGER, LUA_MAXINTEGER, &v);
+    req.owner = req.has_owner ? v : 0;
+    if (tgl_field_integer(L, t, what, "limit", 1, LUA_MAXINTEGER, &v))
         req.limit = v;
-    }
-    if (opt_int_field(L, 2, "after", &v)) {
-        req.after = v;
-        req.has_after = 1;
-    }
-    req.query = tgl_opt_string_field(L, 2, "query", NULL);
-    req.capability = tgl_opt_string_field(L, 2, "capability", NULL);
-    int64_t *ids = NULL;
-    if (lua_getfield(L, 2, "ids") != LUA_TNIL) {
-        if (!lua_istable(L, -1))
-            return luaL_error(L, "field 'ids' must be a list of integers");
-        size_t n = lua_rawlen(L, -1);
-        /* from the Lua state's allocator: an error below cannot leak it */
-        ids = lua_newuserdatauv(L, (n ? n : 1) * sizeof *ids, 0);
-        for (size_t i = 0; i < n; i++) {
-            lua_rawgeti(L, -2, (lua_Integer)i + 1);
-            if (!lua_isinteger(L, -1))
-                return luaL_error(L, "ids[%d] must be an integer, got %s", (int)i + 1,
-                                  luaL_typename(L, -1));
-            ids[i] = lua_tointeger(L, -1);
-            lua_pop(L, 1);
-        }
-        req.ids = ids;
-        req.n_ids = n;
-    }
+    req.has_after = tgl_field_integer(L, t, what, "after", LUA_MININTEGER, LUA_MAXINTEGER, &v);
+    req.after = req.has_after ? v : 0;
+    req.query = tgl_field_string(L, t, what, "query");
+    if (req.path == TG_PATH_GLOBAL_SEARCH && !req.query)
+        return luaL_error(L, "resolve: global_search needs 'query' (\"\" matches everything)");
+    req.capability = tgl_field_string(L, t, what, "capability");
+    int64_t max_ids = tg_ctx_rules(c->ctx)->app.max_bulk_ids;
+    req.ids = tgl_field_ids(L, t, what, "ids", max_ids > 0 ? (size_t)max_ids : 0, &req.n_ids);
+    /* everything req points to is anchored by the copy at t and the ids userdata */
     const tg_decision *d = NULL;
+    lua_State *prev = enter(c, L);
     int st = tg_ctx_resolve(c->ctx, &req, &d);
+    leave(c, prev);
     if (st != TG_OK)
         return fail(L, c->ctx, st);
     int single = req.path == TG_PATH_DETAIL || req.path == TG_PATH_ROW_ACTION ||
@@ -155,46 +149,27 @@ static int ctx_resolve(lua_State *L) {
     return 1;
 }
 
-/* Reads the values table at idx into a tg_column_value array on the Lua stack. */
-static tg_column_value *check_values(lua_State *L, int idx, size_t *n) {
-    luaL_checktype(L, idx, LUA_TTABLE);
-    size_t count = 0;
-    lua_pushnil(L);
-    while (lua_next(L, idx)) {
-        lua_pop(L, 1);
-        if (lua_type(L, -1) != LUA_TSTRING)
-            luaL_error(L, "write values are { column = value }; got a %s key",
-                       luaL_typename(L, -1));
-        count++;
-    }
-    tg_column_value *cv = lua_newuserdatauv(L, (count ? count : 1) * sizeof *cv, 0);
-    size_t i = 0;
-    lua_pushnil(L);
-    while (lua_next(L, idx)) {
-        size_t clen;
-        cv[i].column = lua_tolstring(L, -2, &clen);
-        if (strlen(cv[i].column) != clen)
-            luaL_error(L, "a column name contains a zero byte");
-        tgl_check_value(L, -1, &cv[i].value, cv[i].column);
-        lua_pop(L, 1);
-        i++;
-    }
-    *n = count;
-    return cv;
+static const char *const write_fields[] = {"capability", NULL};
+
+/* The optional { capability = } of a write, at arg. */
+static const char *write_capability(lua_State *L, int arg, const char *what) {
+    if (lua_isnoneornil(L, arg))
+        return NULL;
+    int t = tgl_fields(L, arg, what, write_fields);
+    return tgl_field_string(L, t, what, "capability");
 }
 
 /* ctx:insert(family, { col = value, ... } [, { capability = }]) -> decision | nil, msg */
 static int ctx_insert(lua_State *L) {
     lctx *c = check_ctx(L, 1);
-    size_t flen;
-    const char *family = luaL_checklstring(L, 2, &flen);
-    if (strlen(family) != flen)
-        return luaL_argerror(L, 2, "contains a zero byte");
+    const char *family = tgl_check_cstring(L, 2);
+    const char *cap = write_capability(L, 4, "insert"); /* before anything is pushed */
     size_t n;
-    tg_column_value *cv = check_values(L, 3, &n);
-    const char *cap = lua_istable(L, 4) ? tgl_opt_string_field(L, 4, "capability", NULL) : NULL;
+    tg_column_value *cv = tgl_check_column_values(L, 3, "insert", &n);
     const tg_decision *d = NULL;
+    lua_State *prev = enter(c, L);
     int st = tg_ctx_insert(c->ctx, family, cv, n, cap, &d);
+    leave(c, prev);
     if (st != TG_OK)
         return fail(L, c->ctx, st);
     tgl_push_decision(L, d, 1);
@@ -204,16 +179,15 @@ static int ctx_insert(lua_State *L) {
 /* ctx:update(family, id, { col = value, ... } [, { capability = }]) -> decision | nil, msg */
 static int ctx_update(lua_State *L) {
     lctx *c = check_ctx(L, 1);
-    size_t flen;
-    const char *family = luaL_checklstring(L, 2, &flen);
-    if (strlen(family) != flen)
-        return luaL_argerror(L, 2, "contains a zero byte");
-    lua_Integer id = luaL_checkinteger(L, 3);
+    const char *family = tgl_check_cstring(L, 2);
+    lua_Integer id = tgl_check_integer(L, 3);
+    const char *cap = write_capability(L, 5, "update"); /* before anything is pushed */
     size_t n;
-    tg_column_value *cv = check_values(L, 4, &n);
-    const char *cap = lua_istable(L, 5) ? tgl_opt_string_field(L, 5, "capability", NULL) : NULL;
+    tg_column_value *cv = tgl_check_column_values(L, 4, "update", &n);
     const tg_decision *d = NULL;
+    lua_State *prev = enter(c, L);
     int st = tg_ctx_update(c->ctx, family, id, cv, n, cap, &d);
+    leave(c, prev);
     if (st != TG_OK)
         return fail(L, c->ctx, st);
     tgl_push_decision(L, d, 1);

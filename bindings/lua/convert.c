@@ -4,43 +4,256 @@
 
 #include <string.h>
 
-const char *tgl_opt_string_field(lua_State *L, int idx, const char *key, const char *def) {
-    int t = lua_getfield(L, idx, key);
-    const char *s = def;
+#include <float.h>
+#include <limits.h>
+#include <math.h>
+
+/*
+ * The anchoring discipline. C may keep a pointer to a Lua string only while that string is
+ * reachable from the stack of the call in progress: a value fetched with lua_getfield may
+ * come from an __index metamethod and be referenced by nothing else, and any allocation
+ * can run the collector and finalizers (arbitrary Lua code) that drop the last reference.
+ * So every table the C side reads is first copied, field by field, into a private table
+ * that stays on the stack until the C call returns (tgl_fields); every later read takes
+ * its pointers from that copy. Positional string arguments are on the stack already.
+ */
+
+/* The closest allowed name to `key` (by edit distance), or NULL when none is close. */
+static const char *closest(const char *key, const char *const *allowed) {
+    const char *best = NULL;
+    size_t best_d = 3; /* more than two edits away is no suggestion */
+    size_t kn = strlen(key);
+    for (size_t i = 0; allowed[i]; i++) {
+        size_t an = strlen(allowed[i]);
+        if (kn > 64 || an > 64)
+            continue;
+        size_t row[66];
+        for (size_t j = 0; j <= an; j++)
+            row[j] = j;
+        for (size_t a = 1; a <= kn; a++) {
+            size_t prev = row[0];
+            row[0] = a;
+            for (size_t b = 1; b <= an; b++) {
+                size_t cur = row[b];
+                size_t sub = prev + (key[a - 1] != allowed[i][b - 1]);
+                size_t del = row[b] + 1, ins = row[b - 1] + 1;
+                row[b] = sub < del ? (sub < ins ? sub : ins) : (del < ins ? del : ins);
+                prev = cur;
+            }
+        }
+        if (row[an] < best_d) {
+            best_d = row[an];
+            best = allowed[i];
+        }
+    }
+    return best;
+}
+
+int tgl_fields(lua_State *L, int idx, const char *what, const char *const *allowed) {
+    idx = lua_absindex(L, idx);
+    if (lua_type(L, idx) != LUA_TTABLE)
+        return luaL_error(L, "%s: expected a table, got %s", what, luaL_typename(L, idx));
+    /* unknown keys first, by a raw traversal: a typo never passes silently */
+    lua_pushnil(L);
+    while (lua_next(L, idx)) {
+        lua_pop(L, 1);
+        int known = 0;
+        if (lua_type(L, -1) == LUA_TSTRING) {
+            const char *k = lua_tostring(L, -1);
+            for (size_t i = 0; allowed[i] && !known; i++)
+                known = strcmp(k, allowed[i]) == 0;
+            if (!known) {
+                const char *hint = closest(k, allowed);
+                if (hint)
+                    return luaL_error(L, "%s: unknown field '%s' (did you mean '%s'?)", what, k,
+                                      hint);
+                return luaL_error(L, "%s: unknown field '%s'", what, k);
+            }
+        } else {
+            return luaL_error(L, "%s: unknown field [%s]", what, luaL_tolstring(L, -1, NULL));
+        }
+    }
+    lua_createtable(L, 0, 8);
+    int copy = lua_gettop(L);
+    for (size_t i = 0; allowed[i]; i++) {
+        lua_getfield(L, idx, allowed[i]); /* may run __index: the copy anchors what it gives */
+        lua_setfield(L, copy, allowed[i]);
+    }
+    return copy;
+}
+
+static int present(lua_State *L, int t, const char *key) {
+    if (lua_getfield(L, t, key) == LUA_TNIL) {
+        lua_pop(L, 1);
+        return 0;
+    }
+    return 1;
+}
+
+const char *tgl_field_string(lua_State *L, int t, const char *what, const char *key) {
+    if (!present(L, t, key))
+        return NULL;
+    if (lua_type(L, -1) != LUA_TSTRING)
+        luaL_error(L, "%s: field '%s' must be a string, got %s", what, key, luaL_typename(L, -1));
     size_t len;
-    if (t == LUA_TSTRING) {
-        s = lua_tolstring(L, -1, &len);
-        /* C strings end at a zero byte: a name or query holding one would be cut short */
-        if (strlen(s) != len)
-            luaL_error(L, "option '%s' contains a zero byte", key);
-    } else if (t != LUA_TNIL)
-        luaL_error(L, "option '%s' must be a string, got %s", key, luaL_typename(L, -1));
-    lua_pop(L, 1); /* the string stays referenced by the options table */
+    const char *s = lua_tolstring(L, -1, &len);
+    /* C strings end at a zero byte: a name or query holding one would be cut short */
+    if (strlen(s) != len)
+        luaL_error(L, "%s: field '%s' contains a zero byte", what, key);
+    lua_pop(L, 1); /* the copy at t still holds the string */
     return s;
 }
 
-lua_Integer tgl_opt_integer_field(lua_State *L, int idx, const char *key, lua_Integer def) {
-    int t = lua_getfield(L, idx, key);
-    lua_Integer v = def;
-    if (t == LUA_TNUMBER && lua_isinteger(L, -1))
-        v = lua_tointeger(L, -1);
-    else if (t != LUA_TNIL)
-        luaL_error(L, "option '%s' must be an integer, got %s", key,
-                   t == LUA_TNUMBER ? "a fraction" : luaL_typename(L, -1));
-    lua_pop(L, 1);
+/* The integer value of the number at idx, or raises naming `key`: an integer, or a float
+ * with an exact integer value in range (like luaL_checkinteger); never a truncation. */
+static lua_Integer to_integer(lua_State *L, int idx, const char *what, const char *key) {
+    if (lua_type(L, idx) != LUA_TNUMBER)
+        luaL_error(L, "%s: field '%s' must be an integer, got %s", what, key,
+                   luaL_typename(L, idx));
+    int ok = 0;
+    lua_Integer v = lua_tointegerx(L, idx, &ok);
+    if (!ok) {
+        lua_Number n = lua_tonumber(L, idx);
+        if (isnan(n))
+            luaL_error(L, "%s: field '%s' must be an integer, got NaN", what, key);
+        if (n != floor(n))
+            luaL_error(L, "%s: field '%s' must be an integer, got %s", what, key,
+                       lua_tostring(L, idx));
+        luaL_error(L, "%s: field '%s' is out of the 64-bit integer range (got %s)", what, key,
+                   lua_tostring(L, idx));
+    }
     return v;
 }
 
-void tgl_check_open_options(lua_State *L, int idx, tg_open_options *o) {
-    luaL_checktype(L, idx, LUA_TTABLE);
+int tgl_field_integer(lua_State *L, int t, const char *what, const char *key, lua_Integer min,
+                      lua_Integer max, lua_Integer *out) {
+    if (!present(L, t, key))
+        return 0;
+    lua_Integer v = to_integer(L, -1, what, key);
+    if (v < min || v > max) {
+        if (max == LUA_MAXINTEGER)
+            luaL_error(L, "%s: field '%s' must be at least %I, got %I", what, key, min, v);
+        luaL_error(L, "%s: field '%s' must be between %I and %I, got %I", what, key, min, max,
+                   v);
+    }
+    lua_pop(L, 1);
+    *out = v;
+    return 1;
+}
+
+int tgl_field_number(lua_State *L, int t, const char *what, const char *key, double max,
+                     double *out) {
+    if (!present(L, t, key))
+        return 0;
+    if (lua_type(L, -1) != LUA_TNUMBER)
+        luaL_error(L, "%s: field '%s' must be a number, got %s", what, key, luaL_typename(L, -1));
+    double v = (double)lua_tonumber(L, -1);
+    if (!(v >= 0 && v <= max)) /* NaN fails both */
+        luaL_error(L, "%s: field '%s' must be a number from 0 to %I, got %s", what, key,
+                   (lua_Integer)max, lua_tostring(L, -1));
+    lua_pop(L, 1);
+    *out = v;
+    return 1;
+}
+
+int tgl_field_boolean(lua_State *L, int t, const char *what, const char *key, int *out) {
+    if (!present(L, t, key))
+        return 0;
+    if (lua_type(L, -1) != LUA_TBOOLEAN)
+        luaL_error(L, "%s: field '%s' must be a boolean, got %s", what, key,
+                   luaL_typename(L, -1));
+    *out = lua_toboolean(L, -1);
+    lua_pop(L, 1);
+    return 1;
+}
+
+int tgl_field_function(lua_State *L, int t, const char *what, const char *key) {
+    if (!present(L, t, key))
+        return 0;
+    if (lua_type(L, -1) != LUA_TFUNCTION)
+        luaL_error(L, "%s: field '%s' must be a function, got %s", what, key,
+                   luaL_typename(L, -1));
+    return lua_gettop(L); /* left on the stack for the caller */
+}
+
+int64_t *tgl_field_ids(lua_State *L, int t, const char *what, const char *key, size_t max,
+                       size_t *n) {
+    *n = 0;
+    if (!present(L, t, key))
+        return NULL;
+    if (!lua_istable(L, -1))
+        luaL_error(L, "%s: field '%s' must be a list of integers, got %s", what, key,
+                   luaL_typename(L, -1));
+    int list = lua_gettop(L);
+    lua_Unsigned len = lua_rawlen(L, list);
+    if (len > max)
+        luaL_error(L, "%s: field '%s' has %I ids; the limit is %I (app.limits.max_bulk_ids)",
+                   what, key, (lua_Integer)len, (lua_Integer)max);
+    /* from the Lua state's allocator, anchored on the stack: an error cannot leak it */
+    int64_t *ids = lua_newuserdatauv(L, (len ? (size_t)len : 1) * sizeof *ids, 0);
+    char name[80];
+    for (lua_Unsigned i = 0; i < len; i++) {
+        lua_rawgeti(L, list, (lua_Integer)i + 1);
+        snprintf(name, sizeof name, "%s[%llu]", key, (unsigned long long)i + 1);
+        if (lua_isnil(L, -1))
+            luaL_error(L, "%s: field '%s' is nil (a list has no holes)", what, name);
+        ids[i] = to_integer(L, -1, what, name);
+        lua_pop(L, 1);
+    }
+    lua_remove(L, list); /* the copy at t still holds the list; the userdata stays */
+    *n = (size_t)len;
+    return ids;
+}
+
+lua_Integer tgl_check_integer(lua_State *L, int arg) {
+    if (lua_type(L, arg) != LUA_TNUMBER) /* "42" is not an id: no string coercion */
+        luaL_typeerror(L, arg, "integer");
+    return luaL_checkinteger(L, arg); /* raises for a fraction or a value out of range */
+}
+
+lua_Integer tgl_opt_integer(lua_State *L, int arg, lua_Integer def) {
+    return lua_isnoneornil(L, arg) ? def : tgl_check_integer(L, arg);
+}
+
+const char *tgl_check_cstring(lua_State *L, int arg) {
+    size_t len;
+    const char *s = luaL_checklstring(L, arg, &len);
+    if (strlen(s) != len)
+        luaL_argerror(L, arg, "contains a zero byte");
+    return s;
+}
+
+const char *tgl_opt_cstring(lua_State *L, int arg) {
+    return lua_isnoneornil(L, arg) ? NULL : tgl_check_cstring(L, arg);
+}
+
+static const char *const open_fields[] = {"db", "rules", "busy_timeout", "instruction_budget",
+                                          "memory_cap", "create", NULL};
+static const char *const check_fields[] = {"db", "rules", "busy_timeout", "instruction_budget",
+                                           "memory_cap", NULL};
+
+void tgl_check_open_options(lua_State *L, int idx, const char *what, tg_open_options *o) {
+    /* only tg.open may create a missing database (create = true); tg.check never does */
+    int is_open = strcmp(what, "open") == 0;
+    int t = tgl_fields(L, idx, what, is_open ? open_fields : check_fields);
     memset(o, 0, sizeof *o);
-    o->db = tgl_opt_string_field(L, idx, "db", NULL);
-    o->rules = tgl_opt_string_field(L, idx, "rules", NULL);
+    if (is_open)
+        tgl_field_boolean(L, t, what, "create", &o->create);
+    o->db = tgl_field_string(L, t, what, "db");
+    o->rules = tgl_field_string(L, t, what, "rules");
     if (!o->rules)
-        luaL_error(L, "option 'rules' is required: a directory of rule files");
-    o->busy_timeout_ms = (int)tgl_opt_integer_field(L, idx, "busy_timeout", 0);
-    o->instruction_budget = tgl_opt_integer_field(L, idx, "instruction_budget", 0);
-    o->memory_cap = (size_t)tgl_opt_integer_field(L, idx, "memory_cap", 0);
+        luaL_error(L, "%s: option 'rules' is required: a directory of rule files", what);
+    lua_Integer v;
+    if (tgl_field_integer(L, t, what, "busy_timeout", 0, INT_MAX, &v))
+        o->busy_timeout_ms = (int)v;
+    if (tgl_field_integer(L, t, what, "instruction_budget", 0, LUA_MAXINTEGER, &v))
+        o->instruction_budget = v;
+    if (tgl_field_integer(L, t, what, "memory_cap", 0,
+                          SIZE_MAX < (size_t)LUA_MAXINTEGER ? (lua_Integer)SIZE_MAX
+                                                            : LUA_MAXINTEGER,
+                          &v))
+        o->memory_cap = (size_t)v;
+    /* the copy at t stays on the stack: the strings in o live until the caller returns */
 }
 
 static void set_str(lua_State *L, const char *k, const char *v) {
@@ -84,7 +297,12 @@ void tgl_push_value(lua_State *L, const tg_value *v) {
     switch (v->type) {
     case TG_INTEGER: lua_pushinteger(L, v->i); break;
     case TG_REAL: lua_pushnumber(L, v->r); break;
-    case TG_TEXT: lua_pushstring(L, v->s); break;
+    case TG_TEXT: /* the whole value, a zero byte included */
+        if (v->n)
+            lua_pushlstring(L, v->s, v->n);
+        else
+            lua_pushstring(L, v->s ? v->s : "");
+        break;
     case TG_BLOB: lua_pushlstring(L, v->s, v->n); break;
     case TG_BOOLEAN: lua_pushboolean(L, (int)v->i); break;
     default: lua_pushnil(L);
@@ -110,6 +328,8 @@ void tgl_check_value(lua_State *L, int idx, tg_value *v, const char *what) {
         } else {
             v->type = TG_REAL;
             v->r = lua_tonumber(L, idx);
+            if (isnan(v->r)) /* SQLite would store NULL: say so instead */
+                luaL_error(L, "%s: cannot store NaN", what);
         }
         break;
     case LUA_TSTRING:
@@ -126,6 +346,42 @@ void tgl_check_value(lua_State *L, int idx, tg_value *v, const char *what) {
         luaL_error(L, "%s: cannot store a %s (use a number, string, boolean or tg.null)", what,
                    luaL_typename(L, idx));
     }
+}
+
+tg_column_value *tgl_check_column_values(lua_State *L, int idx, const char *what, size_t *n) {
+    idx = lua_absindex(L, idx);
+    if (lua_type(L, idx) != LUA_TTABLE)
+        luaL_error(L, "%s: the values must be a table { column = value }, got %s", what,
+                   luaL_typename(L, idx));
+    /* a raw copy, private to this call: column names and text values stay anchored in it
+     * whatever Lua code runs before the C call returns */
+    lua_newtable(L);
+    int copy = lua_gettop(L);
+    size_t count = 0;
+    lua_pushnil(L);
+    while (lua_next(L, idx)) {
+        if (lua_type(L, -2) != LUA_TSTRING)
+            luaL_error(L, "%s: write values are { column = value }; got a %s key", what,
+                       luaL_typename(L, -2));
+        lua_pushvalue(L, -2);
+        lua_insert(L, -2);
+        lua_rawset(L, copy);
+        count++;
+    }
+    tg_column_value *cv = lua_newuserdatauv(L, (count ? count : 1) * sizeof *cv, 0);
+    size_t i = 0;
+    lua_pushnil(L);
+    while (lua_next(L, copy)) { /* private: exactly `count` entries */
+        size_t clen;
+        cv[i].column = lua_tolstring(L, -2, &clen);
+        if (strlen(cv[i].column) != clen)
+            luaL_error(L, "%s: a column name contains a zero byte", what);
+        tgl_check_value(L, -1, &cv[i].value, cv[i].column);
+        lua_pop(L, 1);
+        i++;
+    }
+    *n = i;
+    return cv; /* the copy and the array stay on the stack */
 }
 
 void tgl_push_decision(lua_State *L, const tg_decision *d, int single) {

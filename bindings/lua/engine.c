@@ -8,7 +8,6 @@ lengine *tgl_check_engine(lua_State *L, int idx) {
     lengine *e = luaL_checkudata(L, idx, TG_ENGINE_MT);
     if (!e->eng)
         luaL_error(L, "attempt to use a closed tenantguard engine");
-    e->L = L;
     return e;
 }
 
@@ -25,15 +24,14 @@ static int raise_plain(lua_State *L, const char *msg) {
  * error while opening cannot leave it half-made. */
 int tgl_engine_open(lua_State *L) {
     tg_open_options o;
-    tgl_check_open_options(L, 1, &o);
-    lua_getfield(L, 1, "create");
-    o.create = lua_toboolean(L, -1);
-    lua_pop(L, 1);
+    tgl_check_open_options(L, 1, "open", &o); /* its strings stay anchored on the stack */
     lengine *e = lua_newuserdatauv(L, sizeof *e, 1);
     e->eng = NULL;
-    e->L = L;
+    e->L = NULL;
     e->log_ref = LUA_NOREF;
     e->log_failed = 0;
+    e->working = 0;
+    e->in_matrix = 0;
     luaL_setmetatable(L, TG_ENGINE_MT);
     tg_engine *eng = NULL;
     int st = tg_engine_open(&o, &eng);
@@ -49,7 +47,7 @@ int tgl_engine_open(lua_State *L) {
 /* tg.check{ rules = "rules", db = "app.db" } -> findings (never raises for bad rules) */
 int tgl_rules_check(lua_State *L) {
     tg_open_options o;
-    tgl_check_open_options(L, 1, &o);
+    tgl_check_open_options(L, 1, "check", &o);
     tg_findings *f = NULL;
     int st = tg_rules_check(&o, &f);
     if (st != TG_OK && st != TG_RULES && st != TG_IO && st != TG_DB) {
@@ -61,8 +59,15 @@ int tgl_rules_check(lua_State *L) {
     return 1;
 }
 
+/* eng:close(), __close and __gc: safe twice. Refused (raises 'engine is busy') from a
+ * callback of eng:work or eng:run_matrix, which still use the engine; allowed from a
+ * decision log callback (the context deciding keeps the engine's memory alive, and then
+ * refuses to decide again). */
 static int engine_close(lua_State *L) {
     lengine *e = luaL_checkudata(L, 1, TG_ENGINE_MT);
+    if (e->working)
+        return luaL_error(L, "the tenantguard engine is busy: it cannot be closed from a "
+                             "callback of its own work or run_matrix");
     if (e->eng) {
         tg_engine_set_decision_sink(e->eng, NULL, NULL);
         tg_engine_close(e->eng);
@@ -119,8 +124,8 @@ static void lua_sink(void *ud, const tg_decision_event *ev) {
     lua_pushlightuserdata(L, e);
     if (lua_pcall(L, 2, 0, 0) != LUA_OK) {
         if (!e->log_failed)
-            fprintf(stderr, "tenantguard: the decision log function failed: %s\n",
-                    lua_tostring(L, -1) ? lua_tostring(L, -1) : "?");
+            fprintf(stderr, "tenantguard: the decision log function failed: %.300s\n",
+                    lua_isstring(L, -1) ? lua_tostring(L, -1) : luaL_typename(L, -1));
         e->log_failed = 1;
         lua_pop(L, 1);
     }
@@ -129,14 +134,16 @@ static void lua_sink(void *ud, const tg_decision_event *ev) {
 /* eng:set_decision_log(fn | "path/to/file.jsonl" | nil) */
 static int engine_set_decision_log(lua_State *L) {
     lengine *e = check_engine(L, 1);
+    int t = lua_type(L, 2);
+    if (t != LUA_TNONE && t != LUA_TNIL && t != LUA_TFUNCTION && t != LUA_TSTRING)
+        return luaL_argerror(L, 2, "a function, a file path or nil");
+    const char *path = t == LUA_TSTRING ? tgl_check_cstring(L, 2) : NULL;
     luaL_unref(L, LUA_REGISTRYINDEX, e->log_ref);
     e->log_ref = LUA_NOREF;
     tg_engine_set_decision_sink(e->eng, NULL, NULL);
     if (tg_engine_set_decision_file(e->eng, NULL) != TG_OK)
         return luaL_error(L, "%s", tg_engine_errmsg(e->eng));
-    switch (lua_type(L, 2)) {
-    case LUA_TNONE:
-    case LUA_TNIL: break;
+    switch (t) {
     case LUA_TFUNCTION:
         lua_pushvalue(L, 2);
         e->log_ref = luaL_ref(L, LUA_REGISTRYINDEX);
@@ -144,14 +151,13 @@ static int engine_set_decision_log(lua_State *L) {
         tg_engine_set_decision_sink(e->eng, lua_sink, e);
         break;
     case LUA_TSTRING:
-        if (tg_engine_set_decision_file(e->eng, lua_tostring(L, 2)) != TG_OK) {
+        if (tg_engine_set_decision_file(e->eng, path) != TG_OK) {
             luaL_pushfail(L);
             lua_pushstring(L, tg_engine_errmsg(e->eng));
             return 2;
         }
         break;
-    default:
-        return luaL_argerror(L, 2, "a function, a file path or nil");
+    default: break;
     }
     lua_pushboolean(L, 1);
     return 1;
@@ -160,6 +166,9 @@ static int engine_set_decision_log(lua_State *L) {
 /* eng:reload() -> true | nil, message  (the old rules keep serving on failure) */
 static int engine_reload(lua_State *L) {
     lengine *e = check_engine(L, 1);
+    if (e->in_matrix) /* the matrix run reads the serving rules throughout */
+        return luaL_error(L, "the tenantguard engine is busy: it cannot reload from a callback "
+                             "of its own run_matrix");
     int st = tg_engine_reload(e->eng);
     if (st != TG_OK) {
         luaL_pushfail(L);

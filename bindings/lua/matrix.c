@@ -83,9 +83,17 @@ static int l_matrix(lua_State *L) {
  * passed / failed counts */
 static int l_run_matrix(lua_State *L) {
     lengine *e = tgl_check_engine(L, 1);
-    const char *mutation = luaL_optstring(L, 2, NULL);
+    const char *mutation = tgl_opt_cstring(L, 2);
     tg_matrix_report *r = NULL;
+    /* the decision log runs on this call's state; the engine may not close meanwhile */
+    lua_State *prev = e->L;
+    e->L = L;
+    e->working++;
+    e->in_matrix++;
     int st = tg_run_matrix(e->eng, mutation, &r);
+    e->in_matrix--;
+    e->working--;
+    e->L = prev;
     if (st != TG_OK) {
         if (st == TG_UNKNOWN || st == TG_MISUSE)
             return luaL_error(L, "%s", tg_engine_errmsg(e->eng));

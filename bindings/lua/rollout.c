@@ -19,7 +19,7 @@ static int fail(lua_State *L, lengine *e, int st) {
 /* eng:rollout(phase) -> true, message | nil, message, code */
 static int l_rollout(lua_State *L) {
     lengine *e = tgl_check_engine(L, 1);
-    const char *phase = luaL_checkstring(L, 2);
+    const char *phase = tgl_check_cstring(L, 2);
     int st = tg_rollout(e->eng, phase);
     if (st != TG_OK)
         return fail(L, e, st);
@@ -58,13 +58,17 @@ static int l_backfill(lua_State *L) {
     int dry = 0;
     tg_backfill_options o = {0};
     if (!lua_isnoneornil(L, 2)) {
-        luaL_checktype(L, 2, LUA_TTABLE);
-        lua_getfield(L, 2, "dry_run");
-        dry = lua_toboolean(L, -1);
-        lua_pop(L, 1);
-        o.batch_ms = (double)tgl_opt_integer_field(L, 2, "batch_ms", 0);
-        o.pause_ms = (int)tgl_opt_integer_field(L, 2, "pause_ms", 0);
-        o.batch_rows = tgl_opt_integer_field(L, 2, "batch_rows", 0);
+        static const char *const fields[] = {"dry_run", "batch_ms", "pause_ms", "batch_rows",
+                                             NULL};
+        const char *what = "backfill";
+        int t = tgl_fields(L, 2, what, fields);
+        lua_Integer v;
+        tgl_field_boolean(L, t, what, "dry_run", &dry);
+        tgl_field_number(L, t, what, "batch_ms", 3600e3, &o.batch_ms);
+        if (tgl_field_integer(L, t, what, "pause_ms", 0, 3600000, &v))
+            o.pause_ms = (int)v;
+        if (tgl_field_integer(L, t, what, "batch_rows", 0, LUA_MAXINTEGER, &v))
+            o.batch_rows = v;
     }
     if (dry) {
         tg_backfill_plan *p = NULL;
@@ -127,7 +131,7 @@ static int l_backfill(lua_State *L) {
 /* eng:run([id]) -> the run (latest by default), with up to `limit` unbound rows listed */
 static int l_run(lua_State *L) {
     lengine *e = tgl_check_engine(L, 1);
-    lua_Integer id = luaL_optinteger(L, 2, 0);
+    lua_Integer id = tgl_opt_integer(L, 2, 0);
     tg_run_info info;
     int st = tg_backfill_status(e->eng, id, &info);
     if (st != TG_OK)
@@ -138,7 +142,7 @@ static int l_run(lua_State *L) {
 
 static int control(lua_State *L, const char *action) {
     lengine *e = tgl_check_engine(L, 1);
-    lua_Integer id = luaL_optinteger(L, 2, 0);
+    lua_Integer id = tgl_opt_integer(L, 2, 0);
     int st = tg_backfill_control(e->eng, id, action);
     if (st != TG_OK)
         return fail(L, e, st);
@@ -199,21 +203,25 @@ static int l_work(lua_State *L) {
     tg_work_options o = {0};
     work_cb cb = {L, 0, 0};
     if (!lua_isnoneornil(L, 2)) {
-        luaL_checktype(L, 2, LUA_TTABLE);
-        lua_getfield(L, 2, "max_seconds");
-        o.max_seconds = lua_isnumber(L, -1) ? lua_tonumber(L, -1) : 0;
-        lua_pop(L, 1);
-        o.max_batches = tgl_opt_integer_field(L, 2, "max_batches", 0);
-        if (lua_getfield(L, 2, "progress") == LUA_TFUNCTION) {
-            cb.fn = lua_gettop(L);
+        static const char *const fields[] = {"progress", "max_seconds", "max_batches", NULL};
+        const char *what = "work";
+        int t = tgl_fields(L, 2, what, fields);
+        lua_Integer v;
+        tgl_field_number(L, t, what, "max_seconds", 1e9, &o.max_seconds);
+        if (tgl_field_integer(L, t, what, "max_batches", 0, LUA_MAXINTEGER, &v))
+            o.max_batches = v;
+        if ((cb.fn = tgl_field_function(L, t, what, "progress")) != 0) {
             o.progress = progress_cb;
             o.ud = &cb;
-        } else {
-            lua_pop(L, 1);
         }
     }
+    if (e->working)
+        return luaL_error(L, "the tenantguard engine is busy: work cannot run from a callback "
+                             "of its own work or run_matrix");
     tg_work_result r;
+    e->working++; /* its progress callback may not close the engine */
     int st = tg_work(e->eng, &o, &r);
+    e->working--;
     if (cb.failed)
         return lua_error(L);
     if (st != TG_OK)

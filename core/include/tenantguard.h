@@ -9,6 +9,30 @@
  * success); output parameters come last; the message of the last failure lives on the
  * handle (tg_engine_errmsg, tg_ctx_errmsg). Strings returned by the library are owned by the
  * library unless the comment says otherwise.
+ *
+ * Handles and misuse (after SQLite and Lua: a closed handle is an error, not a crash).
+ *  - tg_engine_close and tg_ctx_close free the handle (or hand its memory back to the
+ *    library): afterwards the pointer must not be passed to any function again, close
+ *    included. Closing NULL does nothing. (The Lua binding tracks this for you: closing a
+ *    Lua engine or context twice, by close, __close or __gc in any order, is safe, and a
+ *    closed one raises "attempt to use a closed ...".)
+ *  - A context may outlive its engine's handle: after tg_engine_close, the context's
+ *    tg_ctx_resolve, tg_ctx_insert and tg_ctx_update return TG_MISUSE ("the engine of this
+ *    context is closed"); tg_ctx_errmsg, tg_ctx_rules and tg_ctx_close still work.
+ *  - Callbacks (the decision sink, the progress function) may call the library again:
+ *      from a decision sink, deciding on the context whose decision is being logged returns
+ *      TG_MISUSE ("the context is busy") and leaves that decision untouched; tg_ctx_close on
+ *      that context does nothing (close it after the call returns); other contexts of the
+ *      engine decide normally; tg_engine_close and tg_engine_reload are safe (the deciding
+ *      context keeps what it uses alive), except during tg_run_matrix, whose sink must not
+ *      close or reload the engine;
+ *      from a progress function, tg_work returns TG_BUSY; tg_engine_close stops the worker
+ *      after that batch (tg_work then returns TG_MISUSE and frees the engine as it returns,
+ *      so do not use the engine afterwards); other engine calls work.
+ *  - Request values are checked, never trusted: a count above a limit in any integer width,
+ *    an out-of-range path or a contradictory request is TG_MISUSE or TG_LIMIT, never a read
+ *    past an array.
+ *  - One thread per engine (and its contexts) at a time.
  */
 #ifndef TENANTGUARD_H
 #define TENANTGUARD_H
@@ -326,7 +350,8 @@ typedef struct tg_open_options {
 TG_API TG_WUR int tg_engine_open(const tg_open_options *opts, tg_engine **out);
 
 /* Closes the engine. Contexts still open keep what they need alive and must be closed
- * too. Safe on NULL. */
+ * too (they refuse to decide from now on). Safe on NULL. The pointer must not be used again
+ * (see "Handles and misuse" above for calls from callbacks). */
 TG_API void tg_engine_close(tg_engine *eng);
 
 /* The message of the last failure on this engine: "rules/x.lua:12: ..." for rule errors.
@@ -369,6 +394,8 @@ typedef struct tg_ctx_options {
  * the rule version it was opened with, even across a reload, until tg_ctx_close. *out is a
  * context whenever memory allowed one (close it even on failure). */
 TG_API TG_WUR int tg_ctx_open(tg_engine *eng, const tg_ctx_options *opts, tg_ctx **out);
+/* Closes the context and frees it; safe on NULL; the pointer must not be used again. Called
+ * from this context's own decision sink it does nothing (the decision still needs it). */
 TG_API void tg_ctx_close(tg_ctx *ctx);
 /* The message of the last failure on this context (valid until its next call). */
 TG_API const char *tg_ctx_errmsg(const tg_ctx *ctx);
@@ -376,16 +403,16 @@ TG_API const char *tg_ctx_errmsg(const tg_ctx *ctx);
 TG_API const tg_rules *tg_ctx_rules(const tg_ctx *ctx);
 
 typedef struct tg_request {
-    const char *family;    /* a family name, or NULL with `exception` */
+    const char *family;    /* a family name, or NULL with `exception` (never both) */
     const char *exception; /* a scope exception's name instead of a family */
     tg_path_type path;
     int64_t id;            /* detail, row_action, canonical_viewer; relation_manager: one child */
     int has_id;
     const int64_t *ids;    /* bulk_action */
-    size_t n_ids;
+    size_t n_ids;          /* 1..app.max_bulk_ids, else TG_LIMIT before any id is read */
     int64_t owner;         /* relation_manager: the owner record's id */
     int has_owner;
-    const char *query;     /* global_search */
+    const char *query;     /* global_search (required; "" matches every row in scope) */
     int64_t limit;         /* index, relation_manager, global_search; 0: the rules' page size */
     int64_t after;         /* keyset: only ids greater than this (when has_after) */
     int has_after;
@@ -406,8 +433,10 @@ typedef struct tg_decision {
 
 /* Decides a request. Returns TG_OK when a decision was made (read its status), or an error
  * status for a request that cannot be decided as asked (unknown family or capability, a
- * limit exceeded, a database error). *out and everything it points to stay valid until the
- * next call on this context. */
+ * limit exceeded, a database error): TG_MISUSE for a malformed request (both family and
+ * exception, an id missing, global_search without a query, a path out of range), a closed
+ * engine, or a call from this context's own decision sink. *out is NULL unless TG_OK; it
+ * and everything it points to stay valid until the next call on this context. */
 TG_API TG_WUR int tg_ctx_resolve(tg_ctx *ctx, const tg_request *req, const tg_decision **out);
 
 /* One column value for tg_ctx_insert / tg_ctx_update. */
@@ -526,7 +555,10 @@ typedef struct tg_work_result {
 
 /* The worker: claims queued work and runs it in keyset batches, each batch one
  * BEGIN IMMEDIATE transaction that also advances the job's checkpoint, so a batch is applied
- * exactly once however many workers run and wherever one is killed. */
+ * exactly once however many workers run and wherever one is killed. The progress function
+ * runs between batches, outside any transaction: called from it, tg_work returns TG_BUSY,
+ * and tg_engine_close makes this tg_work stop and return TG_MISUSE, freeing the engine as it
+ * returns. */
 TG_API TG_WUR int tg_work(tg_engine *eng, const tg_work_options *opts, tg_work_result *out);
 
 typedef struct tg_validation_check {
@@ -617,7 +649,9 @@ typedef struct tg_decision_event {
 typedef void (*tg_decision_sink)(void *ud, const tg_decision_event *ev);
 
 /* Every decision made through the engine's contexts is passed to sink (NULL removes it).
- * The event is valid only during the call. */
+ * The event is valid only during the call. The sink runs after the decision is made and may
+ * call the library (see "Handles and misuse" at the top): deciding again on the same context
+ * is TG_MISUSE and never changes the decision being logged. */
 TG_API void tg_engine_set_decision_sink(tg_engine *eng, tg_decision_sink sink, void *ud);
 /* Appends every decision as one JSON line to the file at path (NULL stops). */
 TG_API TG_WUR int tg_engine_set_decision_file(tg_engine *eng, const char *path);

@@ -672,7 +672,8 @@ static int read_checkpoint(tg_engine *eng, const job *j, sqlite3_value **cp, int
     sqlite3_bind_int64(q, 1, j->id);
     int n = 0, rc;
     while ((rc = sqlite3_step(q)) == SQLITE_ROW && n < j->key.n) {
-        if (sqlite3_column_int(q, 0) != n || !(cp[n] = sqlite3_value_dup(sqlite3_column_value(q, 1))))
+        if (sqlite3_column_int(q, 0) != n ||
+            !(cp[n] = sqlite3_value_dup(sqlite3_column_value(q, 1))))
             break;
         n++;
     }

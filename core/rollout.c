@@ -719,9 +719,9 @@ static int quarantine_orphans(tg_engine *eng, const char **t, size_t n) {
         return st;
     }
     tg__engine_fail(eng, TG_OK,
-                        "quarantine_orphans: %lld row%s whose tenant no longer exists moved to "
-                        "tenantguard_quarantine",
-                        (long long)total, total == 1 ? "" : "s");
+                    "quarantine_orphans: %lld row%s whose tenant no longer exists moved to "
+                    "tenantguard_quarantine",
+                    (long long)total, total == 1 ? "" : "s");
     return st;
 }
 

@@ -13,9 +13,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#define NOW "strftime('%Y-%m-%d %H:%M:%f', 'now')"
-/* the same inside a printf format */
-#define NOW_P "strftime('%%Y-%%m-%%d %%H:%%M:%%f', 'now')"
+/* the current time, pasted only into SQL literals that are no format */
+#define NOW TG__SQL_NOW
 
 static double now_s(void) {
     struct timespec ts;
@@ -43,10 +42,13 @@ static int prepare(tg_engine *eng, const tg__buf *sql, sqlite3_stmt **st) {
 static int count_table(tg_engine *eng, const char *t, int audit, tg_table_counts *c) {
     const tg_app *a = &eng->rules->pub.app;
     const tg__dialect *d = &tg__sqlite;
-    const char *ID = audit ? a->audit_logs.id : a->id_column;
     const char *T = audit ? a->audit_logs.tenant : a->tenant_column;
     const char *W = audit ? a->audit_logs.workspace : a->workspace_column;
     int nn;
+    tg__rowkey key;
+    int s = tg__rowkey_of(eng, t, &key);
+    if (s != TG_OK)
+        return s;
     c->has_column = tg__column(eng->db, t, W, &nn);
     /* audit entries without a tenant belong to a workspace or the system: never unbound */
     tg__buf scope = {0}, unbound = {0}, sql = {0};
@@ -72,7 +74,7 @@ static int count_table(tg_engine *eng, const char *t, int audit, tg_table_counts
     tg__sqlf(&sql, d, "FROM %I AS r LEFT JOIN %I AS t ON t.%I = r.%I", t, a->tenants.table,
              a->tenants.id, T);
     sqlite3_stmt *st;
-    int s = prepare(eng, &sql, &st);
+    s = prepare(eng, &sql, &st);
     if (s == TG_OK) {
         if (sqlite3_step(st) == SQLITE_ROW) {
             c->rows = sqlite3_column_int64(st, 0);
@@ -83,15 +85,22 @@ static int count_table(tg_engine *eng, const char *t, int audit, tg_table_counts
             c->mismatched = sqlite3_column_int64(st, 5);
         }
         sqlite3_finalize(st);
-        /* a few of the rows that cannot be bound, to look at */
+        /* a few of the rows that cannot be bound, to look at (by an integer key only) */
         tg__buf_reset(&sql);
+        tg__buf label = {0}, order = {0};
+        tg__rowkey_label(&key, "r", &label);
+        tg__rowkey_list(&key, "r", &order);
         tg__sqlf(&sql, d,
-                 "SELECT r.%I FROM %I AS r WHERE %s AND NOT EXISTS (SELECT 1 FROM %I AS t WHERE "
-                 "t.%I = r.%I) ORDER BY r.%I LIMIT 5",
-                 ID, t, tg__buf_str(&unbound), a->tenants.table, a->tenants.id, T, ID);
+                 "SELECT %s FROM %I AS r WHERE %s AND NOT EXISTS (SELECT 1 FROM %I AS t WHERE "
+                 "t.%I = r.%I) ORDER BY %s LIMIT 5",
+                 tg__buf_str(&label), t, tg__buf_str(&unbound), a->tenants.table, a->tenants.id,
+                 T, key.id_key ? tg__buf_str(&label) : tg__buf_str(&order));
+        tg__buf_free(&label);
+        tg__buf_free(&order);
         if ((s = prepare(eng, &sql, &st)) == TG_OK) {
             while (sqlite3_step(st) == SQLITE_ROW && c->n_samples < 5)
-                c->samples[c->n_samples++] = sqlite3_column_int64(st, 0);
+                if (sqlite3_column_type(st, 0) == SQLITE_INTEGER)
+                    c->samples[c->n_samples++] = sqlite3_column_int64(st, 0);
             sqlite3_finalize(st);
         }
     }
@@ -145,10 +154,10 @@ void tg_backfill_plan_free(tg_backfill_plan *p) {
 static int insert_operation_run(tg_engine *eng, int64_t *op_id) {
     const tg_app *a = &eng->rules->pub.app;
     tg__buf sql = {0};
-    tg__sqlf(&sql, &tg__sqlite, "INSERT INTO %I (%I, %I, %I, %I) VALUES ('tenantguard.backfill', "
-                                "'queued', '{}', " NOW ")",
+    tg__sqlf(&sql, &tg__sqlite,
+             "INSERT INTO %I (%I, %I, %I, %I) VALUES ('tenantguard.backfill', 'queued', '{}', %s)",
              a->operation_runs.table, a->operation_runs.type, a->operation_runs.status,
-             a->operation_runs.summary, a->operation_runs.created_at);
+             a->operation_runs.summary, a->operation_runs.created_at, NOW);
     int st = tg__exec(eng, tg__buf_str(&sql), "cannot record the operation run");
     tg__buf_free(&sql);
     *op_id = sqlite3_last_insert_rowid(eng->db);
@@ -175,6 +184,13 @@ int tg_backfill_start(tg_engine *eng, const tg_backfill_options *o, int64_t *run
                                    "the backfill needs phase 1 first: '%s' has no %s column "
                                    "(run add_columns)",
                                    t[i], a->workspace_column);
+    /* a table whose rows the worker cannot walk is refused before anything is queued */
+    for (size_t i = 0; i < n; i++) {
+        tg__rowkey key;
+        int ks = tg__rowkey_of(eng, t[i], &key);
+        if (ks != TG_OK)
+            return ks;
+    }
     int st = tg__meta_ensure(eng);
     if (st != TG_OK || (st = tg__begin(eng)) != TG_OK)
         return st;
@@ -221,11 +237,15 @@ int tg_backfill_start(tg_engine *eng, const tg_backfill_options *o, int64_t *run
     }
     sqlite3_finalize(q);
     q = NULL;
-    char sqlbuf[160];
-    snprintf(sqlbuf, sizeof sqlbuf, "UPDATE tenantguard_runs SET rows_total = %lld WHERE id = %lld",
-             (long long)total, (long long)run);
-    if ((st = tg__exec(eng, sqlbuf, "run")) != TG_OK)
-        goto fail;
+    if (sqlite3_prepare_v2(eng->db, "UPDATE tenantguard_runs SET rows_total = ?1 WHERE id = ?2",
+                           -1, &q, NULL) != SQLITE_OK)
+        goto db_fail;
+    sqlite3_bind_int64(q, 1, total);
+    sqlite3_bind_int64(q, 2, run);
+    if (sqlite3_step(q) != SQLITE_DONE)
+        goto db_fail;
+    sqlite3_finalize(q);
+    q = NULL;
     char meta[200];
     snprintf(meta, sizeof meta,
              "{\"run\":%lld,\"operation_run\":%lld,\"tables\":%zu,\"rows\":%lld}", (long long)run,
@@ -247,6 +267,18 @@ fail:
 }
 
 /* ---- status and control ---- */
+
+/* The status as one of the library's own strings, valid for the program's lifetime: never a
+ * pointer into a statement or into the engine's message buffer, which the next call (or the
+ * very message that quotes the status) reuses. */
+static const char *run_status_name(const char *s) {
+    static const char *const known[] = {"queued",    "running",   "paused",
+                                        "cancelled", "completed", "completed_with_errors"};
+    for (size_t i = 0; s && i < sizeof known / sizeof *known; i++)
+        if (strcmp(s, known[i]) == 0)
+            return known[i];
+    return "unknown";
+}
 
 int tg_backfill_status(tg_engine *eng, int64_t run_id, tg_run_info *out) {
     if (!eng || !out || eng->closed)
@@ -270,9 +302,7 @@ int tg_backfill_status(tg_engine *eng, int64_t run_id, tg_run_info *out) {
     }
     out->id = sqlite3_column_int64(q, 0);
     out->operation_run_id = sqlite3_column_int64(q, 1);
-    tg__buf_reset(&eng->err);
-    tg__buf_add(&eng->err, (const char *)sqlite3_column_text(q, 2));
-    out->status = tg__buf_str(&eng->err);
+    out->status = run_status_name((const char *)sqlite3_column_text(q, 2));
     out->rows_total = sqlite3_column_int64(q, 3);
     out->rows_done = sqlite3_column_int64(q, 4);
     out->rows_set = sqlite3_column_int64(q, 5);
@@ -294,12 +324,20 @@ static int sync_operation_run(tg_engine *eng, int64_t run) {
              "r.rows_total, 'rows_done', r.rows_done, 'rows_set', r.rows_set, 'rows_corrected', "
              "r.rows_corrected, 'rows_unbound', r.rows_unbound, 'batches', r.batches, "
              "'longest_batch_ms', r.longest_batch_ms), %I = r.started_at, %I = r.finished_at "
-             "FROM tenantguard_runs AS r WHERE r.id = %lld AND %I.%I = r.operation_run_id",
+             "FROM tenantguard_runs AS r WHERE r.id = ?1 AND %I.%I = r.operation_run_id",
              a->operation_runs.table, a->operation_runs.status, a->operation_runs.summary,
-             a->operation_runs.started_at, a->operation_runs.finished_at, (long long)run,
+             a->operation_runs.started_at, a->operation_runs.finished_at,
              a->operation_runs.table, a->operation_runs.id);
-    int st = tg__exec(eng, tg__buf_str(&sql), "cannot update the operation run");
+    sqlite3_stmt *q;
+    int st = prepare(eng, &sql, &q);
     tg__buf_free(&sql);
+    if (st != TG_OK)
+        return st;
+    sqlite3_bind_int64(q, 1, run);
+    if (sqlite3_step(q) != SQLITE_DONE)
+        st = tg__engine_fail(eng, TG_DB, "cannot update the operation run: %s",
+                             sqlite3_errmsg(eng->db));
+    sqlite3_finalize(q);
     return st;
 }
 
@@ -310,15 +348,19 @@ int tg_backfill_control(tg_engine *eng, int64_t run_id, const char *action) {
     int st = tg_backfill_status(eng, run_id, &info);
     if (st != TG_OK)
         return st;
-    const char *from, *to;
+    /* ?2 the new status, ?3 .. ?5 the statuses it may come from */
+    const char *from[3] = {NULL, NULL, NULL}, *to;
     if (strcmp(action, "pause") == 0) {
-        from = "'queued','running'";
+        from[0] = "queued";
+        from[1] = "running";
         to = "paused";
     } else if (strcmp(action, "resume") == 0) {
-        from = "'paused'";
+        from[0] = "paused";
         to = "queued";
     } else if (strcmp(action, "cancel") == 0) {
-        from = "'queued','running','paused'";
+        from[0] = "queued";
+        from[1] = "running";
+        from[2] = "paused";
         to = "cancelled";
     } else {
         return tg__engine_fail(eng, TG_UNKNOWN, "unknown action '%s' (pause, resume, cancel)",
@@ -326,12 +368,25 @@ int tg_backfill_control(tg_engine *eng, int64_t run_id, const char *action) {
     }
     if ((st = tg__begin(eng)) != TG_OK)
         return st;
-    char sql[300];
-    snprintf(sql, sizeof sql,
-             "UPDATE tenantguard_runs SET status = '%s'%s WHERE id = %lld AND status IN (%s)", to,
-             strcmp(to, "cancelled") == 0 ? ", finished_at = " NOW_P : "", (long long)info.id, from);
-    st = tg__exec(eng, sql, action);
-    int changed = sqlite3_changes(eng->db);
+    sqlite3_stmt *q = NULL;
+    int changed = 0;
+    if (sqlite3_prepare_v2(eng->db,
+                           "UPDATE tenantguard_runs SET status = ?2, finished_at = CASE WHEN ?2 = "
+                           "'cancelled' THEN " NOW " ELSE finished_at END WHERE id = ?1 AND "
+                           "status IN (?3, ?4, ?5)",
+                           -1, &q, NULL) != SQLITE_OK) {
+        st = tg__engine_fail(eng, TG_DB, "%s: %s", action, sqlite3_errmsg(eng->db));
+    } else {
+        sqlite3_bind_int64(q, 1, info.id);
+        sqlite3_bind_text(q, 2, to, -1, SQLITE_STATIC);
+        for (int i = 0; i < 3; i++)
+            sqlite3_bind_text(q, 3 + i, from[i], -1, SQLITE_STATIC); /* NULL binds NULL */
+        if (sqlite3_step(q) == SQLITE_DONE)
+            changed = sqlite3_changes(eng->db);
+        else
+            st = tg__engine_fail(eng, TG_DB, "%s: %s", action, sqlite3_errmsg(eng->db));
+    }
+    sqlite3_finalize(q);
     if (st == TG_OK && !changed) {
         tg__rollback(eng);
         return tg__engine_fail(eng, TG_REFUSED, "run %lld is %s; cannot %s it", (long long)info.id,
@@ -355,98 +410,155 @@ int tg_backfill_control(tg_engine *eng, int64_t run_id, const char *action) {
 
 /* ---- the worker ---- */
 
+/* A job walks its table in the order of the table's row key (tg__rowkey: the rowid, or the
+ * primary key of a WITHOUT ROWID table, whatever its types). A batch is the key range
+ * [lo, hi]: lo the first key after the checkpoint (the first key of all for the first batch,
+ * so no key is below the walk's start), hi the n-th key from lo or the last one. The
+ * checkpoint, hi of the last batch, is kept with its types in tenantguard_checkpoints. Each
+ * batch takes at least one row, so the walk always ends. */
 typedef struct job {
     int64_t id, run;
     char table[128];
     int audit;
-    sqlite3_stmt *hi, *unbound, *correct_log, *correct, *set;
+    tg__rowkey key;
+    /* the bounds (from the start, after the checkpoint) and the batch statements: ?1..?m lo,
+     * ?m+1..?2m hi, ?2m+1 the run */
+    sqlite3_stmt *first, *next, *unbound, *correct_log, *correct, *set;
 } job;
 
 static void job_finalize(job *j) {
-    sqlite3_finalize(j->hi);
+    sqlite3_finalize(j->first);
+    sqlite3_finalize(j->next);
     sqlite3_finalize(j->unbound);
     sqlite3_finalize(j->correct_log);
     sqlite3_finalize(j->correct);
     sqlite3_finalize(j->set);
-    j->hi = j->unbound = j->correct_log = j->correct = j->set = NULL;
+    j->first = j->next = j->unbound = j->correct_log = j->correct = j->set = NULL;
     j->id = 0;
 }
 
-/* The batch statements of one table: ?1 checkpoint (exclusive), ?2 upper bound (inclusive),
- * ?3 run, ?4 batch size (for hi). */
+/* "(r.k1, ...) <op> (?from, ...)" */
+static void key_cmp(const tg__rowkey *k, const char *op, int from, tg__buf *b) {
+    tg__buf_add(b, "(");
+    tg__rowkey_list(k, "r", b);
+    tg__sqlf(b, &tg__sqlite, ") %s (", op);
+    for (int i = 0; i < k->n; i++)
+        tg__sqlf(b, &tg__sqlite, "%s?%d", i ? ", " : "", from + i);
+    tg__buf_add(b, ")");
+}
+
+/* The bounds of the next batch, one row each: (0, lo...), (1, n-th key...), (2, last key...),
+ * (3, rows in the batch, NULL...). `after`: only keys after the checkpoint ?1..?m. The batch
+ * size is ?m+1. */
+static void bounds_sql(const job *j, int after, tg__buf *b) {
+    const tg__rowkey *k = &j->key;
+    tg__buf keys = {0}, asc = {0}, desc = {0}, where = {0};
+    tg__rowkey_list(k, "r", &keys);
+    for (int i = 0; i < k->n; i++) {
+        tg__sqlf(&asc, &tg__sqlite, "%sr.%I", i ? ", " : "", k->keys[i]);
+        tg__sqlf(&desc, &tg__sqlite, "%sr.%I DESC", i ? ", " : "", k->keys[i]);
+    }
+    if (after) {
+        tg__buf_add(&where, " WHERE ");
+        key_cmp(k, ">", 1, &where);
+    }
+    const char *K = tg__buf_str(&keys), *W = tg__buf_str(&where), *A = tg__buf_str(&asc);
+    int L = k->n + 1;
+    tg__sqlf(b, &tg__sqlite,
+             "SELECT 0, * FROM (SELECT %s FROM %I AS r%s ORDER BY %s LIMIT 1) "
+             "UNION ALL SELECT 1, * FROM (SELECT %s FROM %I AS r%s ORDER BY %s LIMIT 1 OFFSET "
+             "?%d - 1) "
+             "UNION ALL SELECT 2, * FROM (SELECT %s FROM %I AS r%s ORDER BY %s LIMIT 1) "
+             "UNION ALL SELECT 3, count(*)",
+             K, j->table, W, A, K, j->table, W, A, L, K, j->table, W, tg__buf_str(&desc));
+    for (int i = 1; i < k->n; i++)
+        tg__buf_add(b, ", NULL");
+    tg__sqlf(b, &tg__sqlite, " FROM (SELECT 1 FROM %I AS r%s ORDER BY %s LIMIT ?%d)", j->table, W,
+             A, L);
+    tg__buf_free(&keys);
+    tg__buf_free(&asc);
+    tg__buf_free(&desc);
+    tg__buf_free(&where);
+}
+
+/* The batch statements of one table (see job). */
 static int job_prepare(tg_engine *eng, job *j) {
     const tg_app *a = &eng->rules->pub.app;
     const tg__dialect *d = &tg__sqlite;
     const char *t = j->table;
-    const char *ID = j->audit ? a->audit_logs.id : a->id_column;
     const char *T = j->audit ? a->audit_logs.tenant : a->tenant_column;
     const char *W = j->audit ? a->audit_logs.workspace : a->workspace_column;
-    tg__buf sql = {0}, tw = {0}, exists = {0};
+    int st = tg__rowkey_of(eng, t, &j->key);
+    if (st != TG_OK)
+        return st;
+    int m = j->key.n, RUN = 2 * m + 1;
+    tg__buf sql = {0}, tw = {0}, exists = {0}, range = {0}, label = {0};
     tg__sqlf(&tw, d, "(SELECT tt.%I FROM %I AS tt WHERE tt.%I = r.%I)", a->tenants.workspace,
              a->tenants.table, a->tenants.id, T);
     tg__sqlf(&exists, d, "EXISTS (SELECT 1 FROM %I AS tt WHERE tt.%I = r.%I)", a->tenants.table,
              a->tenants.id, T);
-    int st = TG_OK;
-    /* the batch's upper bound: the n-th id after the checkpoint, or the last one */
-    tg__sqlf(&sql, d,
-             "SELECT coalesce((SELECT %I FROM %I WHERE %I > ?1 ORDER BY %I LIMIT 1 OFFSET ?4 - 1), "
-             "(SELECT max(%I) FROM %I WHERE %I > ?1)), (SELECT count(*) FROM (SELECT 1 FROM %I "
-             "WHERE %I > ?1 ORDER BY %I LIMIT ?4))",
-             ID, t, ID, ID, ID, t, ID, t, ID, ID);
-    if ((st = prepare(eng, &sql, &j->hi)) != TG_OK)
+    key_cmp(&j->key, ">=", 1, &range);
+    tg__buf_add(&range, " AND ");
+    key_cmp(&j->key, "<=", m + 1, &range);
+    tg__rowkey_label(&j->key, "r", &label);
+    const char *R = tg__buf_str(&range), *LB = tg__buf_str(&label);
+    bounds_sql(j, 0, &sql);
+    if ((st = prepare(eng, &sql, &j->first)) != TG_OK)
+        goto done;
+    tg__buf_reset(&sql);
+    bounds_sql(j, 1, &sql);
+    if ((st = prepare(eng, &sql, &j->next)) != TG_OK)
         goto done;
     tg__buf_reset(&sql);
     /* rows that cannot be bound: listed, never skipped silently (audit entries without a
      * tenant are not tenant-owned and need no workspace) */
     tg__sqlf(&sql, d,
              "INSERT OR IGNORE INTO tenantguard_unbound (run_id, table_name, row_id, tenant_id, "
-             "reason) SELECT ?3, %L, r.%I, r.%I, 'tenant_missing' FROM %I AS r WHERE r.%I > ?1 "
-             "AND r.%I <= ?2 AND r.%I IS NULL AND NOT %s",
-             t, ID, T, t, ID, ID, W, tg__buf_str(&exists));
-    if (j->audit) {
-        tg__buf_reset(&sql);
-        tg__sqlf(&sql, d,
-                 "INSERT OR IGNORE INTO tenantguard_unbound (run_id, table_name, row_id, "
-                 "tenant_id, reason) SELECT ?3, %L, r.%I, r.%I, 'tenant_missing' FROM %I AS r "
-                 "WHERE r.%I > ?1 AND r.%I <= ?2 AND r.%I IS NULL AND r.%I IS NOT NULL AND NOT %s",
-                 t, ID, T, t, ID, ID, W, T, tg__buf_str(&exists));
-    }
+             "reason) SELECT ?%d, %L, %s, r.%I, 'tenant_missing' FROM %I AS r WHERE %s AND r.%I "
+             "IS NULL AND NOT %s",
+             RUN, t, LB, T, t, R, W, tg__buf_str(&exists));
+    if (j->audit)
+        tg__sqlf(&sql, d, " AND r.%I IS NOT NULL", T);
     if ((st = prepare(eng, &sql, &j->unbound)) != TG_OK)
         goto done;
     tg__buf_reset(&sql);
     /* a wrong workspace_id is corrected, and the old value kept in the run's list */
     tg__sqlf(&sql, d,
              "INSERT OR IGNORE INTO tenantguard_unbound (run_id, table_name, row_id, tenant_id, "
-             "reason) SELECT ?3, %L, r.%I, r.%I, 'workspace_corrected_from_' || r.%I FROM %I AS "
-             "r WHERE r.%I > ?1 AND r.%I <= ?2 AND r.%I IS NOT NULL AND %s AND r.%I IS NOT %s",
-             t, ID, T, W, t, ID, ID, W, tg__buf_str(&exists), W, tg__buf_str(&tw));
+             "reason) SELECT ?%d, %L, %s, r.%I, 'workspace_corrected_from_' || r.%I FROM %I AS "
+             "r WHERE %s AND r.%I IS NOT NULL AND %s AND r.%I IS NOT %s",
+             RUN, t, LB, T, W, t, R, W, tg__buf_str(&exists), W, tg__buf_str(&tw));
     if ((st = prepare(eng, &sql, &j->correct_log)) != TG_OK)
         goto done;
     tg__buf_reset(&sql);
     tg__sqlf(&sql, d,
-             "UPDATE %I AS r SET %I = %s WHERE r.%I > ?1 AND r.%I <= ?2 AND r.%I IS NOT NULL AND %s "
-             "AND r.%I IS NOT %s",
-             t, W, tg__buf_str(&tw), ID, ID, W, tg__buf_str(&exists), W, tg__buf_str(&tw));
+             "UPDATE %I AS r SET %I = %s WHERE %s AND r.%I IS NOT NULL AND %s AND r.%I IS NOT %s",
+             t, W, tg__buf_str(&tw), R, W, tg__buf_str(&exists), W, tg__buf_str(&tw));
     if ((st = prepare(eng, &sql, &j->correct)) != TG_OK)
         goto done;
     tg__buf_reset(&sql);
-    tg__sqlf(&sql, d,
-             "UPDATE %I AS r SET %I = %s WHERE r.%I > ?1 AND r.%I <= ?2 AND r.%I IS NULL AND %s",
-             t, W, tg__buf_str(&tw), ID, ID, W, tg__buf_str(&exists));
+    tg__sqlf(&sql, d, "UPDATE %I AS r SET %I = %s WHERE %s AND r.%I IS NULL AND %s", t, W,
+             tg__buf_str(&tw), R, W, tg__buf_str(&exists));
     st = prepare(eng, &sql, &j->set);
 done:
     tg__buf_free(&sql);
     tg__buf_free(&tw);
     tg__buf_free(&exists);
+    tg__buf_free(&range);
+    tg__buf_free(&label);
     return st;
 }
 
-static int64_t step_changes(sqlite3 *db, sqlite3_stmt *s, int64_t cp, int64_t hi, int64_t run,
-                            int *rc) {
-    sqlite3_bind_int64(s, 1, cp);
-    sqlite3_bind_int64(s, 2, hi);
-    if (sqlite3_bind_parameter_count(s) >= 3)
-        sqlite3_bind_int64(s, 3, run);
+/* Runs one batch statement over [lo, hi]; its changes, or 0 with *rc set on failure. */
+static int64_t step_changes(sqlite3 *db, sqlite3_stmt *s, const job *j, sqlite3_value **lo,
+                            sqlite3_value **hi, int *rc) {
+    int m = j->key.n;
+    for (int i = 0; i < m; i++) {
+        sqlite3_bind_value(s, 1 + i, lo[i]);
+        sqlite3_bind_value(s, 1 + m + i, hi[i]);
+    }
+    if (sqlite3_bind_parameter_count(s) >= 2 * m + 1)
+        sqlite3_bind_int64(s, 2 * m + 1, j->run);
     int r = sqlite3_step(s);
     sqlite3_reset(s);
     if (r != SQLITE_DONE) {
@@ -454,6 +566,13 @@ static int64_t step_changes(sqlite3 *db, sqlite3_stmt *s, int64_t cp, int64_t hi
         return 0;
     }
     return sqlite3_changes64(db);
+}
+
+static void free_values(sqlite3_value **v, int n) {
+    for (int i = 0; i < n; i++) {
+        sqlite3_value_free(v[i]);
+        v[i] = NULL;
+    }
 }
 
 /* Picks the next runnable job (outside any transaction). 0 when none. */
@@ -480,23 +599,45 @@ static int next_job(tg_engine *eng, job *j) {
     return found;
 }
 
+/* Runs SQL with ?1..?n bound to the integers vals (no results). */
+static int exec_ints(tg_engine *eng, const char *sql, const int64_t *vals, int n,
+                     const char *what) {
+    sqlite3_stmt *q;
+    int rc = sqlite3_prepare_v2(eng->db, sql, -1, &q, NULL);
+    if (rc == SQLITE_OK) {
+        for (int i = 0; i < n; i++)
+            sqlite3_bind_int64(q, i + 1, vals[i]);
+        rc = sqlite3_step(q);
+        rc = rc == SQLITE_DONE ? SQLITE_OK : rc;
+    }
+    int st = rc == SQLITE_OK ? TG_OK
+                             : tg__engine_fail(eng, (rc & 0xff) == SQLITE_BUSY ? TG_BUSY : TG_DB,
+                                               "%s: %s", what, sqlite3_errmsg(eng->db));
+    sqlite3_finalize(q);
+    return st;
+}
+
 /* Marks a finished job done and, when it was the run's last, finishes the run. Inside the
  * caller's transaction. */
 static int finish_job(tg_engine *eng, job *j) {
-    char sql[900];
-    snprintf(sql, sizeof sql,
-             "UPDATE tenantguard_jobs SET status = 'done', rows_total = max(rows_total, "
-             "rows_done), updated_at = " NOW_P " WHERE id = %lld;"
-             "UPDATE tenantguard_runs SET rows_total = (SELECT sum(rows_total) FROM "
-             "tenantguard_jobs WHERE run_id = %lld) WHERE id = %lld;"
-             "UPDATE tenantguard_runs SET status = CASE WHEN rows_unbound > 0 THEN "
-             "'completed_with_errors' ELSE 'completed' END, finished_at = " NOW_P
-             ", started_at = coalesce(started_at, " NOW_P ") WHERE id = %lld AND NOT EXISTS "
-             "(SELECT 1 FROM tenantguard_jobs WHERE run_id = %lld AND status <> 'done');",
-             (long long)j->id, (long long)j->run, (long long)j->run, (long long)j->run,
-             (long long)j->run);
-    int st = tg__exec(eng, sql, "finishing a job");
-    int run_done = sqlite3_changes(eng->db) > 0;
+    int64_t job_id[1] = {j->id}, run[1] = {j->run};
+    int st = exec_ints(eng,
+                       "UPDATE tenantguard_jobs SET status = 'done', rows_total = max(rows_total, "
+                       "rows_done), updated_at = " NOW " WHERE id = ?1",
+                       job_id, 1, "finishing a job");
+    if (st == TG_OK)
+        st = exec_ints(eng,
+                       "UPDATE tenantguard_runs SET rows_total = (SELECT sum(rows_total) FROM "
+                       "tenantguard_jobs WHERE run_id = ?1) WHERE id = ?1",
+                       run, 1, "finishing a job");
+    if (st == TG_OK)
+        st = exec_ints(eng,
+                       "UPDATE tenantguard_runs SET status = CASE WHEN rows_unbound > 0 THEN "
+                       "'completed_with_errors' ELSE 'completed' END, finished_at = " NOW
+                       ", started_at = coalesce(started_at, " NOW ") WHERE id = ?1 AND NOT EXISTS "
+                       "(SELECT 1 FROM tenantguard_jobs WHERE run_id = ?1 AND status <> 'done')",
+                       run, 1, "finishing a job");
+    int run_done = st == TG_OK && sqlite3_changes(eng->db) > 0;
     char meta[300];
     snprintf(meta, sizeof meta, "{\"run\":%lld,\"table\":\"%s\"}", (long long)j->run, j->table);
     if (st == TG_OK)
@@ -505,18 +646,137 @@ static int finish_job(tg_engine *eng, job *j) {
         st = sync_operation_run(eng, j->run);
     if (st == TG_OK && run_done) {
         tg_run_info info;
-        char status[32] = "?";
-        if (tg_backfill_status(eng, j->run, &info) == TG_OK)
-            snprintf(status, sizeof status, "%s", info.status);
+        memset(&info, 0, sizeof info);
+        if ((st = tg_backfill_status(eng, j->run, &info)) != TG_OK)
+            return st;
         snprintf(meta, sizeof meta,
                  "{\"run\":%lld,\"status\":\"%s\",\"rows_set\":%lld,\"rows_corrected\":%lld,"
                  "\"rows_unbound\":%lld,\"batches\":%lld}",
-                 (long long)j->run, status, (long long)info.rows_set,
+                 (long long)j->run, info.status, (long long)info.rows_set,
                  (long long)info.rows_corrected, (long long)info.rows_unbound,
                  (long long)info.batches);
         st = tg__audit(eng, "tenantguard.backfill.completed", "backfill", meta);
     }
     return st;
+}
+
+/* The job's checkpoint (the keys of the last batch's hi) into cp; *has 0 before the first
+ * batch. Inside the caller's transaction. */
+static int read_checkpoint(tg_engine *eng, const job *j, sqlite3_value **cp, int *has) {
+    sqlite3_stmt *q;
+    *has = 0;
+    if (sqlite3_prepare_v2(eng->db,
+                           "SELECT n, v FROM tenantguard_checkpoints WHERE job_id = ?1 ORDER BY n",
+                           -1, &q, NULL) != SQLITE_OK)
+        return TG_DB;
+    sqlite3_bind_int64(q, 1, j->id);
+    int n = 0, rc;
+    while ((rc = sqlite3_step(q)) == SQLITE_ROW && n < j->key.n) {
+        if (sqlite3_column_int(q, 0) != n ||
+            !(cp[n] = sqlite3_value_dup(sqlite3_column_value(q, 1))))
+            break;
+        n++;
+    }
+    sqlite3_finalize(q);
+    if (n == 0 && (rc == SQLITE_DONE || rc == SQLITE_ROW))
+        return TG_OK;
+    if (n != j->key.n) {
+        free_values(cp, n);
+        return TG_DB; /* a checkpoint of another shape: never guess where to go on */
+    }
+    *has = 1;
+    return TG_OK;
+}
+
+/* Saves hi as the job's checkpoint, advances the job's and the run's counters and records the
+ * batch. Inside the caller's transaction. */
+static int save_batch(tg_engine *eng, const job *j, sqlite3_value **cp, int has_cp,
+                      sqlite3_value **hi, int64_t next, const int64_t c[4], double ms) {
+    sqlite3 *db = eng->db;
+    sqlite3_stmt *q = NULL;
+    int m = j->key.n, rc = SQLITE_OK;
+    /* the key in the job and batch rows, for people: a single integer key as it is */
+    sqlite3_value *shown_hi = m == 1 && sqlite3_value_type(hi[0]) == SQLITE_INTEGER ? hi[0] : NULL;
+    sqlite3_value *shown_cp =
+        has_cp && m == 1 && sqlite3_value_type(cp[0]) == SQLITE_INTEGER ? cp[0] : NULL;
+    if ((rc = sqlite3_prepare_v2(db,
+                                 "INSERT OR REPLACE INTO tenantguard_checkpoints (job_id, n, v) "
+                                 "VALUES (?1, ?2, ?3)",
+                                 -1, &q, NULL)) != SQLITE_OK)
+        goto out;
+    for (int i = 0; i < m && rc == SQLITE_OK; i++) {
+        sqlite3_bind_int64(q, 1, j->id);
+        sqlite3_bind_int(q, 2, i);
+        sqlite3_bind_value(q, 3, hi[i]);
+        rc = sqlite3_step(q) == SQLITE_DONE ? SQLITE_OK : sqlite3_errcode(db);
+        sqlite3_reset(q);
+    }
+    sqlite3_finalize(q);
+    q = NULL;
+    if (rc != SQLITE_OK)
+        goto out;
+    /* ?1 job ?2 checkpoint ?3 next size ?4 rows ?5 set ?6 corrected ?7 unbound */
+    if ((rc = sqlite3_prepare_v2(db,
+                                 "UPDATE tenantguard_jobs SET checkpoint = ?2, batch_rows = ?3, "
+                                 "status = 'running', rows_done = rows_done + ?4, rows_set = "
+                                 "rows_set + ?5, rows_corrected = rows_corrected + ?6, "
+                                 "rows_unbound = rows_unbound + ?7, updated_at = " NOW
+                                 " WHERE id = ?1",
+                                 -1, &q, NULL)) != SQLITE_OK)
+        goto out;
+    sqlite3_bind_int64(q, 1, j->id);
+    if (shown_hi)
+        sqlite3_bind_value(q, 2, shown_hi);
+    sqlite3_bind_int64(q, 3, next);
+    for (int i = 0; i < 4; i++)
+        sqlite3_bind_int64(q, 4 + i, c[i]);
+    rc = sqlite3_step(q) == SQLITE_DONE ? SQLITE_OK : sqlite3_errcode(db);
+    sqlite3_finalize(q);
+    q = NULL;
+    if (rc != SQLITE_OK)
+        goto out;
+    /* ?1 run ?2 rows ?3 set ?4 corrected ?5 unbound ?6 ms */
+    if ((rc = sqlite3_prepare_v2(db,
+                                 "UPDATE tenantguard_runs SET status = 'running', started_at = "
+                                 "coalesce(started_at, " NOW "), rows_done = rows_done + ?2, "
+                                 "rows_set = rows_set + ?3, rows_corrected = rows_corrected + ?4, "
+                                 "rows_unbound = rows_unbound + ?5, batches = batches + 1, "
+                                 "longest_batch_ms = max(longest_batch_ms, ?6), seconds = "
+                                 "seconds + ?6 / 1000.0 WHERE id = ?1",
+                                 -1, &q, NULL)) != SQLITE_OK)
+        goto out;
+    sqlite3_bind_int64(q, 1, j->run);
+    for (int i = 0; i < 4; i++)
+        sqlite3_bind_int64(q, 2 + i, c[i]);
+    sqlite3_bind_double(q, 6, ms);
+    rc = sqlite3_step(q) == SQLITE_DONE ? SQLITE_OK : sqlite3_errcode(db);
+    sqlite3_finalize(q);
+    q = NULL;
+    if (rc != SQLITE_OK)
+        goto out;
+    /* ?1 job ?2 from (exclusive; NULL for the first batch) ?3 to ?4 rows ?5 set ?6 ms ?7 pid */
+    if ((rc = sqlite3_prepare_v2(db,
+                                 "INSERT INTO tenantguard_batches (job_id, from_id, to_id, rows, "
+                                 "rows_set, ms, worker, at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, "
+                                 "CAST(?7 AS TEXT), " NOW ")",
+                                 -1, &q, NULL)) != SQLITE_OK)
+        goto out;
+    sqlite3_bind_int64(q, 1, j->id);
+    if (shown_cp)
+        sqlite3_bind_value(q, 2, shown_cp);
+    if (shown_hi)
+        sqlite3_bind_value(q, 3, shown_hi);
+    sqlite3_bind_int64(q, 4, c[0]);
+    sqlite3_bind_int64(q, 5, c[1]);
+    sqlite3_bind_double(q, 6, ms);
+    sqlite3_bind_int64(q, 7, (int64_t)getpid());
+    rc = sqlite3_step(q) == SQLITE_DONE ? SQLITE_OK : sqlite3_errcode(db);
+out:
+    sqlite3_finalize(q);
+    if (rc == SQLITE_OK)
+        return TG_OK;
+    return tg__engine_fail(eng, (rc & 0xff) == SQLITE_BUSY ? TG_BUSY : TG_DB,
+                           "advancing the checkpoint of '%s': %s", j->table, sqlite3_errmsg(db));
 }
 
 /* One batch of job j in one transaction. *rows is 0 when the job had nothing left. */
@@ -528,10 +788,12 @@ static int run_batch(tg_engine *eng, job *j, tg_progress *p, double *ms_out, int
     if (st != TG_OK)
         return st;
     sqlite3_stmt *q = NULL;
-    int rc = SQLITE_OK;
+    sqlite3_value *cp[TG__MAX_KEY] = {0}, *lo[TG__MAX_KEY] = {0}, *hi[TG__MAX_KEY] = {0},
+                  *last[TG__MAX_KEY] = {0};
+    int rc = SQLITE_OK, has_cp = 0;
     /* the job's state as committed: the checkpoint is read inside the write lock */
     if (sqlite3_prepare_v2(db,
-                           "SELECT j.status, j.checkpoint, j.batch_rows, r.status, r.batch_ms, "
+                           "SELECT j.status, j.batch_rows, r.status, r.batch_ms, "
                            "j.rows_done, j.rows_total, r.rows_done, r.rows_total FROM "
                            "tenantguard_jobs j JOIN tenantguard_runs r ON r.id = j.run_id "
                            "WHERE j.id = ?1",
@@ -541,44 +803,75 @@ static int run_batch(tg_engine *eng, job *j, tg_progress *p, double *ms_out, int
     if (sqlite3_step(q) != SQLITE_ROW)
         goto db_fail;
     int job_done = strcmp((const char *)sqlite3_column_text(q, 0), "done") == 0;
-    /* copied: the text belongs to q, which is finalized below */
-    char run_status[32];
-    snprintf(run_status, sizeof run_status, "%s", (const char *)sqlite3_column_text(q, 3));
+    /* a static string: the text belongs to q, which is finalized below */
+    const char *run_status = run_status_name((const char *)sqlite3_column_text(q, 2));
     int runnable = strcmp(run_status, "queued") == 0 || strcmp(run_status, "running") == 0;
-    int64_t cp = sqlite3_column_type(q, 1) == SQLITE_NULL ? INT64_MIN : sqlite3_column_int64(q, 1);
-    int64_t size = sqlite3_column_int64(q, 2);
-    double target_ms = sqlite3_column_double(q, 4);
-    p->table_done = sqlite3_column_int64(q, 5);
-    p->table_total = sqlite3_column_int64(q, 6);
-    p->run_done = sqlite3_column_int64(q, 7);
-    p->run_total = sqlite3_column_int64(q, 8);
+    int64_t size = sqlite3_column_int64(q, 1);
+    double target_ms = sqlite3_column_double(q, 3);
+    p->table_done = sqlite3_column_int64(q, 4);
+    p->table_total = sqlite3_column_int64(q, 5);
+    p->run_done = sqlite3_column_int64(q, 6);
+    p->run_total = sqlite3_column_int64(q, 7);
     sqlite3_finalize(q);
     q = NULL;
     if (job_done || !runnable) {
         tg__rollback(eng);
         return TG_OK;
     }
-    if (!j->hi && (st = job_prepare(eng, j)) != TG_OK)
+    if (!j->first && (st = job_prepare(eng, j)) != TG_OK)
         goto fail;
-    sqlite3_bind_int64(j->hi, 1, cp);
-    sqlite3_bind_int64(j->hi, 4, size);
-    if (sqlite3_step(j->hi) != SQLITE_ROW) {
-        sqlite3_reset(j->hi);
-        goto db_fail;
+    int m = j->key.n;
+    if (read_checkpoint(eng, j, cp, &has_cp) != TG_OK) {
+        st = tg__engine_fail(eng, TG_DB, "backfill of '%s': cannot read its checkpoint: %s",
+                             j->table, sqlite3_errmsg(db));
+        goto fail;
     }
-    int none = sqlite3_column_type(j->hi, 0) == SQLITE_NULL;
-    int64_t hi = sqlite3_column_int64(j->hi, 0);
-    int64_t n = sqlite3_column_int64(j->hi, 1);
-    sqlite3_reset(j->hi);
-    if (none) {
+    /* the bounds of this batch */
+    sqlite3_stmt *b = has_cp ? j->next : j->first;
+    for (int i = 0; has_cp && i < m; i++)
+        sqlite3_bind_value(b, 1 + i, cp[i]);
+    sqlite3_bind_int64(b, m + 1, size > 0 ? size : 1);
+    int64_t n = 0;
+    int have_lo = 0, have_hi = 0, have_last = 0;
+    while ((rc = sqlite3_step(b)) == SQLITE_ROW) {
+        int which = sqlite3_column_int(b, 0);
+        if (which == 3) {
+            n = sqlite3_column_int64(b, 1);
+            continue;
+        }
+        sqlite3_value **into = which == 0 ? lo : which == 1 ? hi : last;
+        for (int i = 0; i < m; i++)
+            if (!(into[i] = sqlite3_value_dup(sqlite3_column_value(b, 1 + i))))
+                rc = SQLITE_NOMEM;
+        *(which == 0 ? &have_lo : which == 1 ? &have_hi : &have_last) = 1;
+        if (rc == SQLITE_NOMEM)
+            break;
+    }
+    sqlite3_reset(b);
+    if (rc != SQLITE_DONE)
+        goto db_fail;
+    rc = SQLITE_OK;
+    if (!have_lo) {
         if ((st = finish_job(eng, j)) != TG_OK || (st = tg__commit(eng)) != TG_OK)
             goto fail;
-        return TG_OK;
+        goto out;
     }
-    int64_t unbound = step_changes(db, j->unbound, cp, hi, j->run, &rc);
-    step_changes(db, j->correct_log, cp, hi, j->run, &rc);
-    int64_t corrected = step_changes(db, j->correct, cp, hi, j->run, &rc);
-    int64_t set = step_changes(db, j->set, cp, hi, j->run, &rc);
+    sqlite3_value **top = have_hi ? hi : last;
+    if (!have_hi && !have_last) {
+        st = tg__engine_fail(eng, TG_DB, "backfill of '%s': the walk found no end", j->table);
+        goto fail;
+    }
+    if (n < 1) {
+        /* a first key but no row: the walk would not advance; stop rather than spin */
+        st = tg__engine_fail(eng, TG_DB, "backfill of '%s': the walk does not advance", j->table);
+        goto fail;
+    }
+    int64_t c[4]; /* rows, set, corrected, unbound */
+    c[3] = step_changes(db, j->unbound, j, lo, top, &rc);
+    step_changes(db, j->correct_log, j, lo, top, &rc);
+    c[2] = step_changes(db, j->correct, j, lo, top, &rc);
+    c[1] = step_changes(db, j->set, j, lo, top, &rc);
+    c[0] = n;
     if (rc != SQLITE_OK)
         goto db_fail;
     double ms = (now_s() - t0) * 1000;
@@ -588,25 +881,7 @@ static int run_batch(tg_engine *eng, job *j, tg_progress *p, double *ms_out, int
     factor = factor > 1.25 ? 1.25 : factor < 0.25 ? 0.25 : factor;
     int64_t next = (int64_t)((double)size * factor);
     next = next < 50 ? 50 : next > 200000 ? 200000 : next;
-    char sql[900];
-    snprintf(sql, sizeof sql,
-             "UPDATE tenantguard_jobs SET checkpoint = %lld, batch_rows = %lld, status = "
-             "'running', rows_done = rows_done + %lld, rows_set = rows_set + %lld, "
-             "rows_corrected = rows_corrected + %lld, rows_unbound = rows_unbound + %lld, "
-             "updated_at = " NOW_P " WHERE id = %lld;"
-             "UPDATE tenantguard_runs SET status = 'running', started_at = coalesce(started_at, "
-             NOW_P "), rows_done = rows_done + %lld, rows_set = rows_set + %lld, rows_corrected = "
-             "rows_corrected + %lld, rows_unbound = rows_unbound + %lld, batches = batches + 1, "
-             "longest_batch_ms = max(longest_batch_ms, %.3f), seconds = seconds + %.6f WHERE id = "
-             "%lld;"
-             "INSERT INTO tenantguard_batches (job_id, from_id, to_id, rows, rows_set, ms, worker, "
-             "at) VALUES (%lld, %lld, %lld, %lld, %lld, %.3f, '%d', " NOW_P ");",
-             (long long)hi, (long long)next, (long long)n, (long long)set, (long long)corrected,
-             (long long)unbound, (long long)j->id, (long long)n, (long long)set,
-             (long long)corrected, (long long)unbound, ms, ms / 1000, (long long)j->run,
-             (long long)j->id, cp == INT64_MIN ? (long long)-1 : (long long)cp, (long long)hi,
-             (long long)n, (long long)set, ms, (int)getpid());
-    if ((st = tg__exec(eng, sql, "advancing the checkpoint")) != TG_OK)
+    if ((st = save_batch(eng, j, cp, has_cp, top, next, c, ms)) != TG_OK)
         goto fail;
     if (strcmp(run_status, "queued") == 0 && (st = sync_operation_run(eng, j->run)) != TG_OK)
         goto fail;
@@ -619,14 +894,33 @@ static int run_batch(tg_engine *eng, job *j, tg_progress *p, double *ms_out, int
     p->batch_rows = n;
     p->next_batch_rows = next;
     p->batch_ms = *ms_out;
-    return TG_OK;
+    goto out;
 db_fail:
-    st = tg__engine_fail(eng, (rc & 0xff) == SQLITE_BUSY ? TG_BUSY : TG_DB, "backfill batch on '%s': %s",
-                         j->table, sqlite3_errmsg(db));
+    st = tg__engine_fail(eng, (rc & 0xff) == SQLITE_BUSY ? TG_BUSY : TG_DB,
+                         "backfill batch on '%s': %s", j->table, sqlite3_errmsg(db));
 fail:
     sqlite3_finalize(q);
     tg__rollback(eng);
+out:
+    free_values(cp, TG__MAX_KEY);
+    free_values(lo, TG__MAX_KEY);
+    free_values(hi, TG__MAX_KEY);
+    free_values(last, TG__MAX_KEY);
     return st;
+}
+
+/* The run's pause between batches, in ms (0 when it cannot be read). */
+static int pause_ms_of(tg_engine *eng, int64_t run) {
+    sqlite3_stmt *q;
+    int ms = 0;
+    if (sqlite3_prepare_v2(eng->db, "SELECT pause_ms FROM tenantguard_runs WHERE id = ?1", -1, &q,
+                           NULL) != SQLITE_OK)
+        return 0;
+    sqlite3_bind_int64(q, 1, run);
+    if (sqlite3_step(q) == SQLITE_ROW)
+        ms = sqlite3_column_int(q, 0);
+    sqlite3_finalize(q);
+    return ms;
 }
 
 /* The worker proper; tg_work keeps the engine alive and marks it working around it. */
@@ -684,11 +978,7 @@ static int work(tg_engine *eng, const tg_work_options *o, tg_work_result *out) {
             st = tg__engine_fail(eng, TG_MISUSE, "the engine was closed during tg_work");
             break;
         }
-        char q[100];
-        snprintf(q, sizeof q, "SELECT pause_ms FROM tenantguard_runs WHERE id = %lld",
-                 (long long)j.run);
-        int rc;
-        sleep_ms((int)tg__count(eng->db, q, NULL, NULL, &rc));
+        sleep_ms(pause_ms_of(eng, j.run));
         int wal_frames = 0;
         sqlite3_wal_checkpoint_v2(eng->db, NULL, SQLITE_CHECKPOINT_PASSIVE, &wal_frames, NULL);
     }

@@ -7,12 +7,13 @@
 #include <string.h>
 
 int tg__engine_fail(tg_engine *eng, int status, const char *fmt, ...) {
-    tg__buf_reset(&eng->err);
+    /* formatted before the buffer is reset: an argument may point into it */
     va_list ap;
     va_start(ap, fmt);
     char msg[1024];
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
+    tg__buf_reset(&eng->err);
     tg__buf_add(&eng->err, msg);
     return status;
 }

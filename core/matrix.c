@@ -252,7 +252,7 @@ static int insert_row(fixture *fx, const char *table, const colval *given, size_
     size_t nf = 0;
     int cols = 0;
     for (size_t i = 0; i < n; i++) {
-        tg__sqlf(&sql, &tg__sqlite, cols++ ? ", %I" : "%I", given[i].col);
+        tg__sqlf(&sql, &tg__sqlite, "%s%I", cols++ ? ", " : "", given[i].col);
     }
     int pk_count = 0;
     while (sqlite3_step(info) == SQLITE_ROW)
@@ -288,7 +288,7 @@ static int insert_row(fixture *fx, const char *table, const colval *given, size_
             c->v.type = TG_INTEGER;
             c->v.i = pk ? max_id(db, table, name) + 1 : ++fx->counter;
         }
-        tg__sqlf(&sql, &tg__sqlite, cols++ ? ", %I" : "%I", name);
+        tg__sqlf(&sql, &tg__sqlite, "%s%I", cols++ ? ", " : "", name);
     }
     sqlite3_finalize(info);
     tg__buf_add(&sql, ") VALUES (");

@@ -6,6 +6,7 @@
 #include "sql.h"
 
 #include <ctype.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -31,6 +32,103 @@ int tg__exec(tg_engine *eng, const char *sql, const char *what) {
     tg__engine_fail(eng, st, "%s: %s", what, msg ? msg : sqlite3_errstr(rc));
     sqlite3_free(msg);
     return st;
+}
+
+int tg__rowkey_of(tg_engine *eng, const char *table, tg__rowkey *k) {
+    sqlite3 *db = eng->db;
+    memset(k, 0, sizeof *k);
+    int rc, nn;
+    int64_t without_rowid = tg__count(db,
+                                      "SELECT wr FROM pragma_table_list WHERE schema = 'main' "
+                                      "AND name = ?1 AND type = 'table'",
+                                      table, NULL, &rc);
+    int exists = tg__count(db, "SELECT count(*) FROM pragma_table_list WHERE schema = 'main' AND "
+                               "name = ?1 AND type = 'table'",
+                           table, NULL, &rc) > 0;
+    if (!exists)
+        return tg__engine_fail(eng, TG_REFUSED, "table '%s' does not exist", table);
+    const char *id = eng->rules->pub.app.id_column;
+    k->id = id;
+    int64_t pk_cols = tg__count(db, "SELECT count(*) FROM pragma_table_info(?1) WHERE pk > 0",
+                                table, NULL, &rc);
+    k->id_key = pk_cols == 1 &&
+                tg__count(db, "SELECT pk FROM pragma_table_info(?1) WHERE name = ?2", table, id,
+                          &rc) == 1;
+    if (!without_rowid) {
+        static const char *const names[] = {"rowid", "_rowid_", "oid"};
+        for (size_t i = 0; i < sizeof names / sizeof *names; i++) {
+            if (!tg__column(db, table, names[i], &nn)) {
+                snprintf(k->keys[0], sizeof k->keys[0], "%s", names[i]);
+                k->n = 1;
+                k->rowid = 1;
+                return TG_OK;
+            }
+        }
+        /* every name of the rowid is a column: only a primary key can address a row */
+        if (pk_cols == 0)
+            return tg__engine_fail(eng, TG_REFUSED,
+                                   "table '%s' cannot be walked: its columns shadow every name "
+                                   "of the rowid (rowid, _rowid_, oid) and it has no primary key",
+                                   table);
+    }
+    if (pk_cols < 1 || pk_cols > TG__MAX_KEY)
+        return tg__engine_fail(eng, TG_REFUSED,
+                               "table '%s' cannot be walked: its primary key has %lld columns "
+                               "(at most %d)",
+                               table, (long long)pk_cols, TG__MAX_KEY);
+    sqlite3_stmt *q;
+    if (sqlite3_prepare_v2(db, "SELECT name FROM pragma_table_info(?1) WHERE pk > 0 ORDER BY pk",
+                           -1, &q, NULL) != SQLITE_OK)
+        return tg__engine_fail(eng, TG_DB, "%s", sqlite3_errmsg(db));
+    sqlite3_bind_text(q, 1, table, -1, SQLITE_STATIC);
+    int st = TG_OK;
+    while (st == TG_OK && sqlite3_step(q) == SQLITE_ROW && k->n < TG__MAX_KEY) {
+        const char *c = (const char *)sqlite3_column_text(q, 0);
+        if (!c || strlen(c) >= sizeof k->keys[0])
+            st = tg__engine_fail(eng, TG_REFUSED,
+                                 "table '%s' cannot be walked: a key column name is too long",
+                                 table);
+        else
+            snprintf(k->keys[k->n++], sizeof k->keys[0], "%s", c);
+    }
+    sqlite3_finalize(q);
+    if (st == TG_OK && k->n != pk_cols)
+        st = tg__engine_fail(eng, TG_DB, "cannot read the primary key of '%s'", table);
+    return st;
+}
+
+void tg__rowkey_list(const tg__rowkey *k, const char *alias, tg__buf *b) {
+    for (int i = 0; i < k->n; i++) {
+        if (i)
+            tg__buf_add(b, ", ");
+        if (alias)
+            tg__sqlf(b, &tg__sqlite, "%s.", alias);
+        tg__sqlf(b, &tg__sqlite, "%I", k->keys[i]);
+    }
+}
+
+void tg__rowkey_same(const tg__rowkey *k, const char *alias, const char *other, tg__buf *b) {
+    tg__buf_add(b, "(");
+    tg__rowkey_list(k, alias, b);
+    tg__buf_add(b, ") = (");
+    tg__rowkey_list(k, other, b);
+    tg__buf_add(b, ")");
+}
+
+void tg__rowkey_label(const tg__rowkey *k, const char *alias, tg__buf *b) {
+    if (k->id_key) {
+        if (alias)
+            tg__sqlf(b, &tg__sqlite, "%s.", alias);
+        tg__sqlf(b, &tg__sqlite, "%I", k->id);
+        return;
+    }
+    if (k->n == 1) {
+        tg__rowkey_list(k, alias, b);
+        return;
+    }
+    tg__buf_add(b, "json_array(");
+    tg__rowkey_list(k, alias, b);
+    tg__buf_add(b, ")");
 }
 
 static void sleep_ms(int ms) {
@@ -124,6 +222,11 @@ int tg__meta_ensure(tg_engine *eng) {
                     "  run_id INTEGER NOT NULL, table_name TEXT NOT NULL, row_id INTEGER NOT NULL,"
                     "  tenant_id INTEGER, reason TEXT NOT NULL,"
                     "  PRIMARY KEY (run_id, table_name, row_id));"
+                    /* a job's checkpoint: the key of its last batch, each column with its
+                       type (v has no affinity) */
+                    "CREATE TABLE IF NOT EXISTS tenantguard_checkpoints ("
+                    "  job_id INTEGER NOT NULL, n INTEGER NOT NULL, v,"
+                    "  PRIMARY KEY (job_id, n));"
                     "CREATE TABLE IF NOT EXISTS tenantguard_quarantine ("
                     "  id INTEGER PRIMARY KEY, table_name TEXT NOT NULL, row_id INTEGER,"
                     "  tenant_id INTEGER, row_json TEXT NOT NULL, reason TEXT NOT NULL,"
@@ -297,10 +400,13 @@ static int drop_columns(tg_engine *eng, const char **t, size_t n) {
 
 /* The triggers binding one tenant-owned table. Each abort message names the table and the
  * rule it enforces. */
-static void write_triggers(const tg_app *a, const char *t, tg__buf *b) {
+static void write_triggers(const tg_app *a, const char *t, const tg__rowkey *k, tg__buf *b) {
     const tg__dialect *d = &tg__sqlite;
-    const char *T = a->tenant_column, *W = a->workspace_column, *ID = a->id_column;
+    const char *T = a->tenant_column, *W = a->workspace_column;
     char name[200], msg[400];
+    /* the row just written, by its rowid or primary key: never by a column it may lack */
+    tg__buf same = {0};
+    tg__rowkey_same(k, NULL, "NEW", &same);
     tg__buf tenant_ws = {0};
     tg__sqlf(&tenant_ws, d, "(SELECT %I FROM %I WHERE %I = NEW.%I)", a->tenants.workspace,
              a->tenants.table, a->tenants.id, T);
@@ -318,8 +424,8 @@ static void write_triggers(const tg_app *a, const char *t, tg__buf *b) {
     snprintf(name, sizeof name, "tenantguard_%s_insert_bind", t);
     tg__sqlf(b, d,
              "CREATE TRIGGER %I AFTER INSERT ON %I WHEN NEW.%I IS NULL BEGIN UPDATE %I SET %I = "
-             "%s WHERE %I = NEW.%I; END;",
-             name, t, W, t, W, tg__buf_str(&tenant_ws), ID, ID);
+             "%s WHERE %s; END;",
+             name, t, W, t, W, tg__buf_str(&tenant_ws), tg__buf_str(&same));
 
     snprintf(name, sizeof name, "tenantguard_%s_tenant_fixed", t);
     snprintf(msg, sizeof msg, "tenantguard: %s: tenant_id can never change [tenant_immutable]", t);
@@ -341,9 +447,10 @@ static void write_triggers(const tg_app *a, const char *t, tg__buf *b) {
     snprintf(name, sizeof name, "tenantguard_%s_update_bind", t);
     tg__sqlf(b, d,
              "CREATE TRIGGER %I AFTER UPDATE ON %I WHEN NEW.%I IS NULL BEGIN UPDATE %I SET %I = "
-             "%s WHERE %I = NEW.%I; END;",
-             name, t, W, t, W, tg__buf_str(&tenant_ws), ID, ID);
+             "%s WHERE %s; END;",
+             name, t, W, t, W, tg__buf_str(&tenant_ws), tg__buf_str(&same));
     tg__buf_free(&tenant_ws);
+    tg__buf_free(&same);
 }
 
 /* The audit log: an entry with a tenant must carry that tenant's workspace (an entry about a
@@ -382,15 +489,27 @@ static int enforce_writes(tg_engine *eng, const char **t, size_t n, int drop_onl
                                        "enforce_writes needs phase 1 first: '%s' has no %s column "
                                        "(run add_columns)",
                                        t[i], a->workspace_column);
-    if ((st = tg__begin(eng)) != TG_OK)
+    /* every table's rows must be addressable before any trigger is installed */
+    tg__rowkey *keys = drop_only ? NULL : calloc(n ? n : 1, sizeof *keys);
+    if (!drop_only && !keys)
+        return tg__engine_fail(eng, TG_NOMEM, "out of memory");
+    for (size_t i = 0; !drop_only && i < n; i++)
+        if ((st = tg__rowkey_of(eng, t[i], &keys[i])) != TG_OK) {
+            free(keys);
+            return st;
+        }
+    if ((st = tg__begin(eng)) != TG_OK) {
+        free(keys);
         return st;
+    }
     for (size_t i = 0; i < n && st == TG_OK; i++) {
         st = drop_triggers_on(eng, t[i], &sql);
         if (st == TG_OK && !drop_only) {
-            write_triggers(a, t[i], &sql);
+            write_triggers(a, t[i], &keys[i], &sql);
             st = run_buf(eng, &sql, t[i]);
         }
     }
+    free(keys);
     if (st == TG_OK)
         st = drop_triggers_on(eng, a->audit_logs.table, &sql);
     if (st == TG_OK && !drop_only && a->audit_logs.tenant && a->audit_logs.workspace) {
@@ -457,24 +576,26 @@ static int quarantine_table(tg_engine *eng, const char *t, int64_t *moved) {
     }
     sqlite3_finalize(cols);
     tg__buf_add(&obj, ")");
-    tg__buf where = {0};
+    tg__buf where = {0}, label = {0};
     tg__sqlf(&where, d, "%I IS NULL OR %I NOT IN (SELECT %I FROM %I)", a->tenant_column,
              a->tenant_column, a->tenants.id, a->tenants.table);
-    int st = tg__begin(eng);
+    tg__rowkey key;
+    int st = tg__rowkey_of(eng, t, &key);
     if (st != TG_OK)
         goto done;
+    tg__rowkey_label(&key, NULL, &label);
     tg__sqlf(&sql, d,
              "INSERT INTO tenantguard_quarantine (table_name, row_id, tenant_id, row_json, reason, "
-             "quarantined_at) SELECT %L, %I, %I, %s, 'tenant_missing', "
-             "strftime('%%Y-%%m-%%d %%H:%%M:%%f', 'now') FROM %I WHERE %s",
-             t, a->id_column, a->tenant_column, tg__buf_str(&obj), t, tg__buf_str(&where));
+             "quarantined_at) SELECT %L, %s, %I, %s, 'tenant_missing', %s FROM %I WHERE %s",
+             t, tg__buf_str(&label), a->tenant_column, tg__buf_str(&obj), TG__SQL_NOW, t,
+             tg__buf_str(&where));
     if ((st = run_buf(eng, &sql, t)) != TG_OK)
-        goto fail;
+        goto done;
     int64_t copied = sqlite3_changes64(eng->db);
     int64_t before = sqlite3_total_changes64(eng->db);
     tg__sqlf(&sql, d, "DELETE FROM %I WHERE %s", t, tg__buf_str(&where));
     if ((st = run_buf(eng, &sql, t)) != TG_OK)
-        goto fail;
+        goto done;
     int64_t deleted = sqlite3_changes64(eng->db);
     int64_t all = sqlite3_total_changes64(eng->db) - before;
     if (deleted != copied || all != deleted) {
@@ -483,22 +604,18 @@ static int quarantine_table(tg_engine *eng, const char *t, int64_t *moved) {
                              "also change %lld rows elsewhere (a cascade); move their children "
                              "first or fix them by hand",
                              t, (long long)deleted, (long long)(all - deleted));
-        goto fail;
+        goto done;
     }
     char meta[160];
     snprintf(meta, sizeof meta, "{\"table\":\"%s\",\"rows\":%lld}", t, (long long)copied);
     if ((st = tg__audit(eng, "tenantguard.rollout.quarantine_orphans", t, meta)) != TG_OK)
-        goto fail;
-    if ((st = tg__commit(eng)) != TG_OK)
-        goto fail;
+        goto done;
     *moved = copied;
-    goto done;
-fail:
-    tg__rollback(eng);
 done:
     tg__buf_free(&sql);
     tg__buf_free(&obj);
     tg__buf_free(&where);
+    tg__buf_free(&label);
     return st;
 }
 
@@ -510,9 +627,7 @@ static int quarantine_audit(tg_engine *eng, int64_t *moved) {
     tg__sqlf(&where, d, "%I IS NOT NULL AND %I IS NULL AND %I NOT IN (SELECT %I FROM %I)",
              a->audit_logs.tenant, a->audit_logs.workspace, a->audit_logs.tenant, a->tenants.id,
              a->tenants.table);
-    int st = tg__begin(eng);
-    if (st != TG_OK)
-        goto done;
+    int st = TG_OK;
     /* the audit table's columns as a JSON object, like quarantine_table */
     tg__buf obj = {0};
     sqlite3_stmt *cols;
@@ -523,7 +638,7 @@ static int quarantine_audit(tg_engine *eng, int64_t *moved) {
         int first = 1;
         while (sqlite3_step(cols) == SQLITE_ROW) {
             const char *c = (const char *)sqlite3_column_text(cols, 0);
-            tg__sqlf(&obj, d, first ? "%L, %I" : ", %L, %I", c, c);
+            tg__sqlf(&obj, d, "%s%L, %I", first ? "" : ", ", c, c);
             first = 0;
         }
         sqlite3_finalize(cols);
@@ -531,22 +646,21 @@ static int quarantine_audit(tg_engine *eng, int64_t *moved) {
     tg__buf_add(&obj, ")");
     tg__sqlf(&sql, d,
              "INSERT INTO tenantguard_quarantine (table_name, row_id, tenant_id, row_json, reason, "
-             "quarantined_at) SELECT %L, %I, %I, %s, 'tenant_missing', "
-             "strftime('%%Y-%%m-%%d %%H:%%M:%%f', 'now') FROM %I WHERE %s",
+             "quarantined_at) SELECT %L, %I, %I, %s, 'tenant_missing', %s FROM %I WHERE %s",
              a->audit_logs.table, a->audit_logs.id, a->audit_logs.tenant, tg__buf_str(&obj),
-             a->audit_logs.table, tg__buf_str(&where));
+             TG__SQL_NOW, a->audit_logs.table, tg__buf_str(&where));
     tg__buf_free(&obj);
     if ((st = run_buf(eng, &sql, a->audit_logs.table)) != TG_OK)
-        goto fail;
+        goto done;
     int64_t copied = sqlite3_changes64(eng->db);
     tg__sqlf(&sql, d, "DELETE FROM %I WHERE %s", a->audit_logs.table, tg__buf_str(&where));
     if ((st = run_buf(eng, &sql, a->audit_logs.table)) != TG_OK)
-        goto fail;
+        goto done;
     if (sqlite3_changes64(eng->db) != copied) {
         st = tg__engine_fail(eng, TG_DB, "quarantine of audit entries moved %lld but deleted "
                                          "%lld; nothing was changed",
                              (long long)copied, (long long)sqlite3_changes64(eng->db));
-        goto fail;
+        goto done;
     }
     if (copied) {
         char meta[160];
@@ -554,24 +668,25 @@ static int quarantine_audit(tg_engine *eng, int64_t *moved) {
                  (long long)copied);
         if ((st = tg__audit(eng, "tenantguard.rollout.quarantine_orphans", a->audit_logs.table,
                             meta)) != TG_OK)
-            goto fail;
+            goto done;
     }
-    if ((st = tg__commit(eng)) != TG_OK)
-        goto fail;
     *moved = copied;
-    goto done;
-fail:
-    tg__rollback(eng);
 done:
     tg__buf_free(&sql);
     tg__buf_free(&where);
     return st;
 }
 
+/* The whole phase is one transaction: a table refused (a delete that would cascade) leaves
+ * every table as it was, none half moved. */
 static int quarantine_orphans(tg_engine *eng, const char **t, size_t n) {
     int done[TG__MAX_TARGETS] = {0};
     int64_t total = 0;
     int st = tg__meta_ensure(eng);
+    if (st == TG_OK)
+        st = tg__begin(eng);
+    if (st != TG_OK)
+        return st;
     /* children before parents, so a delete never cascades into a row not yet copied */
     for (size_t pass = 0; pass < n && st == TG_OK; pass++) {
         int progressed = 0;
@@ -598,10 +713,15 @@ static int quarantine_orphans(tg_engine *eng, const char **t, size_t n) {
         total += moved;
     }
     if (st == TG_OK)
-        tg__engine_fail(eng, TG_OK,
-                        "quarantine_orphans: %lld row%s whose tenant no longer exists moved to "
-                        "tenantguard_quarantine",
-                        (long long)total, total == 1 ? "" : "s");
+        st = tg__commit(eng);
+    if (st != TG_OK) {
+        tg__rollback(eng);
+        return st;
+    }
+    tg__engine_fail(eng, TG_OK,
+                    "quarantine_orphans: %lld row%s whose tenant no longer exists moved to "
+                    "tenantguard_quarantine",
+                    (long long)total, total == 1 ? "" : "s");
     return st;
 }
 
@@ -781,12 +901,21 @@ static void free_saved(saved *s) {
     memset(s, 0, sizeof *s);
 }
 
+/* Foreign-key problems in the tables whose foreign keys point at t (t itself excluded). */
+static int64_t children_fk_problems(sqlite3 *db, const char *t, int *rc) {
+    return tg__count(db,
+                     "SELECT count(*) FROM sqlite_schema AS s, pragma_foreign_key_list(s.name) AS "
+                     "f, pragma_foreign_key_check(s.name) AS c WHERE s.type = 'table' AND "
+                     "s.name <> ?1 AND f.\"table\" = ?1 AND c.parent = ?1 AND c.fkid = f.id",
+                     t, NULL, rc);
+}
+
 /* Rebuilds one table inside the caller's transaction (steps 3-10 of SQLite's procedure). */
 static int rebuild(tg_engine *eng, const char *t, int kind, int *changed) {
     const tg__dialect *d = &tg__sqlite;
     sqlite3 *db = eng->db;
     *changed = 0;
-    saved assoc = {0}, views = {0};
+    saved assoc = {0};
     tg__buf sql = {0}, cols = {0};
     char *create = NULL;
     int st = TG_OK, rc;
@@ -814,30 +943,31 @@ static int rebuild(tg_engine *eng, const char *t, int kind, int *changed) {
     }
     if (r == 0)
         goto done; /* already enforced */
-    /* 3: remember the indexes and triggers of the table, and every view */
+    /* 3: remember the indexes and triggers of the table (DROP TABLE drops them). Views, the
+     * triggers on views (INSTEAD OF) and on other tables are left alone: legacy_alter_table
+     * keeps their references to the table by name, and the name comes back in step 7. */
     save_sql(db,
              "SELECT sql FROM sqlite_schema WHERE tbl_name = ?1 AND type IN ('index', 'trigger') "
              "AND sql IS NOT NULL ORDER BY rowid",
              t, &assoc);
-    save_sql(db, "SELECT sql FROM sqlite_schema WHERE type = 'view' ORDER BY rowid", NULL, &views);
-    {
-        sqlite3_stmt *q;
-        sqlite3_prepare_v2(db, "SELECT name FROM sqlite_schema WHERE type = 'view' ORDER BY rowid",
-                           -1, &q, NULL);
-        tg__buf drops = {0};
-        while (q && sqlite3_step(q) == SQLITE_ROW)
-            tg__sqlf(&drops, d, "DROP VIEW %I;", (const char *)sqlite3_column_text(q, 0));
-        sqlite3_finalize(q);
-        if (drops.len)
-            st = run_buf(eng, &drops, "dropping views");
-        tg__buf_free(&drops);
-        if (st != TG_OK)
-            goto done;
+    /* foreign-key problems of the tables that point at this one, before: the rebuild must add
+     * none (the rows and keys are copied as they are) */
+    int64_t child_bad_before = children_fk_problems(db, t, &rc);
+    if (rc != SQLITE_OK) {
+        st = tg__engine_fail(eng, TG_DB, "foreign_key_check on the tables referencing '%s': %s",
+                             t, sqlite3_errmsg(db));
+        goto done;
     }
     /* 4: the new table */
     if ((st = run_buf(eng, &sql, t)) != TG_OK)
         goto done;
-    /* 5: copy every row, every stored column */
+    /* 5: copy every row, every stored column, and the rowid (a table without an INTEGER
+     * PRIMARY KEY keeps its rowids too) */
+    tg__rowkey key;
+    if ((st = tg__rowkey_of(eng, t, &key)) != TG_OK)
+        goto done;
+    if (key.rowid)
+        tg__sqlf(&cols, d, "%I, ", key.keys[0]);
     {
         sqlite3_stmt *q;
         sqlite3_prepare_v2(db, "SELECT name FROM pragma_table_xinfo(?1) WHERE hidden = 0 ORDER BY cid",
@@ -845,7 +975,7 @@ static int rebuild(tg_engine *eng, const char *t, int kind, int *changed) {
         sqlite3_bind_text(q, 1, t, -1, SQLITE_STATIC);
         int first = 1;
         while (q && sqlite3_step(q) == SQLITE_ROW) {
-            tg__sqlf(&cols, d, first ? "%I" : ", %I", (const char *)sqlite3_column_text(q, 0));
+            tg__sqlf(&cols, d, "%s%I", first ? "" : ", ", (const char *)sqlite3_column_text(q, 0));
             first = 0;
         }
         sqlite3_finalize(q);
@@ -886,11 +1016,9 @@ static int rebuild(tg_engine *eng, const char *t, int kind, int *changed) {
             sqlite3_finalize(q);
         }
     }
-    /* 8, 9: the indexes, triggers and views again */
+    /* 8: the indexes and triggers again, exactly as they were written */
     for (size_t i = 0; i < assoc.n && st == TG_OK; i++)
         st = tg__exec(eng, assoc.sql[i], "recreating an index or trigger");
-    for (size_t i = 0; i < views.n && st == TG_OK; i++)
-        st = tg__exec(eng, views.sql[i], "recreating a view");
     if (st != TG_OK)
         goto done;
     /* 10: foreign_key_check */
@@ -913,12 +1041,20 @@ static int rebuild(tg_engine *eng, const char *t, int kind, int *changed) {
                                  t, (long long)bad, bad == 1 ? "" : "s");
             goto done;
         }
+        int64_t child_bad = children_fk_problems(db, t, &rc);
+        if (rc != SQLITE_OK || child_bad > child_bad_before) {
+            st = tg__engine_fail(eng, TG_REFUSED,
+                                 "rebuild of '%s': the tables referencing it would break %lld "
+                                 "more foreign key%s; nothing was changed",
+                                 t, (long long)(child_bad - child_bad_before),
+                                 child_bad - child_bad_before == 1 ? "" : "s");
+            goto done;
+        }
     }
     *changed = 1;
 done:
     free(create);
     free_saved(&assoc);
-    free_saved(&views);
     tg__buf_free(&sql);
     tg__buf_free(&cols);
     return st;

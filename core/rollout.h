@@ -25,4 +25,30 @@ TG_HIDDEN int tg__column(sqlite3 *db, const char *table, const char *column, int
 /* One integer from a query with up to two text parameters. */
 TG_HIDDEN int64_t tg__count(sqlite3 *db, const char *sql, const char *a, const char *b, int *rc);
 
+/* How the rollout addresses the rows of one table, whatever its primary key: by its rowid
+ * (under whichever of rowid, _rowid_, oid no column shadows) or, in a WITHOUT ROWID table,
+ * by its primary-key columns in key order. A walk in this order visits every row once,
+ * whatever the keys' types (integers of the whole 64-bit range, text, blobs). */
+#define TG__MAX_KEY 16
+typedef struct tg__rowkey {
+    int n;      /* key columns (1 for the rowid) */
+    int rowid;  /* 1: keys[0] is a name of the rowid */
+    int id_key; /* 1: the app's id column is the table's only key column (listed as is) */
+    char keys[TG__MAX_KEY][128];
+    const char *id; /* the app's id column (in the rules) */
+} tg__rowkey;
+
+/* Fills *k for `table`; TG_REFUSED (with the engine's message naming the table) when its rows
+ * cannot be addressed: no such table, every rowid name shadowed by a column and no primary
+ * key, or a key too wide. */
+TG_HIDDEN int tg__rowkey_of(tg_engine *eng, const char *table, tg__rowkey *k);
+/* Appends "alias.k1, alias.k2, ..." (alias may be NULL). */
+TG_HIDDEN void tg__rowkey_list(const tg__rowkey *k, const char *alias, tg__buf *b);
+/* Appends "(alias.k1, ...) = (other.k1, ...)": the same row (e.g. alias NULL, other NEW). */
+TG_HIDDEN void tg__rowkey_same(const tg__rowkey *k, const char *alias, const char *other,
+                               tg__buf *b);
+/* Appends the expression that names a row in the engine's lists (unbound rows, quarantine):
+ * the id column when it is the only key, the rowid, or a JSON array of the key columns. */
+TG_HIDDEN void tg__rowkey_label(const tg__rowkey *k, const char *alias, tg__buf *b);
+
 #endif

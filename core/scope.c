@@ -6,12 +6,13 @@
 #include <string.h>
 
 int tg__ctx_fail(tg_ctx *ctx, int status, const char *fmt, ...) {
-    tg__buf_reset(&ctx->err);
+    /* formatted before the buffer is reset: an argument may point into it */
     va_list ap;
     va_start(ap, fmt);
     char msg[1024];
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
+    tg__buf_reset(&ctx->err);
     tg__buf_add(&ctx->err, msg);
     return status;
 }

@@ -285,7 +285,7 @@ void tg__like_contains(tg__buf *b, const char *s, size_t len) {
     tg__buf_add(b, "%");
 }
 
-void tg__sqlf(tg__buf *b, const tg__dialect *d, const char *fmt, ...) {
+void tg__sqlf_(tg__buf *b, const tg__dialect *d, const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);
     for (const char *p = fmt; *p; p++) {
@@ -315,6 +315,11 @@ void tg__sqlf(tg__buf *b, const tg__dialect *d, const char *fmt, ...) {
             p += 2;
         } else if (*p == '%') {
             tg__buf_add(b, "%");
+        } else {
+            /* not a conversion of ours (e.g. strftime's %Y pasted into the format): never
+             * guess; the statement is not run */
+            b->oom = true;
+            break;
         }
     }
     va_end(ap);

@@ -73,8 +73,17 @@ TG_HIDDEN void tg__sql_update(const tg__dialect *d, const char *table, const cha
                               size_t n, const char *id, const char *tenant, tg__buf *b);
 
 /* Appends formatted SQL: %I is an identifier (quoted by the dialect), %L a string literal
- * (quotes doubled), %s a trusted SQL fragment, %d and %lld numbers. Values never go through here: they are bound. */
-TG_HIDDEN void tg__sqlf(tg__buf *b, const tg__dialect *d, const char *fmt, ...);
+ * (quotes doubled), %s a trusted SQL fragment, %d and %lld numbers, %% a percent sign.
+ * Values never go through here: they are bound. The format is always a string literal (the
+ * macro below does not compile otherwise), so SQL text is never a format: text with a '%'
+ * in it (strftime, LIKE patterns) goes in through %s. Any other conversion poisons the
+ * buffer (b->oom, as a failed allocation does), so the statement is never run. */
+TG_HIDDEN void tg__sqlf_(tg__buf *b, const tg__dialect *d, const char *fmt, ...);
+#define tg__sqlf(b, d, ...) tg__sqlf_((b), (d), "" __VA_ARGS__)
+
+/* The current time as SQL text (UTC, milliseconds), e.g. 2026-01-31 12:00:00.000: added
+ * through %s or tg__buf_add, never as part of a format. */
+#define TG__SQL_NOW "strftime('%Y-%m-%d %H:%M:%f', 'now')"
 
 /* Appends `s` as a LIKE pattern matching it anywhere, with %, _ and \ escaped. */
 TG_HIDDEN void tg__like_contains(tg__buf *b, const char *s, size_t len);

@@ -521,7 +521,8 @@ typedef struct tg_run_info {
     double seconds;      /* time spent in batches */
 } tg_run_info;
 
-/* The run `run_id` (0: the latest). Strings are valid until the next call on the engine. */
+/* The run `run_id` (0: the latest). `status` is a static string of the library (valid for the
+ * life of the program). */
 TG_API TG_WUR int tg_backfill_status(tg_engine *eng, int64_t run_id, tg_run_info *out);
 /* "pause", "resume" or "cancel" a run; audited. */
 TG_API TG_WUR int tg_backfill_control(tg_engine *eng, int64_t run_id, const char *action);

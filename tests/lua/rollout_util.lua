@@ -61,7 +61,17 @@ function U.snapshot(db, opts)
     end
     local expr = #parts > 0 and table.concat(parts, " || '|' || ") or "''"
     local rows, n = {}, 0
-    for _, r in ipairs(db:query(("SELECT rowid AS k, %s AS s FROM %s"):format(expr, qi(t)))) do
+    -- rows by rowid; a WITHOUT ROWID table's rows by their primary key (as JSON)
+    local key = "rowid"
+    if db:value("SELECT wr FROM pragma_table_list WHERE schema = 'main' AND name = ?", t) == 1 then
+      local pk = {}
+      for _, r in ipairs(db:query("SELECT name FROM pragma_table_info(?) WHERE pk > 0 "
+          .. "ORDER BY pk", t)) do
+        pk[#pk + 1] = qi(r.name)
+      end
+      key = "json_array(" .. table.concat(pk, ", ") .. ")"
+    end
+    for _, r in ipairs(db:query(("SELECT %s AS k, %s AS s FROM %s"):format(key, expr, qi(t)))) do
       rows[r.k] = r.s
       n = n + 1
     end
@@ -95,14 +105,19 @@ function U.diff(before, after, opts)
       local skip_rows = opts.skip_rows and opts.skip_rows[t] or {}
       local keys = {}
       for k in pairs(b.rows) do keys[#keys + 1] = k end
-      table.sort(keys)
+      table.sort(keys, function(x, y)
+        if math.type(x) == math.type(y) or (type(x) == type(y) and type(x) ~= "number") then
+          return x < y
+        end
+        return tostring(x) < tostring(y)
+      end)
       for _, k in ipairs(keys) do
         local av = a.rows[k]
         if skip_rows[k] then -- checked by the caller
         elseif av == nil then
-          if not missing_ok[k] then add(("%s row %d is missing (was %s)"):format(t, k, b.rows[k])) end
+          if not missing_ok[k] then add(("%s row %s is missing (was %s)"):format(t, k, b.rows[k])) end
         elseif av ~= b.rows[k] then
-          add(("%s row %d changed:\n  before %s\n  after  %s"):format(t, k, b.rows[k], av))
+          add(("%s row %s changed:\n  before %s\n  after  %s"):format(t, k, b.rows[k], av))
         end
       end
       if not (opts.allow_new and opts.allow_new[t]) then
@@ -110,8 +125,8 @@ function U.diff(before, after, opts)
         for k in pairs(a.rows) do
           if b.rows[k] == nil then extra[#extra + 1] = k end
         end
-        table.sort(extra)
-        for _, k in ipairs(extra) do add(("%s row %d is new: %s"):format(t, k, a.rows[k])) end
+        table.sort(extra, function(x, y) return tostring(x) < tostring(y) end)
+        for _, k in ipairs(extra) do add(("%s row %s is new: %s"):format(t, k, a.rows[k])) end
       end
     end
   end

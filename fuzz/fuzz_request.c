@@ -56,6 +56,10 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
     lua_getfield(L, -1, "run");
     run_ref = luaL_ref(L, LUA_REGISTRYINDEX);
     lua_settop(L, 0);
+    /* an eager collector: a string C keeps without an anchor is freed at the next
+     * allocation or so, in every run alike, rather than when the heap happens to grow */
+    lua_gc(L, LUA_GCINC, 0, 1000, 0);
+    lua_gc(L, LUA_GCCOLLECT);
     return 0;
 }
 

@@ -6,10 +6,13 @@
 #   ./run.sh build   install what is missing and build (preset "default")
 #   ./run.sh bench   build with optimisations and run the benchmarks on a reference database
 #                    of ROWS rows per table (default 100000); extra arguments go to the bench
+#   ./run.sh fuzz [SECONDS]  build the libFuzzer targets (clang) and run each for SECONDS
+#                    (default 60); `test` ends with a 20 s run of each (see fuzz/README.md)
 set -euo pipefail
 cd "$(dirname "$0")"
 
-PACKAGES="build-essential cmake pkg-config liblua5.4-dev lua5.4 lua-unit libsqlite3-dev sqlite3"
+PACKAGES="build-essential cmake pkg-config liblua5.4-dev lua5.4 lua-unit libsqlite3-dev sqlite3
+  clang libclang-rt-14-dev"
 
 ensure_packages() {
   local missing=()
@@ -30,6 +33,24 @@ build() { # preset
   cmake --build --preset "$1" -j "$(nproc)"
 }
 
+# Replays the committed fuzz inputs, then runs each fuzz target for $1 seconds. New corpus
+# entries go to build-fuzz/corpus/, crashes to build-fuzz/artifacts/ (both outside git).
+fuzz() { # seconds
+  build fuzz
+  ctest --preset fuzz
+  mkdir -p build-fuzz/artifacts
+  local t dict
+  for t in rules request; do
+    mkdir -p "build-fuzz/corpus/$t"
+    dict=()
+    [ -f "fuzz/$t.dict" ] && dict=("-dict=fuzz/$t.dict")
+    echo "==> fuzz_$t for $1 s"
+    ./build-fuzz/fuzz/fuzz_$t -max_total_time="$1" -timeout=10 -rss_limit_mb=2048 \
+      -print_final_stats=1 -artifact_prefix="build-fuzz/artifacts/$t-" "${dict[@]}" \
+      "build-fuzz/corpus/$t" "fuzz/corpus/$t" "fuzz/regressions/$t"
+  done
+}
+
 case "${1:-}" in
   demo)
     ensure_packages
@@ -42,10 +63,15 @@ case "${1:-}" in
     ctest --preset ci
     build asan
     ctest --preset asan
+    fuzz 20
     ;;
   build)
     ensure_packages
     build default
+    ;;
+  fuzz)
+    ensure_packages
+    fuzz "${2:-60}"
     ;;
   bench)
     ensure_packages
@@ -60,7 +86,7 @@ case "${1:-}" in
       --workdir build-bench --json "build-bench/bench-$rows.jsonl" "$@"
     ;;
   *)
-    sed -n '2,9p' "$0"
+    sed -n '2,11p' "$0"
     exit 2
     ;;
 esac

@@ -11,12 +11,12 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 
-PACKAGES="build-essential cmake pkg-config liblua5.4-dev lua5.4 lua-unit libsqlite3-dev sqlite3
-  clang libclang-rt-14-dev"
+PACKAGES="build-essential cmake pkg-config liblua5.4-dev lua5.4 lua-unit libsqlite3-dev sqlite3"
+FUZZ_PACKAGES="clang libclang-rt-14-dev"   # libFuzzer: only `test` and `fuzz` need them
 
-ensure_packages() {
+ensure_packages() { # [extra packages...]
   local missing=()
-  for p in $PACKAGES; do
+  for p in $PACKAGES "$@"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
   done
   if ((${#missing[@]})); then
@@ -58,7 +58,7 @@ case "${1:-}" in
     exec ./build/tenantguard demo --dir demo
     ;;
   test)
-    ensure_packages
+    ensure_packages $FUZZ_PACKAGES
     build ci
     ctest --preset ci
     build asan
@@ -70,7 +70,7 @@ case "${1:-}" in
     build default
     ;;
   fuzz)
-    ensure_packages
+    ensure_packages $FUZZ_PACKAGES
     fuzz "${2:-60}"
     ;;
   bench)

@@ -949,9 +949,10 @@ static void compile_app(comp *c, int decls) {
         get_int(c, lim, "page_size", &a->page_size);
         get_int(c, lim, "max_page_size", &a->max_page_size);
         get_int(c, lim, "max_bulk_ids", &a->max_bulk_ids);
-        if (a->page_size < 1 || a->max_page_size < a->page_size || a->max_bulk_ids < 1 ||
-            a->max_bulk_ids > 100000)
-            err(c, "bad_value", "need 1 <= page_size <= max_page_size and "
+        /* both bound what one request may ask for: a page is materialised in memory */
+        if (a->page_size < 1 || a->max_page_size < a->page_size || a->max_page_size > 100000 ||
+            a->max_bulk_ids < 1 || a->max_bulk_ids > 100000)
+            err(c, "bad_value", "need 1 <= page_size <= max_page_size <= 100000 and "
                                 "1 <= max_bulk_ids <= 100000");
         lua_pop(c->L, 1);
     }
@@ -1494,6 +1495,11 @@ static void compile_exceptions(comp *c, int decls) {
         } else if (cap) {
             err(c, "bad_value", "'capability' is given but still_required_checks does not "
                                 "include 'capability'");
+        } else if (e->table && nc) { /* no list at all is already exception_without_checks */
+            warn(c, "exception_without_capability",
+                 "still_required_checks does not list 'capability', so the surface answers 403 "
+                 "to every caller once its other checks hold; add \"capability\" and "
+                 "capability = \"...\"");
         }
         lua_pop(c->L, 1);
     }

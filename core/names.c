@@ -125,6 +125,7 @@ static const tg_check_info checks[] = {
     {"capability_never_granted", TG_LEVEL_WARNING, "a capability that a path or exception needs is granted by no role: the action is always 403"},
     {"unused_capability", TG_LEVEL_WARNING, "a declared capability that no role grants and no rule needs"},
     {"path_without_capability", TG_LEVEL_WARNING, "an access path declared without a capability: it answers 403 to every caller"},
+    {"exception_without_capability", TG_LEVEL_WARNING, "a scope exception whose still_required_checks do not list capability: it answers 403 to every caller"},
 };
 
 const tg_check_info *tg_check_info_get(size_t i) {

@@ -315,6 +315,23 @@ function TestCompilerCaps:test_other_counts_are_capped()
   end
 end
 
+-- The app's request limits are bounded too: a page is materialised in memory, and an
+-- absurd max_page_size would overflow the one-more-row probe of has_more.
+function TestCompilerCaps:test_request_limits_are_capped()
+  for _, lim in ipairs{ "max_page_size = 1 << 62", "max_page_size = 100001",
+                        "max_bulk_ids = 100001", "page_size = 0" } do
+    local dir = H.rule_dir{ ["app.lua"] = 'app { name = "mini", limits = { ' .. lim .. ' } }\n' }
+    local fs = tg.check{ rules = dir }
+    local bad = H.with_code(fs, "bad_value")
+    lu.assertEquals(#bad, 1, lim .. "\n" .. describe(fs))
+    lu.assertStrContains(bad[1].message, "100000")
+    lu.assertEquals(bad[1].file, dir .. "/app.lua")
+  end
+  local ok = tg.check{ rules = H.rule_dir{ ["app.lua"] =
+    'app { name = "mini", limits = { max_page_size = 100000, max_bulk_ids = 100000 } }\n' } }
+  lu.assertEquals(#H.errors(ok), 0, describe(ok))
+end
+
 -- A flood of problems keeps at most 10,000 findings, the last saying the list stopped; it
 -- is an error when errors were left out, and it does not take long.
 function TestCompilerCaps:test_findings_are_capped()
@@ -462,6 +479,37 @@ family "Thing" {
   lu.assertStrContains(w[1].message, "403")
   local documented = false
   for _, c in ipairs(tg.checks()) do documented = documented or c.code == "path_without_capability" end
+  lu.assertTrue(documented)
+end
+
+-- The same for a scope exception: one that maps a table but does not list the capability
+-- check fails closed (403), and lint says so; one that lists it is not warned.
+function TestPathWithoutCapability:test_exception_warned()
+  local dir = H.rule_dir{ ["exceptions.lua"] = [[
+exception "Runs" {
+  exception_kind = "workspace_owned_reference_surface",
+  table = "runs",
+  surface = "RunResource",
+  why_excepted = "workspace-owned",
+  still_required_checks = { "workspace_member", "record_in_workspace" },
+}
+exception "Alerts" {
+  exception_kind = "deferred_family",
+  table = "alerts",
+  surface = "AlertResource",
+  why_excepted = "mixed",
+  still_required_checks = { "workspace_member", "capability" },
+  capability = "thing.view",
+}
+]] }
+  local fs = tg.check{ rules = dir }
+  local w = H.with_code(fs, "exception_without_capability")
+  lu.assertEquals(#w, 1, describe(fs))
+  lu.assertEquals(w[1].level, "warning")
+  lu.assertEquals(w[1].line, 1)
+  lu.assertStrContains(w[1].message, "403")
+  local documented = false
+  for _, c in ipairs(tg.checks()) do documented = documented or c.code == "exception_without_capability" end
   lu.assertTrue(documented)
 end
 

@@ -15,10 +15,10 @@ typedef struct reader {
     tg__ruleset *rs;
     tg_findings *f;
     const tg_app *a;
-    tg__arena tmp;        /* the maps below, freed at the end */
-    tg__strmap caps;      /* capability name -> index */
-    tg__strmap roles;     /* role name -> index into the merged list */
-    tg_role *added;       /* roles only the table names (malloc'd, grown) */
+    tg__arena tmp;    /* the maps below, freed at the end */
+    tg__strmap caps;  /* capability name -> index */
+    tg__strmap roles; /* role name -> index into the merged list */
+    tg_role *added;   /* roles only the table names (malloc'd, grown) */
     size_t n_added, cap_added;
     size_t n_table_roles; /* distinct roles the table names */
     uint64_t hash;
@@ -96,7 +96,11 @@ static int take_row(reader *rd, sqlite3_stmt *st, tg__strmap *seen_roles) {
         finding(rd, TG_LEVEL_ERROR, "bad_value",
                 "role_grants: a row of %s has %s role (capability '%.128s'); every row must "
                 "name a role of at most %d bytes",
-                table, !role ? "a NULL" : rlen == 0 ? "an empty" : rbad ? "a binary" : "a too long",
+                table,
+                !role       ? "a NULL"
+                : rlen == 0 ? "an empty"
+                : rbad      ? "a binary"
+                            : "a too long",
                 cap ? cap : "NULL", TG__MAX_NAME_BYTES);
         return 1;
     }
@@ -221,9 +225,8 @@ int tg__grants_read(tg__ruleset *rs, sqlite3 *db, tg_findings *f) {
         tg__strmap_put(&rd.roles, r->roles[k].name, (int)k);
     /* ordered, so the same rows always hash to the same version; one past the limit, so a
      * table too large is noticed without reading all of it */
-    tg__sqlf(&sql, &tg__sqlite, "SELECT %I, %I FROM %I ORDER BY 1, 2 LIMIT %d",
-             a->role_grants.role, a->role_grants.capability, a->role_grants.table,
-             TG__MAX_GRANT_ROWS + 1);
+    tg__sqlf(&sql, &tg__sqlite, "SELECT %I, %I FROM %I ORDER BY 1, 2 LIMIT %d", a->role_grants.role,
+             a->role_grants.capability, a->role_grants.table, TG__MAX_GRANT_ROWS + 1);
     if (sql.oom) {
         status = TG_NOMEM;
         goto cleanup;

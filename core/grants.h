@@ -4,8 +4,8 @@
 
 #include "rules.h"
 
-#define TG__MAX_GRANT_ROLES 4096  /* distinct roles the role_grants table names */
-#define TG__MAX_GRANT_ROWS 65536  /* rows of the role_grants table */
+#define TG__MAX_GRANT_ROLES 4096 /* distinct roles the role_grants table names */
+#define TG__MAX_GRANT_ROWS 65536 /* rows of the role_grants table */
 
 /* Reads app.role_grants from db into rs, which must be freshly compiled and not yet shared:
  * each row grants its capability ("*": every declared one) to its role, in addition to what

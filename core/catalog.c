@@ -119,6 +119,10 @@ static void check_app(checker *k, const tg_app *a) {
         need_column(k, audit, a->audit_logs.metadata);
         need_column(k, audit, a->audit_logs.created_at);
     }
+    if (need_table(k, a->role_grants.table)) {
+        need_column(k, a->role_grants.table, a->role_grants.role);
+        need_column(k, a->role_grants.table, a->role_grants.capability);
+    }
 }
 
 static int covered(const tg_rules *r, const char *table) {

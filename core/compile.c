@@ -818,6 +818,10 @@ typedef struct idspec {
     const char *def;
 } idspec;
 
+/* A default that `false` may still clear: workspace_members.role = false says the
+ * membership has no role column (it then grants nothing unless a tenant role does). */
+static const char ROLE_OR_FALSE[] = "role";
+
 /* Reads the sub-table app[sub] of identifier fields, applying defaults. */
 static void read_mapping(comp *c, int app, const char *sub, const idspec *specs) {
     const char *keys[16];
@@ -838,8 +842,13 @@ static void read_mapping(comp *c, int app, const char *sub, const idspec *specs)
     check_keys(c, t, keys);
     for (int i = 0; i < n; i++) {
         int ty = field(c, t, specs[i].key);
+        int is_false = ty == LUA_TBOOLEAN && !lua_toboolean(c->L, -1);
         lua_pop(c->L, 1);
         /* false clears an optional column (e.g. tenant_members.role = false) */
+        if (is_false && specs[i].def == ROLE_OR_FALSE) {
+            *specs[i].dst = NULL;
+            continue;
+        }
         if (ty == LUA_TBOOLEAN && specs[i].def == NULL) {
             *specs[i].dst = NULL;
             continue;
@@ -848,6 +857,25 @@ static void read_mapping(comp *c, int app, const char *sub, const idspec *specs)
     }
     memcpy(c->what, saved, sizeof saved);
     lua_pop(c->L, 1);
+}
+
+/* app.role_grants = { table = "role_capabilities", role = "role", capability = "capability" }:
+ * an application table granting capabilities to roles, read with a database at every load
+ * (grants.c). Without the mapping no table is read; with it, the table is required. */
+static void read_role_grants(comp *c, int app) {
+    tg_app *a = &c->rs->pub.app;
+    read_mapping(c, app, "role_grants",
+                 (idspec[]){{"table", &a->role_grants.table, NULL},
+                            {"role", &a->role_grants.role, "role"},
+                            {"capability", &a->role_grants.capability, "capability"},
+                            {NULL, NULL, NULL}});
+    if (!app || a->role_grants.table)
+        return;
+    int ty = field(c, app, "role_grants");
+    lua_pop(c->L, 1);
+    if (ty == LUA_TTABLE)
+        err(c, "missing_field", "role_grants needs 'table', the table that grants "
+                                "capabilities to roles");
 }
 
 static void compile_app(comp *c, int decls) {
@@ -886,7 +914,8 @@ static void compile_app(comp *c, int decls) {
     static const char *const app_keys[] = {"name",           "columns",    "workspaces",
                                            "tenants",        "workspace_members",
                                            "tenant_members", "operation_runs",
-                                           "audit_logs",     "limits",     NULL};
+                                           "audit_logs",     "limits",     "role_grants",
+                                           NULL};
     if (body) {
         check_keys(c, body, app_keys);
         get_str(c, body, "name", 0, &a->name);
@@ -909,7 +938,7 @@ static void compile_app(comp *c, int decls) {
                  (idspec[]){{"table", &a->workspace_members.table, "workspace_memberships"},
                             {"user", &a->workspace_members.user, "user_id"},
                             {"workspace", &a->workspace_members.workspace, "workspace_id"},
-                            {"role", &a->workspace_members.role, "role"},
+                            {"role", &a->workspace_members.role, ROLE_OR_FALSE},
                             {NULL, NULL, NULL}});
     read_mapping(c, body, "tenant_members",
                  (idspec[]){{"table", &a->tenant_members.table, "tenant_memberships"},
@@ -938,6 +967,7 @@ static void compile_app(comp *c, int decls) {
                             {"metadata", &a->audit_logs.metadata, "metadata"},
                             {"created_at", &a->audit_logs.created_at, "created_at"},
                             {NULL, NULL, NULL}});
+    read_role_grants(c, body);
     a->page_size = 50;
     a->max_page_size = 500;
     a->max_bulk_ids = 1000;
@@ -965,6 +995,7 @@ static void compile_app(comp *c, int decls) {
     add_claim(c, a->tenant_members.table, "the app mapping (tenant_members)");
     add_claim(c, a->operation_runs.table, "the app mapping (operation_runs)");
     add_claim(c, a->audit_logs.table, "the app mapping (audit_logs)");
+    add_claim(c, a->role_grants.table, "the app mapping (role_grants)");
 }
 
 /* ---- families ---- */
@@ -1552,6 +1583,9 @@ static void compile_residuals(comp *c, int decls) {
  * paths and exceptions. */
 static void check_capabilities(comp *c) {
     tg_rules *r = &c->rs->pub;
+    /* grants from the database are known only once it is read: grants.c warns then */
+    if (r->app.role_grants.table)
+        return;
     size_t words = c->rs->cap_words;
     uint64_t *granted = alloc(c, words * sizeof *granted);
     char *needed = alloc(c, r->n_capabilities + 1);

@@ -536,6 +536,9 @@ static void push_app(lua_State *L, const tg_app *a) {
         set_str(L, "action", a->audit_logs.action); set_str(L, "subject", a->audit_logs.subject);
         set_str(L, "metadata", a->audit_logs.metadata);
         set_str(L, "created_at", a->audit_logs.created_at););
+    SUB("role_grants", set_str(L, "table", a->role_grants.table);
+        set_str(L, "role", a->role_grants.role);
+        set_str(L, "capability", a->role_grants.capability););
     SUB("limits", set_int(L, "page_size", a->page_size);
         set_int(L, "max_page_size", a->max_page_size);
         set_int(L, "max_bulk_ids", a->max_bulk_ids););

@@ -248,7 +248,7 @@ typedef struct tg_app {
         const char *table, *id, *workspace;
     } tenants;
     struct {
-        const char *table, *user, *workspace, *role;
+        const char *table, *user, *workspace, *role; /* role NULL: the membership has none */
     } workspace_members;
     struct {
         const char *table, *user, *tenant, *role; /* role may be NULL */
@@ -260,6 +260,9 @@ typedef struct tg_app {
     struct {
         const char *table, *id, *workspace, *tenant, *action, *subject, *metadata, *created_at;
     } audit_logs;
+    struct {
+        const char *table, *role, *capability; /* table NULL: roles come from the rules only */
+    } role_grants; /* each row grants `capability` ("*": all) to `role`; read at open/reload */
     int64_t page_size;     /* default index page */
     int64_t max_page_size; /* largest accepted limit */
     int64_t max_bulk_ids;  /* largest accepted id list */
@@ -278,7 +281,7 @@ typedef struct tg_rules {
     size_t n_exceptions;
     const tg_residual *residuals;
     size_t n_residuals;
-    const tg_role *roles;
+    const tg_role *roles; /* the rule files' roles, then those only app.role_grants names */
     size_t n_roles;
     const char *const *capabilities;
     size_t n_capabilities;

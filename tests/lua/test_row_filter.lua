@@ -388,6 +388,13 @@ function TestRowFilter:test_no_filter_hides_nothing()
   expect(self:ctx(1, 1, 3):resolve { family = "Ticket", path = "detail", id = 7 }, 200, "ok")
 end
 
+-- The guard-scenario matrix runs on filtered rules too (its fixture rows are visible).
+function TestRowFilter:test_matrix_passes_with_filters()
+  local r = self.eng:run_matrix()
+  lu.assertEquals(r.failed, 0)
+  lu.assertTrue(r.passed > 0)
+end
+
 -- eng:rules() shows the filter as written.
 function TestRowFilter:test_rule_model_exposes_row_filter()
   local r = self.eng:rules()

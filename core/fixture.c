@@ -761,10 +761,9 @@ static int allowed(const fx_col *rc, const tg_value *v) {
 /* The role values the membership rows take: the role granting most among those the role
  * column's CHECK allows, and one that grants nothing (an undeclared name, an allowed value
  * no rule role grants anything to, or NULL). */
-static int choose_roles(tg__fixture *fx, const fx_col *rc, tg_value *full, tg_value *nocap) {
+static int choose_roles(tg__fixture *fx, const char *where, const char *role_col, const fx_col *rc,
+                        tg_value *full, tg_value *nocap) {
     const tg_rules *r = fx->r;
-    const char *role_col = r->app.workspace_members.role;
-    const char *where = r->app.workspace_members.table;
     fx->role_full = NULL;
     for (size_t i = 0; i < r->n_roles; i++) {
         tg_value v = v_text(fx, r->roles[i].name);
@@ -849,17 +848,25 @@ int tg__fixture_build(tg__fixture *fx) {
         (st = tg__fx_load_table(fx, a->tenant_members.table, &tmt)) != TG_OK)
         return st;
     const fx_col *uc = tg__fx_written_col(wmt, a->workspace_members.user);
-    const fx_col *rc =
-        a->workspace_members.role ? tg__fx_written_col(wmt, a->workspace_members.role) : NULL;
-    if (a->workspace_members.role && !rc)
+    /* the actors' roles go in the workspace role column; without one
+     * (workspace_members.role = false) in the tenant role column */
+    const char *wm_role = a->workspace_members.role, *tm_role = a->tenant_members.role;
+    if (!wm_role && !tm_role)
+        return tg__fx_error(fx, TG_RULES,
+                            "neither membership maps a role column (workspace_members.role = "
+                            "false, no tenant_members.role), so no actor can hold a role");
+    const fx_col *wrc = wm_role ? tg__fx_written_col(wmt, wm_role) : NULL;
+    const fx_col *trc = tm_role ? tg__fx_written_col(tmt, tm_role) : NULL;
+    if ((wm_role && !wrc) || (tm_role && !trc))
         return tg__fx_error(fx, TG_REFUSED, "%s has no column %s the fixture can write",
-                            a->workspace_members.table, a->workspace_members.role);
+                            wm_role && !wrc ? a->workspace_members.table : a->tenant_members.table,
+                            wm_role && !wrc ? wm_role : tm_role);
+    const fx_col *rc = wm_role ? wrc : trc;
     tg_value role_full = v_null(), role_nocap = v_null();
-    if ((st = choose_roles(fx, rc, &role_full, &role_nocap)) != TG_OK)
+    if ((st = choose_roles(fx, wm_role ? a->workspace_members.table : a->tenant_members.table,
+                           wm_role ? wm_role : tm_role, rc, &role_full, &role_nocap)) != TG_OK)
         return st;
-    fx->has_norole = rc && !rc->notnull;
-    const fx_col *trc =
-        a->tenant_members.role ? tg__fx_written_col(tmt, a->tenant_members.role) : NULL;
+    fx->has_norole = !rc->notnull;
     for (int u = 0; u < N_USERS; u++)
         fx->user[u] = user_key(fx, uc, u);
     const struct {
@@ -885,8 +892,8 @@ int tg__fixture_build(tg__fixture *fx) {
                                    a->workspace_members.n_fixture);
             given[n++] = cv(a->workspace_members.user, fx->user[members[m].user]);
             given[n++] = cv(a->workspace_members.workspace, fx->ws[members[m].ws]);
-            if (a->workspace_members.role)
-                given[n++] = cv(a->workspace_members.role, role);
+            if (wm_role)
+                given[n++] = cv(wm_role, role);
             fx_ctx ctx = {members[m].tenant, members[m].ws, 0, "app.workspace_members.fixture"};
             if ((st = insert_row(fx, a->workspace_members.table, given, n, NULL, &ctx, NULL)) !=
                 TG_OK)
@@ -897,10 +904,11 @@ int tg__fixture_build(tg__fixture *fx) {
                                a->tenant_members.n_fixture);
         given[n++] = cv(a->tenant_members.user, fx->user[members[m].user]);
         given[n++] = cv(a->tenant_members.tenant, fx->tenant[stale ? T_A : members[m].tenant]);
-        /* NULL keeps the workspace role; a NOT NULL tenant role repeats it */
-        if (a->tenant_members.role)
-            given[n++] = cv(a->tenant_members.role,
-                            trc && trc->notnull && role.type != TG_NULL ? role : v_null());
+        /* NULL keeps the workspace role; a NOT NULL tenant role repeats it; without a
+         * workspace role column the tenant role is the actor's role */
+        if (tm_role)
+            given[n++] =
+                cv(tm_role, !wm_role || (trc->notnull && role.type != TG_NULL) ? role : v_null());
         fx_ctx ctx = {stale ? T_A : members[m].tenant, stale ? 0 : members[m].ws, 0,
                       "app.tenant_members.fixture"};
         if ((st = insert_row(fx, a->tenant_members.table, given, n, NULL, &ctx, NULL)) != TG_OK)

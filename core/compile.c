@@ -1056,6 +1056,30 @@ typedef struct idspec {
  * membership has no role column (it then grants nothing unless a tenant role does). */
 static const char ROLE_OR_FALSE[] = "role";
 
+/* The app tables the matrix fixture writes take a `fixture` of their own. */
+static int is_fixture_table(const char *sub) {
+    return !strcmp(sub, "workspaces") || !strcmp(sub, "tenants") ||
+           !strcmp(sub, "workspace_members") || !strcmp(sub, "tenant_members");
+}
+
+static void compile_fixture_values(comp *c, int body, const tg_field_value **out,
+                                   size_t *n_out);
+
+/* app[sub].fixture: the values the matrix fixture gives that table's rows. */
+static void read_app_fixture(comp *c, int app, const char *sub, const tg_field_value **out,
+                             size_t *n_out) {
+    if (!app)
+        return;
+    if (field(c, app, sub) == LUA_TTABLE) {
+        char saved[sizeof c->what];
+        memcpy(saved, c->what, sizeof saved);
+        set_what(c, "app.%s", sub);
+        compile_fixture_values(c, lua_gettop(c->L), out, n_out);
+        memcpy(c->what, saved, sizeof saved);
+    }
+    lua_pop(c->L, 1);
+}
+
 /* Reads the sub-table app[sub] of identifier fields, applying defaults. */
 static void read_mapping(comp *c, int app, const char *sub, const idspec *specs) {
     const char *keys[16];
@@ -1066,6 +1090,8 @@ static void read_mapping(comp *c, int app, const char *sub, const idspec *specs)
             *specs[n].dst = specs[n].def;
     }
     keys[n] = NULL;
+    if (is_fixture_table(sub))
+        keys[n] = "fixture", keys[n + 1] = NULL;
     if (!app)
         return;
     int t = get_table(c, app, sub, 0);
@@ -1187,6 +1213,12 @@ static void compile_app(comp *c, int decls) {
                             {"tenant", &a->tenant_members.tenant, "tenant_id"},
                             {"role", &a->tenant_members.role, NULL},
                             {NULL, NULL, NULL}});
+    read_app_fixture(c, body, "workspaces", &a->workspaces.fixture, &a->workspaces.n_fixture);
+    read_app_fixture(c, body, "tenants", &a->tenants.fixture, &a->tenants.n_fixture);
+    read_app_fixture(c, body, "workspace_members", &a->workspace_members.fixture,
+                     &a->workspace_members.n_fixture);
+    read_app_fixture(c, body, "tenant_members", &a->tenant_members.fixture,
+                     &a->tenant_members.n_fixture);
     read_mapping(c, body, "operation_runs",
                  (idspec[]){{"table", &a->operation_runs.table, "operation_runs"},
                             {"id", &a->operation_runs.id, "id"},
@@ -1342,7 +1374,9 @@ static int compile_path(comp *c, tg_family *fam, int type, int value) {
     return named;
 }
 
-static void compile_fixture(comp *c, tg_family *fam, int body) {
+/* body.fixture: column = value pairs into *out and *n_out (nothing when absent). */
+static void compile_fixture_values(comp *c, int body, const tg_field_value **out,
+                                   size_t *n_out) {
     int t = get_table(c, body, "fixture", 0);
     if (!t)
         return;
@@ -1403,9 +1437,13 @@ static void compile_fixture(comp *c, tg_family *fam, int body) {
         }
         lua_pop(c->L, 1);
     }
-    fam->fixture = fv;
-    fam->n_fixture = k;
+    *out = fv;
+    *n_out = k;
     lua_pop(c->L, 1);
+}
+
+static void compile_fixture(comp *c, tg_family *fam, int body) {
+    compile_fixture_values(c, body, &fam->fixture, &fam->n_fixture);
 }
 
 static const int scenario_path[TG_SCENARIO_COUNT] = {

@@ -272,19 +272,29 @@ typedef struct tg_app {
     const char *id_column;        /* primary key of tenant-owned tables, default "id" */
     const char *tenant_column;    /* default "tenant_id" */
     const char *workspace_column; /* default "workspace_id" */
+    /* fixture: values the matrix fixture gives every row it writes there (the override of
+     * what it would fill in) */
     struct {
         const char *table, *id;
         tg_row_filter row_filter; /* a workspace outside it has no members */
+        const tg_field_value *fixture;
+        size_t n_fixture;
     } workspaces;
     struct {
         const char *table, *id, *workspace;
         tg_row_filter row_filter; /* a tenant outside it does not exist for decisions */
+        const tg_field_value *fixture;
+        size_t n_fixture;
     } tenants;
     struct {
         const char *table, *user, *workspace, *role; /* role NULL: the membership has none */
+        const tg_field_value *fixture;
+        size_t n_fixture;
     } workspace_members;
     struct {
         const char *table, *user, *tenant, *role; /* role may be NULL */
+        const tg_field_value *fixture;
+        size_t n_fixture;
     } tenant_members;
     struct {
         const char *table, *id, *type, *status, *workspace, *summary, *created_at, *started_at,

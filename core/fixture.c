@@ -641,6 +641,49 @@ static size_t add_fixture(colval *given, size_t n, size_t cap, const tg_field_va
     return n;
 }
 
+/* Values that make a row visible through a row filter, for the columns the rules' fixture
+ * does not name already (the fixture stays the override): the first value of `eq` and `in`,
+ * the bound of `le`/`ge` (one past it for `lt`/`gt`), NULL for `is_null`. Other conditions
+ * (`ne`, `not_in`, `is_not_null`) are left to the filler, whose values rarely hit them. At
+ * most 16 conditions: the compiler's cap. */
+static size_t add_visible(colval *given, size_t n, const tg_row_filter *f) {
+    for (size_t i = 0; i < f->n_conds && i < 16; i++) {
+        const tg_filter_cond *c = &f->conds[i];
+        int named = 0;
+        for (size_t k = 0; k < n && !named; k++)
+            named = strcmp(given[k].col, c->column) == 0;
+        if (named)
+            continue;
+        size_t before = n;
+        tg_value v = c->n_values ? c->values[0] : v_null();
+        if (v.type == TG_BOOLEAN)
+            v.type = TG_INTEGER; /* bound as 1/0, as the filter binds it */
+        switch (c->op) {
+        case TG_FILTER_IS_NULL: given[n++] = cv(c->column, v_null()); break;
+        case TG_FILTER_EQ:
+        case TG_FILTER_IN:
+        case TG_FILTER_LE:
+        case TG_FILTER_GE: given[n++] = cv(c->column, v); break;
+        case TG_FILTER_LT:
+        case TG_FILTER_GT: {
+            int d = c->op == TG_FILTER_GT ? 1 : -1;
+            if (v.type == TG_INTEGER && !(d > 0 ? v.i == INT64_MAX : v.i == INT64_MIN))
+                v.i += d;
+            else if (v.type == TG_REAL)
+                v.r += d;
+            else
+                break;
+            given[n++] = cv(c->column, v);
+            break;
+        }
+        default: break;
+        }
+        if (n > before && given[n - 1].v.type == TG_TEXT && given[n - 1].v.s)
+            given[n - 1].v.n = strlen(given[n - 1].v.s); /* rule text: n unset */
+    }
+    return n;
+}
+
 /* Rows of one family or exception table: two per tenant, with the rules' fixture values,
  * the tenant, the workspace (when the column exists), a searchable name and, for a
  * relation-manager child, its owner of the same tenant. */
@@ -656,9 +699,11 @@ static int fill_table(tg__fixture *fx, const char *table, const tg_family *fam, 
     const tg_path_rule *rm = fam ? &fam->paths[TG_PATH_RELATION_MANAGER] : NULL;
     for (int tn = 0; tn < N_TENANTS; tn++) {
         for (int k = 0; k < 2; k++) {
-            colval given[TG__MAX_FIXTURE + 8];
+            colval given[TG__MAX_FIXTURE + 8 + 16];
             size_t n =
                 fam ? add_fixture(given, 0, TG__MAX_FIXTURE, fam->fixture, fam->n_fixture) : 0;
+            if (fam)
+                n = add_visible(given, n, &fam->row_filter);
             char name[64];
             snprintf(name, sizeof name, "tgmatrix-%s-%d", tenant_tag(tn), k + 1);
             if (fam && fam->n_search_columns)
@@ -825,17 +870,19 @@ int tg__fixture_build(tg__fixture *fx) {
         return tg__fx_error(fx, TG_RULES, "the rules declare no role");
     int st;
     for (int w = 0; w < 2; w++) {
-        colval given[TG__MAX_FIXTURE];
+        colval given[TG__MAX_FIXTURE + 16];
         size_t n =
             add_fixture(given, 0, TG__MAX_FIXTURE, a->workspaces.fixture, a->workspaces.n_fixture);
+        n = add_visible(given, n, &a->workspaces.row_filter);
         fx_ctx ctx = {-1, w, w, "app.workspaces.fixture"};
         if ((st = insert_row(fx, a->workspaces.table, given, n, a->workspaces.id, &ctx,
                              &fx->ws[w])) != TG_OK)
             return st;
     }
     for (int t = 0; t < N_TENANTS; t++) {
-        colval given[TG__MAX_FIXTURE + 1];
+        colval given[TG__MAX_FIXTURE + 1 + 16];
         size_t n = add_fixture(given, 0, TG__MAX_FIXTURE, a->tenants.fixture, a->tenants.n_fixture);
+        n = add_visible(given, n, &a->tenants.row_filter);
         given[n++] = cv(a->tenants.workspace, fx->ws[t == T_C ? 1 : 0]);
         fx_ctx ctx = {t, t == T_C ? 1 : 0, t, "app.tenants.fixture"};
         if ((st = insert_row(fx, a->tenants.table, given, n, a->tenants.id, &ctx,

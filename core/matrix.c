@@ -212,6 +212,7 @@ typedef struct fixture {
     fam_rows *fams; /* per family */
     fam_rows *excs; /* per exception */
     int64_t counter;
+    const char *id_col; /* the key column of the table fill_table writes (its rules' name) */
     tg__buf err;
 } fixture;
 
@@ -327,7 +328,8 @@ static int insert_row(fixture *fx, const char *table, const colval *given, size_
      * trigger did the insert */
     *id = sqlite3_last_insert_rowid(db);
     for (size_t i = 0; i < n; i++)
-        if (strcmp(given[i].col, fx->r->app.id_column) == 0 && given[i].v.type == TG_INTEGER)
+        if (strcmp(given[i].col, fx->id_col ? fx->id_col : fx->r->app.id_column) == 0 &&
+            given[i].v.type == TG_INTEGER)
             *id = given[i].v.i;
     sqlite3_finalize(ins);
 done:
@@ -355,11 +357,11 @@ static const char *tenant_tag(int t) { return t == T_A ? "A" : t == T_B ? "B" : 
 /* Rows of one family or exception table: two per tenant, with the rules' fixture values,
  * the tenant, the workspace (when the column exists) and searchable names. */
 static int fill_table(fixture *fx, const char *table, const tg_family *fam, fam_rows *out,
-                      int is_exception) {
-    const tg_app *a = &fx->r->app;
+                      int is_exception, const tg_columns *a) {
     int nn;
-    int has_ws = tg__column(fx->eng->db, table, a->workspace_column, &nn);
-    int has_tenant = tg__column(fx->eng->db, table, a->tenant_column, &nn);
+    int has_ws = tg__column(fx->eng->db, table, a->workspace, &nn);
+    int has_tenant = tg__column(fx->eng->db, table, a->tenant, &nn);
+    fx->id_col = a->id;
     char names[N_TENANTS][2][64];
     for (int t = 0; t < N_TENANTS; t++) {
         for (int k = 0; k < 2; k++) {
@@ -380,11 +382,11 @@ static int fill_table(fixture *fx, const char *table, const tg_family *fam, fam_
                 if (i == n)
                     n++;
             }
-            given[n++] = cv_int(a->id_column, max_id(fx->eng->db, table, a->id_column) + 1);
+            given[n++] = cv_int(a->id, max_id(fx->eng->db, table, a->id) + 1);
             if (has_tenant)
-                given[n++] = cv_int(a->tenant_column, fx->tenant[t]);
+                given[n++] = cv_int(a->tenant, fx->tenant[t]);
             if (has_ws)
-                given[n++] = cv_int(a->workspace_column, fx->ws[t == T_C ? 1 : 0]);
+                given[n++] = cv_int(a->workspace, fx->ws[t == T_C ? 1 : 0]);
             int st = insert_row(fx, table, given, n, &out->rows[t][k]);
             if (st != TG_OK)
                 return st;
@@ -393,13 +395,13 @@ static int fill_table(fixture *fx, const char *table, const tg_family *fam, fam_
     if (is_exception && has_ws) {
         /* a workspace-level row without a tenant, when the table allows one */
         int notnull = 0;
-        if (!has_tenant || (tg__column(fx->eng->db, table, a->tenant_column, &notnull) && !notnull)) {
+        if (!has_tenant || (tg__column(fx->eng->db, table, a->tenant, &notnull) && !notnull)) {
             colval given[3];
             size_t n = 0;
-            given[n++] = cv_int(a->id_column, max_id(fx->eng->db, table, a->id_column) + 1);
-            given[n++] = cv_int(a->workspace_column, fx->ws[0]);
+            given[n++] = cv_int(a->id, max_id(fx->eng->db, table, a->id) + 1);
+            given[n++] = cv_int(a->workspace, fx->ws[0]);
             if (has_tenant)
-                given[n++] = cv_null(a->tenant_column);
+                given[n++] = cv_null(a->tenant);
             int st = insert_row(fx, table, given, n, &out->ws_row);
             if (st != TG_OK)
                 return st;
@@ -426,7 +428,7 @@ static int link_children(fixture *fx) {
             continue;
         tg__buf sql = {0};
         tg__sqlf(&sql, &tg__sqlite, "UPDATE %I SET %I = ?1 WHERE %I = ?2", r->families[fi].table,
-                 p->via, r->app.id_column);
+                 p->via, r->families[fi].columns.id);
         sqlite3_stmt *st;
         if (sqlite3_prepare_v2(fx->eng->db, tg__buf_str(&sql), -1, &st, NULL) != SQLITE_OK) {
             tg__buf_free(&sql);
@@ -532,11 +534,13 @@ static int build_fixture(fixture *fx) {
             return st;
     }
     for (size_t fi = 0; fi < r->n_families; fi++)
-        if ((st = fill_table(fx, r->families[fi].table, &r->families[fi], &fx->fams[fi], 0)) != TG_OK)
+        if ((st = fill_table(fx, r->families[fi].table, &r->families[fi], &fx->fams[fi], 0,
+                             &r->families[fi].columns)) != TG_OK)
             return st;
     for (size_t ei = 0; ei < r->n_exceptions; ei++)
         if (r->exceptions[ei].table &&
-            (st = fill_table(fx, r->exceptions[ei].table, NULL, &fx->excs[ei], 1)) != TG_OK)
+            (st = fill_table(fx, r->exceptions[ei].table, NULL, &fx->excs[ei], 1,
+                             &r->exceptions[ei].columns)) != TG_OK)
             return st;
     return link_children(fx);
 }
@@ -659,8 +663,17 @@ static void check(runner *rn, int user, int tenant, tg_request *req, int expecte
     } else if (sqlite3_total_changes64(db) != changes) {
         snprintf(failure, sizeof failure, "the attempt changed rows");
     } else if (actual == 200 && ex) {
-        const char *tcol = rn->fx->r->app.tenant_column;
-        int tc = column_of(d, tcol), ic = column_of(d, rn->fx->r->app.id_column);
+        /* the columns of the row's family or exception table */
+        const tg_rules *r = rn->fx->r;
+        const tg_columns *names = NULL;
+        int fi = rn->cur->row.is_exception ? -1 : tg_rules_family_index(r, rn->cur->row.family);
+        if (fi >= 0)
+            names = &r->families[fi].columns;
+        for (size_t ei = 0; !names && rn->cur->row.is_exception && ei < r->n_exceptions; ei++)
+            if (strcmp(r->exceptions[ei].name, rn->cur->row.family) == 0)
+                names = &r->exceptions[ei].columns;
+        const char *tcol = names ? names->tenant : r->app.tenant_column;
+        int tc = column_of(d, tcol), ic = column_of(d, names ? names->id : r->app.id_column);
         for (size_t i = 0; i < d->n_records && !failure[0]; i++) {
             const tg_value *row = &d->values[i * d->n_columns];
             if (ex->tenant && tc >= 0 && (row[tc].type != TG_INTEGER || row[tc].i != ex->tenant))

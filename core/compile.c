@@ -1141,6 +1141,50 @@ static void read_role_grants(comp *c, int app) {
                                 "capabilities to roles");
 }
 
+/* The type of app[sub] for an optional app table: a table (the mapping), nil (left out) or
+ * false (the app has none). `true` is reported and taken as left out. */
+static int optional_mapping(comp *c, int app, const char *sub) {
+    if (!app)
+        return LUA_TNIL;
+    int ty = field(c, app, sub);
+    int is_false = ty == LUA_TBOOLEAN && !lua_toboolean(c->L, -1);
+    lua_pop(c->L, 1);
+    if (ty == LUA_TBOOLEAN && !is_false) {
+        err(c, "bad_value", "field '%s' is true; give the mapping { table = ..., ... }, or false "
+                            "when the application has no such table",
+            sub);
+        return LUA_TNIL;
+    }
+    return ty;
+}
+
+/* columns = { id =, tenant =, workspace = } of a family, residual or exception at body; each
+ * name left out is the app's. */
+static void compile_columns(comp *c, int body, tg_columns *cols) {
+    const tg_app *a = &c->rs->pub.app;
+    cols->id = a->id_column;
+    cols->tenant = a->tenant_column;
+    cols->workspace = a->workspace_column;
+    int t = get_table(c, body, "columns", 0);
+    if (!t)
+        return;
+    static const char *const keys[] = {"id", "tenant", "workspace", NULL};
+    char saved[sizeof c->what];
+    memcpy(saved, c->what, sizeof saved);
+    set_what(c, "%s: columns", saved);
+    check_keys(c, t, keys);
+    get_ident(c, t, "id", 0, &cols->id);
+    get_ident(c, t, "tenant", 0, &cols->tenant);
+    get_ident(c, t, "workspace", 0, &cols->workspace);
+    if (strcmp(cols->id, cols->tenant) == 0 || strcmp(cols->id, cols->workspace) == 0 ||
+        strcmp(cols->tenant, cols->workspace) == 0)
+        err(c, "bad_value", "the id, tenant and workspace columns must be three different "
+                            "columns (%s, %s, %s)",
+            cols->id, cols->tenant, cols->workspace);
+    memcpy(c->what, saved, sizeof saved);
+    lua_pop(c->L, 1);
+}
+
 static void compile_app(comp *c, int decls) {
     tg_app *a = &c->rs->pub.app;
     int body = 0;
@@ -1219,7 +1263,8 @@ static void compile_app(comp *c, int decls) {
                      &a->workspace_members.n_fixture);
     read_app_fixture(c, body, "tenant_members", &a->tenant_members.fixture,
                      &a->tenant_members.n_fixture);
-    read_mapping(c, body, "operation_runs",
+    int runs_ty = optional_mapping(c, body, "operation_runs");
+    read_mapping(c, runs_ty == LUA_TBOOLEAN ? 0 : body, "operation_runs",
                  (idspec[]){{"table", &a->operation_runs.table, "operation_runs"},
                             {"id", &a->operation_runs.id, "id"},
                             {"type", &a->operation_runs.type, "type"},
@@ -1230,7 +1275,8 @@ static void compile_app(comp *c, int decls) {
                             {"started_at", &a->operation_runs.started_at, "started_at"},
                             {"finished_at", &a->operation_runs.finished_at, "finished_at"},
                             {NULL, NULL, NULL}});
-    read_mapping(c, body, "audit_logs",
+    int audit_ty = optional_mapping(c, body, "audit_logs");
+    read_mapping(c, audit_ty == LUA_TBOOLEAN ? 0 : body, "audit_logs",
                  (idspec[]){{"table", &a->audit_logs.table, "audit_logs"},
                             {"id", &a->audit_logs.id, "id"},
                             {"workspace", &a->audit_logs.workspace, "workspace_id"},
@@ -1241,6 +1287,13 @@ static void compile_app(comp *c, int decls) {
                             {"created_at", &a->audit_logs.created_at, "created_at"},
                             {NULL, NULL, NULL}});
     read_role_grants(c, body);
+    /* false: the app has no such table; left out: the default table when it exists */
+    a->operation_runs.implicit = runs_ty == LUA_TNIL;
+    if (runs_ty == LUA_TBOOLEAN)
+        memset(&a->operation_runs, 0, sizeof a->operation_runs);
+    a->audit_logs.implicit = audit_ty == LUA_TNIL;
+    if (audit_ty == LUA_TBOOLEAN)
+        memset(&a->audit_logs, 0, sizeof a->audit_logs);
     a->page_size = 50;
     a->max_page_size = 500;
     a->max_bulk_ids = 1000;
@@ -1538,6 +1591,7 @@ static void compile_families(comp *c, int decls) {
         lua_pop(c->L, 1);
     }
     static const char *const keys[] = {"table",
+                                       "columns",
                                        "owns_tenant_scope",
                                        "primary_surface",
                                        "search_posture",
@@ -1570,6 +1624,7 @@ static void compile_families(comp *c, int decls) {
             snprintf(owner, sizeof owner, "family '%s' (%s:%d)", fam->name, d.file, d.line);
             add_claim(c, fam->table, owner);
         }
+        compile_columns(c, b, &fam->columns);
         get_str(c, b, "primary_surface", 1, &fam->primary_surface);
         int posture = TG_SEARCH_NOT_APPLICABLE, status = TG_ACTION_DECLARED;
         get_enum(c, b, "search_posture", tg__posture_names, 1, &posture);
@@ -1740,8 +1795,10 @@ static void compile_exceptions(comp *c, int decls) {
         return;
     }
     r->exceptions = ex;
-    static const char *const keys[] = {"exception_kind", "table", "surface", "why_excepted",
-                                       "still_required_checks", "capability", "notes", NULL};
+    static const char *const keys[] = {"exception_kind",        "table",      "columns",
+                                       "surface",               "why_excepted",
+                                       "still_required_checks", "capability", "notes",
+                                       NULL};
     lua_Integer len = (lua_Integer)lua_rawlen(c->L, decls);
     for (lua_Integer i = 1; i <= len; i++) {
         decl d;
@@ -1768,6 +1825,7 @@ static void compile_exceptions(comp *c, int decls) {
         get_enum(c, d.body, "exception_kind", tg__exception_kind_names, 1, &kind);
         e->exception_kind = (tg_exception_kind)kind;
         get_ident(c, d.body, "table", 0, &e->table);
+        compile_columns(c, d.body, &e->columns);
         get_str(c, d.body, "surface", 0, &e->surface);
         get_str(c, d.body, "why_excepted", 1, &e->why_excepted);
         const char **checks = NULL;
@@ -1826,8 +1884,8 @@ static void compile_residuals(comp *c, int decls) {
         return;
     }
     r->residuals = res;
-    static const char *const keys[] = {"table", "likely_surface", "why_not_in_first_slice",
-                                       "notes", NULL};
+    static const char *const keys[] = {"table", "columns", "likely_surface",
+                                       "why_not_in_first_slice", "notes", NULL};
     lua_Integer len = (lua_Integer)lua_rawlen(c->L, decls);
     for (lua_Integer i = 1; i <= len; i++) {
         decl d;
@@ -1854,6 +1912,7 @@ static void compile_residuals(comp *c, int decls) {
             snprintf(owner, sizeof owner, "residual '%s' (%s:%d)", x->name, d.file, d.line);
             add_claim(c, x->table, owner);
         }
+        compile_columns(c, d.body, &x->columns);
         get_str(c, d.body, "likely_surface", 0, &x->likely_surface);
         get_str(c, d.body, "why_not_in_first_slice", 1, &x->why_not_in_first_slice);
         lua_pop(c->L, 1);

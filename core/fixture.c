@@ -274,7 +274,8 @@ static int fk_value(tg__fixture *fx, const fx_col *c, const fx_ctx *ctx, tg_valu
         const tg__fx_rows *R = &fx->fams[fi];
         int t = ctx->t >= 0 ? ctx->t : 0, k = ctx->k >= 0 ? ctx->k : 0;
         if (!strcasecmp(c->fk_table, r->families[fi].table) &&
-            (!to[0] || !strcasecmp(to, a->id_column)) && R->rows[t][k].type != TG_NULL) {
+            (!to[0] || !strcasecmp(to, r->families[fi].columns.id)) &&
+            R->rows[t][k].type != TG_NULL) {
             *out = R->rows[t][k];
             return TG_OK;
         }
@@ -686,16 +687,16 @@ static size_t add_visible(colval *given, size_t n, const tg_row_filter *f) {
 
 /* Rows of one family or exception table: two per tenant, with the rules' fixture values,
  * the tenant, the workspace (when the column exists), a searchable name and, for a
- * relation-manager child, its owner of the same tenant. */
+ * relation-manager child, its owner of the same tenant. `names` are the table's own id, tenant
+ * and workspace columns (its rules' names, or the app's). */
 static int fill_table(tg__fixture *fx, const char *table, const tg_family *fam, tg__fx_rows *out,
-                      const char *hint) {
-    const tg_app *a = &fx->r->app;
+                      const tg_columns *names, const char *hint) {
     tg__fx_table *t;
     int st = tg__fx_load_table(fx, table, &t);
     if (st != TG_OK)
         return st;
-    int has_ws = tg__fx_written_col(t, a->workspace_column) != NULL;
-    fx_col *tc = tg__fx_written_col(t, a->tenant_column);
+    int has_ws = tg__fx_written_col(t, names->workspace) != NULL;
+    fx_col *tc = tg__fx_written_col(t, names->tenant);
     const tg_path_rule *rm = fam ? &fam->paths[TG_PATH_RELATION_MANAGER] : NULL;
     for (int tn = 0; tn < N_TENANTS; tn++) {
         for (int k = 0; k < 2; k++) {
@@ -709,13 +710,13 @@ static int fill_table(tg__fixture *fx, const char *table, const tg_family *fam, 
             if (fam && fam->n_search_columns)
                 given[n++] = cv(fam->search_columns[0], v_text(fx, name));
             if (tc)
-                given[n++] = cv(a->tenant_column, fx->tenant[tn]);
+                given[n++] = cv(names->tenant, fx->tenant[tn]);
             if (has_ws)
-                given[n++] = cv(a->workspace_column, fx->ws[tn == T_C ? 1 : 0]);
+                given[n++] = cv(names->workspace, fx->ws[tn == T_C ? 1 : 0]);
             if (rm && rm->declared && fx->fams[rm->owner_family].rows[tn][k].type != TG_NULL)
                 given[n++] = cv(rm->via, fx->fams[rm->owner_family].rows[tn][k]);
             fx_ctx ctx = {tn, tn == T_C ? 1 : 0, k, hint};
-            if ((st = insert_row(fx, table, given, n, a->id_column, &ctx, &out->rows[tn][k])) !=
+            if ((st = insert_row(fx, table, given, n, names->id, &ctx, &out->rows[tn][k])) !=
                 TG_OK)
                 return st;
         }
@@ -724,11 +725,11 @@ static int fill_table(tg__fixture *fx, const char *table, const tg_family *fam, 
         /* an exception's workspace-level row without a tenant, when the table allows one */
         colval given[3];
         size_t n = 0;
-        given[n++] = cv(a->workspace_column, fx->ws[0]);
+        given[n++] = cv(names->workspace, fx->ws[0]);
         if (tc)
-            given[n++] = cv(a->tenant_column, v_null());
+            given[n++] = cv(names->tenant, v_null());
         fx_ctx ctx = {-1, 0, 0, hint};
-        if ((st = insert_row(fx, table, given, n, a->id_column, &ctx, &out->ws_row)) != TG_OK)
+        if ((st = insert_row(fx, table, given, n, names->id, &ctx, &out->ws_row)) != TG_OK)
             return st;
     }
     if (fam) {
@@ -752,7 +753,7 @@ static int link_children(tg__fixture *fx, const unsigned char *before_owner) {
             continue;
         tg__buf sql = {0};
         tg__sqlf(&sql, &tg__sqlite, "UPDATE %I SET %I = ?1 WHERE %I = ?2", r->families[fi].table,
-                 p->via, r->app.id_column);
+                 p->via, r->families[fi].columns.id);
         sqlite3_stmt *st;
         if (sql.oom ||
             sqlite3_prepare_v2(fx->eng->db, tg__buf_str(&sql), -1, &st, NULL) != SQLITE_OK) {
@@ -983,7 +984,8 @@ int tg__fixture_build(tg__fixture *fx) {
             p->declared && (!done[p->owner_family] || p->owner_family == (int)pick);
         char hint[200];
         snprintf(hint, sizeof hint, "the fixture of family %s", r->families[pick].name);
-        st = fill_table(fx, r->families[pick].table, &r->families[pick], &fx->fams[pick], hint);
+        st = fill_table(fx, r->families[pick].table, &r->families[pick], &fx->fams[pick],
+                        &r->families[pick].columns, hint);
         done[pick] = 1;
         left--;
     }
@@ -992,7 +994,8 @@ int tg__fixture_build(tg__fixture *fx) {
         snprintf(hint, sizeof hint, "the table's schema (a DEFAULT): exception %s takes no fixture",
                  r->exceptions[ei].name);
         if (r->exceptions[ei].table)
-            st = fill_table(fx, r->exceptions[ei].table, NULL, &fx->excs[ei], hint);
+            st = fill_table(fx, r->exceptions[ei].table, NULL, &fx->excs[ei],
+                            &r->exceptions[ei].columns, hint);
     }
     if (st == TG_OK)
         st = link_children(fx, before_owner);

@@ -37,7 +37,7 @@ static int check_values(tg_ctx *ctx, const tg__table_plan *tp, const tg_column_v
         const char *c = values[i].column;
         const tg_value *v = &values[i].value;
         int ci = find_column(tp, c);
-        int is_ws = c && strcmp(c, ctx->rules->app.workspace_column) == 0;
+        int is_ws = c && strcmp(c, tp->names->workspace) == 0;
         if (ci < 0 && is_ws)
             ci = -2; /* before the rollout adds the column: checked, not written */
         if (ci == -1)

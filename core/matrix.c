@@ -314,8 +314,17 @@ static void check(runner *rn, int user, int tenant, tg_request *req, int expecte
     } else if (sqlite3_total_changes64(db) != changes) {
         snprintf(failure, sizeof failure, "the attempt changed rows");
     } else if (actual == 200 && ex) {
-        const char *tcol = rn->fx->r->app.tenant_column;
-        int tc = column_of(d, tcol), ic = column_of(d, rn->fx->r->app.id_column);
+        /* the columns of the row's family or exception table */
+        const tg_rules *r = rn->fx->r;
+        const tg_columns *names = NULL;
+        int fi = rn->cur->row.is_exception ? -1 : tg_rules_family_index(r, rn->cur->row.family);
+        if (fi >= 0)
+            names = &r->families[fi].columns;
+        for (size_t ei = 0; !names && rn->cur->row.is_exception && ei < r->n_exceptions; ei++)
+            if (strcmp(r->exceptions[ei].name, rn->cur->row.family) == 0)
+                names = &r->exceptions[ei].columns;
+        const char *tcol = names ? names->tenant : r->app.tenant_column;
+        int tc = column_of(d, tcol), ic = column_of(d, names ? names->id : r->app.id_column);
         for (size_t i = 0; i < d->n_records && !failure[0]; i++) {
             const tg_value *row = &d->values[i * d->n_columns];
             if (ex->tenant && tc >= 0 && (row[tc].type != TG_INTEGER || row[tc].i != ex->tenant))

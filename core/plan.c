@@ -5,9 +5,11 @@
 #include <string.h>
 
 /* Reads the columns of `table` into the shape. Returns 0 when the table does not exist. */
-static int read_shape(tg__plan *p, tg__table_plan *tp, const char *table, const tg_app *app) {
+static int read_shape(tg__plan *p, tg__table_plan *tp, const char *table,
+                      const tg_columns *names) {
     sqlite3_stmt *st = NULL;
     tp->col_id = tp->col_tenant = tp->col_workspace = -1;
+    tp->names = names;
     tp->shape.table = table;
     if (sqlite3_prepare_v2(p->db, "SELECT name FROM pragma_table_info(?1) ORDER BY cid", -1, &st,
                            NULL) != SQLITE_OK)
@@ -33,11 +35,11 @@ static int read_shape(tg__plan *p, tg__table_plan *tp, const char *table, const 
             cols = NULL;
             break;
         }
-        if (strcmp(name, app->id_column) == 0)
+        if (strcmp(name, names->id) == 0)
             tp->col_id = (int)n;
-        else if (strcmp(name, app->tenant_column) == 0)
+        else if (strcmp(name, names->tenant) == 0)
             tp->col_tenant = (int)n;
-        else if (strcmp(name, app->workspace_column) == 0)
+        else if (strcmp(name, names->workspace) == 0)
             tp->col_workspace = (int)n;
         n++;
     }
@@ -80,7 +82,7 @@ int tg__plan_new(tg__ruleset *rs, sqlite3 *db, unsigned schema_gen, int mutation
     }
     for (size_t i = 0; i < r->n_families; i++) {
         const tg_family *f = &r->families[i];
-        int ok = read_shape(p, &p->fams[i], f->table, &r->app);
+        int ok = read_shape(p, &p->fams[i], f->table, &f->columns);
         if (ok <= 0 || p->fams[i].col_id < 0 || p->fams[i].col_tenant < 0) {
             tg__buf_printf(err, "family '%s': table '%s' %s", f->name, f->table,
                            ok < 0    ? "cannot be read"
@@ -101,7 +103,7 @@ int tg__plan_new(tg__ruleset *rs, sqlite3 *db, unsigned schema_gen, int mutation
         int cap = e->still_required_checks & TG_CHECK_CAPABILITY ? e->capability : -1;
         for (int k = 0; k < TG_PATH_COUNT; k++)
             p->excs[i].need[k] = need_of(cap, mutation);
-        if (e->table && read_shape(p, &p->excs[i], e->table, &r->app) < 0) {
+        if (e->table && read_shape(p, &p->excs[i], e->table, &e->columns) < 0) {
             tg__plan_release(p);
             return TG_NOMEM;
         }

@@ -9,6 +9,7 @@
 
 typedef struct tg__table_plan {
     tg__table_shape shape;
+    const tg_columns *names;               /* the table's id/tenant/workspace names (rules) */
     int col_id, col_tenant, col_workspace; /* indexes into shape.columns; -1 when absent */
     int present;                            /* the table exists */
     sqlite3_stmt *by_id, *by_ids, *page, *relation, *search;

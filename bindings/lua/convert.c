@@ -483,10 +483,20 @@ static void push_row_filter(lua_State *L, const tg_row_filter *f) {
     lua_setfield(L, -2, "row_filter");
 }
 
+/* t.columns = { id =, tenant =, workspace = } of one table (per-table or the app's) */
+static void set_columns(lua_State *L, const tg_columns *c) {
+    lua_createtable(L, 0, 3);
+    set_str(L, "id", c->id);
+    set_str(L, "tenant", c->tenant);
+    set_str(L, "workspace", c->workspace);
+    lua_setfield(L, -2, "columns");
+}
+
 static void push_family(lua_State *L, const tg_rules *r, const tg_family *f) {
     lua_createtable(L, 0, 16);
     set_str(L, "name", f->name);
     set_str(L, "table", f->table);
+    set_columns(L, &f->columns);
     lua_pushboolean(L, f->owns_tenant_scope);
     lua_setfield(L, -2, "owns_tenant_scope");
     set_str(L, "primary_surface", f->primary_surface);
@@ -630,6 +640,8 @@ void tgl_push_rules(lua_State *L, const tg_rules *r) {
         set_str(L, "name", e->name);
         set_str(L, "exception_kind", tg_exception_kind_name(e->exception_kind));
         set_str(L, "table", e->table);
+        if (e->table)
+            set_columns(L, &e->columns);
         set_str(L, "surface", e->surface);
         set_str(L, "why_excepted", e->why_excepted);
         lua_newtable(L);
@@ -653,6 +665,7 @@ void tgl_push_rules(lua_State *L, const tg_rules *r) {
         lua_createtable(L, 0, 5);
         set_str(L, "name", x->name);
         set_str(L, "table", x->table);
+        set_columns(L, &x->columns);
         set_str(L, "likely_surface", x->likely_surface);
         set_str(L, "why_not_in_first_slice", x->why_not_in_first_slice);
         set_where(L, x->where);

@@ -211,9 +211,19 @@ typedef struct tg_field_value {
     tg_value value;
 } tg_field_value;
 
+/* The key, tenant and workspace columns of one table: its own names where the rule gives
+ * them (columns = { id =, tenant =, workspace = }), the app's columns otherwise. Never NULL
+ * in a compiled rule set. */
+typedef struct tg_columns {
+    const char *id;
+    const char *tenant;
+    const char *workspace;
+} tg_columns;
+
 typedef struct tg_family {
     const char *name;
     const char *table;
+    tg_columns columns;
     int owns_tenant_scope; /* always 1 */
     const char *primary_surface;
     tg_search_posture search_posture;
@@ -244,6 +254,7 @@ typedef struct tg_exception {
     const char *name;
     tg_exception_kind exception_kind;
     const char *table; /* NULL when the surface maps no table */
+    tg_columns columns;
     const char *surface;
     const char *why_excepted;
     unsigned still_required_checks; /* TG_CHECK_* bits */
@@ -255,6 +266,7 @@ typedef struct tg_exception {
 typedef struct tg_residual {
     const char *name;
     const char *table;
+    tg_columns columns;
     const char *likely_surface;
     const char *why_not_in_first_slice;
     tg_where where;
@@ -296,12 +308,18 @@ typedef struct tg_app {
         const tg_field_value *fixture;
         size_t n_fixture;
     } tenant_members;
+    /* operation_runs and audit_logs are optional: table NULL when the rules say false;
+     * `implicit` 1 when the mapping is left out, and then the default table is the app's
+     * only when it exists. Without an app table tenantguard keeps its own
+     * (tenantguard_runs, tenantguard_audit). */
     struct {
         const char *table, *id, *type, *status, *workspace, *summary, *created_at, *started_at,
             *finished_at;
+        int implicit;
     } operation_runs;
     struct {
         const char *table, *id, *workspace, *tenant, *action, *subject, *metadata, *created_at;
+        int implicit;
     } audit_logs;
     struct {
         const char *table, *role, *capability; /* table NULL: roles come from the rules only */

@@ -84,6 +84,24 @@ local attacks = {
     'local t = {} for i = 1, 9e5 do t[i] = i end for i = 1, 1e9 do local n = select("#", table.unpack(t)) end' },
   { "comparing two long equal strings in a loop",
     'local a, b = ("x"):rep(2e7), ("x"):rep(2e7 - 1) .. "x" while a == b do end' },
+  -- `<` on strings is one VM instruction, but Lua compares zero-separated segments with
+  -- one strcoll call each: a string of zero bytes makes one instruction cost 0.1-0.3 s.
+  { "ordering a string of zero bytes against itself",
+    'local a = ("\\0"):rep(3e7) for i = 1, 1e7 do local c = a < a end' },
+  { "ordering strings of zero bytes, unrolled",
+    'local a = ("\\0"):rep(3e7) local c for i = 1, 1e7 do '
+    .. ("c = a < a "):rep(33) .. 'end' },
+  { "ordering two separate strings of zero bytes",
+    'local a, b = ("\\0"):rep(2e7), ("\\0"):rep(2e7) for i = 1, 1e7 do local c = a <= b end' },
+  { "ordering short strings of zero bytes in a loop",
+    'local a, b = ("\\0"):rep(6e4), ("\\0"):rep(6e4) local c for i = 1, 1e9 do '
+    .. ("c = a < b "):rep(50) .. 'end' },
+  -- table.sort compares in C: each comparison must be charged by its real cost.
+  { "sorting short strings full of zero bytes",
+    'local t = {} for i = 1, 2e5 do t[i] = ("\\0"):rep(120) .. i end table.sort(t)' },
+  { "sorting strings of zero bytes with a comparator",
+    'local t = {} for i = 1, 2e5 do t[i] = ("\\0"):rep(120) .. i end '
+    .. 'table.sort(t, function(x, y) return x < y end)' },
 }
 
 function TestCWorkBudget:test_every_attack_is_refused_quickly_at_its_line()

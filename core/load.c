@@ -123,6 +123,54 @@ static void *capped_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
     return p;
 }
 
+/* The escape of byte i of s (see tg__show_bytes) in e; returns its length. */
+static size_t escape_byte(const char *s, size_t len, size_t i, char e[8]) {
+    unsigned char ch = (unsigned char)s[i];
+    if (ch == '\0') /* \000 before a digit, which would read as part of the escape */
+        strcpy(e, i + 1 < len && s[i + 1] >= '0' && s[i + 1] <= '9' ? "\\000" : "\\0");
+    else if (ch == '\\')
+        strcpy(e, "\\\\");
+    else if (ch == '\n')
+        strcpy(e, "\\n");
+    else if (ch < 0x20 || ch == 0x7f)
+        snprintf(e, 8, "\\%03u", (unsigned)ch);
+    else {
+        e[0] = (char)ch;
+        e[1] = '\0';
+    }
+    return strlen(e);
+}
+
+const char *tg__show_bytes(const char *s, size_t len, char *buf, size_t n) {
+    char e[8];
+    size_t o = 0, i = 0, need = 0;
+    if (n < 16) {
+        if (n)
+            buf[0] = '\0';
+        return buf;
+    }
+    for (size_t k = 0; k < len && need < n; k++)
+        need += escape_byte(s, len, k, e);
+    const char *z = memchr(s, '\0', len);
+    if (need >= n && z && (size_t)(z - s) > n / 4) { /* too long: keep the zero byte in sight */
+        i = (size_t)(z - s) - n / 8;
+        memcpy(buf, "...", 3);
+        o = 3;
+    }
+    for (; i < len; i++) {
+        size_t el = escape_byte(s, len, i, e);
+        if (need >= n && o + el + 4 > n) { /* room for "..." and the terminator */
+            memcpy(buf + o, "...", 3);
+            o += 3;
+            break;
+        }
+        memcpy(buf + o, e, el);
+        o += el;
+    }
+    buf[o] = '\0';
+    return buf;
+}
+
 static loader *get_loader(lua_State *L) {
     void *ud;
     lua_getallocf(L, &ud);
@@ -382,18 +430,25 @@ static int raise_at_caller(lua_State *L, const char *code, const char *fmt, cons
     return luaL_error(L, fmt, a, b);
 }
 
+/* The global name at idx for a message (escaped: it may hold a zero byte). */
+static const char *global_name(lua_State *L, int idx, char *buf, size_t n) {
+    size_t len;
+    const char *k = lua_type(L, idx) == LUA_TSTRING ? lua_tolstring(L, idx, &len) : NULL;
+    return k ? tg__show_bytes(k, len, buf, n) : "?";
+}
+
 static int env_index(lua_State *L) {
-    const char *k = lua_tostring(L, 2);
+    char shown[TG__SHOW_BYTES];
     return raise_at_caller(L, "unknown_global",
-                           "unknown global '%s'%s: the rule language has no such name", k ? k : "?",
-                           "");
+                           "unknown global '%s'%s: the rule language has no such name",
+                           global_name(L, 2, shown, sizeof shown), "");
 }
 
 static int env_newindex(lua_State *L) {
-    const char *k = lua_tostring(L, 2);
+    char shown[TG__SHOW_BYTES];
     return raise_at_caller(L, "unknown_global",
                            "assignment to global '%s'%s: declare helpers with 'local'",
-                           k ? k : "?", "");
+                           global_name(L, 2, shown, sizeof shown), "");
 }
 
 /* Appends {kind=, name=, body=, file=, line=} to the declaration list (upvalue 1 of the
@@ -449,9 +504,11 @@ static int named_decl(lua_State *L) {
                                "%s needs a name first: %s \"Name\" { ... }", kind, kind);
     size_t len;
     const char *name = lua_tolstring(L, 1, &len);
-    if (strlen(name) != len)
+    if (strlen(name) != len) {
+        char shown[TG__SHOW_BYTES];
         return raise_at_caller(L, "bad_declaration", "%s name '%s' contains a zero byte", kind,
-                               name);
+                               tg__show_bytes(name, len, shown, sizeof shown));
+    }
     if (len > TG__MAX_NAME_BYTES) {
         get_loader(L)->code = "limit_exceeded";
         return luaL_error(L, "%s name is %I bytes long (limit %d bytes)", kind,

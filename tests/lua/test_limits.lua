@@ -429,6 +429,44 @@ function TestIdentifiers:test_zero_byte_in_other_names_is_refused()
   end
 end
 
+-- A message about a name with a zero byte shows the whole name, the zero byte escaped as in
+-- Lua source, never the part before it (which may be a valid name: 'index', 'owner').
+function TestIdentifiers:test_zero_byte_names_are_shown_whole()
+  local fam = 'family "Zed" { table = "zeds", primary_surface = "Z", search_posture = "disabled", '
+    .. 'action_surface_status = "declared", '
+  for _, case in ipairs{
+    { 'family "Z\\0x" { table = "t2" }', [['Z\0x']] },
+    { 'role "own\\0er" { "thing.view" }', [['own\0er']] },
+    { 'exception "E\\0x" { exception_kind = "deferred_family" }', [['E\0x']] },
+    { 'residual "R\\0" { table = "backup_items" }', [['R\0']] },
+    { fam .. 'paths = { ["index\\0"] = { capability = "thing.view" } } }', [['index\0']] },
+    { fam .. '["table\\0"] = "zeds", paths = { index = { capability = "thing.view" } } }',
+      [['table\0']] },
+    { fam .. 'paths = { index = { capability = "thing.view" } }, fixture = { ["na\\0me"] = 1 } }',
+      [['na\0me']] },
+    { fam .. 'paths = { index = { capability = "thing.view" } }, notes = "a\\0b" }', [['a\0b']] },
+    { 'capabilities { "x.y\\0z" }', [['x.y\0z']] },
+    { 'capabilities { "thing.view", ["k\\0"] = 1 }', [['k\0']] },
+    { 'role "r9" { "thing.view", ["k\\0"] = 1 }', [['k\0']] },
+    { 'role "r8" { "thing.view\\0x" }', [['thing.view\0x']] },
+    { 'local x = _ENV["g\\0h"]', [['g\0h']] },
+    { '_ENV["g\\0h"] = 1', [['g\0h']] },
+    { 'family "Z\\0" "1" { }', [['Z\0']] },
+    { 'family "Z\\0001" { }', [['Z\0001']] },
+  } do
+    local dir, fs = attempt(case[1])
+    local errs = H.errors(fs)
+    lu.assertTrue(#errs >= 1, case[1])
+    local f = errs[1]
+    lu.assertStrContains(f.message, case[2], case[1] .. " -> " .. f.message)
+    if not case[1]:find("_ENV", 1, true) then
+      lu.assertStrContains(f.message, "zero byte", case[1] .. " -> " .. f.message)
+    end
+    lu.assertNotStrContains(f.message, "did you mean", case[1] .. " -> " .. f.message)
+    lu.assertEquals(f.line, 1, case[1])
+  end
+end
+
 function TestIdentifiers:test_sqlite_schema_tables_in_any_case_are_bad_identifier()
   for _, name in ipairs{ "sqlite_master", "SQLITE_SCHEMA", "Sqlite_Temp_Master",
                          "sqlite_sequence", "SQLite_stat1" } do

@@ -152,6 +152,23 @@ assert(s[1][1] == 50)]])
   lu.assertEquals(#fs, 0, describe(fs))
 end
 
+-- A rule file holding long strings (the hook then runs at every instruction) still loads,
+-- compares and sorts them, and reports its own errors at the right line.
+function TestCWorkBudget:test_long_strings_still_work()
+  local dir, fs = attempt([[
+local s = ("x"):rep(1e6)
+local n = 0
+for i = 1, 2e5 do n = n + #s end
+assert(n == 2e11 and s < s .. "y" and not (s < s))
+local t = { s .. "b", s .. "a", ("\0"):rep(3) .. "z", "m" }
+table.sort(t)
+assert(t[1] == ("\0"):rep(3) .. "z" and t[4] == s .. "b")]])
+  lu.assertEquals(#fs, 0, describe(fs))
+  dir, fs = attempt('local s = ("x"):rep(1e6)\nlocal n = 0\nfor i = 1, 10 do n = n + i end\nerror("at four")')
+  local f = refused(dir, fs, { "script_error" }, 4)
+  lu.assertStrContains(f.message, "at four")
+end
+
 -- ---- error values and positions ----------------------------------------------------------
 
 TestErrorPositions = {}

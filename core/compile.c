@@ -114,6 +114,18 @@ static const char *type_name(comp *c, int idx) { return luaL_typename(c->L, idx)
 
 /* ---- generic field access: table at absolute index t ---- */
 
+/* Reports the string key at idx if it holds a zero byte, shown whole ('a\0b'): C would read
+ * only the part before it, which may be a valid name. Returns 1 if it did. */
+static int zero_byte_key(comp *c, int idx, const char *code, const char *what) {
+    size_t len;
+    const char *k = lua_tolstring(c->L, idx, &len);
+    if (strlen(k) == len)
+        return 0;
+    char shown[TG__SHOW_BYTES];
+    err(c, code, "%s '%s' contains a zero byte", what, tg__show_bytes(k, len, shown, sizeof shown));
+    return 1;
+}
+
 /* Reports every key of t that is not in allowed. */
 static void check_keys(comp *c, int t, const char *const *allowed) {
     lua_State *L = c->L;
@@ -128,12 +140,9 @@ static void check_keys(comp *c, int t, const char *const *allowed) {
                 err(c, "wrong_type", "field names must be strings, got %s", type_name(c, -1));
             continue;
         }
-        size_t kl;
-        const char *k = lua_tolstring(L, -1, &kl);
-        if (strlen(k) != kl) {
-            err(c, "unknown_field", "field name '%s\\0...' contains a zero byte", k);
+        if (zero_byte_key(c, -1, "unknown_field", "field name"))
             continue;
-        }
+        const char *k = lua_tostring(L, -1);
         if (tg__name_index(allowed, k) < 0) {
             join_names(allowed, all, sizeof all);
             err(c, "unknown_field", "unknown field '%s'%s; fields are: %s", k,
@@ -155,8 +164,9 @@ static const char *checked_str(comp *c, int idx, const char *what, const char *z
     size_t len;
     const char *s = lua_tolstring(c->L, idx, &len);
     if (strlen(s) != len) {
-        err(c, zcode, "%s contains a zero byte ('%s\\0...'); names and texts are plain strings",
-            what, s);
+        char shown[TG__SHOW_BYTES];
+        err(c, zcode, "%s contains a zero byte ('%s'); names and texts are plain strings", what,
+            tg__show_bytes(s, len, shown, sizeof shown));
         return NULL;
     }
     if (len > max) {
@@ -557,7 +567,9 @@ static void compile_capabilities(comp *c, int decls) {
         lua_pushnil(c->L);
         while (lua_next(c->L, d.body)) {
             lua_pop(c->L, 1);
-            if (lua_isinteger(c->L, -1))
+            if (lua_isinteger(c->L, -1) ||
+                (lua_type(c->L, -1) == LUA_TSTRING &&
+                 zero_byte_key(c, -1, "unknown_field", "field name")))
                 continue;
             err(c, "unknown_field", "capabilities is a list of names; '%s' is not one",
                 lua_type(c->L, -1) == LUA_TSTRING ? lua_tostring(c->L, -1) : "(a non-name key)");
@@ -740,7 +752,9 @@ static void compile_roles(comp *c, int decls) {
             if (lua_type(c->L, -1) == LUA_TSTRING && lua_rawlen(c->L, -1) == 8 &&
                 strcmp(lua_tostring(c->L, -1), "includes") == 0)
                 continue;
-            if (lua_isinteger(c->L, -1))
+            if (lua_isinteger(c->L, -1) ||
+                (lua_type(c->L, -1) == LUA_TSTRING &&
+                 zero_byte_key(c, -1, "unknown_field", "field name")))
                 continue;
             err(c, "unknown_field",
                 "'%s' is not a role field: a role is a list of capability names, plus an "
@@ -1648,7 +1662,10 @@ static void compile_families(comp *c, int decls) {
                                    strlen(lua_tostring(c->L, -2)) == lua_rawlen(c->L, -2)
                                ? tg_path_type_index(lua_tostring(c->L, -2))
                                : -1;
-                if (type < 0) {
+                if (type < 0 && lua_type(c->L, -2) == LUA_TSTRING &&
+                    zero_byte_key(c, -2, "unknown_path", "path type")) {
+                    /* reported */
+                } else if (type < 0) {
                     char sug[96], all[256];
                     join_names(tg__path_names, all, sizeof all);
                     const char *k = lua_type(c->L, -2) == LUA_TSTRING ? lua_tostring(c->L, -2)

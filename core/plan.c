@@ -88,37 +88,15 @@ int tg__key_check(const tg__keycol *kc, const char *field, const tg_value *in, t
     return 0;
 }
 
-int tg__bind_key(sqlite3_stmt *st, int i, const tg_value *v) {
-    switch (v->type) {
-    case TG_INTEGER: return sqlite3_bind_int64(st, i, v->i);
-    case TG_TEXT: return sqlite3_bind_text64(st, i, v->s, v->n, SQLITE_STATIC, SQLITE_UTF8);
-    case TG_BLOB:
-        /* a NULL pointer would bind NULL: an empty blob is still a key */
-        return v->n ? sqlite3_bind_blob64(st, i, v->s, v->n, SQLITE_STATIC)
-                    : sqlite3_bind_zeroblob(st, i, 0);
-    default: return sqlite3_bind_null(st, i);
-    }
-}
-
-int tg__col_eq(sqlite3_stmt *st, int col, const tg_value *v) {
-    switch (sqlite3_column_type(st, col)) {
-    case SQLITE_INTEGER: return v->type == TG_INTEGER && sqlite3_column_int64(st, col) == v->i;
-    case SQLITE_TEXT: {
-        if (v->type != TG_TEXT)
-            return 0;
-        const unsigned char *p = sqlite3_column_text(st, col);
-        size_t n = (size_t)sqlite3_column_bytes(st, col);
-        return p && n == v->n && (n == 0 || memcmp(p, v->s, n) == 0);
-    }
-    case SQLITE_BLOB: {
-        if (v->type != TG_BLOB)
-            return 0;
-        const void *p = sqlite3_column_blob(st, col);
-        size_t n = (size_t)sqlite3_column_bytes(st, col);
-        return n == v->n && (n == 0 || (p && memcmp(p, v->s, n) == 0));
-    }
-    default: return 0;
-    }
+int tg__col_eq_bytes(sqlite3_stmt *st, int col, int type, const tg_value *v) {
+    if (type != SQLITE_TEXT && type != SQLITE_BLOB)
+        return 0;
+    if (v->type != (type == SQLITE_TEXT ? TG_TEXT : TG_BLOB))
+        return 0;
+    const void *p = type == SQLITE_TEXT ? (const void *)sqlite3_column_text(st, col)
+                                        : sqlite3_column_blob(st, col);
+    size_t n = (size_t)sqlite3_column_bytes(st, col);
+    return n == v->n && (n == 0 || (p && memcmp(p, v->s, n) == 0));
 }
 
 int tg__value_cmp(const tg_value *a, const tg_value *b) {

@@ -98,10 +98,36 @@ TG_HIDDEN int tg__column_affinity(sqlite3 *db, const char *table, const char *co
  * msg. */
 TG_HIDDEN int tg__key_check(const tg__keycol *kc, const char *field, const tg_value *in,
                             tg_value *out, char *msg, size_t msg_size);
-/* Binds a key (integer, text, blob; anything else binds NULL). Returns an SQLite code. */
-TG_HIDDEN int tg__bind_key(sqlite3_stmt *st, int i, const tg_value *v);
+/* The common case of tg__key_check, without a call: an integer for a column that takes
+ * one as it is. */
+static inline int tg__key_plain_integer(const tg__keycol *kc, const tg_value *in) {
+    return in->type == TG_INTEGER && kc->aff != TG__AFF_TEXT && kc->aff != TG__AFF_BLOB;
+}
+/* Binds a key (integer, text, blob; anything else binds NULL). Returns an SQLite code.
+ * Inline: it is on every decision's path. */
+static inline int tg__bind_key(sqlite3_stmt *st, int i, const tg_value *v) {
+    switch (v->type) {
+    case TG_INTEGER: return sqlite3_bind_int64(st, i, v->i);
+    case TG_TEXT: return sqlite3_bind_text64(st, i, v->s, v->n, SQLITE_STATIC, SQLITE_UTF8);
+    case TG_BLOB:
+        /* a NULL pointer would bind NULL: an empty blob is still a key */
+        return v->n ? sqlite3_bind_blob64(st, i, v->s, v->n, SQLITE_STATIC)
+                    : sqlite3_bind_zeroblob(st, i, 0);
+    default: return sqlite3_bind_null(st, i);
+    }
+}
+
 /* True when column col of the current row has the type and value of key v (NULL never). */
-TG_HIDDEN int tg__col_eq(sqlite3_stmt *st, int col, const tg_value *v);
+TG_HIDDEN int tg__col_eq_bytes(sqlite3_stmt *st, int col, int type, const tg_value *v);
+/* The same when the column's type is known already. */
+static inline int tg__col_eq_typed(sqlite3_stmt *st, int col, int type, const tg_value *v) {
+    if (type == SQLITE_INTEGER)
+        return v->type == TG_INTEGER && sqlite3_column_int64(st, col) == v->i;
+    return tg__col_eq_bytes(st, col, type, v);
+}
+static inline int tg__col_eq(sqlite3_stmt *st, int col, const tg_value *v) {
+    return tg__col_eq_typed(st, col, sqlite3_column_type(st, col), v);
+}
 /* True when a and b are keys of the same type and value (TG_NULL never equals). */
 TG_HIDDEN int tg__value_eq(const tg_value *a, const tg_value *b);
 /* Orders keys by type, then value (for sorting and removing duplicates). */

@@ -145,7 +145,7 @@ static const char *foreign_reason(tg_ctx *ctx, int rec, const char *prefix) {
 
 /* True when role satisfies the plan's requirement `need` (TG__NEED_* or a capability) and,
  * when the request names one (extra >= 0), that capability too. */
-static int has_caps(const tg_role *role, int need, int extra) {
+static inline int has_caps(const tg_role *role, int need, int extra) {
     return tg__plan_grants(role, need) && (extra < 0 || tg__plan_grants(role, extra));
 }
 

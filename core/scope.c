@@ -2,6 +2,7 @@
  * request with one prepared statement, and the storage every decision reuses. */
 #include "ctx.h"
 
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -29,18 +30,8 @@ int tg_ctx_open(tg_engine *eng, const tg_ctx_options *o, tg_ctx **out) {
     tg_ctx *ctx = eng->spare;
     if (ctx) {
         eng->spare = NULL;
-        tg_ctx keep = *ctx;
-        memset(ctx, 0, sizeof *ctx);
-        ctx->vals = keep.vals;
-        ctx->cap_vals = keep.cap_vals;
-        ctx->text = keep.text;
-        ctx->ids = keep.ids;
-        ctx->cap_ids = keep.cap_ids;
-        ctx->scratch = keep.scratch;
-        ctx->err = keep.err;
-        ctx->keys = keep.keys;
-        ctx->row_tenant_buf = keep.row_tenant_buf;
-        ctx->row_id_buf = keep.row_id_buf;
+        /* everything before the storage is per-context state */
+        memset(ctx, 0, offsetof(tg_ctx, keys));
         tg__buf_reset(&ctx->keys);
         tg__buf_reset(&ctx->text);
         tg__buf_reset(&ctx->scratch);
@@ -100,8 +91,8 @@ static int set_keys(tg_ctx *ctx, const tg_ctx_options *o) {
     return TG_OK;
 }
 
-int tg__ctx_key(tg_ctx *ctx, const tg__keycol *kc, const char *field, const tg_value *in,
-                tg_value *out) {
+int tg__ctx_key_slow(tg_ctx *ctx, const tg__keycol *kc, const char *field, const tg_value *in,
+                     tg_value *out) {
     char msg[300];
     if (tg__key_check(kc, field, in, out, msg, sizeof msg) != 0)
         return tg__ctx_fail(ctx, TG_MISUSE, "%s", msg);
@@ -196,8 +187,9 @@ void tg__ctx_scope_from_row(tg_ctx *ctx, sqlite3_stmt *st) {
     /* columns: membership user, role; the tenant's workspace; entitlement user, role */
     ctx->member = sqlite3_column_type(st, 0) != SQLITE_NULL;
     ctx->workspace_role = ctx->member ? tg__ctx_role(ctx, sqlite3_column_text(st, 1)) : NULL;
-    ctx->tenant_known = sqlite3_column_type(st, 2) != SQLITE_NULL;
-    ctx->tenant_in_ws = tg__col_eq(st, 2, &ctx->workspace);
+    int tw = sqlite3_column_type(st, 2);
+    ctx->tenant_known = tw != SQLITE_NULL;
+    ctx->tenant_in_ws = tg__col_eq_typed(st, 2, tw, &ctx->workspace);
     ctx->entitled = sqlite3_column_type(st, 3) != SQLITE_NULL;
     /* a tenant role replaces the workspace role; a NULL one keeps it */
     ctx->role = ctx->entitled && sqlite3_column_type(st, 4) != SQLITE_NULL

@@ -228,7 +228,8 @@ tg_value *tgl_field_ids(lua_State *L, int t, const char *what, const char *key, 
         luaL_error(L, "%s: field '%s' has %I ids; the limit is %I (app.limits.max_bulk_ids)",
                    what, key, (lua_Integer)len, (lua_Integer)max);
     /* from the Lua state's allocator, anchored on the stack: an error cannot leak it */
-    tg_value *ids = lua_newuserdatauv(L, (len ? (size_t)len : 1) * sizeof *ids, 0);
+    tg_value *ids = lua_newuserdatauv(L, (len ? (size_t)len : 1) * sizeof *ids, 1);
+    int ud = lua_gettop(L), anchor = 0;
     char name[80];
     for (lua_Unsigned i = 0; i < len; i++) {
         lua_rawgeti(L, list, (lua_Integer)i + 1);
@@ -236,8 +237,24 @@ tg_value *tgl_field_ids(lua_State *L, int t, const char *what, const char *key, 
         if (lua_isnil(L, -1))
             luaL_error(L, "%s: field '%s' is nil (a list has no holes)", what, name);
         to_key(L, -1, what, name, &ids[i]);
-        lua_pop(L, 1); /* the list, held by the copy at t, still holds a string */
+        if (lua_type(L, -1) == LUA_TSTRING) {
+            /* the caller's list can change while C runs (a decision log callback): its
+             * strings are anchored by a private table, the userdata's user value */
+            if (!anchor) {
+                lua_createtable(L, (int)(len < 64 ? len : 64), 0);
+                lua_pushvalue(L, -1);
+                lua_setiuservalue(L, ud, 1);
+                anchor = lua_gettop(L);
+                lua_insert(L, -2);
+                anchor--;
+            }
+            lua_rawseti(L, anchor, (lua_Integer)i + 1);
+        } else {
+            lua_pop(L, 1);
+        }
     }
+    if (anchor)
+        lua_remove(L, anchor);
     lua_remove(L, list); /* the copy at t still holds the list; the userdata stays */
     *n = (size_t)len;
     return ids;

@@ -475,6 +475,25 @@ function TestTextKeys:test_decision_log_keeps_types()
   lu.assertEquals(events[2].ids, { blob(2) })
 end
 
+-- A log callback that empties the caller's ids list and collects garbage cannot pull the
+-- text keys from under the decision (they are anchored privately for the call).
+function TestTextKeys:test_bulk_text_ids_survive_a_callback_dropping_them()
+  local s = self.s
+  local list = { s.own[1] .. "", s.own[2] .. "" }
+  local got
+  s.eng:set_decision_log(function(ev)
+    got = ev.ids
+    for i = #list, 1, -1 do list[i] = nil end
+    collectgarbage()
+    collectgarbage()
+  end)
+  local d = self.ctx:resolve { family = "Ticket", path = "bulk_action", ids = list }
+  expect(d, 200, "ok")
+  lu.assertEquals(#d.records, 2)
+  lu.assertEquals(got, { s.own[1], s.own[2] })
+  s.eng:set_decision_log(nil)
+end
+
 TestBlobKeys = {}
 
 function TestBlobKeys:setUp()

@@ -208,15 +208,23 @@ typedef struct runner {
     int use_probe;                      /* the next check runs under the probe plan */
 } runner;
 
+/* A fixture key (a row, user, workspace or tenant id) as a request key. */
+/* The fixture keeps every key as the typed value it wrote (integer, text or blob). */
+static tg_value fx_key(tg_value v) { return v; }
+
+/* `user` asking in workspace X, in `tenant` (-1: no route tenant). */
+static tg_ctx_options actor_options(const fixture *fx, int user, int tenant) {
+    tg_ctx_options o = {fx_key(fx->user[user]), fx_key(fx->ws[0]), {0}};
+    if (tenant >= 0)
+        o.tenant = fx_key(fx->tenant[tenant]);
+    return o;
+}
+
 static tg_ctx *ctx_for(runner *rn, int user, int tenant) {
     int slot = tenant < 0 ? N_TENANTS : tenant;
     if (rn->use_probe) {
         /* a context of the engine, switched to the probe plan before its first decision */
-        tg_ctx_options o = {rn->fx->user[user].i, rn->fx->ws[0].i, 0, 0};
-        if (tenant >= 0) {
-            o.tenant = rn->fx->tenant[tenant].i;
-            o.has_tenant = 1;
-        }
+        tg_ctx_options o = actor_options(rn->fx, user, tenant);
         if (!rn->probe_ctx[slot]) {
             if (!rn->probe || tg_ctx_open(rn->fx->eng, &o, &rn->probe_ctx[slot]) != TG_OK)
                 return NULL;
@@ -229,11 +237,7 @@ static tg_ctx *ctx_for(runner *rn, int user, int tenant) {
     }
     if (!rn->ctx[user][slot]) {
         /* every actor asks in workspace X; the stranger is a member of Y only */
-        tg_ctx_options o = {rn->fx->user[user].i, rn->fx->ws[0].i, 0, 0};
-        if (tenant >= 0) {
-            o.tenant = rn->fx->tenant[tenant].i;
-            o.has_tenant = 1;
-        }
+        tg_ctx_options o = actor_options(rn->fx, user, tenant);
         if (tg_ctx_open(rn->fx->eng, &o, &rn->ctx[user][slot]) != TG_OK)
             return NULL;
     }
@@ -285,13 +289,24 @@ static int column_of(const tg_decision *d, const char *name) {
 
 /* Expectations beyond the status, for 200 decisions. */
 typedef struct expect_rows {
-    int64_t tenant;          /* every returned row's tenant must be this (0: any) */
-    const int64_t *must;     /* ids that must be present */
+    tg_value tenant;          /* every returned row's tenant must be this (TG_NULL: any) */
+    const tg_value *must;     /* ids that must be present */
     size_t n_must;
-    const int64_t *must_not; /* ids that must be absent */
+    const tg_value *must_not; /* ids that must be absent */
     size_t n_must_not;
-    int exact_count;         /* -1: any */
+    int exact_count;          /* -1: any */
 } expect_rows;
+
+/* A key for a failure message. */
+static const char *key_str(const tg_value *v, char *buf, size_t size) {
+    if (v->type == TG_INTEGER)
+        snprintf(buf, size, "%lld", (long long)v->i);
+    else if (v->type == TG_TEXT)
+        snprintf(buf, size, "'%.40s'", v->s ? v->s : "");
+    else
+        snprintf(buf, size, "(a %s)", v->type == TG_BLOB ? "blob" : "non-key");
+    return buf;
+}
 
 /* Runs one request as `user` in `tenant` (-1: none) and records the check. */
 static void check(runner *rn, int user, int tenant, tg_request *req, int expected,
@@ -325,22 +340,26 @@ static void check(runner *rn, int user, int tenant, tg_request *req, int expecte
                 names = &r->exceptions[ei].columns;
         const char *tcol = names ? names->tenant : r->app.tenant_column;
         int tc = column_of(d, tcol), ic = column_of(d, names ? names->id : r->app.id_column);
+        char k1[64], k2[64];
+        static const tg_value none = {TG_NULL, 0, 0, NULL, 0};
         for (size_t i = 0; i < d->n_records && !failure[0]; i++) {
             const tg_value *row = &d->values[i * d->n_columns];
-            if (ex->tenant && tc >= 0 && (row[tc].type != TG_INTEGER || row[tc].i != ex->tenant))
-                snprintf(failure, sizeof failure, "returned row %lld of tenant %lld",
-                         (long long)(ic >= 0 ? row[ic].i : -1), (long long)row[tc].i);
+            const tg_value *rid = ic >= 0 ? &row[ic] : &none;
+            if (ex->tenant.type != TG_NULL && tc >= 0 && !tg__value_eq(&row[tc], &ex->tenant))
+                snprintf(failure, sizeof failure, "returned row %s of tenant %s",
+                         key_str(rid, k1, sizeof k1), key_str(&row[tc], k2, sizeof k2));
             for (size_t k = 0; k < ex->n_must_not && ic >= 0 && !failure[0]; k++)
-                if (row[ic].i == ex->must_not[k])
-                    snprintf(failure, sizeof failure, "returned row %lld, which it must not",
-                             (long long)row[ic].i);
+                if (tg__value_eq(rid, &ex->must_not[k]))
+                    snprintf(failure, sizeof failure, "returned row %s, which it must not",
+                             key_str(rid, k1, sizeof k1));
         }
         for (size_t k = 0; k < ex->n_must && ic >= 0 && !failure[0]; k++) {
             int found = 0;
             for (size_t i = 0; i < d->n_records; i++)
-                found |= d->values[i * d->n_columns + ic].i == ex->must[k];
+                found |= tg__value_eq(&d->values[i * d->n_columns + ic], &ex->must[k]);
             if (!found)
-                snprintf(failure, sizeof failure, "row %lld is missing", (long long)ex->must[k]);
+                snprintf(failure, sizeof failure, "row %s is missing",
+                         key_str(&ex->must[k], k1, sizeof k1));
         }
         if (!failure[0] && ex->exact_count >= 0 && d->n_records != (size_t)ex->exact_count)
             snprintf(failure, sizeof failure, "returned %zu rows, expected %d", d->n_records,
@@ -354,7 +373,7 @@ static void check(runner *rn, int user, int tenant, tg_request *req, int expecte
 }
 
 /* Attempts an update of a foreign record: it must be refused and change nothing. */
-static void check_write(runner *rn, const tg_family *fam, const fam_rows *rows, int64_t id,
+static void check_write(runner *rn, const tg_family *fam, const fam_rows *rows, tg_value id,
                         const char *what) {
     if (!rows->write_column)
         return;
@@ -363,7 +382,7 @@ static void check_write(runner *rn, const tg_family *fam, const fam_rows *rows, 
     int64_t changes = sqlite3_total_changes64(db);
     tg_column_value v = {rows->write_column, {TG_TEXT, 0, 0, "tgmatrix-overwritten", 0}};
     const tg_decision *d = NULL;
-    int st = ctx ? tg_ctx_update(ctx, fam->name, id, &v, 1, NULL, &d) : TG_ERROR;
+    int st = ctx ? tg_ctx_update(ctx, fam->name, &id, &v, 1, NULL, &d) : TG_ERROR;
     char failure[200] = "";
     int actual = d ? d->status : -1;
     if (sqlite3_total_changes64(db) != changes)
@@ -391,8 +410,8 @@ static void run_family_row(runner *rn, const tg_matrix_result *res, size_t fi) {
     tg_request q = {0};
     q.family = f->name;
     q.path = res->row.path;
-    int64_t a1 = R->rows[T_A][0].i, a2 = R->rows[T_A][1].i, b1 = R->rows[T_B][0].i,
-            c1 = R->rows[T_C][0].i;
+    tg_value a1 = fx_key(R->rows[T_A][0]), a2 = fx_key(R->rows[T_A][1]),
+             b1 = fx_key(R->rows[T_B][0]), c1 = fx_key(R->rows[T_C][0]);
     /* the actors without capabilities (an undeclared role, no role) get 403 on every
      * declared path; the full actor too where the path declares no capability */
     int nocap = path->declared ? 403 : 200;
@@ -401,13 +420,13 @@ static void run_family_row(runner *rn, const tg_matrix_result *res, size_t fi) {
      * capability: the actor without capabilities); a wrong expectation then fails instead
      * of picking an actor that makes it true */
     int main_user = expected == 403 && full_ok == 200 ? U_NOCAP : U_FULL;
-    int64_t foreign[] = {b1, R->rows[T_B][1].i, c1, R->rows[T_C][1].i};
-    int64_t not_child[1] = {a2};
-    expect_rows only_a = {fx->tenant[T_A].i, NULL, 0, foreign, 4, -1};
+    tg_value foreign[] = {b1, fx_key(R->rows[T_B][1]), c1, fx_key(R->rows[T_C][1])};
+    tg_value not_child[1] = {a2};
+    expect_rows only_a = {fx_key(fx->tenant[T_A]), NULL, 0, foreign, 4, -1};
 
     switch (res->row.scenario_type) {
     case TG_SCENARIO_POSITIVE_SCOPE: {
-        int64_t both[2] = {a1, a2};
+        tg_value both[2] = {a1, a2};
         expect_rows ex = only_a;
         int tenant = T_A;
         switch (q.path) {
@@ -419,7 +438,6 @@ static void run_family_row(runner *rn, const tg_matrix_result *res, size_t fi) {
         case TG_PATH_ROW_ACTION:
         case TG_PATH_CANONICAL_VIEWER:
             q.id = a1;
-            q.has_id = 1;
             ex.must = both;
             ex.n_must = 1;
             if (q.path == TG_PATH_CANONICAL_VIEWER)
@@ -432,8 +450,7 @@ static void run_family_row(runner *rn, const tg_matrix_result *res, size_t fi) {
             ex.n_must = 2;
             break;
         case TG_PATH_RELATION_MANAGER: {
-            q.owner = fx->fams[path->owner_family].rows[T_A][0].i;
-            q.has_owner = 1;
+            q.owner = fx_key(fx->fams[path->owner_family].rows[T_A][0]);
             ex.must = both; /* child 1 of A belongs to owner 1 of A; child 2 to owner 2 */
             ex.n_must = 1;
             ex.must_not = not_child;
@@ -477,7 +494,6 @@ static void run_family_row(runner *rn, const tg_matrix_result *res, size_t fi) {
         break;
     case TG_SCENARIO_WRONG_TENANT_DETAIL:
     case TG_SCENARIO_WRONG_TENANT_ROW_ACTION:
-        q.has_id = 1;
         q.id = b1;
         check(rn, main_user, T_A, &q, expected, "a record of another tenant of its workspace",
               NULL, 1);
@@ -489,7 +505,7 @@ static void run_family_row(runner *rn, const tg_matrix_result *res, size_t fi) {
             check_write(rn, f, R, b1, "an update of a record of another tenant");
         break;
     case TG_SCENARIO_WRONG_TENANT_BULK_ACTION: {
-        int64_t mixed[2] = {a1, b1}, other_ws[2] = {a1, c1};
+        tg_value mixed[2] = {a1, b1}, other_ws[2] = {a1, c1};
         q.ids = mixed;
         q.n_ids = 2;
         check(rn, U_FULL, T_A, &q, expected, "its own record plus one of another tenant", NULL, 1);
@@ -500,14 +516,12 @@ static void run_family_row(runner *rn, const tg_matrix_result *res, size_t fi) {
     }
     case TG_SCENARIO_WRONG_TENANT_RELATION_MANAGER: {
         const fam_rows *O = &fx->fams[path->owner_family];
-        q.has_owner = 1;
-        q.owner = O->rows[T_B][0].i;
+        q.owner = fx_key(O->rows[T_B][0]);
         check(rn, U_FULL, T_A, &q, expected, "the children of another tenant's owner", NULL, 1);
-        q.owner = O->rows[T_A][1].i;
-        q.has_id = 1;
+        q.owner = fx_key(O->rows[T_A][1]);
         q.id = a1;
         check(rn, U_FULL, T_A, &q, 404, "its own child reached through the wrong owner", NULL, 0);
-        q.owner = O->rows[T_A][0].i;
+        q.owner = fx_key(O->rows[T_A][0]);
         q.id = b1;
         check(rn, U_FULL, T_A, &q, 404, "another tenant's child under its own owner", NULL, 0);
         break;
@@ -515,13 +529,13 @@ static void run_family_row(runner *rn, const tg_matrix_result *res, size_t fi) {
     case TG_SCENARIO_SAFE_SEARCH:
         q.query = "tgmatrix";
         if (f->search_posture == TG_SEARCH_SCOPED && f->paths[TG_PATH_GLOBAL_SEARCH].declared) {
-            int64_t both[2] = {a1, a2};
+            tg_value both[2] = {a1, a2};
             expect_rows ex = only_a;
             ex.must = both;
             ex.n_must = 2;
             check(rn, U_FULL, T_A, &q, expected, "a search matching every tenant's rows", &ex, 1);
             q.query = "tgmatrix_";
-            expect_rows none = {fx->tenant[T_A].i, NULL, 0, NULL, 0, 0};
+            expect_rows none = {fx_key(fx->tenant[T_A]), NULL, 0, NULL, 0, 0};
             check(rn, U_FULL, T_A, &q, full_ok, "a search with a LIKE wildcard, taken literally",
                   &none, 0);
             q.query = "tgmatrix";
@@ -544,10 +558,9 @@ static void run_exception_row(runner *rn, const tg_matrix_result *res, size_t ei
     tg_request q = {0};
     q.exception = e->name;
     q.path = TG_PATH_DETAIL;
-    q.has_id = 1;
     int tenant = checks & TG_CHECK_RECORD_IN_TENANT ? T_A : -1;
     if (res->row.scenario_type == TG_SCENARIO_POSITIVE_SCOPE) {
-        q.id = R->rows[T_A][0].i;
+        q.id = fx_key(R->rows[T_A][0]);
         check(rn, U_FULL, tenant, &q, res->row.expected_outcome, "a record of its own tenant",
               NULL, 1);
         check(rn, U_STRANGER, tenant, &q, 404, "a record of a workspace it is not a member of",
@@ -560,7 +573,7 @@ static void run_exception_row(runner *rn, const tg_matrix_result *res, size_t ei
             check(rn, U_NOROLE, tenant, &q, 403, "a record, without a role", NULL, 0);
         check_probe(rn, tenant, &q);
         if (R->ws_row.type != TG_NULL) {
-            q.id = R->ws_row.i;
+            q.id = fx_key(R->ws_row);
             check(rn, U_FULL, tenant < 0 ? -1 : tenant,
                   &q, (checks & TG_CHECK_RECORD_IN_TENANT) ? 404
                       : exception_capable(e)              ? 200
@@ -568,11 +581,11 @@ static void run_exception_row(runner *rn, const tg_matrix_result *res, size_t ei
                   "a workspace-level record", NULL, 0);
         }
     } else {
-        q.id = R->rows[T_C][0].i;
+        q.id = fx_key(R->rows[T_C][0]);
         check(rn, U_FULL, tenant, &q, res->row.expected_outcome, "a record of another workspace",
               NULL, 1);
         if (checks & TG_CHECK_TENANT_ENTITLED) {
-            q.id = R->rows[T_B][0].i;
+            q.id = fx_key(R->rows[T_B][0]);
             check(rn, U_FULL, tenant, &q, 404, "a record of a tenant it is not entitled to", NULL,
                   0);
         }

@@ -496,8 +496,12 @@ function TestRequests:test_integers_out_of_range_or_not_integers()
   raises("ids[2]", self.ctx.resolve, self.ctx, { family = "Policy", path = "bulk_action",
     ids = { 1, 0 / 0 } })
   raises("'user'", self.eng.context, self.eng, { user = 1.5, workspace = 1 })
-  raises("'workspace'", self.eng.context, self.eng, { user = 1, workspace = "1" })
-  raises("integer expected", self.ctx.update, self.ctx, "Policy", "1", {})
+  -- a string is a key, but not one an INTEGER key column can hold: raised, never coerced
+  raises("workspace: expected an integer key for workspaces.id, got text", self.eng.context,
+    self.eng, { user = 1, workspace = "1" })
+  raises("id: expected an integer key for policies.id, got text", self.ctx.update, self.ctx,
+    "Policy", "1", {})
+  raises("integer or string key expected", self.ctx.update, self.ctx, "Policy", true, {})
   raises("number has no integer representation", self.ctx.update, self.ctx, "Policy", 1.5, {})
   raises("integer expected", self.eng.run, self.eng, "1")
   -- integral floats are integers; 64-bit values pass through unchanged

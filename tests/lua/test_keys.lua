@@ -494,6 +494,32 @@ function TestTextKeys:test_bulk_text_ids_survive_a_callback_dropping_them()
   s.eng:set_decision_log(nil)
 end
 
+-- The guard-scenario matrix runs on the text- and blob-keyed schema: its fixture makes keys
+-- of each column's type, and every mutant is caught.
+function TestTextKeys:test_matrix_and_mutants_on_text_keys()
+  self.ctx:close() -- run_matrix needs the engine to itself
+  self.ctx = self.s.eng:context { user = ALICE, workspace = "ws-a", tenant = "ten-1" }
+  local r = self.s.eng:run_matrix()
+  local fails = {}
+  for _, row in ipairs(r) do
+    if row.pass == false then
+      fails[#fails + 1] = ("%s %s %s: %s"):format(row.family, row.scenario_type, row.path,
+        tostring(row.message))
+      for _, c in ipairs(row.checks or {}) do
+        if not c.pass then fails[#fails + 1] = ("  %s %s: %s"):format(c.actor, c.what,
+          tostring(c.failure)) end
+      end
+    end
+  end
+  lu.assertEquals(r.failed, 0, table.concat(fails, "\n"))
+  lu.assertTrue(r.passed > 0)
+  local survivors = {}
+  for _, m in ipairs(tg.mutations()) do
+    if self.s.eng:run_matrix(m.name).failed == 0 then survivors[#survivors + 1] = m.name end
+  end
+  lu.assertEquals(survivors, {}, "mutants the text-keyed matrix does not catch")
+end
+
 TestBlobKeys = {}
 
 function TestBlobKeys:setUp()

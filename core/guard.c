@@ -253,6 +253,8 @@ int tg_ctx_update(tg_ctx *ctx, const char *family, const tg_value *id,
         return tg__ctx_fail(ctx, TG_LIMIT, "at most %d columns per write", MAX_WRITE_COLUMNS);
     if (id->type == TG_NULL)
         return tg__ctx_fail(ctx, TG_MISUSE, "update needs an id");
+    if (n_values == 0) /* answering 200 for a write that writes nothing would be a guess */
+        return tg__ctx_fail(ctx, TG_MISUSE, "update needs at least one column to set");
     /* the record must resolve as a row action first: scope, congruence, capability (and
      * the id's type) */
     tg_request req = {0};

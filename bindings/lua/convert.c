@@ -223,16 +223,26 @@ tg_value *tgl_field_ids(lua_State *L, int t, const char *what, const char *key, 
         luaL_error(L, "%s: field '%s' must be a list of keys, got %s", what, key,
                    luaL_typename(L, -1));
     int list = lua_gettop(L);
-    lua_Unsigned len = lua_rawlen(L, list);
+    /* read as Lua reads a list: __len and __index count, like every other request field
+     * (a raw read would see an empty proxy and report a guess) */
+    lua_len(L, list);
+    int isnum = 0;
+    lua_Integer slen = lua_tointegerx(L, -1, &isnum);
+    lua_pop(L, 1);
+    if (!isnum || slen < 0)
+        luaL_error(L, "%s: field '%s' must be a list of keys, but its length is not a "
+                      "non-negative integer",
+                   what, key);
+    lua_Unsigned len = (lua_Unsigned)slen;
     if (len > max)
         luaL_error(L, "%s: field '%s' has %I ids; the limit is %I (app.limits.max_bulk_ids)",
-                   what, key, (lua_Integer)len, (lua_Integer)max);
+                   what, key, slen, (lua_Integer)max);
     /* from the Lua state's allocator, anchored on the stack: an error cannot leak it */
     tg_value *ids = lua_newuserdatauv(L, (len ? (size_t)len : 1) * sizeof *ids, 1);
     int ud = lua_gettop(L), anchor = 0;
     char name[80];
     for (lua_Unsigned i = 0; i < len; i++) {
-        lua_rawgeti(L, list, (lua_Integer)i + 1);
+        lua_geti(L, list, (lua_Integer)i + 1);
         snprintf(name, sizeof name, "%s[%llu]", key, (unsigned long long)i + 1);
         if (lua_isnil(L, -1))
             luaL_error(L, "%s: field '%s' is nil (a list has no holes)", what, name);
@@ -410,6 +420,10 @@ tg_column_value *tgl_check_column_values(lua_State *L, int idx, const char *what
                    luaL_typename(L, idx));
     /* a raw copy, private to this call: column names and text values stay anchored in it
      * whatever Lua code runs before the C call returns */
+    if (lua_getmetatable(L, idx)) /* its columns could not be enumerated as the caller sees them */
+        luaL_error(L, "%s: the values must be a plain table { column = value }, not one with a "
+                      "metatable",
+                   what);
     lua_newtable(L);
     int copy = lua_gettop(L);
     size_t count = 0;

@@ -298,6 +298,8 @@ int tg_backfill_status(tg_engine *eng, int64_t run_id, tg_run_info *out) {
     sqlite3_bind_int64(q, 1, run_id);
     if (sqlite3_step(q) != SQLITE_ROW) {
         sqlite3_finalize(q);
+        if (run_id == 0) /* "the latest": say so, never name a run the caller did not */
+            return tg__engine_fail(eng, TG_UNKNOWN, "no backfill run has been queued yet");
         return tg__engine_fail(eng, TG_UNKNOWN, "no backfill run %lld", (long long)run_id);
     }
     out->id = sqlite3_column_int64(q, 0);

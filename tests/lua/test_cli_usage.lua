@@ -357,7 +357,15 @@ function TestCliExit:test_messages_on_stderr()
   rc, out, err = tool { "backfill", "--db", db, "--status", "--run", "77" }
   lu.assertEquals(rc, 2, out .. err)
   lu.assertEquals(out, "")
-  lu.assertNotEquals(err, "")
+  lu.assertStrContains(err, "no backfill run 77")
+  -- no run at all and none named: the message names no run the user did not ask for
+  for _, action in ipairs { "--status", "--pause", "--resume", "--cancel" } do
+    rc, out, err = tool { "backfill", "--db", db, action }
+    lu.assertEquals(rc, 2, action .. ": " .. out .. err)
+    lu.assertEquals(out, "")
+    lu.assertStrContains(err, "no backfill run has been queued yet", false, action)
+    lu.assertNotStrContains(err, "run 0", false, action)
+  end
 end
 
 -- Runs a shell script; returns its output (the script echoes what the test needs).

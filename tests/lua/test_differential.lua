@@ -263,6 +263,103 @@ function TestDifferential:test_safety_checker_flags_leaks()
 end
 
 -- ---------------------------------------------------------------------------------------
+-- The oracle itself, on a small world of its own (no engine): text keys, per-table columns,
+-- row filters on a family and on tenants and workspaces, roles from a grants table. These
+-- are the readings the examples under examples/ hold the engine to.
+
+TestOracle = {}
+
+function TestOracle:tearDown() H.cleanup() end
+
+function TestOracle:test_row_filters_have_sql_semantics()
+  local V = O.visible
+  lu.assertTrue(V(nil, {}))
+  lu.assertTrue(V({ { column = "deleted_at", op = "is_null" } }, { deleted_at = nil }))
+  lu.assertFalse(V({ { column = "deleted_at", op = "is_null" } }, { deleted_at = "x" }))
+  -- NULL satisfies nothing but is_null
+  for _, op in ipairs { "eq", "ne", "lt", "le", "gt", "ge" } do
+    lu.assertFalse(V({ { column = "a", op = op, value = 1 } }, {}), op)
+  end
+  lu.assertFalse(V({ { column = "a", op = "not_in", value = { 1 } } }, {}))
+  lu.assertTrue(V({ { column = "archived", op = "eq", value = false } }, { archived = 0 }))
+  lu.assertTrue(V({ { column = "s", op = "in", value = { "open", "pending" } } }, { s = "open" }))
+  lu.assertFalse(V({ { column = "s", op = "not_in", value = { "open" } } }, { s = "open" }))
+  -- every condition must hold; column names match without regard to case
+  local f = { { column = "Status", op = "ne", value = "void" }, { column = "n", op = "ge", value = 2 } }
+  lu.assertTrue(V(f, { status = "paid", n = 2 }))
+  lu.assertFalse(V(f, { Status = "void", n = 3 }))
+  lu.assertFalse(V(f, { Status = "paid", n = 1 }))
+  -- keys order like SQLite: integers before text, text by bytes; 7 and "7" are different
+  lu.assertTrue(O.key_lt(99, "1"))
+  lu.assertTrue(O.key_lt("B", "a"))
+  lu.assertFalse(O.key_lt("7", 7))
+end
+
+function TestOracle:test_decides_text_keys_filters_and_db_roles()
+  local path = H.tmpdir() .. "/o.db"
+  local db = tg.connect(path)
+  db:exec([[
+    CREATE TABLE ws (id TEXT PRIMARY KEY, closed INTEGER NOT NULL DEFAULT 0);
+    CREATE TABLE ten (id TEXT PRIMARY KEY, ws_id TEXT, gone TEXT);
+    CREATE TABLE wm (u TEXT, w TEXT);
+    CREATE TABLE tm (u TEXT, t TEXT, role TEXT);
+    CREATE TABLE grants (r TEXT, c TEXT);
+    CREATE TABLE notes (nid TEXT PRIMARY KEY, acct TEXT, deleted_at TEXT);
+    INSERT INTO ws (id, closed) VALUES ('w1', 0), ('w2', 1);
+    INSERT INTO ten VALUES ('t1', 'w1', NULL), ('t2', 'w1', 'yes'), ('t3', 'w2', NULL);
+    INSERT INTO wm VALUES ('u1', 'w1'), ('u1', 'w2');
+    INSERT INTO tm VALUES ('u1', 't1', 'agent'), ('u1', 't2', 'agent'), ('u1', 't3', 'agent');
+    INSERT INTO grants VALUES ('agent', 'note.view');
+    INSERT INTO notes VALUES ('n1', 't1', NULL), ('n2', 't1', 'x'), ('7', 't1', NULL),
+      ('n3', 't2', NULL), ('n4', 't3', NULL);
+  ]])
+  db:close()
+  local rules = {
+    capabilities = { "note.view", "note.edit" },
+    roles = { boss = { "*" } },
+    app = {
+      columns = { id = "id", tenant = "tenant_id", workspace = "workspace_id" },
+      workspaces = { table = "ws", id = "id",
+                     row_filter = { { column = "closed", op = "eq", value = 0 } } },
+      tenants = { table = "ten", id = "id", workspace = "ws_id",
+                  row_filter = { { column = "gone", op = "is_null" } } },
+      workspace_members = { table = "wm", user = "u", workspace = "w", role = false },
+      tenant_members = { table = "tm", user = "u", tenant = "t", role = "role" },
+      role_grants = { table = "grants", role = "r", capability = "c" },
+      limits = { page_size = 10, max_page_size = 50, max_bulk_ids = 10 },
+    },
+    families = { { name = "Note", table = "notes", columns = { id = "nid", tenant = "acct" },
+      row_filter = { { column = "deleted_at", op = "is_null" } }, search_posture = "disabled",
+      paths = { index = { capability = "note.view" }, detail = { capability = "note.view" },
+                row_action = { capability = "note.edit" } } } },
+  }
+  local W = O.load_world(tg, path, rules)
+  local function d(ctx, req)
+    req.family = "Note"
+    local e = O.decide(W, ctx, req)
+    return e.status, e.class, e.ids and table.concat(e.ids, ",")
+  end
+  local c1 = { user = "u1", workspace = "w1", tenant = "t1" }
+  lu.assertEquals({ d(c1, { path = "detail", id = "n1" }) }, { 200, "ok", "n1" })
+  lu.assertEquals({ d(c1, { path = "detail", id = "n2" }) }, { 404, "record" }) -- filtered
+  lu.assertEquals({ d(c1, { path = "detail", id = 7 }) }, { 404, "record" })    -- 7 is not "7"
+  lu.assertEquals({ d(c1, { path = "index" }) }, { 200, "ok", "7,n1" })
+  lu.assertEquals({ d(c1, { path = "index", after = "7" }) }, { 200, "ok", "n1" })
+  lu.assertEquals({ d(c1, { path = "row_action", id = "n1" }) }, { 403, "capability" })
+  lu.assertEquals({ d(c1, { path = "detail", id = "n3" }) }, { 404, "record" }) -- other tenant
+  -- a soft-deleted tenant is no route tenant; a closed workspace has no members
+  lu.assertEquals({ d({ user = "u1", workspace = "w1", tenant = "t2" }, { path = "index" }) },
+    { 404, "scope" })
+  lu.assertEquals({ d({ user = "u1", workspace = "w2", tenant = "t3" }, { path = "index" }) },
+    { 404, "scope" })
+  -- the safety check flags a filtered-out row served
+  local served = { status = 200, record = { nid = "n2", acct = "t1" } }
+  lu.assertTrue(#O.safety(W, c1, { family = "Note", path = "detail" }, served) > 0)
+  lu.assertEquals(#O.safety(W, c1, { family = "Note", path = "detail" },
+    { status = 200, record = { nid = "n1", acct = "t1" } }), 0)
+end
+
+-- ---------------------------------------------------------------------------------------
 -- Edges the random draw leaves out on purpose: an embedded NUL byte in a string argument.
 -- The search queries above never contain one, so that a failure here does not hide every
 -- other disagreement of the differential run.

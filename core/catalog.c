@@ -76,15 +76,24 @@ static void need_column(checker *k, const char *table, const char *column) {
                          column);
 }
 
+/* Every column a row filter names exists. */
+static void need_filter_columns(checker *k, const char *table, const tg_row_filter *f) {
+    for (size_t i = 0; i < f->n_conds; i++)
+        need_column(k, table, f->conds[i].column);
+}
+
 static void check_app(checker *k, const tg_app *a) {
     k->file = a->where.file;
     k->line = a->where.line;
     k->what = "app";
-    if (need_table(k, a->workspaces.table))
+    if (need_table(k, a->workspaces.table)) {
         need_column(k, a->workspaces.table, a->workspaces.id);
+        need_filter_columns(k, a->workspaces.table, &a->workspaces.row_filter);
+    }
     if (need_table(k, a->tenants.table)) {
         need_column(k, a->tenants.table, a->tenants.id);
         need_column(k, a->tenants.table, a->tenants.workspace);
+        need_filter_columns(k, a->tenants.table, &a->tenants.row_filter);
     }
     const char *wm = a->workspace_members.table;
     if (need_table(k, wm)) {
@@ -118,6 +127,10 @@ static void check_app(checker *k, const tg_app *a) {
         need_column(k, audit, a->audit_logs.subject);
         need_column(k, audit, a->audit_logs.metadata);
         need_column(k, audit, a->audit_logs.created_at);
+    }
+    if (need_table(k, a->role_grants.table)) {
+        need_column(k, a->role_grants.table, a->role_grants.role);
+        need_column(k, a->role_grants.table, a->role_grants.capability);
     }
 }
 
@@ -185,6 +198,7 @@ void tg__rules_check_db(const tg__ruleset *rs, sqlite3 *db, tg_findings *f) {
             need_column(&k, fam->table, fam->search_columns[c]);
         for (size_t c = 0; c < fam->n_fixture; c++)
             need_column(&k, fam->table, fam->fixture[c].column);
+        need_filter_columns(&k, fam->table, &fam->row_filter);
         const tg_path_rule *rm = &fam->paths[TG_PATH_RELATION_MANAGER];
         if (rm->declared)
             need_column(&k, fam->table, rm->via);

@@ -6,6 +6,7 @@
 #include "names.h"
 
 #include <lauxlib.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -810,6 +811,239 @@ static void compile_roles(comp *c, int decls) {
     close_roles(c, inc, ninc);
 }
 
+/* ---- row filters ---- */
+
+#define MAX_FILTER_CONDS 16  /* conditions of one row_filter */
+#define MAX_FILTER_VALUES 64 /* values of one in/not_in list */
+
+/* The scalar at idx as a filter value; reports (bad_row_filter) and returns 0 otherwise. */
+static int filter_value(comp *c, int idx, tg_value *v, const char *what) {
+    lua_State *L = c->L;
+    memset(v, 0, sizeof *v);
+    switch (lua_type(L, idx)) {
+    case LUA_TNUMBER:
+        if (lua_isinteger(L, idx)) {
+            v->type = TG_INTEGER;
+            v->i = lua_tointeger(L, idx);
+            return 1;
+        }
+        v->type = TG_REAL;
+        v->r = lua_tonumber(L, idx);
+        if (!isfinite(v->r)) {
+            err(c, "bad_row_filter", "%s is not a finite number", what);
+            return 0;
+        }
+        return 1;
+    case LUA_TBOOLEAN:
+        v->type = TG_BOOLEAN;
+        v->i = lua_toboolean(L, idx);
+        return 1;
+    case LUA_TSTRING: {
+        const char *s = checked_str(c, idx, what, "bad_row_filter", TG__MAX_TEXT_BYTES);
+        if (!s)
+            return 0;
+        v->type = TG_TEXT;
+        v->n = strlen(s);
+        v->s = dup(c, s);
+        return v->s != NULL;
+    }
+    default:
+        err(c, "bad_row_filter", "%s must be an integer, a float, a string or a boolean, got %s",
+            what, type_name(c, idx));
+        return 0;
+    }
+}
+
+/* Counts the items of the list at t; -1 when it has any key but 1..n. */
+static long filter_list_len(comp *c, int t) {
+    lua_State *L = c->L;
+    long n = 0;
+    lua_Integer top = 0;
+    int other = 0;
+    lua_pushnil(L);
+    while (lua_next(L, t)) {
+        lua_pop(L, 1);
+        if (lua_isinteger(L, -1) && lua_tointeger(L, -1) >= 1) {
+            if (lua_tointeger(L, -1) > top)
+                top = lua_tointeger(L, -1);
+            n++;
+        } else {
+            other = 1;
+        }
+    }
+    return other || top != n ? -1 : n;
+}
+
+/* One condition { column =, op =, value = } at t. Returns 0 after reporting. */
+static int compile_filter_cond(comp *c, int t, size_t i, tg_filter_cond *out) {
+    static const char *const keys[] = {"column", "op", "value", NULL};
+    lua_State *L = c->L;
+    int ok = 1;
+    lua_pushnil(L);
+    while (lua_next(L, t)) {
+        lua_pop(L, 1);
+        size_t kl = 0;
+        const char *k = lua_type(L, -1) == LUA_TSTRING ? lua_tolstring(L, -1, &kl) : NULL;
+        if (!k || strlen(k) != kl || tg__name_index(keys, k) < 0) {
+            err(c, "bad_row_filter",
+                "condition %zu has the field '%s'; a condition has only column, op and value",
+                i, k ? k : type_name(c, -1));
+            ok = 0;
+        }
+    }
+    int ty = field(c, t, "column");
+    if (ty == LUA_TSTRING) {
+        const char *s = checked_str(c, -1, "a row_filter column", "bad_identifier",
+                                    TG__MAX_TEXT_BYTES);
+        if (!s || !check_ident(c, "column", s) || !(out->column = dup(c, s)))
+            ok = 0;
+    } else {
+        err(c, "bad_row_filter", "condition %zu needs column = \"<column name>\"%s%s", i,
+            ty == LUA_TNIL ? "" : ", got ", ty == LUA_TNIL ? "" : type_name(c, -1));
+        ok = 0;
+    }
+    lua_pop(L, 1);
+    char all[160], sug[96];
+    join_names(tg__filter_op_names, all, sizeof all);
+    int op = -1;
+    ty = field(c, t, "op");
+    if (ty == LUA_TSTRING && lua_rawlen(L, -1) == strlen(lua_tostring(L, -1)))
+        op = tg__name_index(tg__filter_op_names, lua_tostring(L, -1));
+    if (op < 0) {
+        if (ty == LUA_TSTRING)
+            err(c, "bad_row_filter", "condition %zu: op '%s' is not one of %s%s", i,
+                lua_tostring(L, -1), all,
+                suggest(lua_tostring(L, -1), tg__filter_op_names, sug, sizeof sug));
+        else
+            err(c, "bad_row_filter", "condition %zu needs op = one of %s%s%s", i, all,
+                ty == LUA_TNIL ? "" : ", got ", ty == LUA_TNIL ? "" : type_name(c, -1));
+        ok = 0;
+    }
+    lua_pop(L, 1);
+    ty = field(c, t, "value");
+    int vt = lua_gettop(L);
+    char what[96];
+    if (op < 0) {
+        /* the op decides what value means: nothing more to say */
+    } else if (op == TG_FILTER_IS_NULL || op == TG_FILTER_IS_NOT_NULL) {
+        if (ty != LUA_TNIL) {
+            err(c, "bad_row_filter", "condition %zu: op '%s' takes no value", i,
+                tg__filter_op_names[op]);
+            ok = 0;
+        }
+    } else if (op == TG_FILTER_IN || op == TG_FILTER_NOT_IN) {
+        long n = ty == LUA_TTABLE ? filter_list_len(c, vt) : -1;
+        if (n < 1) {
+            err(c, "bad_row_filter",
+                "condition %zu: op '%s' takes a non-empty list of values, value = { ... }", i,
+                tg__filter_op_names[op]);
+            ok = 0;
+        } else if (n > MAX_FILTER_VALUES) {
+            err(c, "limit_exceeded", "condition %zu: op '%s' lists %ld values (limit %d)", i,
+                tg__filter_op_names[op], n, MAX_FILTER_VALUES);
+            ok = 0;
+        } else {
+            tg_value *vals = alloc(c, (size_t)n * sizeof *vals);
+            for (long k = 1; vals && k <= n; k++) {
+                lua_rawgeti(L, vt, k);
+                snprintf(what, sizeof what, "condition %zu value %ld", i, k);
+                ok &= filter_value(c, -1, &vals[k - 1], what);
+                lua_pop(L, 1);
+            }
+            out->values = vals;
+            out->n_values = vals ? (size_t)n : 0;
+            ok &= vals != NULL;
+        }
+    } else if (ty == LUA_TNIL) {
+        err(c, "bad_row_filter", "condition %zu: op '%s' needs a value", i,
+            tg__filter_op_names[op]);
+        ok = 0;
+    } else if (ty == LUA_TTABLE) {
+        err(c, "bad_row_filter",
+            "condition %zu: op '%s' takes one value; use op = \"in\" for a list", i,
+            tg__filter_op_names[op]);
+        ok = 0;
+    } else {
+        tg_value *v = alloc(c, sizeof *v);
+        snprintf(what, sizeof what, "condition %zu value", i);
+        if (v && filter_value(c, vt, v, what)) {
+            out->values = v;
+            out->n_values = 1;
+        } else {
+            ok = 0;
+        }
+    }
+    lua_pop(L, 1);
+    out->op = op < 0 ? TG_FILTER_IS_NULL : (tg_filter_op)op;
+    return ok;
+}
+
+/* t.row_filter, when present, into *out: a list of conditions that must all hold for a row
+ * to be visible. Structured data only (never SQL): problems are bad_row_filter, caps
+ * limit_exceeded, a column that is not a plain identifier bad_identifier. */
+static void compile_row_filter(comp *c, int t, tg_row_filter *out) {
+    lua_State *L = c->L;
+    out->conds = NULL;
+    out->n_conds = 0;
+    int ty = field(c, t, "row_filter");
+    if (ty == LUA_TNIL) {
+        lua_pop(L, 1);
+        return;
+    }
+    char saved[sizeof c->what];
+    memcpy(saved, c->what, sizeof saved);
+    set_what(c, "%s%srow_filter", saved, saved[0] ? ": " : "");
+    int ft = lua_gettop(L);
+    long n = ty == LUA_TTABLE ? filter_list_len(c, ft) : -1;
+    if (n < 0) {
+        err(c, "bad_row_filter",
+            "row_filter must be a list of conditions { { column = \"...\", op = \"...\", "
+            "value = ... }, ... }, got %s",
+            ty == LUA_TTABLE ? "a table with named fields" : type_name(c, ft));
+    } else if (n == 0) {
+        err(c, "bad_row_filter",
+            "row_filter needs at least one condition (leave it out to show every row)");
+    } else if (n > MAX_FILTER_CONDS) {
+        err(c, "limit_exceeded", "row_filter has %ld conditions (limit %d)", n,
+            MAX_FILTER_CONDS);
+    } else {
+        tg_filter_cond *conds = alloc(c, (size_t)n * sizeof *conds);
+        int ok = conds != NULL;
+        for (long i = 1; conds && i <= n; i++) {
+            memset(&conds[i - 1], 0, sizeof conds[i - 1]);
+            if (lua_rawgeti(L, ft, i) != LUA_TTABLE) {
+                err(c, "bad_row_filter",
+                    "condition %ld must be a table { column = \"...\", op = \"...\" }, got %s",
+                    i, type_name(c, -1));
+                ok = 0;
+            } else {
+                ok &= compile_filter_cond(c, lua_gettop(L), (size_t)i, &conds[i - 1]);
+            }
+            lua_pop(L, 1);
+        }
+        if (ok) {
+            out->conds = conds;
+            out->n_conds = (size_t)n;
+        }
+    }
+    memcpy(c->what, saved, sizeof saved);
+    lua_pop(L, 1);
+}
+
+/* app.<sub>.row_filter (the sub-table was checked by read_mapping). */
+static void compile_app_filter(comp *c, int app, const char *sub, tg_row_filter *out) {
+    out->conds = NULL;
+    out->n_conds = 0;
+    if (!app)
+        return;
+    if (field(c, app, sub) == LUA_TTABLE) {
+        set_what(c, "app.%s", sub);
+        compile_row_filter(c, lua_gettop(c->L), out);
+        set_what(c, "app");
+    }
+    lua_pop(c->L, 1);
+}
+
 /* ---- the application mapping ---- */
 
 typedef struct idspec {
@@ -818,13 +1052,18 @@ typedef struct idspec {
     const char *def;
 } idspec;
 
+/* A default that `false` may still clear: workspace_members.role = false says the
+ * membership has no role column (it then grants nothing unless a tenant role does). */
+static const char ROLE_OR_FALSE[] = "role";
+
 /* Reads the sub-table app[sub] of identifier fields, applying defaults. */
 static void read_mapping(comp *c, int app, const char *sub, const idspec *specs) {
     const char *keys[16];
     int n = 0;
     for (; specs[n].key; n++) {
         keys[n] = specs[n].key;
-        *specs[n].dst = specs[n].def;
+        if (specs[n].dst)
+            *specs[n].dst = specs[n].def;
     }
     keys[n] = NULL;
     if (!app)
@@ -837,9 +1076,16 @@ static void read_mapping(comp *c, int app, const char *sub, const idspec *specs)
     set_what(c, "app.%s", sub);
     check_keys(c, t, keys);
     for (int i = 0; i < n; i++) {
+        if (!specs[i].dst)
+            continue; /* a structured field (row_filter) the caller reads */
         int ty = field(c, t, specs[i].key);
+        int is_false = ty == LUA_TBOOLEAN && !lua_toboolean(c->L, -1);
         lua_pop(c->L, 1);
         /* false clears an optional column (e.g. tenant_members.role = false) */
+        if (is_false && specs[i].def == ROLE_OR_FALSE) {
+            *specs[i].dst = NULL;
+            continue;
+        }
         if (ty == LUA_TBOOLEAN && specs[i].def == NULL) {
             *specs[i].dst = NULL;
             continue;
@@ -848,6 +1094,25 @@ static void read_mapping(comp *c, int app, const char *sub, const idspec *specs)
     }
     memcpy(c->what, saved, sizeof saved);
     lua_pop(c->L, 1);
+}
+
+/* app.role_grants = { table = "role_capabilities", role = "role", capability = "capability" }:
+ * an application table granting capabilities to roles, read with a database at every load
+ * (grants.c). Without the mapping no table is read; with it, the table is required. */
+static void read_role_grants(comp *c, int app) {
+    tg_app *a = &c->rs->pub.app;
+    read_mapping(c, app, "role_grants",
+                 (idspec[]){{"table", &a->role_grants.table, NULL},
+                            {"role", &a->role_grants.role, "role"},
+                            {"capability", &a->role_grants.capability, "capability"},
+                            {NULL, NULL, NULL}});
+    if (!app || a->role_grants.table)
+        return;
+    int ty = field(c, app, "role_grants");
+    lua_pop(c->L, 1);
+    if (ty == LUA_TTABLE)
+        err(c, "missing_field", "role_grants needs 'table', the table that grants "
+                                "capabilities to roles");
 }
 
 static void compile_app(comp *c, int decls) {
@@ -886,7 +1151,8 @@ static void compile_app(comp *c, int decls) {
     static const char *const app_keys[] = {"name",           "columns",    "workspaces",
                                            "tenants",        "workspace_members",
                                            "tenant_members", "operation_runs",
-                                           "audit_logs",     "limits",     NULL};
+                                           "audit_logs",     "limits",     "role_grants",
+                                           NULL};
     if (body) {
         check_keys(c, body, app_keys);
         get_str(c, body, "name", 0, &a->name);
@@ -899,17 +1165,21 @@ static void compile_app(comp *c, int decls) {
     read_mapping(c, body, "workspaces",
                  (idspec[]){{"table", &a->workspaces.table, "workspaces"},
                             {"id", &a->workspaces.id, "id"},
+                            {"row_filter", NULL, NULL},
                             {NULL, NULL, NULL}});
+    compile_app_filter(c, body, "workspaces", &a->workspaces.row_filter);
     read_mapping(c, body, "tenants",
                  (idspec[]){{"table", &a->tenants.table, "tenants"},
                             {"id", &a->tenants.id, "id"},
                             {"workspace", &a->tenants.workspace, "workspace_id"},
+                            {"row_filter", NULL, NULL},
                             {NULL, NULL, NULL}});
+    compile_app_filter(c, body, "tenants", &a->tenants.row_filter);
     read_mapping(c, body, "workspace_members",
                  (idspec[]){{"table", &a->workspace_members.table, "workspace_memberships"},
                             {"user", &a->workspace_members.user, "user_id"},
                             {"workspace", &a->workspace_members.workspace, "workspace_id"},
-                            {"role", &a->workspace_members.role, "role"},
+                            {"role", &a->workspace_members.role, ROLE_OR_FALSE},
                             {NULL, NULL, NULL}});
     read_mapping(c, body, "tenant_members",
                  (idspec[]){{"table", &a->tenant_members.table, "tenant_memberships"},
@@ -938,6 +1208,7 @@ static void compile_app(comp *c, int decls) {
                             {"metadata", &a->audit_logs.metadata, "metadata"},
                             {"created_at", &a->audit_logs.created_at, "created_at"},
                             {NULL, NULL, NULL}});
+    read_role_grants(c, body);
     a->page_size = 50;
     a->max_page_size = 500;
     a->max_bulk_ids = 1000;
@@ -965,6 +1236,7 @@ static void compile_app(comp *c, int decls) {
     add_claim(c, a->tenant_members.table, "the app mapping (tenant_members)");
     add_claim(c, a->operation_runs.table, "the app mapping (operation_runs)");
     add_claim(c, a->audit_logs.table, "the app mapping (audit_logs)");
+    add_claim(c, a->role_grants.table, "the app mapping (role_grants)");
 }
 
 /* ---- families ---- */
@@ -1239,6 +1511,7 @@ static void compile_families(comp *c, int decls) {
                                        "search_columns",
                                        "fixture",
                                        "scenarios",
+                                       "row_filter",
                                        NULL};
     for (lua_Integer i = 1; i <= len; i++) {
         if (index_of[i] < 0)
@@ -1358,6 +1631,7 @@ static void compile_families(comp *c, int decls) {
             lua_pop(c->L, 1);
         }
         compile_fixture(c, fam, b);
+        compile_row_filter(c, b, &fam->row_filter);
         lua_pop(c->L, 1);
     }
 }
@@ -1552,6 +1826,9 @@ static void compile_residuals(comp *c, int decls) {
  * paths and exceptions. */
 static void check_capabilities(comp *c) {
     tg_rules *r = &c->rs->pub;
+    /* grants from the database are known only once it is read: grants.c warns then */
+    if (r->app.role_grants.table)
+        return;
     size_t words = c->rs->cap_words;
     uint64_t *granted = alloc(c, words * sizeof *granted);
     char *needed = alloc(c, r->n_capabilities + 1);

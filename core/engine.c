@@ -1,5 +1,6 @@
 /* The engine: opens the database, loads the rules, reloads them atomically, and lints. */
 #include "ctx.h"
+#include "grants.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -24,6 +25,19 @@ static int fail_rules(tg_engine *eng, int status, const tg_findings *f) {
     if (eng->err.len == 0)
         tg__buf_add(&eng->err, tg_strerror(status));
     return status;
+}
+
+/* Loads the rules and, with a database, the roles its role_grants table grants: every
+ * load that sees a database (open, reload, lint, check) reads the table once, so what a
+ * rule set grants is fixed when it is built, like everything else in it. */
+static int load_rules(const tg_open_options *opts, sqlite3 *db, tg_findings *f,
+                      tg__ruleset **out) {
+    int st = tg__rules_load(opts, db, f, out);
+    if (st == TG_OK && (st = tg__grants_read(*out, db, f)) != TG_OK) {
+        tg__ruleset_release(*out);
+        *out = NULL;
+    }
+    return st;
 }
 
 /* Opens the connection with the settings every writer and reader relies on. */
@@ -90,7 +104,7 @@ int tg_engine_open(const tg_open_options *opts, tg_engine **out) {
     eng->findings = tg__findings_new();
     if (!eng->findings)
         return tg__engine_fail(eng, TG_NOMEM, "out of memory");
-    int st = tg__rules_load(&eng->opts, eng->db, eng->findings, &eng->rules);
+    int st = load_rules(&eng->opts, eng->db, eng->findings, &eng->rules);
     if (st != TG_OK)
         return fail_rules(eng, st, eng->findings);
     return TG_OK;
@@ -134,7 +148,7 @@ int tg_engine_reload(tg_engine *eng) {
     if (!f)
         return tg__engine_fail(eng, TG_NOMEM, "out of memory");
     tg__ruleset *fresh = NULL;
-    int st = tg__rules_load(&eng->opts, eng->db, f, &fresh);
+    int st = load_rules(&eng->opts, eng->db, f, &fresh);
     tg_findings_free(eng->findings);
     eng->findings = f;
     if (st != TG_OK)
@@ -178,7 +192,7 @@ int tg_engine_lint(tg_engine *eng, tg_findings **out) {
     if (!*out)
         return TG_NOMEM;
     tg__ruleset *rs = NULL;
-    int st = tg__rules_load(&eng->opts, eng->db, *out, &rs);
+    int st = load_rules(&eng->opts, eng->db, *out, &rs);
     tg__ruleset_release(rs);
     /* findings are the answer; a rule error is not a failure of the lint itself */
     return st == TG_RULES ? TG_OK : st;
@@ -209,7 +223,7 @@ int tg_rules_check(const tg_open_options *opts, tg_findings **out) {
         }
     }
     tg__ruleset *rs = NULL;
-    int st = tg__rules_load(opts, db, *out, &rs);
+    int st = load_rules(opts, db, *out, &rs);
     tg__ruleset_release(rs);
     sqlite3_close(db);
     return st == TG_RULES ? TG_OK : st;

@@ -494,10 +494,19 @@ static int build_fixture(fixture *fx) {
                    {U_UNENTITLED, 0, T_B, fx->role_full},
                    {U_STRANGER, 1, T_C, fx->role_full},
                    {U_NOROLE, 0, T_A, NULL}};
+    /* without a workspace role column (workspace_members.role = false) an actor's role is
+     * its tenant role */
+    const char *wm_role = a->workspace_members.role, *tm_role = a->tenant_members.role;
+    if (!wm_role && !tm_role) {
+        tg__buf_add(&fx->err, "matrix fixture: neither membership maps a role column "
+                              "(workspace_members.role = false, no tenant_members.role), so "
+                              "no actor can hold a role");
+        return TG_RULES;
+    }
     /* the NULL-role actor, where the schema allows a membership without a role */
     int role_notnull = 1;
-    fx->has_norole = tg__column(db, a->workspace_members.table, a->workspace_members.role,
-                                &role_notnull) &&
+    fx->has_norole = tg__column(db, wm_role ? a->workspace_members.table : a->tenant_members.table,
+                                wm_role ? wm_role : tm_role, &role_notnull) &&
                      !role_notnull;
     /* the stranger keeps a stale entitlement to tenant A after leaving workspace X: only the
      * membership check stands between it and A's rows */
@@ -513,20 +522,21 @@ static int build_fixture(fixture *fx) {
     for (size_t i = 0; i < sizeof members / sizeof *members; i++) {
         if (members[i].user == U_NOROLE && !fx->has_norole)
             continue;
-        colval wm[3] = {cv_int(a->workspace_members.user, fx->user[members[i].user]),
-                        cv_int(a->workspace_members.workspace, fx->ws[members[i].ws]),
-                        /* an undeclared role name: entitled, but granted nothing */
-                        cv_text(a->workspace_members.role, members[i].role
+        /* an undeclared role name: entitled, but granted nothing */
+        colval role = cv_text(wm_role ? wm_role : tm_role, members[i].role
                                                                ? members[i].role->name
-                                                               : "tgmatrix-no-capabilities")};
+                                                               : "tgmatrix-no-capabilities");
         if (members[i].user == U_NOROLE)
-            wm[2] = cv_null(a->workspace_members.role); /* no role at all */
+            role = cv_null(role.col); /* no role at all */
+        colval wm[3] = {cv_int(a->workspace_members.user, fx->user[members[i].user]),
+                        cv_int(a->workspace_members.workspace, fx->ws[members[i].ws]), role};
         int64_t rowid;
-        if ((st = insert_row(fx, a->workspace_members.table, wm, 3, &rowid)) != TG_OK)
+        if ((st = insert_row(fx, a->workspace_members.table, wm, wm_role ? 3 : 2, &rowid)) !=
+            TG_OK)
             return st;
         colval tm[3] = {cv_int(a->tenant_members.user, fx->user[members[i].user]),
                         cv_int(a->tenant_members.tenant, fx->tenant[members[i].tenant]),
-                        cv_null(a->tenant_members.role ? a->tenant_members.role : "")};
+                        wm_role ? cv_null(tm_role ? tm_role : "") : role};
         if ((st = insert_row(fx, a->tenant_members.table, tm, a->tenant_members.role ? 3 : 2,
                              &rowid)) != TG_OK)
             return st;

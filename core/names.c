@@ -46,6 +46,8 @@ const char *const tg__scenario_names[] = {"positive_scope",
 const char *const tg__exception_kind_names[] = {"workspace_admin_canonical_viewer",
                                                 "workspace_owned_reference_surface",
                                                 "deferred_family", NULL};
+const char *const tg__filter_op_names[] = {"is_null", "is_not_null", "eq", "ne", "lt", "le",
+                                           "gt",      "ge",          "in", "not_in", NULL};
 const char *const tg__check_names[] = {"workspace_member", "tenant_entitled",
                                        "record_in_workspace", "record_in_tenant", "capability",
                                        NULL};
@@ -63,6 +65,8 @@ const char *tg_tenant_source_name(tg_tenant_source s) { return name_at(tg__tenan
 const char *tg_search_rule_name(tg_search_rule r) { return name_at(tg__search_rule_names, 2, (int)r); }
 const char *tg_scenario_type_name(tg_scenario_type t) { return name_at(tg__scenario_names, TG_SCENARIO_COUNT, (int)t); }
 const char *tg_exception_kind_name(tg_exception_kind k) { return name_at(tg__exception_kind_names, 3, (int)k); }
+
+const char *tg_filter_op_name(tg_filter_op op) { return name_at(tg__filter_op_names, TG_FILTER_OP_COUNT, (int)op); }
 
 const char *tg_check_name(unsigned bit) {
     for (int i = 0; tg__check_names[i]; i++)
@@ -94,7 +98,7 @@ static const tg_check_info checks[] = {
     {"memory_cap", TG_LEVEL_ERROR, "the rule file (or the rules compiled from it) used more memory than the loading cap"},
     {"cpu_budget", TG_LEVEL_ERROR, "loading the rule files used more CPU time than the budget (work inside library functions counts)"},
     {"allocation_budget", TG_LEVEL_ERROR, "the rule files allocated more bytes in total than the allocation budget (8 times the memory cap)"},
-    {"limit_exceeded", TG_LEVEL_ERROR, "more rule files, declarations, names, list items or bytes than the loader or compiler accepts"},
+    {"limit_exceeded", TG_LEVEL_ERROR, "more rule files, declarations, names, list items or bytes than the loader or compiler accepts, or more roles or rows in the role_grants table"},
     {"bad_option", TG_LEVEL_ERROR, "a loading option (memory_cap, instruction_budget) is outside its allowed range"},
     {"too_many_findings", TG_LEVEL_WARNING, "the list of findings stopped at its cap; an error when an error was left out"},
     {"unknown_global", TG_LEVEL_ERROR, "the rule file used a global that is not part of the rule language (io, os, require, a typo...)"},
@@ -109,7 +113,7 @@ static const tg_check_info checks[] = {
     {"unknown_family", TG_LEVEL_ERROR, "a reference to a family that is not declared"},
     {"unknown_path", TG_LEVEL_ERROR, "an access path type that does not exist, or that the family does not declare"},
     {"unknown_role", TG_LEVEL_ERROR, "a reference to a role that is not declared"},
-    {"unknown_capability", TG_LEVEL_ERROR, "a reference to a capability that is not declared in capabilities { ... }"},
+    {"unknown_capability", TG_LEVEL_ERROR, "a reference to a capability that is not declared in capabilities { ... }, in a rule or in a row of the app.role_grants table"},
     {"not_entitled_not_404", TG_LEVEL_ERROR, "an access path whose not-entitled result is not 404"},
     {"missing_capability_not_403", TG_LEVEL_ERROR, "an access path whose missing-capability result is not 403"},
     {"exemption_without_reason", TG_LEVEL_ERROR, "action_surface_status = \"baseline_exemption\" without action_surface_reason"},
@@ -119,6 +123,7 @@ static const tg_check_info checks[] = {
     {"exception_without_checks", TG_LEVEL_ERROR, "a scope exception without still_required_checks"},
     {"table_claimed_twice", TG_LEVEL_ERROR, "one table claimed by two families, a family and a residual entry, or an application table"},
     {"bad_identifier", TG_LEVEL_ERROR, "a table or column name that is not a plain SQL identifier"},
+    {"bad_row_filter", TG_LEVEL_ERROR, "a row_filter that is not a list of conditions { column = ..., op = ..., value = ... } with a known op and the values that op takes"},
     {"missing_table", TG_LEVEL_ERROR, "a mapped table does not exist in the database"},
     {"missing_column", TG_LEVEL_ERROR, "a mapped column does not exist in the database"},
     {"drift", TG_LEVEL_WARNING, "a table has the tenant column but no family, residual entry or exception covers it"},

@@ -14,6 +14,7 @@ TG_HIDDEN extern const char *const tg__search_rule_names[];
 TG_HIDDEN extern const char *const tg__scenario_names[];
 TG_HIDDEN extern const char *const tg__exception_kind_names[];
 TG_HIDDEN extern const char *const tg__check_names[];
+TG_HIDDEN extern const char *const tg__filter_op_names[];
 
 /* Index of s in a NULL-terminated list, -1 when absent. */
 TG_HIDDEN int tg__name_index(const char *const *names, const char *s);

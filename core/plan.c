@@ -91,6 +91,8 @@ int tg__plan_new(tg__ruleset *rs, sqlite3 *db, unsigned schema_gen, int mutation
         }
         for (int k = 0; k < TG_PATH_COUNT; k++)
             p->fams[i].need[k] = need_of(f->paths[k].capability, mutation);
+        p->fams[i].shape.filter = &f->row_filter;
+        p->fams[i].shape.filter_param = tg__sql_filter_param(&r->app, TG__FILTER_RECORD);
     }
     for (size_t i = 0; i < r->n_exceptions; i++) {
         const tg_exception *e = &r->exceptions[i];
@@ -142,11 +144,62 @@ void tg__plan_release(tg__plan *p) {
     free(p);
 }
 
+/* Binds the values of filter f, numbered from `first`, that statement st uses. */
+static int bind_filter(sqlite3_stmt *st, const tg_row_filter *f, int first) {
+    int last = sqlite3_bind_parameter_count(st), n = first, rc = SQLITE_OK;
+    for (size_t i = 0; f && i < f->n_conds && rc == SQLITE_OK; i++) {
+        for (size_t k = 0; k < f->conds[i].n_values && rc == SQLITE_OK; k++, n++) {
+            const tg_value *v = &f->conds[i].values[k];
+            if (n > last || !sqlite3_bind_parameter_name(st, n))
+                continue; /* not in this statement */
+            switch (v->type) {
+            case TG_INTEGER:
+            case TG_BOOLEAN:
+                rc = sqlite3_bind_int64(st, n, v->type == TG_BOOLEAN ? !!v->i : v->i);
+                break;
+            case TG_REAL: rc = sqlite3_bind_double(st, n, v->r); break;
+            case TG_TEXT: /* the rules outlive the plan's statements */
+                rc = sqlite3_bind_text64(st, n, v->s, v->n, SQLITE_STATIC, SQLITE_UTF8);
+                break;
+            default: rc = SQLITE_MISUSE; /* the compiler makes no other value */
+            }
+        }
+    }
+    return rc;
+}
+
+/* The family plan whose statement slot this is, NULL for a statement of no family table. */
+static const tg__table_plan *family_of(const tg__plan *p, sqlite3_stmt *const *slot) {
+    const char *at = (const char *)slot, *base = (const char *)p->fams;
+    size_t n = p->rs->pub.n_families;
+    if (!p->fams || at < base || at >= base + n * sizeof *p->fams)
+        return NULL;
+    return &p->fams[(size_t)(at - base) / sizeof *p->fams];
+}
+
 int tg__plan_prepare(tg__plan *p, sqlite3_stmt **slot, const tg__buf *sql) {
     if (*slot)
         return SQLITE_OK;
-    return sqlite3_prepare_v3(p->db, tg__buf_str(sql), (int)sql->len + 1,
-                              SQLITE_PREPARE_PERSISTENT, slot, NULL);
+    int rc = sqlite3_prepare_v3(p->db, tg__buf_str(sql), (int)sql->len + 1,
+                                SQLITE_PREPARE_PERSISTENT, slot, NULL);
+    if (rc != SQLITE_OK || sqlite3_bind_parameter_count(*slot) < TG__P_FILTER)
+        return rc;
+    /* row filter values, bound once: the statement is reset between uses, never cleared */
+    const tg_app *app = &p->rs->pub.app;
+    const tg__table_plan *tp = family_of(p, slot);
+    rc = bind_filter(*slot, &app->tenants.row_filter,
+                     tg__sql_filter_param(app, TG__FILTER_TENANTS));
+    if (rc == SQLITE_OK)
+        rc = bind_filter(*slot, &app->workspaces.row_filter,
+                         tg__sql_filter_param(app, TG__FILTER_WORKSPACES));
+    if (rc == SQLITE_OK && tp)
+        rc = bind_filter(*slot, tp->shape.filter, tp->shape.filter_param);
+    if (rc != SQLITE_OK) {
+        /* an unbound value would filter on NULL: never run such a statement */
+        sqlite3_finalize(*slot);
+        *slot = NULL;
+    }
+    return rc;
 }
 
 int tg__plan_write_stmt(tg__plan *p, const tg__buf *sql, sqlite3_stmt **out) {

@@ -78,7 +78,10 @@ TG_HIDDEN int tg__plan_new(tg__ruleset *rs, sqlite3 *db, unsigned schema_gen, in
 TG_HIDDEN tg__plan *tg__plan_retain(tg__plan *p);
 TG_HIDDEN void tg__plan_release(tg__plan *p);
 
-/* Prepares *slot from sql unless already prepared. Returns an SQLite code. */
+/* Prepares *slot from sql unless already prepared, and binds the row filter values it
+ * uses (app.tenants', app.workspaces' and, for a slot inside a family's table plan, that
+ * family's): these statements are reset between uses but never cleared. Returns an SQLite
+ * code. */
 TG_HIDDEN int tg__plan_prepare(tg__plan *p, sqlite3_stmt **slot, const tg__buf *sql);
 
 /* A cached insert/update statement for this SQL text. Returns an SQLite code. */

@@ -40,12 +40,68 @@ static void select_all(const tg__dialect *d, const tg__table_shape *t, tg__buf *
     tg__buf_add(b, " AS r");
 }
 
+int tg__filter_n_values(const tg_row_filter *f) {
+    size_t n = 0;
+    for (size_t i = 0; f && i < f->n_conds; i++)
+        n += f->conds[i].n_values;
+    return (int)n;
+}
+
+int tg__sql_filter_param(const tg_app *app, int which) {
+    int p = TG__P_FILTER;
+    if (which > TG__FILTER_TENANTS)
+        p += tg__filter_n_values(&app->tenants.row_filter);
+    if (which > TG__FILTER_WORKSPACES)
+        p += tg__filter_n_values(&app->workspaces.row_filter);
+    return p;
+}
+
+void tg__sql_filter(const tg__dialect *d, const tg_row_filter *f, const char *alias, int first,
+                    tg__buf *b) {
+    static const char *const ops[TG_FILTER_OP_COUNT] = {
+        " IS NULL", " IS NOT NULL", " = ", " <> ", " < ", " <= ", " > ", " >= ", " IN (",
+        " NOT IN ("};
+    int n = first;
+    if (!f || !f->n_conds)
+        return;
+    /* one term, (c1 AND c2 ...) = 1, true exactly when every condition is: its left side is
+     * no column, so the planner never trades the id or tenant index it uses for an index on
+     * a filtered column (archived = 0 would walk most of a table), while each comparison
+     * keeps the column's affinity (a unary + would drop it and change what = means) */
+    tg__buf_add(b, " AND (");
+    for (size_t i = 0; i < f->n_conds; i++) {
+        const tg_filter_cond *c = &f->conds[i];
+        if ((unsigned)c->op >= TG_FILTER_OP_COUNT) {
+            b->oom = true; /* never guess a condition: the statement is not run */
+            return;
+        }
+        if (i)
+            tg__buf_add(b, " AND ");
+        col(d, b, alias, c->column);
+        tg__buf_add(b, ops[c->op]);
+        for (size_t k = 0; k < c->n_values; k++) {
+            if (k)
+                tg__buf_add(b, ", ");
+            d->param(b, n++);
+        }
+        if (c->op == TG_FILTER_IN || c->op == TG_FILTER_NOT_IN)
+            tg__buf_add(b, ")");
+    }
+    tg__buf_add(b, ") = 1");
+}
+
+static void record_filter(const tg__dialect *d, const tg__table_shape *t, const char *alias,
+                          tg__buf *b) {
+    tg__sql_filter(d, t->filter, alias, t->filter_param, b);
+}
+
 void tg__sql_by_id(const tg__dialect *d, const tg__table_shape *t, tg__buf *b) {
     select_all(d, t, b);
     tg__buf_add(b, " WHERE ");
     col(d, b, "r", t->id);
     tg__buf_add(b, " = ");
     d->param(b, 1);
+    record_filter(d, t, "r", b);
 }
 
 void tg__sql_by_ids(const tg__dialect *d, const tg__table_shape *t, tg__buf *b) {
@@ -59,6 +115,7 @@ void tg__sql_by_ids(const tg__dialect *d, const tg__table_shape *t, tg__buf *b) 
         d->param(b, i);
     }
     tg__buf_add(b, ")");
+    record_filter(d, t, "r", b);
 }
 
 /* " AND (r.ws IS NULL OR r.ws = ?2)": a row whose own workspace disagrees is never listed */
@@ -101,6 +158,7 @@ void tg__sql_tenant_page(const tg__dialect *d, const tg__table_shape *t, const t
         tg__buf_add(b, widen == 1 ? " OR 1)" : "");
     }
     workspace_agrees(d, t, b);
+    record_filter(d, t, "r", b);
     if (via) {
         tg__buf_add(b, " AND ");
         col(d, b, "r", via);
@@ -152,6 +210,8 @@ void tg__sql_workspace_page(const tg__dialect *d, const tg__table_shape *t, cons
         col(d, b, "t", app->tenants.workspace);
         tg__buf_add(b, " = ");
         d->param(b, TG__P_WORKSPACE);
+        tg__sql_filter(d, &app->tenants.row_filter, "t",
+                       tg__sql_filter_param(app, TG__FILTER_TENANTS), b);
         tg__buf_add(b, "))");
         if (tenant_only) {
             tg__buf_add(b, " AND ");
@@ -206,17 +266,30 @@ static void scope_select(const tg__dialect *d, const tg_app *a, int with_workspa
     for (int i = 0; record && i < record->n_columns; i++)
         tg__sqlf(b, d, ", r.%I", record->columns[i]);
     tg__buf_add(b, " FROM (SELECT 1) AS tg_one");
-    if (with_workspace)
+    if (with_workspace) {
         tg__sqlf(b, d, " LEFT JOIN %I AS tg_wm ON tg_wm.%I = ?%d AND tg_wm.%I = ?%d",
                  a->workspace_members.table, a->workspace_members.user, TG__P_USER,
                  a->workspace_members.workspace, TG__P_WORKSPACE);
+        if (a->workspaces.row_filter.n_conds) {
+            /* a filtered-out workspace has no members */
+            tg__sqlf(b, d, " AND EXISTS (SELECT 1 FROM %I AS tg_w WHERE tg_w.%I = ?%d",
+                     a->workspaces.table, a->workspaces.id, TG__P_WORKSPACE);
+            tg__sql_filter(d, &a->workspaces.row_filter, "tg_w",
+                           tg__sql_filter_param(a, TG__FILTER_WORKSPACES), b);
+            tg__buf_add(b, ")");
+        }
+    }
     tg__sqlf(b, d, " LEFT JOIN %I AS tg_t ON tg_t.%I = ?%d", a->tenants.table, a->tenants.id,
              TG__P_TENANT);
+    tg__sql_filter(d, &a->tenants.row_filter, "tg_t", tg__sql_filter_param(a, TG__FILTER_TENANTS),
+                   b);
     tg__sqlf(b, d, " LEFT JOIN %I AS tg_tm ON tg_tm.%I = ?%d AND tg_tm.%I = ?%d",
              a->tenant_members.table, a->tenant_members.user, TG__P_USER,
              a->tenant_members.tenant, TG__P_TENANT);
-    if (record)
+    if (record) {
         tg__sqlf(b, d, " LEFT JOIN %I AS r ON r.%I = ?%d", record->table, record->id, TG__P_ID);
+        record_filter(d, record, "r", b);
+    }
 }
 
 void tg__sql_scope(const tg__dialect *d, const tg_app *a, tg__buf *b) {

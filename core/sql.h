@@ -27,6 +27,8 @@ typedef struct tg__table_shape {
     const char *const *columns; /* every column, in table order */
     int n_columns;
     const char *id, *tenant, *workspace; /* workspace NULL while the column is absent */
+    const tg_row_filter *filter; /* the rows that are visible; NULL: every row */
+    int filter_param;            /* the parameter of its first value (TG__FILTER_RECORD) */
 } tg__table_shape;
 
 /* Parameters of the generated statements (fixed numbering, shared by all of them):
@@ -36,7 +38,25 @@ typedef struct tg__table_shape {
 enum { TG__P_TENANT = 1, TG__P_WORKSPACE, TG__P_AFTER, TG__P_LIMIT, TG__P_OWNER, TG__P_LIKE,
        TG__P_USER, TG__P_ID };
 
-/* SELECT <all columns> FROM t WHERE id = ?1 */
+/* Row filter values are parameters too, numbered after every fixed one (the largest is the
+ * bulk chunk's ?64) so they never collide: the tenants filter's values from ?TG__P_FILTER,
+ * then the workspaces filter's, then the record table's (at most 16 x 64 values each, so
+ * the largest number stays below 3,200, well under SQLite's default limit of 32,766).
+ * tg__plan_prepare binds them once, right after preparing: bindings survive sqlite3_reset,
+ * so the statements that carry them are never cleared. */
+#define TG__P_FILTER 100
+enum { TG__FILTER_TENANTS, TG__FILTER_WORKSPACES, TG__FILTER_RECORD };
+/* The number of bound values of a filter (NULL: 0). */
+TG_HIDDEN int tg__filter_n_values(const tg_row_filter *f);
+/* The parameter of the first value of the tenants, workspaces or record filter. */
+TG_HIDDEN int tg__sql_filter_param(const tg_app *app, int which);
+/* Appends " AND (alias.col <op> ?n AND ...) = 1" for the conditions of f (nothing for NULL
+ * or an empty filter), numbering its values from `first`. */
+TG_HIDDEN void tg__sql_filter(const tg__dialect *d, const tg_row_filter *f, const char *alias,
+                              int first, tg__buf *b);
+
+/* SELECT <all columns> FROM t WHERE id = ?1 (and every statement below on a family table:
+ * AND the family's row filter) */
 TG_HIDDEN void tg__sql_by_id(const tg__dialect *d, const tg__table_shape *t, tg__buf *b);
 /* SELECT <all columns> FROM t WHERE id IN (?1, ..., ?TG__BULK_CHUNK) */
 TG_HIDDEN void tg__sql_by_ids(const tg__dialect *d, const tg__table_shape *t, tg__buf *b);
@@ -56,7 +76,9 @@ TG_HIDDEN void tg__sql_workspace_page(const tg__dialect *d, const tg__table_shap
                                       tg__buf *b);
 /* The context's scope in one row: workspace membership user and role, the tenant's
  * workspace, tenant membership user and role (a NULL user column: no such membership).
- * ?7 user, ?2 workspace, ?1 tenant. */
+ * ?7 user, ?2 workspace, ?1 tenant. A workspace outside app.workspaces.row_filter has no
+ * members; a tenant outside app.tenants.row_filter does not exist (here, in the
+ * entitlement and in the exceptions' workspace pages alike). */
 TG_HIDDEN void tg__sql_scope(const tg__dialect *d, const tg_app *app, tg__buf *b);
 /* The scope (first five columns, as tg__sql_scope) and the record with id ?8 (every column
  * after them, NULL when there is none) in one statement: the first decision of a context. */

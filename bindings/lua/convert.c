@@ -456,6 +456,33 @@ static void push_path(lua_State *L, const tg_rules *r, const tg_path_rule *p) {
     set_str(L, "via", p->via);
 }
 
+/* Sets t.row_filter on the table on top, as the rules wrote it (nothing when absent):
+ * { { column =, op =, value = } }, value a list for in/not_in. */
+static void push_row_filter(lua_State *L, const tg_row_filter *f) {
+    if (!f->n_conds)
+        return;
+    lua_createtable(L, (int)f->n_conds, 0);
+    for (size_t i = 0; i < f->n_conds; i++) {
+        const tg_filter_cond *fc = &f->conds[i];
+        lua_createtable(L, 0, 3);
+        set_str(L, "column", fc->column);
+        set_str(L, "op", tg_filter_op_name(fc->op));
+        if (fc->op == TG_FILTER_IN || fc->op == TG_FILTER_NOT_IN) {
+            lua_createtable(L, (int)fc->n_values, 0);
+            for (size_t k = 0; k < fc->n_values; k++) {
+                tgl_push_value(L, &fc->values[k]);
+                lua_rawseti(L, -2, (lua_Integer)k + 1);
+            }
+            lua_setfield(L, -2, "value");
+        } else if (fc->n_values) {
+            tgl_push_value(L, &fc->values[0]);
+            lua_setfield(L, -2, "value");
+        }
+        lua_rawseti(L, -2, (lua_Integer)i + 1);
+    }
+    lua_setfield(L, -2, "row_filter");
+}
+
 static void push_family(lua_State *L, const tg_rules *r, const tg_family *f) {
     lua_createtable(L, 0, 16);
     set_str(L, "name", f->name);
@@ -496,6 +523,7 @@ static void push_family(lua_State *L, const tg_rules *r, const tg_family *f) {
         lua_setfield(L, -2, f->fixture[i].column);
     }
     lua_setfield(L, -2, "fixture");
+    push_row_filter(L, &f->row_filter);
     set_where(L, f->where);
 }
 
@@ -513,9 +541,11 @@ static void push_app(lua_State *L, const tg_app *a) {
         __VA_ARGS__                                                                            \
         lua_setfield(L, -2, name);                                                             \
     } while (0)
-    SUB("workspaces", set_str(L, "table", a->workspaces.table); set_str(L, "id", a->workspaces.id););
+    SUB("workspaces", set_str(L, "table", a->workspaces.table); set_str(L, "id", a->workspaces.id);
+        push_row_filter(L, &a->workspaces.row_filter););
     SUB("tenants", set_str(L, "table", a->tenants.table); set_str(L, "id", a->tenants.id);
-        set_str(L, "workspace", a->tenants.workspace););
+        set_str(L, "workspace", a->tenants.workspace);
+        push_row_filter(L, &a->tenants.row_filter););
     SUB("workspace_members", set_str(L, "table", a->workspace_members.table);
         set_str(L, "user", a->workspace_members.user);
         set_str(L, "workspace", a->workspace_members.workspace);
@@ -536,6 +566,9 @@ static void push_app(lua_State *L, const tg_app *a) {
         set_str(L, "action", a->audit_logs.action); set_str(L, "subject", a->audit_logs.subject);
         set_str(L, "metadata", a->audit_logs.metadata);
         set_str(L, "created_at", a->audit_logs.created_at););
+    SUB("role_grants", set_str(L, "table", a->role_grants.table);
+        set_str(L, "role", a->role_grants.role);
+        set_str(L, "capability", a->role_grants.capability););
     SUB("limits", set_int(L, "page_size", a->page_size);
         set_int(L, "max_page_size", a->max_page_size);
         set_int(L, "max_bulk_ids", a->max_bulk_ids););

@@ -152,6 +152,36 @@ typedef struct tg_value {
     size_t n;      /* bytes in s */
 } tg_value;
 
+/* A row filter: the rows of a table that are visible (soft deletes, archive flags, status
+ * lists). Structured data from the rules, never SQL text; values are bound parameters.
+ * A NULL in the column satisfies only is_null (SQL comparison semantics). */
+typedef enum {
+    TG_FILTER_IS_NULL,
+    TG_FILTER_IS_NOT_NULL,
+    TG_FILTER_EQ,
+    TG_FILTER_NE,
+    TG_FILTER_LT,
+    TG_FILTER_LE,
+    TG_FILTER_GT,
+    TG_FILTER_GE,
+    TG_FILTER_IN,
+    TG_FILTER_NOT_IN,
+    TG_FILTER_OP_COUNT
+} tg_filter_op;
+
+typedef struct tg_filter_cond {
+    const char *column;
+    tg_filter_op op;
+    const tg_value *values; /* TG_INTEGER, TG_REAL, TG_TEXT or TG_BOOLEAN (bound as 1/0) */
+    size_t n_values;        /* 0 for is_null/is_not_null, 1 for a comparison, 1..64 for
+                             * in/not_in */
+} tg_filter_cond;
+
+typedef struct tg_row_filter {
+    const tg_filter_cond *conds; /* all must hold (AND) */
+    size_t n_conds;              /* 0: every row is visible */
+} tg_row_filter;
+
 typedef struct tg_path_rule {
     int declared;                  /* 0: the family has no such path */
     tg_path_type type;
@@ -196,6 +226,7 @@ typedef struct tg_family {
     size_t n_search_columns;
     const tg_field_value *fixture; /* values for required columns when the matrix makes rows */
     size_t n_fixture;
+    tg_row_filter row_filter; /* rows outside it are invisible on every path */
     tg_where where;
 } tg_family;
 
@@ -243,12 +274,14 @@ typedef struct tg_app {
     const char *workspace_column; /* default "workspace_id" */
     struct {
         const char *table, *id;
+        tg_row_filter row_filter; /* a workspace outside it has no members */
     } workspaces;
     struct {
         const char *table, *id, *workspace;
+        tg_row_filter row_filter; /* a tenant outside it does not exist for decisions */
     } tenants;
     struct {
-        const char *table, *user, *workspace, *role;
+        const char *table, *user, *workspace, *role; /* role NULL: the membership has none */
     } workspace_members;
     struct {
         const char *table, *user, *tenant, *role; /* role may be NULL */
@@ -260,6 +293,9 @@ typedef struct tg_app {
     struct {
         const char *table, *id, *workspace, *tenant, *action, *subject, *metadata, *created_at;
     } audit_logs;
+    struct {
+        const char *table, *role, *capability; /* table NULL: roles come from the rules only */
+    } role_grants; /* each row grants `capability` ("*": all) to `role`; read at open/reload */
     int64_t page_size;     /* default index page */
     int64_t max_page_size; /* largest accepted limit */
     int64_t max_bulk_ids;  /* largest accepted id list */
@@ -278,7 +314,7 @@ typedef struct tg_rules {
     size_t n_exceptions;
     const tg_residual *residuals;
     size_t n_residuals;
-    const tg_role *roles;
+    const tg_role *roles; /* the rule files' roles, then those only app.role_grants names */
     size_t n_roles;
     const char *const *capabilities;
     size_t n_capabilities;
@@ -295,6 +331,8 @@ TG_API const char *tg_tenant_source_name(tg_tenant_source s);
 TG_API const char *tg_search_rule_name(tg_search_rule r);
 TG_API const char *tg_scenario_type_name(tg_scenario_type t);
 TG_API const char *tg_exception_kind_name(tg_exception_kind k);
+/* "is_null", "eq", "not_in", ... as written in rule scripts. */
+TG_API const char *tg_filter_op_name(tg_filter_op op);
 /* "workspace_member", ... for one TG_CHECK_* bit; NULL for anything else. */
 TG_API const char *tg_check_name(unsigned check_bit);
 /* Index of a family by name, -1 when unknown. */

@@ -211,7 +211,7 @@ function O.load_world(tg, path, rules)
     for _, c in ipairs(list) do grant(name, c) end
   end
   local rg = app.role_grants
-  if rg then
+  if rg and rg.table then
     for _, r in ipairs(db:query(("SELECT %s AS role, %s AS cap FROM %s"):format(
         qi(rg.role or "role"), qi(rg.capability or "capability"), qi(rg.table)))) do
       if r.role ~= nil and r.cap ~= nil then grant(r.role, r.cap) end

@@ -181,10 +181,15 @@ end
 
 -- Sends `requests` random requests under the rules in `rules_dir`; fails on any safety
 -- violation or disagreement with the oracle. Returns the counts by status.
-local function run_differential(rules_dir, requests)
+local function run_differential(rules_dir, requests, extra_sql)
   math.randomseed(SEED)
   local path = H.refdb(ROWS)
   harden(path)
+  if extra_sql then
+    local db = tg.connect(path)
+    db:exec(extra_sql)
+    db:close()
+  end
   local eng = tg.open { db = path, rules = rules_dir }
   local W = load_world(path, eng:rules())
   local R = O.run(eng, W, requests, GEN)
@@ -223,6 +228,52 @@ function TestDifferential:test_paths_without_capability_agree_with_oracle()
   H.write(file, text)
   local by_status = run_differential(dir, math.max(REQUESTS // 2, 1000))
   lu.assertTrue((by_status["403"] or 0) > 0)
+end
+
+-- Edits a copy of the shipped rules: each { from, to } replaces the first `from`.
+local function edited_rules(file, edits)
+  local dir = H.shipped_copy()
+  local text = H.read(dir .. "/" .. file)
+  for _, e in ipairs(edits) do
+    local at = text:find(e[1], 1, true)
+    assert(at, "edit not found: " .. e[1])
+    text = text:sub(1, at - 1) .. e[2] .. text:sub(at + #e[1])
+  end
+  H.write(dir .. "/" .. file, text)
+  return dir
+end
+
+-- Row filters on families, tenants and workspaces, and roles granted by a table, on the
+-- hardened reference database: the engine agrees with the oracle's own reading of them.
+function TestDifferential:test_row_filters_and_db_roles_agree_with_oracle()
+  local dir = edited_rules("app.lua", {
+    { 'workspaces        = { table = "workspaces" },',
+      'workspaces = { table = "workspaces", row_filter = { { column = "id", op = "ne", value = 3 } } },' },
+    { 'tenants           = { table = "tenants", workspace = "workspace_id" },',
+      'tenants = { table = "tenants", workspace = "workspace_id", '
+        .. 'row_filter = { { column = "id", op = "not_in", value = { 2, 7 } } } },' },
+    { '  limits ', '  role_grants = { table = "role_capabilities" },\n  limits ' },
+  })
+  local text = H.read(dir .. "/families.lua")
+  local function filter(family, f)
+    local from = ('family "%s" {\n'):format(family)
+    local at = assert(text:find(from, 1, true), family)
+    text = text:sub(1, at + #from - 1) .. "  row_filter = " .. f .. ",\n" .. text:sub(at + #from)
+  end
+  filter("Policy", '{ { column = "policy_type", op = "in", value = { "deviceConfiguration", '
+    .. '"settingsCatalog" } } }')
+  filter("PolicyVersion", '{ { column = "version_number", op = "ge", value = 2 } }')
+  filter("EntraGroup", '{ { column = "mail_nickname", op = "is_not_null" } }')
+  filter("BackupSet", '{ { column = "status", op = "ne", value = "failed" }, '
+    .. '{ column = "item_count", op = "lt", value = 35 } }')
+  H.write(dir .. "/families.lua", text)
+  local by_status = run_differential(dir, math.max(REQUESTS // 2, 1000), [[
+    CREATE TABLE role_capabilities (role TEXT NOT NULL, capability TEXT NOT NULL);
+    INSERT INTO role_capabilities VALUES ('auditor', 'policy.view'),
+      ('auditor', 'entra_group.view'), ('Operator', '*'), ('operator', 'backup.delete'),
+      ('readonly', 'finding.manage');
+  ]])
+  lu.assertTrue((by_status["200"] or 0) > 0)
 end
 
 -- The safety checker is not vacuous: it flags a foreign tenant's row, a row whose own

@@ -110,11 +110,10 @@ static double tg_detail_repeated(side *s, int ops, uint64_t seed) {
     tg_request r = {0};
     r.family = "Policy";
     r.path = TG_PATH_DETAIL;
-    r.has_id = 1;
     const tg_decision *d;
     double t0 = bench_now();
     for (int i = 0; i < ops; i++) {
-        r.id = s->ids[bench_rand(&seed) % s->n_ids];
+        r.id = tg_key_int(s->ids[bench_rand(&seed) % s->n_ids]);
         if (tg_ctx_resolve(shared_ctx, &r, &d) != TG_OK || d->status != 200)
             abort();
     }
@@ -139,18 +138,17 @@ static double base_detail_repeated(side *s, int ops, uint64_t seed) {
 static sqlite3_stmt *base_join;
 
 static double tg_detail_first(side *s, int ops, uint64_t seed) {
-    tg_ctx_options o = {USER, WS, TENANT, 1};
+    tg_ctx_options o = {tg_key_int(USER), tg_key_int(WS), tg_key_int(TENANT)};
     tg_request r = {0};
     r.family = "Policy";
     r.path = TG_PATH_DETAIL;
-    r.has_id = 1;
     const tg_decision *d;
     double t0 = bench_now();
     for (int i = 0; i < ops; i++) {
         tg_ctx *ctx;
         if (tg_ctx_open(s->eng, &o, &ctx) != TG_OK)
             abort();
-        r.id = s->ids[bench_rand(&seed) % s->n_ids];
+        r.id = tg_key_int(s->ids[bench_rand(&seed) % s->n_ids]);
         if (tg_ctx_resolve(ctx, &r, &d) != TG_OK || d->status != 200)
             abort();
         tg_ctx_close(ctx);
@@ -189,15 +187,18 @@ static void pick_bulk(side *s, uint64_t *seed, int64_t *ids) {
 
 static double tg_bulk(side *s, int ops, uint64_t seed) {
     int64_t ids[BULK];
+    tg_value keys[BULK];
     tg_request r = {0};
     r.family = "Policy";
     r.path = TG_PATH_BULK_ACTION;
-    r.ids = ids;
+    r.ids = keys;
     r.n_ids = BULK;
     const tg_decision *d;
     double t0 = bench_now();
     for (int i = 0; i < ops; i++) {
         pick_bulk(s, &seed, ids);
+        for (int k = 0; k < BULK; k++)
+            keys[k] = tg_key_int(ids[k]);
         if (tg_ctx_resolve(shared_ctx, &r, &d) != TG_OK || d->status != 200 ||
             d->n_records != BULK)
             abort();
@@ -234,11 +235,10 @@ static double tg_index(side *s, int ops, uint64_t seed) {
     r.family = "Policy";
     r.path = TG_PATH_INDEX;
     r.limit = 50;
-    r.has_after = 1;
     const tg_decision *d;
     double t0 = bench_now();
     for (int i = 0; i < ops; i++) {
-        r.after = s->ids[bench_rand(&seed) % (s->n_ids - 60)];
+        r.after = tg_key_int(s->ids[bench_rand(&seed) % (s->n_ids - 60)]);
         if (tg_ctx_resolve(shared_ctx, &r, &d) != TG_OK || d->status != 200 || d->n_records != 50)
             abort();
     }
@@ -313,22 +313,21 @@ static double tg_mix(side *s, int ops, uint64_t seed, int counts[4]) {
     tg_request detail = {0};
     detail.family = "Policy";
     detail.path = TG_PATH_DETAIL;
-    detail.has_id = 1;
     const tg_decision *d;
     double t0 = bench_now();
     for (int i = 0; i < ops; i++) {
         unsigned pick = (unsigned)(bench_rand(&seed) % 100);
-        tg_ctx_options o = {USER, WS, TENANT, 1};
+        tg_ctx_options o = {tg_key_int(USER), tg_key_int(WS), tg_key_int(TENANT)};
         tg_request r = detail;
-        r.id = s->ids[bench_rand(&seed) % s->n_ids];
+        r.id = tg_key_int(s->ids[bench_rand(&seed) % s->n_ids]);
         if (pick < 60) {
             /* allowed */
         } else if (pick < 80) {
-            r.id = s->foreign[bench_rand(&seed) % s->n_foreign]; /* another tenant's record */
+            r.id = tg_key_int(s->foreign[bench_rand(&seed) % s->n_foreign]); /* another tenant's record */
         } else if (pick < 90) {
-            o.user = 6; /* not a member */
+            o.user = tg_key_int(6); /* not a member */
         } else {
-            o.user = 3; /* readonly: a row action is 403 */
+            o.user = tg_key_int(3); /* readonly: a row action is 403 */
             r.path = TG_PATH_ROW_ACTION;
         }
         tg_ctx *ctx;
@@ -358,7 +357,7 @@ int bench_decisions(const bench_cfg *cfg) {
         return 1;
     }
     s.foreign = load_ids(s.db, "SELECT id FROM policies WHERE tenant_id = 2", &s.n_foreign);
-    tg_ctx_options co = {USER, WS, TENANT, 1};
+    tg_ctx_options co = {tg_key_int(USER), tg_key_int(WS), tg_key_int(TENANT)};
     if (tg_ctx_open(s.eng, &co, &shared_ctx) != TG_OK)
         return 1;
     {

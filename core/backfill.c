@@ -39,14 +39,17 @@ static int prepare(tg_engine *eng, const tg__buf *sql, sqlite3_stmt **st) {
 
 /* ---- dry run ---- */
 
-static int count_table(tg_engine *eng, const char *t, int audit, tg_table_counts *c) {
+/* cols NULL: the app's audit log */
+static int count_table(tg_engine *eng, const char *t, const tg_columns *cols,
+                       tg_table_counts *c) {
     const tg_app *a = &eng->rules->pub.app;
     const tg__dialect *d = &tg__sqlite;
-    const char *T = audit ? a->audit_logs.tenant : a->tenant_column;
-    const char *W = audit ? a->audit_logs.workspace : a->workspace_column;
+    int audit = cols == NULL;
+    const char *T = audit ? a->audit_logs.tenant : cols->tenant;
+    const char *W = audit ? a->audit_logs.workspace : cols->workspace;
     int nn;
     tg__rowkey key;
-    int s = tg__rowkey_of(eng, t, &key);
+    int s = tg__rowkey_of(eng, t, audit ? a->audit_logs.id : cols->id, &key);
     if (s != TG_OK)
         return s;
     c->has_column = tg__column(eng->db, t, W, &nn);
@@ -117,8 +120,9 @@ int tg_backfill_dry_run(tg_engine *eng, tg_backfill_plan **out) {
     if (!eng->db)
         return tg__engine_fail(eng, TG_MISUSE, "this engine was opened without a database");
     const tg_rules *r = &eng->rules->pub;
-    const char *t[TG__MAX_TARGETS];
+    tg__target t[TG__MAX_TARGETS];
     size_t n = tg__targets(r, t, TG__MAX_TARGETS);
+    const char *audit = tg__app_audit(eng);
     tg_backfill_plan *p = calloc(1, sizeof *p);
     if (!p || !(p->tables = calloc(n + 1, sizeof *p->tables))) {
         free(p);
@@ -126,12 +130,12 @@ int tg_backfill_dry_run(tg_engine *eng, tg_backfill_plan **out) {
     }
     int st = sqlite3_exec(eng->db, "BEGIN", NULL, NULL, NULL) == SQLITE_OK ? TG_OK : TG_DB;
     for (size_t i = 0; i <= n && st == TG_OK; i++) {
-        const char *table = i < n ? t[i] : r->app.audit_logs.table;
-        if (i == n && (!r->app.audit_logs.tenant || !r->app.audit_logs.workspace))
+        const char *table = i < n ? t[i].table : audit;
+        if (i == n && (!audit || !r->app.audit_logs.tenant || !r->app.audit_logs.workspace))
             break;
         tg_table_counts *c = &p->tables[p->n_tables++];
         c->table = table;
-        st = count_table(eng, table, i == n, c);
+        st = count_table(eng, table, i < n ? t[i].cols : NULL, c);
     }
     sqlite3_exec(eng->db, "COMMIT", NULL, NULL, NULL);
     if (st != TG_OK) {
@@ -151,12 +155,18 @@ void tg_backfill_plan_free(tg_backfill_plan *p) {
 
 /* ---- queueing a run ---- */
 
+/* The run in the app's operation runs; *op_id 0 when the app keeps none (the run is then
+ * recorded in tenantguard_runs only). */
 static int insert_operation_run(tg_engine *eng, int64_t *op_id) {
     const tg_app *a = &eng->rules->pub.app;
+    const char *runs = tg__app_runs(eng);
+    *op_id = 0;
+    if (!runs)
+        return TG_OK;
     tg__buf sql = {0};
     tg__sqlf(&sql, &tg__sqlite,
              "INSERT INTO %I (%I, %I, %I, %I) VALUES ('tenantguard.backfill', 'queued', '{}', %s)",
-             a->operation_runs.table, a->operation_runs.type, a->operation_runs.status,
+             runs, a->operation_runs.type, a->operation_runs.status,
              a->operation_runs.summary, a->operation_runs.created_at, NOW);
     int st = tg__exec(eng, tg__buf_str(&sql), "cannot record the operation run");
     tg__buf_free(&sql);
@@ -175,19 +185,19 @@ int tg_backfill_start(tg_engine *eng, const tg_backfill_options *o, int64_t *run
     double batch_ms = o && o->batch_ms > 0 ? o->batch_ms : 50;
     int pause_ms = o && o->pause_ms > 0 ? o->pause_ms : 0;
     int64_t batch_rows = o && o->batch_rows > 0 ? o->batch_rows : 1000;
-    const char *t[TG__MAX_TARGETS];
+    tg__target t[TG__MAX_TARGETS];
     size_t n = tg__targets(r, t, TG__MAX_TARGETS);
     int nn;
     for (size_t i = 0; i < n; i++)
-        if (!tg__column(eng->db, t[i], a->workspace_column, &nn))
+        if (!tg__column(eng->db, t[i].table, t[i].cols->workspace, &nn))
             return tg__engine_fail(eng, TG_REFUSED,
                                    "the backfill needs phase 1 first: '%s' has no %s column "
                                    "(run add_columns)",
-                                   t[i], a->workspace_column);
+                                   t[i].table, t[i].cols->workspace);
     /* a table whose rows the worker cannot walk is refused before anything is queued */
     for (size_t i = 0; i < n; i++) {
         tg__rowkey key;
-        int ks = tg__rowkey_of(eng, t[i], &key);
+        int ks = tg__rowkey_of(eng, t[i].table, t[i].cols->id, &key);
         if (ks != TG_OK)
             return ks;
     }
@@ -203,7 +213,8 @@ int tg_backfill_start(tg_engine *eng, const tg_backfill_options *o, int64_t *run
                            "pause_ms, created_at) VALUES ('backfill', 'queued', ?1, ?2, ?3, " NOW ")",
                            -1, &q, NULL) != SQLITE_OK)
         goto db_fail;
-    sqlite3_bind_int64(q, 1, op_id);
+    if (op_id)
+        sqlite3_bind_int64(q, 1, op_id);
     sqlite3_bind_double(q, 2, batch_ms);
     sqlite3_bind_int(q, 3, pause_ms);
     if (sqlite3_step(q) != SQLITE_DONE)
@@ -212,15 +223,16 @@ int tg_backfill_start(tg_engine *eng, const tg_backfill_options *o, int64_t *run
     q = NULL;
     int64_t run = sqlite3_last_insert_rowid(eng->db);
     int64_t total = 0;
-    int has_audit = a->audit_logs.tenant && a->audit_logs.workspace &&
-                    tg__column(eng->db, a->audit_logs.table, a->audit_logs.workspace, &nn);
+    const char *audit = tg__app_audit(eng);
+    int has_audit = audit && a->audit_logs.tenant && a->audit_logs.workspace &&
+                    tg__column(eng->db, audit, a->audit_logs.workspace, &nn);
     if (sqlite3_prepare_v2(eng->db,
                            "INSERT INTO tenantguard_jobs (run_id, table_name, status, batch_rows, "
                            "rows_total, updated_at) VALUES (?1, ?2, 'queued', ?3, ?4, " NOW ")",
                            -1, &q, NULL) != SQLITE_OK)
         goto db_fail;
     for (size_t i = 0; i < n + (size_t)has_audit; i++) {
-        const char *table = i < n ? t[i] : a->audit_logs.table;
+        const char *table = i < n ? t[i].table : audit;
         tg__buf sql = {0};
         tg__sqlf(&sql, &tg__sqlite, "SELECT count(*) FROM %I", table);
         int rc;
@@ -247,9 +259,13 @@ int tg_backfill_start(tg_engine *eng, const tg_backfill_options *o, int64_t *run
     sqlite3_finalize(q);
     q = NULL;
     char meta[200];
-    snprintf(meta, sizeof meta,
-             "{\"run\":%lld,\"operation_run\":%lld,\"tables\":%zu,\"rows\":%lld}", (long long)run,
-             (long long)op_id, n + (size_t)has_audit, (long long)total);
+    if (op_id)
+        snprintf(meta, sizeof meta,
+                 "{\"run\":%lld,\"operation_run\":%lld,\"tables\":%zu,\"rows\":%lld}",
+                 (long long)run, (long long)op_id, n + (size_t)has_audit, (long long)total);
+    else
+        snprintf(meta, sizeof meta, "{\"run\":%lld,\"tables\":%zu,\"rows\":%lld}",
+                 (long long)run, n + (size_t)has_audit, (long long)total);
     if ((st = tg__audit(eng, "tenantguard.backfill.queued", "backfill", meta)) != TG_OK)
         goto fail;
     if ((st = tg__commit(eng)) != TG_OK)
@@ -320,6 +336,9 @@ int tg_backfill_status(tg_engine *eng, int64_t run_id, tg_run_info *out) {
 /* Records the run's state in the app's operation run. Inside the caller's transaction. */
 static int sync_operation_run(tg_engine *eng, int64_t run) {
     const tg_app *a = &eng->rules->pub.app;
+    const char *runs = tg__app_runs(eng);
+    if (!runs)
+        return TG_OK; /* tenantguard_runs is the only record */
     tg__buf sql = {0};
     tg__sqlf(&sql, &tg__sqlite,
              "UPDATE %I SET %I = r.status, %I = json_object('run', r.id, 'rows_total', "
@@ -327,9 +346,9 @@ static int sync_operation_run(tg_engine *eng, int64_t run) {
              "r.rows_corrected, 'rows_unbound', r.rows_unbound, 'batches', r.batches, "
              "'longest_batch_ms', r.longest_batch_ms), %I = r.started_at, %I = r.finished_at "
              "FROM tenantguard_runs AS r WHERE r.id = ?1 AND %I.%I = r.operation_run_id",
-             a->operation_runs.table, a->operation_runs.status, a->operation_runs.summary,
-             a->operation_runs.started_at, a->operation_runs.finished_at,
-             a->operation_runs.table, a->operation_runs.id);
+             runs, a->operation_runs.status, a->operation_runs.summary,
+             a->operation_runs.started_at, a->operation_runs.finished_at, runs,
+             a->operation_runs.id);
     sqlite3_stmt *q;
     int st = prepare(eng, &sql, &q);
     tg__buf_free(&sql);
@@ -422,6 +441,7 @@ typedef struct job {
     int64_t id, run;
     char table[128];
     int audit;
+    const tg_columns *cols; /* the table's columns in the rules; NULL for the audit log */
     tg__rowkey key;
     /* the bounds (from the start, after the checkpoint) and the batch statements: ?1..?m lo,
      * ?m+1..?2m hi, ?2m+1 the run */
@@ -488,9 +508,14 @@ static int job_prepare(tg_engine *eng, job *j) {
     const tg_app *a = &eng->rules->pub.app;
     const tg__dialect *d = &tg__sqlite;
     const char *t = j->table;
-    const char *T = j->audit ? a->audit_logs.tenant : a->tenant_column;
-    const char *W = j->audit ? a->audit_logs.workspace : a->workspace_column;
-    int st = tg__rowkey_of(eng, t, &j->key);
+    if (!j->audit && !j->cols)
+        return tg__engine_fail(eng, TG_REFUSED,
+                               "backfill job on '%s': the rules no longer name this table; "
+                               "cancel the run and queue a new one",
+                               t);
+    const char *T = j->audit ? a->audit_logs.tenant : j->cols->tenant;
+    const char *W = j->audit ? a->audit_logs.workspace : j->cols->workspace;
+    int st = tg__rowkey_of(eng, t, j->audit ? a->audit_logs.id : j->cols->id, &j->key);
     if (st != TG_OK)
         return st;
     int m = j->key.n, RUN = 2 * m + 1;
@@ -594,7 +619,14 @@ static int next_job(tg_engine *eng, job *j) {
             j->id = id;
             j->run = sqlite3_column_int64(q, 1);
             snprintf(j->table, sizeof j->table, "%s", (const char *)sqlite3_column_text(q, 2));
-            j->audit = strcmp(j->table, eng->rules->pub.app.audit_logs.table) == 0;
+            tg__target t[TG__MAX_TARGETS];
+            size_t n = tg__targets(&eng->rules->pub, t, TG__MAX_TARGETS);
+            j->cols = NULL;
+            for (size_t i = 0; i < n && !j->cols; i++)
+                if (strcmp(t[i].table, j->table) == 0)
+                    j->cols = t[i].cols;
+            const char *audit = tg__app_audit(eng);
+            j->audit = !j->cols && audit && strcmp(j->table, audit) == 0;
         }
     }
     sqlite3_finalize(q);

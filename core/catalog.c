@@ -3,8 +3,10 @@
  * column names reach SQLite only as bound parameters of pragma table functions. */
 #include "catalog.h"
 #include "names.h"
+#include "sql.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 int tg__table_exists(sqlite3 *db, const char *table) {
@@ -107,7 +109,10 @@ static void check_app(checker *k, const tg_app *a) {
         need_column(k, tm, a->tenant_members.tenant);
         need_column(k, tm, a->tenant_members.role);
     }
+    /* left out: the default table is the app's only when it exists */
     const char *runs = a->operation_runs.table;
+    if (runs && a->operation_runs.implicit && tg__table_exists(k->db, runs) == 0)
+        runs = NULL;
     if (need_table(k, runs)) {
         need_column(k, runs, a->operation_runs.id);
         need_column(k, runs, a->operation_runs.type);
@@ -119,6 +124,8 @@ static void check_app(checker *k, const tg_app *a) {
         need_column(k, runs, a->operation_runs.finished_at);
     }
     const char *audit = a->audit_logs.table;
+    if (audit && a->audit_logs.implicit && tg__table_exists(k->db, audit) == 0)
+        audit = NULL;
     if (need_table(k, audit)) {
         need_column(k, audit, a->audit_logs.id);
         need_column(k, audit, a->audit_logs.workspace);
@@ -154,29 +161,167 @@ static int covered(const tg_rules *r, const char *table) {
     return 0;
 }
 
+static void add_json_name(tg__buf *json, const char *name, int first) {
+    tg__buf_add(json, first ? "\"" : ",\"");
+    for (const char *p = name; *p; p++)
+        tg__buf_add(json, *p == '"' ? "\\\"" : *p == '\\' ? "\\\\" : (char[2]){*p, 0});
+    tg__buf_add(json, "\"");
+}
+
+/* The tenant column names the rules use (the app's and every per-table one) as a JSON
+ * array, each name once. */
+static void tenant_names(const tg_rules *r, tg__buf *json) {
+    size_t cap = 1 + r->n_families + r->n_residuals + r->n_exceptions, n = 0;
+    const char **seen = malloc(cap * sizeof *seen);
+    if (!seen) {
+        json->oom = 1;
+        return;
+    }
+    tg__buf_add(json, "[");
+    for (size_t i = 0; i < cap; i++) {
+        const char *name = i == 0 ? r->app.tenant_column
+                           : i <= r->n_families ? r->families[i - 1].columns.tenant
+                           : i <= r->n_families + r->n_residuals
+                               ? r->residuals[i - 1 - r->n_families].columns.tenant
+                               : r->exceptions[i - 1 - r->n_families - r->n_residuals].table
+                                     ? r->exceptions[i - 1 - r->n_families - r->n_residuals]
+                                           .columns.tenant
+                                     : NULL;
+        size_t k = 0;
+        while (name && k < n && strcmp(seen[k], name) != 0)
+            k++;
+        if (!name || k < n)
+            continue;
+        add_json_name(json, name, n == 0);
+        seen[n++] = name;
+    }
+    tg__buf_add(json, "]");
+    free(seen);
+}
+
+/* Drift: every table that is tenant-owned (a column with a foreign key to the tenants table,
+ * or a column named like a tenant column the rules use) and that nothing covers. One warning
+ * per table, naming the column that made it tenant-owned. */
 static void check_drift(checker *k, const tg_rules *r) {
     sqlite3_stmt *st = NULL;
-    if (sqlite3_prepare_v2(k->db,
-                           "SELECT m.name FROM sqlite_schema m "
+    /* the names as a JSON array: one bound value, however many there are */
+    tg__buf json = {0};
+    tenant_names(r, &json);
+    if (json.oom ||
+        sqlite3_prepare_v2(k->db,
+                           "SELECT m.name, coalesce("
+                           " (SELECT f.\"from\" FROM pragma_foreign_key_list(m.name) f"
+                           "  WHERE f.\"table\" = ?1 COLLATE NOCASE ORDER BY f.id, f.seq LIMIT 1),"
+                           " (SELECT c.name FROM pragma_table_info(m.name) c, json_each(?2) j"
+                           "  WHERE c.name = j.value COLLATE NOCASE ORDER BY c.cid LIMIT 1)),"
+                           " EXISTS (SELECT 1 FROM pragma_foreign_key_list(m.name) f"
+                           "  WHERE f.\"table\" = ?1 COLLATE NOCASE) "
+                           "FROM sqlite_schema m "
                            "WHERE m.type = 'table' AND m.name NOT LIKE 'sqlite\\_%' ESCAPE '\\' "
-                           "AND m.name NOT LIKE 'tenantguard\\_%' ESCAPE '\\' "
-                           "AND EXISTS (SELECT 1 FROM pragma_table_info(m.name) c "
-                           "            WHERE c.name = ?1) ORDER BY m.name",
+                           "AND m.name NOT LIKE 'tenantguard\\_%' ESCAPE '\\' ORDER BY m.name",
                            -1, &st, NULL) != SQLITE_OK) {
+        tg__buf_free(&json);
         schema_failed(k);
         return;
     }
-    sqlite3_bind_text(st, 1, r->app.tenant_column, -1, SQLITE_STATIC);
-    while (sqlite3_step(st) == SQLITE_ROW) {
+    sqlite3_bind_text(st, 1, r->app.tenants.table, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, tg__buf_str(&json), -1, SQLITE_STATIC);
+    int rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
         const char *t = (const char *)sqlite3_column_text(st, 0);
-        if (t && !covered(r, t))
+        const char *col = (const char *)sqlite3_column_text(st, 1);
+        int by_fk = sqlite3_column_int(st, 2);
+        if (!t || !col || covered(r, t))
+            continue;
+        if (by_fk)
+            tg__findings_add(k->f, TG_LEVEL_WARNING, "drift", r->dir, 0,
+                             "table '%s' is tenant-owned (its column '%s' references the "
+                             "tenants table '%s') but no family, residual entry or exception "
+                             "covers it; declare one so it is never reached unguarded",
+                             t, col, r->app.tenants.table);
+        else
             tg__findings_add(k->f, TG_LEVEL_WARNING, "drift", r->dir, 0,
                              "table '%s' has the tenant column '%s' but no family, residual "
                              "entry or exception covers it; declare one so it is never "
                              "reached unguarded",
-                             t, r->app.tenant_column);
+                             t, col);
     }
+    if (rc != SQLITE_DONE)
+        schema_failed(k);
     sqlite3_finalize(st);
+    tg__buf_free(&json);
+}
+
+/* 1 when `column` alone identifies a row of `table`: its only PRIMARY KEY column (the rowid
+ * alias included), or NOT NULL with a single-column UNIQUE index that is not partial. A view
+ * qualifies when the column comes straight from such a column of a table. 0 when not, -1
+ * on a database error. */
+static int key_unique(sqlite3 *db, const char *table, const char *column, int depth) {
+    sqlite3_stmt *st = NULL;
+    int type_view = 0, found = 0;
+    if (sqlite3_prepare_v2(db, "SELECT type = 'view' FROM sqlite_schema WHERE name = ?1 "
+                               "AND type IN ('table', 'view')",
+                           -1, &st, NULL) != SQLITE_OK)
+        return -1;
+    sqlite3_bind_text(st, 1, table, -1, SQLITE_STATIC);
+    if (sqlite3_step(st) == SQLITE_ROW)
+        type_view = sqlite3_column_int(st, 0);
+    sqlite3_finalize(st);
+    if (type_view) {
+        if (depth > 8)
+            return 0;
+        /* where the view's column comes from (column metadata) */
+        tg__buf sql = {0};
+        tg__sqlf(&sql, &tg__sqlite, "SELECT %I FROM %I", column, table);
+        st = NULL;
+        if (sql.oom || sqlite3_prepare_v2(db, tg__buf_str(&sql), -1, &st, NULL) != SQLITE_OK) {
+            tg__buf_free(&sql);
+            return -1;
+        }
+        tg__buf_free(&sql);
+        const char *bt = sqlite3_column_table_name(st, 0);
+        const char *bc = sqlite3_column_origin_name(st, 0);
+        char base_t[128], base_c[128];
+        int ok = bt && bc && strlen(bt) < sizeof base_t && strlen(bc) < sizeof base_c;
+        if (ok) {
+            snprintf(base_t, sizeof base_t, "%s", bt);
+            snprintf(base_c, sizeof base_c, "%s", bc);
+        }
+        sqlite3_finalize(st);
+        return ok ? key_unique(db, base_t, base_c, depth + 1) : 0;
+    }
+    if (sqlite3_prepare_v2(db,
+                           "SELECT (SELECT count(*) FROM pragma_table_info(?1) WHERE pk > 0) = 1 "
+                           "AND EXISTS (SELECT 1 FROM pragma_table_info(?1) WHERE pk > 0 AND "
+                           "name = ?2 COLLATE NOCASE) OR EXISTS (SELECT 1 FROM "
+                           "pragma_table_info(?1) c, pragma_index_list(?1) l WHERE c.name = ?2 "
+                           "COLLATE NOCASE AND c.\"notnull\" AND l.\"unique\" AND NOT l.partial "
+                           "AND (SELECT count(*) FROM pragma_index_info(l.name)) = 1 AND "
+                           "(SELECT name FROM pragma_index_info(l.name)) = c.name)",
+                           -1, &st, NULL) != SQLITE_OK)
+        return -1;
+    sqlite3_bind_text(st, 1, table, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, column, -1, SQLITE_STATIC);
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW)
+        found = sqlite3_column_int(st, 0);
+    sqlite3_finalize(st);
+    return rc == SQLITE_ROW ? found : -1;
+}
+
+static void check_family_key(checker *k, const tg_family *fam) {
+    if (tg__column_exists(k->db, fam->table, fam->columns.id) != 1)
+        return; /* reported as missing_column */
+    int u = key_unique(k->db, fam->table, fam->columns.id, 0);
+    if (u < 0)
+        schema_failed(k);
+    else if (u == 0)
+        tg__findings_add(k->f, TG_LEVEL_ERROR, "family_key_not_unique", k->file, k->line,
+                         "%s: its id column '%s.%s' is not a single-column key of the table "
+                         "(the only PRIMARY KEY column, or NOT NULL with a single-column UNIQUE "
+                         "index), so an id could name several rows; key the family on such a "
+                         "column (columns = { id = \"...\" }) or declare the table a residual",
+                         k->what, fam->table, fam->columns.id);
 }
 
 void tg__rules_check_db(const tg__ruleset *rs, sqlite3 *db, tg_findings *f) {
@@ -192,8 +337,9 @@ void tg__rules_check_db(const tg__ruleset *rs, sqlite3 *db, tg_findings *f) {
         k.what = what;
         if (!need_table(&k, fam->table))
             continue;
-        need_column(&k, fam->table, r->app.id_column);
-        need_column(&k, fam->table, r->app.tenant_column);
+        need_column(&k, fam->table, fam->columns.id);
+        need_column(&k, fam->table, fam->columns.tenant);
+        check_family_key(&k, fam);
         for (size_t c = 0; c < fam->n_search_columns; c++)
             need_column(&k, fam->table, fam->search_columns[c]);
         for (size_t c = 0; c < fam->n_fixture; c++)
@@ -210,7 +356,7 @@ void tg__rules_check_db(const tg__ruleset *rs, sqlite3 *db, tg_findings *f) {
         k.line = x->where.line;
         k.what = what;
         if (need_table(&k, x->table))
-            need_column(&k, x->table, r->app.tenant_column);
+            need_column(&k, x->table, x->columns.tenant);
     }
     for (size_t i = 0; i < r->n_exceptions; i++) {
         const tg_exception *e = &r->exceptions[i];
@@ -219,7 +365,7 @@ void tg__rules_check_db(const tg__ruleset *rs, sqlite3 *db, tg_findings *f) {
         k.line = e->where.line;
         k.what = what;
         if (e->table && need_table(&k, e->table))
-            need_column(&k, e->table, r->app.id_column);
+            need_column(&k, e->table, e->columns.id);
     }
     check_drift(&k, r);
 }

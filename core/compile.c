@@ -114,6 +114,18 @@ static const char *type_name(comp *c, int idx) { return luaL_typename(c->L, idx)
 
 /* ---- generic field access: table at absolute index t ---- */
 
+/* Reports the string key at idx if it holds a zero byte, shown whole ('a\0b'): C would read
+ * only the part before it, which may be a valid name. Returns 1 if it did. */
+static int zero_byte_key(comp *c, int idx, const char *code, const char *what) {
+    size_t len;
+    const char *k = lua_tolstring(c->L, idx, &len);
+    if (strlen(k) == len)
+        return 0;
+    char shown[TG__SHOW_BYTES];
+    err(c, code, "%s '%s' contains a zero byte", what, tg__show_bytes(k, len, shown, sizeof shown));
+    return 1;
+}
+
 /* Reports every key of t that is not in allowed. */
 static void check_keys(comp *c, int t, const char *const *allowed) {
     lua_State *L = c->L;
@@ -128,12 +140,9 @@ static void check_keys(comp *c, int t, const char *const *allowed) {
                 err(c, "wrong_type", "field names must be strings, got %s", type_name(c, -1));
             continue;
         }
-        size_t kl;
-        const char *k = lua_tolstring(L, -1, &kl);
-        if (strlen(k) != kl) {
-            err(c, "unknown_field", "field name '%s\\0...' contains a zero byte", k);
+        if (zero_byte_key(c, -1, "unknown_field", "field name"))
             continue;
-        }
+        const char *k = lua_tostring(L, -1);
         if (tg__name_index(allowed, k) < 0) {
             join_names(allowed, all, sizeof all);
             err(c, "unknown_field", "unknown field '%s'%s; fields are: %s", k,
@@ -155,8 +164,9 @@ static const char *checked_str(comp *c, int idx, const char *what, const char *z
     size_t len;
     const char *s = lua_tolstring(c->L, idx, &len);
     if (strlen(s) != len) {
-        err(c, zcode, "%s contains a zero byte ('%s\\0...'); names and texts are plain strings",
-            what, s);
+        char shown[TG__SHOW_BYTES];
+        err(c, zcode, "%s contains a zero byte ('%s'); names and texts are plain strings", what,
+            tg__show_bytes(s, len, shown, sizeof shown));
         return NULL;
     }
     if (len > max) {
@@ -557,7 +567,9 @@ static void compile_capabilities(comp *c, int decls) {
         lua_pushnil(c->L);
         while (lua_next(c->L, d.body)) {
             lua_pop(c->L, 1);
-            if (lua_isinteger(c->L, -1))
+            if (lua_isinteger(c->L, -1) ||
+                (lua_type(c->L, -1) == LUA_TSTRING &&
+                 zero_byte_key(c, -1, "unknown_field", "field name")))
                 continue;
             err(c, "unknown_field", "capabilities is a list of names; '%s' is not one",
                 lua_type(c->L, -1) == LUA_TSTRING ? lua_tostring(c->L, -1) : "(a non-name key)");
@@ -740,7 +752,9 @@ static void compile_roles(comp *c, int decls) {
             if (lua_type(c->L, -1) == LUA_TSTRING && lua_rawlen(c->L, -1) == 8 &&
                 strcmp(lua_tostring(c->L, -1), "includes") == 0)
                 continue;
-            if (lua_isinteger(c->L, -1))
+            if (lua_isinteger(c->L, -1) ||
+                (lua_type(c->L, -1) == LUA_TSTRING &&
+                 zero_byte_key(c, -1, "unknown_field", "field name")))
                 continue;
             err(c, "unknown_field",
                 "'%s' is not a role field: a role is a list of capability names, plus an "
@@ -1056,6 +1070,30 @@ typedef struct idspec {
  * membership has no role column (it then grants nothing unless a tenant role does). */
 static const char ROLE_OR_FALSE[] = "role";
 
+/* The app tables the matrix fixture writes take a `fixture` of their own. */
+static int is_fixture_table(const char *sub) {
+    return !strcmp(sub, "workspaces") || !strcmp(sub, "tenants") ||
+           !strcmp(sub, "workspace_members") || !strcmp(sub, "tenant_members");
+}
+
+static void compile_fixture_values(comp *c, int body, const tg_field_value **out,
+                                   size_t *n_out);
+
+/* app[sub].fixture: the values the matrix fixture gives that table's rows. */
+static void read_app_fixture(comp *c, int app, const char *sub, const tg_field_value **out,
+                             size_t *n_out) {
+    if (!app)
+        return;
+    if (field(c, app, sub) == LUA_TTABLE) {
+        char saved[sizeof c->what];
+        memcpy(saved, c->what, sizeof saved);
+        set_what(c, "app.%s", sub);
+        compile_fixture_values(c, lua_gettop(c->L), out, n_out);
+        memcpy(c->what, saved, sizeof saved);
+    }
+    lua_pop(c->L, 1);
+}
+
 /* Reads the sub-table app[sub] of identifier fields, applying defaults. */
 static void read_mapping(comp *c, int app, const char *sub, const idspec *specs) {
     const char *keys[16];
@@ -1066,6 +1104,8 @@ static void read_mapping(comp *c, int app, const char *sub, const idspec *specs)
             *specs[n].dst = specs[n].def;
     }
     keys[n] = NULL;
+    if (is_fixture_table(sub))
+        keys[n] = "fixture", keys[n + 1] = NULL;
     if (!app)
         return;
     int t = get_table(c, app, sub, 0);
@@ -1113,6 +1153,50 @@ static void read_role_grants(comp *c, int app) {
     if (ty == LUA_TTABLE)
         err(c, "missing_field", "role_grants needs 'table', the table that grants "
                                 "capabilities to roles");
+}
+
+/* The type of app[sub] for an optional app table: a table (the mapping), nil (left out) or
+ * false (the app has none). `true` is reported and taken as left out. */
+static int optional_mapping(comp *c, int app, const char *sub) {
+    if (!app)
+        return LUA_TNIL;
+    int ty = field(c, app, sub);
+    int is_false = ty == LUA_TBOOLEAN && !lua_toboolean(c->L, -1);
+    lua_pop(c->L, 1);
+    if (ty == LUA_TBOOLEAN && !is_false) {
+        err(c, "bad_value", "field '%s' is true; give the mapping { table = ..., ... }, or false "
+                            "when the application has no such table",
+            sub);
+        return LUA_TNIL;
+    }
+    return ty;
+}
+
+/* columns = { id =, tenant =, workspace = } of a family, residual or exception at body; each
+ * name left out is the app's. */
+static void compile_columns(comp *c, int body, tg_columns *cols) {
+    const tg_app *a = &c->rs->pub.app;
+    cols->id = a->id_column;
+    cols->tenant = a->tenant_column;
+    cols->workspace = a->workspace_column;
+    int t = get_table(c, body, "columns", 0);
+    if (!t)
+        return;
+    static const char *const keys[] = {"id", "tenant", "workspace", NULL};
+    char saved[sizeof c->what];
+    memcpy(saved, c->what, sizeof saved);
+    set_what(c, "%s: columns", saved);
+    check_keys(c, t, keys);
+    get_ident(c, t, "id", 0, &cols->id);
+    get_ident(c, t, "tenant", 0, &cols->tenant);
+    get_ident(c, t, "workspace", 0, &cols->workspace);
+    if (strcmp(cols->id, cols->tenant) == 0 || strcmp(cols->id, cols->workspace) == 0 ||
+        strcmp(cols->tenant, cols->workspace) == 0)
+        err(c, "bad_value", "the id, tenant and workspace columns must be three different "
+                            "columns (%s, %s, %s)",
+            cols->id, cols->tenant, cols->workspace);
+    memcpy(c->what, saved, sizeof saved);
+    lua_pop(c->L, 1);
 }
 
 static void compile_app(comp *c, int decls) {
@@ -1187,7 +1271,14 @@ static void compile_app(comp *c, int decls) {
                             {"tenant", &a->tenant_members.tenant, "tenant_id"},
                             {"role", &a->tenant_members.role, NULL},
                             {NULL, NULL, NULL}});
-    read_mapping(c, body, "operation_runs",
+    read_app_fixture(c, body, "workspaces", &a->workspaces.fixture, &a->workspaces.n_fixture);
+    read_app_fixture(c, body, "tenants", &a->tenants.fixture, &a->tenants.n_fixture);
+    read_app_fixture(c, body, "workspace_members", &a->workspace_members.fixture,
+                     &a->workspace_members.n_fixture);
+    read_app_fixture(c, body, "tenant_members", &a->tenant_members.fixture,
+                     &a->tenant_members.n_fixture);
+    int runs_ty = optional_mapping(c, body, "operation_runs");
+    read_mapping(c, runs_ty == LUA_TBOOLEAN ? 0 : body, "operation_runs",
                  (idspec[]){{"table", &a->operation_runs.table, "operation_runs"},
                             {"id", &a->operation_runs.id, "id"},
                             {"type", &a->operation_runs.type, "type"},
@@ -1198,7 +1289,8 @@ static void compile_app(comp *c, int decls) {
                             {"started_at", &a->operation_runs.started_at, "started_at"},
                             {"finished_at", &a->operation_runs.finished_at, "finished_at"},
                             {NULL, NULL, NULL}});
-    read_mapping(c, body, "audit_logs",
+    int audit_ty = optional_mapping(c, body, "audit_logs");
+    read_mapping(c, audit_ty == LUA_TBOOLEAN ? 0 : body, "audit_logs",
                  (idspec[]){{"table", &a->audit_logs.table, "audit_logs"},
                             {"id", &a->audit_logs.id, "id"},
                             {"workspace", &a->audit_logs.workspace, "workspace_id"},
@@ -1209,6 +1301,13 @@ static void compile_app(comp *c, int decls) {
                             {"created_at", &a->audit_logs.created_at, "created_at"},
                             {NULL, NULL, NULL}});
     read_role_grants(c, body);
+    /* false: the app has no such table; left out: the default table when it exists */
+    a->operation_runs.implicit = runs_ty == LUA_TNIL;
+    if (runs_ty == LUA_TBOOLEAN)
+        memset(&a->operation_runs, 0, sizeof a->operation_runs);
+    a->audit_logs.implicit = audit_ty == LUA_TNIL;
+    if (audit_ty == LUA_TBOOLEAN)
+        memset(&a->audit_logs, 0, sizeof a->audit_logs);
     a->page_size = 50;
     a->max_page_size = 500;
     a->max_bulk_ids = 1000;
@@ -1342,7 +1441,9 @@ static int compile_path(comp *c, tg_family *fam, int type, int value) {
     return named;
 }
 
-static void compile_fixture(comp *c, tg_family *fam, int body) {
+/* body.fixture: column = value pairs into *out and *n_out (nothing when absent). */
+static void compile_fixture_values(comp *c, int body, const tg_field_value **out,
+                                   size_t *n_out) {
     int t = get_table(c, body, "fixture", 0);
     if (!t)
         return;
@@ -1403,9 +1504,13 @@ static void compile_fixture(comp *c, tg_family *fam, int body) {
         }
         lua_pop(c->L, 1);
     }
-    fam->fixture = fv;
-    fam->n_fixture = k;
+    *out = fv;
+    *n_out = k;
     lua_pop(c->L, 1);
+}
+
+static void compile_fixture(comp *c, tg_family *fam, int body) {
+    compile_fixture_values(c, body, &fam->fixture, &fam->n_fixture);
 }
 
 static const int scenario_path[TG_SCENARIO_COUNT] = {
@@ -1500,6 +1605,7 @@ static void compile_families(comp *c, int decls) {
         lua_pop(c->L, 1);
     }
     static const char *const keys[] = {"table",
+                                       "columns",
                                        "owns_tenant_scope",
                                        "primary_surface",
                                        "search_posture",
@@ -1532,6 +1638,7 @@ static void compile_families(comp *c, int decls) {
             snprintf(owner, sizeof owner, "family '%s' (%s:%d)", fam->name, d.file, d.line);
             add_claim(c, fam->table, owner);
         }
+        compile_columns(c, b, &fam->columns);
         get_str(c, b, "primary_surface", 1, &fam->primary_surface);
         int posture = TG_SEARCH_NOT_APPLICABLE, status = TG_ACTION_DECLARED;
         get_enum(c, b, "search_posture", tg__posture_names, 1, &posture);
@@ -1555,7 +1662,10 @@ static void compile_families(comp *c, int decls) {
                                    strlen(lua_tostring(c->L, -2)) == lua_rawlen(c->L, -2)
                                ? tg_path_type_index(lua_tostring(c->L, -2))
                                : -1;
-                if (type < 0) {
+                if (type < 0 && lua_type(c->L, -2) == LUA_TSTRING &&
+                    zero_byte_key(c, -2, "unknown_path", "path type")) {
+                    /* reported */
+                } else if (type < 0) {
                     char sug[96], all[256];
                     join_names(tg__path_names, all, sizeof all);
                     const char *k = lua_type(c->L, -2) == LUA_TSTRING ? lua_tostring(c->L, -2)
@@ -1702,8 +1812,10 @@ static void compile_exceptions(comp *c, int decls) {
         return;
     }
     r->exceptions = ex;
-    static const char *const keys[] = {"exception_kind", "table", "surface", "why_excepted",
-                                       "still_required_checks", "capability", "notes", NULL};
+    static const char *const keys[] = {"exception_kind",        "table",      "columns",
+                                       "surface",               "why_excepted",
+                                       "still_required_checks", "capability", "notes",
+                                       NULL};
     lua_Integer len = (lua_Integer)lua_rawlen(c->L, decls);
     for (lua_Integer i = 1; i <= len; i++) {
         decl d;
@@ -1730,6 +1842,7 @@ static void compile_exceptions(comp *c, int decls) {
         get_enum(c, d.body, "exception_kind", tg__exception_kind_names, 1, &kind);
         e->exception_kind = (tg_exception_kind)kind;
         get_ident(c, d.body, "table", 0, &e->table);
+        compile_columns(c, d.body, &e->columns);
         get_str(c, d.body, "surface", 0, &e->surface);
         get_str(c, d.body, "why_excepted", 1, &e->why_excepted);
         const char **checks = NULL;
@@ -1788,8 +1901,8 @@ static void compile_residuals(comp *c, int decls) {
         return;
     }
     r->residuals = res;
-    static const char *const keys[] = {"table", "likely_surface", "why_not_in_first_slice",
-                                       "notes", NULL};
+    static const char *const keys[] = {"table", "columns", "likely_surface",
+                                       "why_not_in_first_slice", "notes", NULL};
     lua_Integer len = (lua_Integer)lua_rawlen(c->L, decls);
     for (lua_Integer i = 1; i <= len; i++) {
         decl d;
@@ -1816,6 +1929,7 @@ static void compile_residuals(comp *c, int decls) {
             snprintf(owner, sizeof owner, "residual '%s' (%s:%d)", x->name, d.file, d.line);
             add_claim(c, x->table, owner);
         }
+        compile_columns(c, d.body, &x->columns);
         get_str(c, d.body, "likely_surface", 0, &x->likely_surface);
         get_str(c, d.body, "why_not_in_first_slice", 1, &x->why_not_in_first_slice);
         lua_pop(c->L, 1);

@@ -10,7 +10,7 @@ struct tg_ctx {
     tg_engine *eng; /* one reference */
     tg__plan *plan; /* one reference: the rule version this context decides with */
     const tg_rules *rules;
-    int64_t user, workspace, tenant;
+    tg_value user, workspace, tenant; /* checked keys; text and blobs copied into `keys` */
     int has_tenant;
 
     /* scope, loaded once */
@@ -18,22 +18,31 @@ struct tg_ctx {
     int member;
     const tg_role *workspace_role;
     int tenant_known;     /* the route tenant exists */
-    int64_t tenant_workspace;
+    int tenant_in_ws;     /* ... and its workspace is the context's (type and value) */
     int entitled;
     const tg_role *role;  /* effective role inside the route tenant */
 
-    /* the current decision and its storage */
+    /* the current decision */
     tg_decision dec;
-    tg_value *vals;
-    size_t n_vals, cap_vals;
-    tg__buf text;         /* bytes of text and blob values */
-    int64_t *ids;         /* bulk: sorted distinct ids */
-    size_t cap_ids;
-    int64_t log_ids[2];   /* the ids a decision names, for the log (relation: owner, child) */
+    size_t n_vals;
+    tg_value log_ids[2];  /* the ids a decision names, for the log (relation: owner, child) */
+    size_t next_after_at; /* 1 + index in vals of the last listed row's id; 0: none */
+    tg_value row_tenant;  /* a refused row's tenant (for the reason), bytes in row_tenant_buf */
+    tg_value id_value;    /* a write's id, as the key it is written as */
     int quiet;            /* an inner decision of a write: not logged on its own */
     int in_log;           /* the decision log is running for this context's decision: a
                              re-entrant call is refused, a close is ignored */
     const tg__table_shape *shape; /* the table the current decision's records come from */
+
+    /* storage, kept when a closed context is reused (everything above is cleared) */
+    tg__buf keys;         /* bytes of user, workspace and tenant */
+    tg_value *vals;
+    size_t cap_vals;
+    tg__buf text;         /* bytes of text and blob values */
+    tg_value *ids;        /* bulk: the checked ids as given, then sorted distinct ones */
+    size_t cap_ids;
+    tg__buf row_tenant_buf;
+    tg__buf row_id_buf;   /* bytes of dec.row_id */
     tg__buf scratch;      /* LIKE patterns, write SQL */
     tg__buf err;
 };
@@ -53,7 +62,19 @@ TG_HIDDEN void tg__ctx_begin(tg_ctx *ctx);
 /* Finishes a decision with status and reason, sends it to the decision log, and points
  * the text values at their final storage. */
 TG_HIDDEN void tg__ctx_decide(tg_ctx *ctx, int status, const char *reason, const char *target,
-                              const char *path, const int64_t *ids, size_t n_ids);
+                              const char *path, const tg_value *ids, size_t n_ids);
+/* Checks a request key against its column (see tg__key_check); TG_MISUSE with the message
+ * on the context when it cannot be one. */
+TG_HIDDEN int tg__ctx_key_slow(tg_ctx *ctx, const tg__keycol *kc, const char *field,
+                               const tg_value *in, tg_value *out);
+static inline int tg__ctx_key(tg_ctx *ctx, const tg__keycol *kc, const char *field,
+                              const tg_value *in, tg_value *out) {
+    if (tg__key_plain_integer(kc, in)) {
+        *out = *in;
+        return TG_OK;
+    }
+    return tg__ctx_key_slow(ctx, kc, field, in, out);
+}
 /* Appends the current row of st as one record (columns as in the table plan). */
 TG_HIDDEN int tg__ctx_take_row(tg_ctx *ctx, sqlite3_stmt *st, int n_columns);
 /* The same from column `first` on. */

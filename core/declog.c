@@ -2,19 +2,40 @@
  * JSON lines (user, workspace, tenant, family, path, ids, status, reason, rule version). */
 #include "ctx.h"
 
+#include <string.h>
 #include <time.h>
 
-static void json_string(FILE *f, const char *s) {
+static void json_bytes(FILE *f, const char *s, size_t n) {
     fputc('"', f);
-    for (const unsigned char *p = (const unsigned char *)(s ? s : ""); *p; p++) {
-        if (*p == '"' || *p == '\\')
-            fprintf(f, "\\%c", *p);
-        else if (*p < 0x20)
-            fprintf(f, "\\u%04x", *p);
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c == '"' || c == '\\')
+            fprintf(f, "\\%c", c);
+        else if (c < 0x20)
+            fprintf(f, "\\u%04x", c);
         else
-            fputc(*p, f);
+            fputc(c, f);
     }
     fputc('"', f);
+}
+
+static void json_string(FILE *f, const char *s) { json_bytes(f, s ? s : "", s ? strlen(s) : 0); }
+
+/* A key with its type: a number, a string, {"blob":"<hex>"}, or null. */
+static void json_key(FILE *f, const tg_value *v) {
+    switch (v->type) {
+    case TG_INTEGER: fprintf(f, "%lld", (long long)v->i); break;
+    case TG_TEXT:
+        json_bytes(f, v->s ? v->s : "", v->s ? (v->n ? v->n : strlen(v->s)) : 0);
+        break;
+    case TG_BLOB:
+        fputs("{\"blob\":\"", f);
+        for (size_t i = 0; i < v->n; i++)
+            fprintf(f, "%02x", (unsigned char)v->s[i]);
+        fputs("\"}", f);
+        break;
+    default: fputs("null", f);
+    }
 }
 
 void tg__declog_emit(tg_engine *eng, const tg_decision_event *ev) {
@@ -29,19 +50,22 @@ void tg__declog_emit(tg_engine *eng, const tg_decision_event *ev) {
     gmtime_r(&ts.tv_sec, &tm);
     char when[40];
     strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%S", &tm);
-    fprintf(f, "{\"time\":\"%s.%03ldZ\",\"user\":%lld,\"workspace\":%lld,\"tenant\":", when,
-            ts.tv_nsec / 1000000, (long long)ev->user, (long long)ev->workspace);
-    if (ev->has_tenant)
-        fprintf(f, "%lld", (long long)ev->tenant);
-    else
-        fputs("null", f);
+    fprintf(f, "{\"time\":\"%s.%03ldZ\",\"user\":", when, ts.tv_nsec / 1000000);
+    json_key(f, &ev->user);
+    fputs(",\"workspace\":", f);
+    json_key(f, &ev->workspace);
+    fputs(",\"tenant\":", f);
+    json_key(f, &ev->tenant);
     fputs(",\"family\":", f);
     json_string(f, ev->family);
     fputs(",\"path\":", f);
     json_string(f, ev->path);
     fputs(",\"ids\":[", f);
-    for (size_t i = 0; i < ev->n_ids; i++)
-        fprintf(f, "%s%lld", i ? "," : "", (long long)ev->ids[i]);
+    for (size_t i = 0; i < ev->n_ids; i++) {
+        if (i)
+            fputc(',', f);
+        json_key(f, &ev->ids[i]);
+    }
     fprintf(f, "],\"status\":%d,\"reason\":", ev->status);
     json_string(f, ev->reason);
     fputs(",\"rule_version\":", f);

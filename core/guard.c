@@ -27,6 +27,43 @@ static int bind_value(sqlite3_stmt *st, int i, const tg_value *v) {
     }
 }
 
+/* True when a submitted value v is the context's key `key` (type and value); text for a
+ * column of declared type BLOB counts as the blob it is written as. */
+static int same_key(const tg_ctx *ctx, const tg_value *v, const tg_value *key, int aff) {
+    (void)ctx;
+    tg_value k = *v;
+    if (k.type == TG_TEXT) {
+        if (!k.s)
+            return 0;
+        if (!k.n)
+            k.n = strlen(k.s);
+        if (aff == TG__AFF_BLOB && key->type == TG_BLOB)
+            k.type = TG_BLOB;
+    }
+    if (k.type == TG_BLOB && !k.s && k.n)
+        return 0;
+    return tg__value_eq(&k, key);
+}
+
+/* A key for a message: 42, 'abc' or x'00ff' (cut short when long). */
+static const char *key_text(const tg_value *v, char *buf, size_t size) {
+    if (v->type == TG_INTEGER) {
+        snprintf(buf, size, "%lld", (long long)v->i);
+    } else if (v->type == TG_TEXT && v->s) {
+        size_t n = v->n ? v->n : strlen(v->s);
+        snprintf(buf, size, "'%.*s'", (int)(n < 48 ? n : 48), v->s);
+    } else if (v->type == TG_BLOB) {
+        size_t at = 0;
+        at += (size_t)snprintf(buf, size, "x'");
+        for (size_t i = 0; i < v->n && i < 24 && at + 4 < size; i++)
+            at += (size_t)snprintf(buf + at, size - at, "%02x", (unsigned char)v->s[i]);
+        snprintf(buf + at, size - at, "'");
+    } else {
+        snprintf(buf, size, "a %s", tg__value_type_name(v->type));
+    }
+    return buf;
+}
+
 /* Checks the submitted columns; fills cols/vals with the ones to write (tenant and
  * workspace excluded: the guard writes those itself). */
 static int check_values(tg_ctx *ctx, const tg__table_plan *tp, const tg_column_value *values,
@@ -37,7 +74,7 @@ static int check_values(tg_ctx *ctx, const tg__table_plan *tp, const tg_column_v
         const char *c = values[i].column;
         const tg_value *v = &values[i].value;
         int ci = find_column(tp, c);
-        int is_ws = c && strcmp(c, ctx->rules->app.workspace_column) == 0;
+        int is_ws = c && strcmp(c, tp->names->workspace) == 0;
         if (ci < 0 && is_ws)
             ci = -2; /* before the rollout adds the column: checked, not written */
         if (ci == -1)
@@ -47,32 +84,42 @@ static int check_values(tg_ctx *ctx, const tg__table_plan *tp, const tg_column_v
             if (strcmp(values[k].column, c) == 0)
                 return tg__ctx_fail(ctx, TG_MISUSE, "column '%s' is given twice", c);
         if (ci == tp->col_tenant) {
-            if (v->type != TG_INTEGER || v->i != ctx->tenant)
+            char want[80];
+            if (!same_key(ctx, v, &ctx->tenant, tp->affs[ci]))
                 return tg__ctx_fail(ctx, TG_REJECTED,
                                     updating ? "%s.%s can never change (the row belongs to tenant "
-                                               "%lld)"
-                                             : "%s.%s must be the context's tenant %lld",
-                                    tp->shape.table, c, (long long)ctx->tenant);
+                                               "%s)"
+                                             : "%s.%s must be the context's tenant %s",
+                                    tp->shape.table, c, key_text(&ctx->tenant, want, sizeof want));
             continue;
         }
         if (ci == -2 || ci == tp->col_workspace) {
-            if (v->type != TG_NULL && (v->type != TG_INTEGER || v->i != ctx->workspace)) {
-                char got[32];
-                if (v->type == TG_INTEGER)
-                    snprintf(got, sizeof got, "%lld", (long long)v->i);
-                else
-                    snprintf(got, sizeof got, "a non-integer");
+            int aff = ci >= 0 ? tp->affs[ci] : TG__AFF_NONE;
+            if (v->type != TG_NULL && !same_key(ctx, v, &ctx->workspace, aff)) {
+                char got[80], tenant[80], ws[80];
                 return tg__ctx_fail(ctx, TG_REJECTED,
-                                    "%s.%s = %s disagrees with tenant %lld's workspace %lld; the "
+                                    "%s.%s = %s disagrees with tenant %s's workspace %s; the "
                                     "workspace is derived from the tenant",
-                                    tp->shape.table, c, got, (long long)ctx->tenant,
-                                    (long long)ctx->workspace);
+                                    tp->shape.table, c, key_text(v, got, sizeof got),
+                                    key_text(&ctx->tenant, tenant, sizeof tenant),
+                                    key_text(&ctx->workspace, ws, sizeof ws));
             }
             continue;
         }
         if (updating && ci == tp->col_id)
             return tg__ctx_fail(ctx, TG_REJECTED, "%s.%s (the primary key) cannot be updated",
                                 tp->shape.table, c);
+        if (ci == tp->col_id && v->type != TG_NULL) {
+            /* a supplied id is a key like any other: of a type its column can hold */
+            tg_value k;
+            int s = tg__ctx_key(ctx, &tp->id_key, c, v, &k);
+            if (s != TG_OK)
+                return s;
+            if (k.type != v->type) { /* text for a BLOB key is written as a blob */
+                ctx->id_value = k;
+                v = &ctx->id_value;
+            }
+        }
         cols[*n_out] = c;
         vals[*n_out] = v;
         (*n_out)++;
@@ -80,8 +127,10 @@ static int check_values(tg_ctx *ctx, const tg__table_plan *tp, const tg_column_v
     return TG_OK;
 }
 
+/* Runs an insert or update; with `returning` (an insert ending in RETURNING id), the new
+ * row's id goes to ctx->dec.row_id (bytes in ctx->row_id_buf). */
 static int run_write(tg_ctx *ctx, const tg__buf *sql, const tg_value *const *vals, size_t n,
-                     const int64_t *tail, size_t n_tail, sqlite3_stmt **used) {
+                     const tg_value *tail, size_t n_tail, int returning, sqlite3_stmt **used) {
     sqlite3_stmt *st = NULL;
     if (sql->oom)
         return tg__ctx_fail(ctx, TG_NOMEM, "out of memory");
@@ -91,9 +140,13 @@ static int run_write(tg_ctx *ctx, const tg__buf *sql, const tg_value *const *val
     for (size_t i = 0; i < n; i++)
         bind_value(st, (int)i + 1, vals[i]);
     for (size_t i = 0; i < n_tail; i++)
-        sqlite3_bind_int64(st, (int)(n + i) + 1, tail[i]);
+        tg__bind_key(st, (int)(n + i) + 1, &tail[i]);
     int rc = sqlite3_step(st);
     *used = st;
+    if (returning && rc == SQLITE_ROW) {
+        tg__key_from_col(st, 0, &ctx->row_id_buf, &ctx->dec.row_id);
+        rc = sqlite3_step(st);
+    }
     if (rc != SQLITE_DONE) {
         int code = (rc & 0xff) == SQLITE_CONSTRAINT ? TG_REJECTED
                    : (rc & 0xff) == SQLITE_BUSY     ? TG_BUSY
@@ -158,7 +211,7 @@ int tg_ctx_insert(tg_ctx *ctx, const char *family, const tg_column_value *values
         DECIDE(404, "not_member");
     if (!ctx->has_tenant)
         DECIDE(404, "no_tenant_context");
-    if (!ctx->tenant_known || ctx->tenant_workspace != ctx->workspace)
+    if (!ctx->tenant_known || !ctx->tenant_in_ws)
         DECIDE(404, "tenant_not_in_workspace");
     if (!ctx->entitled)
         DECIDE(404, "not_entitled");
@@ -172,8 +225,7 @@ int tg_ctx_insert(tg_ctx *ctx, const char *family, const tg_column_value *values
     if (!tg__plan_grants(ctx->role, tp->need[TG_PATH_ROW_ACTION]) ||
         (cap >= 0 && !tg__plan_grants(ctx->role, cap)))
         DECIDE(403, "missing_capability");
-    tg_value tv = {TG_INTEGER, ctx->tenant, 0, NULL, 0};
-    tg_value wv = {TG_INTEGER, ctx->workspace, 0, NULL, 0};
+    tg_value tv = ctx->tenant, wv = ctx->workspace;
     cols[n] = tp->shape.tenant;
     vals[n++] = &tv;
     if (tp->shape.workspace) {
@@ -182,27 +234,33 @@ int tg_ctx_insert(tg_ctx *ctx, const char *family, const tg_column_value *values
     }
     tg__buf_reset(&ctx->scratch);
     tg__sql_insert(&tg__sqlite, tp->shape.table, cols, n, &ctx->scratch);
+    /* the id of the new row as stored, of whatever type: not only a rowid */
+    tg__sqlf(&ctx->scratch, &tg__sqlite, " RETURNING %I", tp->shape.id);
     sqlite3_stmt *st = NULL;
-    if ((s = run_write(ctx, &ctx->scratch, vals, n, NULL, 0, &st)) != TG_OK)
+    if ((s = run_write(ctx, &ctx->scratch, vals, n, NULL, 0, 1, &st)) != TG_OK)
         return s;
-    ctx->dec.row_id = sqlite3_last_insert_rowid(ctx->plan->db);
     DECIDE(200, "ok");
 #undef DECIDE
 }
 
-int tg_ctx_update(tg_ctx *ctx, const char *family, int64_t id, const tg_column_value *values,
-                  size_t n_values, const char *capability, const tg_decision **out) {
-    if (!ctx || !out || (n_values && !values))
+int tg_ctx_update(tg_ctx *ctx, const char *family, const tg_value *id,
+                  const tg_column_value *values, size_t n_values, const char *capability,
+                  const tg_decision **out) {
+    if (!ctx || !out || !id || (n_values && !values))
         return TG_MISUSE;
     *out = NULL;
     if (n_values > MAX_WRITE_COLUMNS)
         return tg__ctx_fail(ctx, TG_LIMIT, "at most %d columns per write", MAX_WRITE_COLUMNS);
-    /* the record must resolve as a row action first: scope, congruence, capability */
+    if (id->type == TG_NULL)
+        return tg__ctx_fail(ctx, TG_MISUSE, "update needs an id");
+    if (n_values == 0) /* answering 200 for a write that writes nothing would be a guess */
+        return tg__ctx_fail(ctx, TG_MISUSE, "update needs at least one column to set");
+    /* the record must resolve as a row action first: scope, congruence, capability (and
+     * the id's type) */
     tg_request req = {0};
     req.family = family;
     req.path = TG_PATH_ROW_ACTION;
-    req.id = id;
-    req.has_id = 1;
+    req.id = *id;
     req.capability = capability;
     const tg_decision *d = NULL;
     ctx->quiet = 1;
@@ -211,21 +269,24 @@ int tg_ctx_update(tg_ctx *ctx, const char *family, int64_t id, const tg_column_v
     if (s != TG_OK)
         return s;
     const tg_family *fam = &ctx->rules->families[tg_rules_family_index(ctx->rules, family)];
-    ctx->log_ids[0] = id;
+    tg__table_plan *tp = &ctx->plan->fams[tg_rules_family_index(ctx->rules, family)];
+    tg_value key;
+    if ((s = tg__ctx_key(ctx, &tp->id_key, "id", id, &key)) != TG_OK)
+        return s;
+    ctx->log_ids[0] = key;
     if (d->status != 200 && ctx->plan->mutation != TG__MUT_UPDATE_ANY_TENANT) {
         tg__ctx_decide(ctx, d->status, d->reason, fam->name, "update", ctx->log_ids, 1);
         *out = &ctx->dec;
         return TG_OK;
     }
     int any_tenant = ctx->plan->mutation == TG__MUT_UPDATE_ANY_TENANT;
-    tg__table_plan *tp = &ctx->plan->fams[tg_rules_family_index(ctx->rules, family)];
     const char *cols[MAX_WRITE_COLUMNS + 2];
     const tg_value *vals[MAX_WRITE_COLUMNS + 2];
     size_t n;
     if ((s = check_values(ctx, tp, values, n_values, 1, cols, vals, &n)) != TG_OK)
         return s;
     /* binds a row still missing its workspace on the way */
-    tg_value wv = {TG_INTEGER, ctx->workspace, 0, NULL, 0};
+    tg_value wv = ctx->workspace;
     if (tp->shape.workspace) {
         cols[n] = tp->shape.workspace;
         vals[n++] = &wv;
@@ -233,7 +294,7 @@ int tg_ctx_update(tg_ctx *ctx, const char *family, int64_t id, const tg_column_v
     tg__buf_reset(&ctx->scratch);
     tg__sql_update(&tg__sqlite, tp->shape.table, cols, n, tp->shape.id,
                    any_tenant ? NULL : tp->shape.tenant, &ctx->scratch);
-    int64_t tail[2] = {id, ctx->tenant};
+    tg_value tail[2] = {key, ctx->tenant};
     sqlite3_stmt *st = NULL;
     tg__ctx_drop_records(ctx);
     if (n == 0) {
@@ -241,9 +302,19 @@ int tg_ctx_update(tg_ctx *ctx, const char *family, int64_t id, const tg_column_v
         *out = &ctx->dec;
         return TG_OK;
     }
-    if ((s = run_write(ctx, &ctx->scratch, vals, n, tail, any_tenant ? 1 : 2, &st)) != TG_OK)
+    if ((s = run_write(ctx, &ctx->scratch, vals, n, tail, any_tenant ? 1 : 2, 0, &st)) !=
+        TG_OK)
         return s;
-    ctx->dec.row_id = id;
+    /* the id, owned by the context like every decision's values */
+    tg__buf_reset(&ctx->row_id_buf);
+    ctx->dec.row_id = key;
+    if (key.type != TG_INTEGER) {
+        tg__buf_addn(&ctx->row_id_buf, key.s, key.n);
+        tg__buf_addn(&ctx->row_id_buf, "", 1);
+        if (ctx->row_id_buf.oom)
+            return tg__ctx_fail(ctx, TG_NOMEM, "out of memory");
+        ctx->dec.row_id.s = ctx->row_id_buf.p;
+    }
     tg__ctx_decide(ctx, 200, "ok", fam->name, "update", ctx->log_ids, 1);
     *out = &ctx->dec;
     return TG_OK;

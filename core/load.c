@@ -29,6 +29,7 @@
 #define CHURN_FACTOR 8           /* allocation budget: this many times the memory cap */
 #define CPU_NS_DEFAULT 1000000000 /* CPU budget at the default instruction budget: 1 s */
 #define HOOK_EVERY 100           /* instructions between two calls of the count hook */
+#define SLOW_STRING 4096         /* strings this long make the hook run more often */
 #define CLOCK_EVERY_NS 2000000   /* wall time between two reads of the CPU clock */
 
 /* The budgets of one load. Each is sticky: once `tripped` is set, the hook raises at its next
@@ -39,7 +40,10 @@ typedef struct loader {
     size_t churn, churn_cap; /* bytes allocated while rule files ran, and the budget */
     int64_t budget, spent;   /* instruction budget; work inside C functions is added too */
     int64_t cpu_limit_ns, cpu_start_ns, last_wall_ns;
-    unsigned allocs;
+    unsigned allocs, compares;
+    int hook_every;       /* instructions between two calls of the count hook */
+    int hook_calls;
+    lua_State *L;
     int running;          /* a rule file is running: the budgets apply */
     const char *tripped;  /* the budget exceeded: "instruction_budget", "cpu_budget", ... */
     const char *code;     /* check code of the error being raised by the sandbox itself */
@@ -66,6 +70,8 @@ static void check_cpu(loader *ld) {
         ld->tripped = "cpu_budget";
 }
 
+static void budget_hook(lua_State *L, lua_Debug *ar);
+
 static void *capped_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
     loader *ld = ud;
     size_t old = ptr ? osize : 0;
@@ -73,6 +79,24 @@ static void *capped_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
         free(ptr);
         ld->mem_used -= old;
         return NULL;
+    }
+    /* `<` and `<=` on strings are single instructions, and Lua compares strings one
+     * zero-separated segment at a time (a strcoll call each, ~10 ns): one comparison of a
+     * 30 MB string of zero bytes costs 0.3 s, so 100 instructions between two reads of the
+     * clock could take half a minute. The longest string made so far sets the hook's
+     * period: HOOK_EVERY instructions below SLOW_STRING bytes, down to every instruction
+     * from HOOK_EVERY * SLOW_STRING bytes on, so the work between two reads of the clock
+     * stays under a few ms, or one instruction. (A new object arrives with ptr NULL and
+     * its type in osize.) */
+    if (!ptr && osize == LUA_TSTRING && nsize >= SLOW_STRING) {
+        size_t every = (size_t)HOOK_EVERY * SLOW_STRING / nsize;
+        if (every < 1)
+            every = 1;
+        if ((int)every < ld->hook_every) {
+            ld->hook_every = (int)every;
+            if (ld->running)
+                lua_sethook(ld->L, budget_hook, LUA_MASKCOUNT, ld->hook_every);
+        }
     }
     if (nsize > old) {
         size_t grow = nsize - old;
@@ -99,6 +123,54 @@ static void *capped_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
     return p;
 }
 
+/* The escape of byte i of s (see tg__show_bytes) in e; returns its length. */
+static size_t escape_byte(const char *s, size_t len, size_t i, char e[8]) {
+    unsigned char ch = (unsigned char)s[i];
+    if (ch == '\0') /* \000 before a digit, which would read as part of the escape */
+        strcpy(e, i + 1 < len && s[i + 1] >= '0' && s[i + 1] <= '9' ? "\\000" : "\\0");
+    else if (ch == '\\')
+        strcpy(e, "\\\\");
+    else if (ch == '\n')
+        strcpy(e, "\\n");
+    else if (ch < 0x20 || ch == 0x7f)
+        snprintf(e, 8, "\\%03u", (unsigned)ch);
+    else {
+        e[0] = (char)ch;
+        e[1] = '\0';
+    }
+    return strlen(e);
+}
+
+const char *tg__show_bytes(const char *s, size_t len, char *buf, size_t n) {
+    char e[8];
+    size_t o = 0, i = 0, need = 0;
+    if (n < 16) {
+        if (n)
+            buf[0] = '\0';
+        return buf;
+    }
+    for (size_t k = 0; k < len && need < n; k++)
+        need += escape_byte(s, len, k, e);
+    const char *z = memchr(s, '\0', len);
+    if (need >= n && z && (size_t)(z - s) > n / 4) { /* too long: keep the zero byte in sight */
+        i = (size_t)(z - s) - n / 8;
+        memcpy(buf, "...", 3);
+        o = 3;
+    }
+    for (; i < len; i++) {
+        size_t el = escape_byte(s, len, i, e);
+        if (need >= n && o + el + 4 > n) { /* room for "..." and the terminator */
+            memcpy(buf + o, "...", 3);
+            o += 3;
+            break;
+        }
+        memcpy(buf + o, e, el);
+        o += el;
+    }
+    buf[o] = '\0';
+    return buf;
+}
+
 static loader *get_loader(lua_State *L) {
     void *ud;
     lua_getallocf(L, &ud);
@@ -123,15 +195,20 @@ static int raise_tripped(lua_State *L, loader *ld) {
     return luaL_error(L, "rule file exceeded its %s", ld->tripped);
 }
 
-/* Count hook: counts instructions, reads the CPU clock now and then, remembers the line. */
+/* Count hook: counts instructions, reads the CPU clock now and then, remembers the line
+ * (about every HOOK_EVERY instructions, and when raising). */
 static void budget_hook(lua_State *L, lua_Debug *ar) {
     loader *ld = get_loader(L);
-    ld->spent += HOOK_EVERY;
+    ld->spent += ld->hook_every;
     if (ld->spent > ld->budget && !ld->tripped)
         ld->tripped = "instruction_budget";
     check_cpu(ld);
-    if (lua_getinfo(L, "l", ar) && ar->currentline > 0)
-        ld->line = ar->currentline;
+    ld->hook_calls += ld->hook_every;
+    if (ld->hook_calls >= HOOK_EVERY || ld->tripped) {
+        ld->hook_calls = 0;
+        if (lua_getinfo(L, "l", ar) && ar->currentline > 0)
+            ld->line = ar->currentline;
+    }
     if (ld->tripped)
         raise_tripped(L, ld);
 }
@@ -197,14 +274,34 @@ static int64_t range_units(lua_State *L, int ai, int aj) {
     return n >= (lua_Unsigned)INT64_MAX / 2 ? INT64_MAX / 2 : (int64_t)n * 2 + 1;
 }
 
+/* Zero bytes in s[0..len), counting stops past `max`. */
+static int64_t zero_bytes(const char *s, size_t len, int64_t max) {
+    int64_t n = 0;
+    for (const char *p = s, *end = s + len; n <= max && (p = memchr(p, '\0', (size_t)(end - p)));
+         p++)
+        n++;
+    return n;
+}
+
+/* The comparator of table.sort without one: `<`, charged by its real cost. Lua compares
+ * strings one zero-separated segment at a time (a strcoll call each), so a comparison
+ * costs its length and, far more, the zero bytes of the shorter string. The CPU clock is
+ * read at least every 16 comparisons whatever they cost. */
 static int sort_less(lua_State *L) {
-    size_t la = 0, lb = 0;
+    loader *ld = get_loader(L);
+    if (ld->tripped)
+        raise_tripped(L, ld);
+    int64_t units = 0;
     if (lua_type(L, 1) == LUA_TSTRING && lua_type(L, 2) == LUA_TSTRING) {
-        lua_tolstring(L, 1, &la);
-        lua_tolstring(L, 2, &lb);
+        size_t la, lb;
+        const char *a = lua_tolstring(L, 1, &la), *b = lua_tolstring(L, 2, &lb);
+        if (la + lb >= 256)
+            charge(L, ld, (int64_t)((la + lb) / 64));
+        int64_t left = ld->budget - ld->spent;
+        units = la <= lb ? zero_bytes(a, la, left) : zero_bytes(b, lb, left);
     }
-    if (la + lb >= 256)
-        charge(L, get_loader(L), (int64_t)((la + lb) / 64));
+    if (units > 0 || (++ld->compares & 15) == 0)
+        charge(L, ld, units);
     lua_pushboolean(L, lua_compare(L, 1, 2, LUA_OPLT));
     return 1;
 }
@@ -333,18 +430,25 @@ static int raise_at_caller(lua_State *L, const char *code, const char *fmt, cons
     return luaL_error(L, fmt, a, b);
 }
 
+/* The global name at idx for a message (escaped: it may hold a zero byte). */
+static const char *global_name(lua_State *L, int idx, char *buf, size_t n) {
+    size_t len;
+    const char *k = lua_type(L, idx) == LUA_TSTRING ? lua_tolstring(L, idx, &len) : NULL;
+    return k ? tg__show_bytes(k, len, buf, n) : "?";
+}
+
 static int env_index(lua_State *L) {
-    const char *k = lua_tostring(L, 2);
+    char shown[TG__SHOW_BYTES];
     return raise_at_caller(L, "unknown_global",
-                           "unknown global '%s'%s: the rule language has no such name", k ? k : "?",
-                           "");
+                           "unknown global '%s'%s: the rule language has no such name",
+                           global_name(L, 2, shown, sizeof shown), "");
 }
 
 static int env_newindex(lua_State *L) {
-    const char *k = lua_tostring(L, 2);
+    char shown[TG__SHOW_BYTES];
     return raise_at_caller(L, "unknown_global",
                            "assignment to global '%s'%s: declare helpers with 'local'",
-                           k ? k : "?", "");
+                           global_name(L, 2, shown, sizeof shown), "");
 }
 
 /* Appends {kind=, name=, body=, file=, line=} to the declaration list (upvalue 1 of the
@@ -400,9 +504,11 @@ static int named_decl(lua_State *L) {
                                "%s needs a name first: %s \"Name\" { ... }", kind, kind);
     size_t len;
     const char *name = lua_tolstring(L, 1, &len);
-    if (strlen(name) != len)
+    if (strlen(name) != len) {
+        char shown[TG__SHOW_BYTES];
         return raise_at_caller(L, "bad_declaration", "%s name '%s' contains a zero byte", kind,
-                               name);
+                               tg__show_bytes(name, len, shown, sizeof shown));
+    }
     if (len > TG__MAX_NAME_BYTES) {
         get_loader(L)->code = "limit_exceeded";
         return luaL_error(L, "%s name is %I bytes long (limit %d bytes)", kind,
@@ -714,7 +820,7 @@ static int run_files(lua_State *L, load_job *job) {
         if (rc == LUA_OK) {
             push_env(L, decls);
             lua_setupvalue(L, -2, 1);
-            lua_sethook(L, budget_hook, LUA_MASKCOUNT, HOOK_EVERY);
+            lua_sethook(L, budget_hook, LUA_MASKCOUNT, ld->hook_every);
             ld->running = 1;
             rc = lua_pcall(L, 0, 0, msgh);
             ld->running = 0;
@@ -798,6 +904,7 @@ int tg__rules_load(const tg_open_options *opts, sqlite3 *db, tg_findings *f, tg_
         return TG_RULES;
     }
     ld.churn_cap = ld.mem_cap * CHURN_FACTOR;
+    ld.hook_every = HOOK_EVERY;
     /* 1 s of CPU at the default budget; more when the caller raised the budget */
     ld.cpu_limit_ns = ld.budget > DEFAULT_BUDGET
                           ? (int64_t)((double)CPU_NS_DEFAULT * ld.budget / DEFAULT_BUDGET)
@@ -847,6 +954,7 @@ int tg__rules_load(const tg_open_options *opts, sqlite3 *db, tg_findings *f, tg_
         status = TG_NOMEM;
         goto done;
     }
+    ld.L = L;
     job.rs->refs = 1;
     job.rs->pub.dir = tg__arena_strdup(&job.rs->arena, d);
     open_safe_libs(L);

@@ -10,6 +10,7 @@
  * plan: the same rules with every capability removed, where the full actor must get 403.
  * That proves the fail-closed default on any rule set (and catches its mutant). */
 #include "ctx.h"
+#include "fixture.h"
 #include "names.h"
 #include "rollout.h"
 #include "sql.h"
@@ -190,366 +191,10 @@ int tg_matrix(tg_engine *eng, tg_matrix_report **out) {
     return TG_OK;
 }
 
-/* ---- the fixture ---- */
+/* ---- the fixture (fixture.c) ---- */
 
-enum { T_A, T_B, T_C, N_TENANTS };           /* A, B in workspace X; C in workspace Y */
-enum { U_FULL, U_NOCAP, U_UNENTITLED, U_STRANGER, U_NOROLE, N_USERS };
-
-typedef struct fam_rows {
-    int64_t rows[N_TENANTS][2]; /* two rows per tenant */
-    int64_t ws_row;              /* exceptions: a row with no tenant, in X (0: none) */
-    const char *write_column;    /* a column the write check may set, NULL: none */
-} fam_rows;
-
-typedef struct fixture {
-    tg_engine *eng;
-    const tg_rules *r;
-    int64_t ws[2];
-    int64_t tenant[N_TENANTS];
-    int64_t user[N_USERS];
-    const tg_role *role_full;
-    int has_norole; /* the NULL-role actor exists (the role column accepts NULL) */
-    fam_rows *fams; /* per family */
-    fam_rows *excs; /* per exception */
-    int64_t counter;
-    tg__buf err;
-} fixture;
-
-static int fx_fail(fixture *fx, const char *what) {
-    tg__buf_printf(&fx->err, "matrix fixture: %s: %s", what, sqlite3_errmsg(fx->eng->db));
-    return TG_DB;
-}
-
-static int64_t max_id(sqlite3 *db, const char *table, const char *col) {
-    tg__buf sql = {0};
-    tg__sqlf(&sql, &tg__sqlite, "SELECT coalesce(max(%I), 0) FROM %I", col, table);
-    int rc;
-    int64_t v = tg__count(db, tg__buf_str(&sql), NULL, NULL, &rc);
-    tg__buf_free(&sql);
-    return v;
-}
-
-typedef struct colval {
-    const char *col;
-    tg_value v;
-} colval;
-
-/* Inserts a row into `table` with the given values, filling every other NOT NULL column
- * without a default with a made-up value of its type. Returns the new rowid in *id. */
-static int insert_row(fixture *fx, const char *table, const colval *given, size_t n,
-                      int64_t *id) {
-    sqlite3 *db = fx->eng->db;
-    sqlite3_stmt *info;
-    if (sqlite3_prepare_v2(db,
-                           "SELECT name, type, \"notnull\", dflt_value, pk FROM "
-                           "pragma_table_info(?1) ORDER BY cid",
-                           -1, &info, NULL) != SQLITE_OK)
-        return fx_fail(fx, table);
-    sqlite3_bind_text(info, 1, table, -1, SQLITE_STATIC);
-    tg__buf sql = {0};
-    tg__sqlf(&sql, &tg__sqlite, "INSERT INTO %I (", table);
-    colval fill[128];
-    size_t nf = 0;
-    int cols = 0;
-    for (size_t i = 0; i < n; i++) {
-        tg__sqlf(&sql, &tg__sqlite, "%s%I", cols++ ? ", " : "", given[i].col);
-    }
-    int pk_count = 0;
-    while (sqlite3_step(info) == SQLITE_ROW)
-        pk_count += sqlite3_column_int(info, 4) > 0;
-    sqlite3_reset(info);
-    char names[128][64];
-    while (sqlite3_step(info) == SQLITE_ROW && nf < 128) {
-        const char *name = (const char *)sqlite3_column_text(info, 0);
-        const char *type = (const char *)sqlite3_column_text(info, 1);
-        int notnull = sqlite3_column_int(info, 2);
-        int has_default = sqlite3_column_type(info, 3) != SQLITE_NULL;
-        int pk = sqlite3_column_int(info, 4);
-        int rowid_alias = pk && pk_count == 1 && type && strcasecmp(type, "INTEGER") == 0;
-        int supplied = 0;
-        for (size_t i = 0; i < n; i++)
-            supplied |= strcmp(given[i].col, name) == 0;
-        if (supplied || rowid_alias || has_default || (!notnull && !pk))
-            continue;
-        snprintf(names[nf], sizeof names[nf], "%s", name);
-        colval *c = &fill[nf++];
-        c->col = names[nf - 1];
-        memset(&c->v, 0, sizeof c->v);
-        char up[64] = "";
-        for (size_t k = 0; type && type[k] && k < 63; k++)
-            up[k] = (char)(type[k] >= 'a' && type[k] <= 'z' ? type[k] - 32 : type[k]);
-        if (strstr(up, "CHAR") || strstr(up, "CLOB") || strstr(up, "TEXT")) {
-            c->v.type = TG_TEXT;
-        } else if (strstr(up, "REAL") || strstr(up, "FLOA") || strstr(up, "DOUB")) {
-            c->v.type = TG_REAL;
-        } else if (strstr(up, "BLOB") || !up[0]) {
-            c->v.type = TG_TEXT;
-        } else {
-            c->v.type = TG_INTEGER;
-            c->v.i = pk ? max_id(db, table, name) + 1 : ++fx->counter;
-        }
-        tg__sqlf(&sql, &tg__sqlite, "%s%I", cols++ ? ", " : "", name);
-    }
-    sqlite3_finalize(info);
-    tg__buf_add(&sql, ") VALUES (");
-    for (int i = 1; i <= cols; i++)
-        tg__buf_printf(&sql, i > 1 ? ", ?%d" : "?%d", i);
-    tg__buf_add(&sql, ")");
-    sqlite3_stmt *ins;
-    int st = TG_OK;
-    if (sql.oom || sqlite3_prepare_v2(db, tg__buf_str(&sql), -1, &ins, NULL) != SQLITE_OK) {
-        st = fx_fail(fx, table);
-        goto done;
-    }
-    char text[64];
-    int k = 1;
-    for (size_t i = 0; i < n + nf; i++) {
-        const colval *c = i < n ? &given[i] : &fill[i - n];
-        switch (c->v.type) {
-        case TG_INTEGER:
-        case TG_BOOLEAN: sqlite3_bind_int64(ins, k, c->v.i); break;
-        case TG_REAL: sqlite3_bind_double(ins, k, c->v.r); break;
-        case TG_TEXT:
-            if (c->v.s) {
-                sqlite3_bind_text(ins, k, c->v.s, -1, SQLITE_TRANSIENT);
-            } else {
-                snprintf(text, sizeof text, "tgmatrix-fill-%lld", (long long)++fx->counter);
-                sqlite3_bind_text(ins, k, text, -1, SQLITE_TRANSIENT);
-            }
-            break;
-        default: sqlite3_bind_null(ins, k);
-        }
-        k++;
-    }
-    if (sqlite3_step(ins) != SQLITE_DONE)
-        st = fx_fail(fx, table);
-    /* the id the row was given; last_insert_rowid is wrong for a view whose INSTEAD OF
-     * trigger did the insert */
-    *id = sqlite3_last_insert_rowid(db);
-    for (size_t i = 0; i < n; i++)
-        if (strcmp(given[i].col, fx->r->app.id_column) == 0 && given[i].v.type == TG_INTEGER)
-            *id = given[i].v.i;
-    sqlite3_finalize(ins);
-done:
-    tg__buf_free(&sql);
-    return st;
-}
-
-static colval cv_int(const char *col, int64_t v) {
-    colval c = {col, {TG_INTEGER, v, 0, NULL, 0}};
-    return c;
-}
-
-static colval cv_null(const char *col) {
-    colval c = {col, {TG_NULL, 0, 0, NULL, 0}};
-    return c;
-}
-
-static colval cv_text(const char *col, const char *s) {
-    colval c = {col, {TG_TEXT, 0, 0, s, 0}};
-    return c;
-}
-
-static const char *tenant_tag(int t) { return t == T_A ? "A" : t == T_B ? "B" : "C"; }
-
-/* Rows of one family or exception table: two per tenant, with the rules' fixture values,
- * the tenant, the workspace (when the column exists) and searchable names. */
-static int fill_table(fixture *fx, const char *table, const tg_family *fam, fam_rows *out,
-                      int is_exception) {
-    const tg_app *a = &fx->r->app;
-    int nn;
-    int has_ws = tg__column(fx->eng->db, table, a->workspace_column, &nn);
-    int has_tenant = tg__column(fx->eng->db, table, a->tenant_column, &nn);
-    char names[N_TENANTS][2][64];
-    for (int t = 0; t < N_TENANTS; t++) {
-        for (int k = 0; k < 2; k++) {
-            colval given[64];
-            size_t n = 0;
-            for (size_t i = 0; fam && i < fam->n_fixture && n < 60; i++) {
-                given[n].col = fam->fixture[i].column;
-                given[n].v = fam->fixture[i].value;
-                n++;
-            }
-            snprintf(names[t][k], sizeof names[t][k], "tgmatrix-%s-%d", tenant_tag(t), k + 1);
-            if (fam && fam->n_search_columns) {
-                /* replace a fixture value for the search column */
-                size_t i = 0;
-                while (i < n && strcmp(given[i].col, fam->search_columns[0]) != 0)
-                    i++;
-                given[i] = cv_text(fam->search_columns[0], names[t][k]);
-                if (i == n)
-                    n++;
-            }
-            given[n++] = cv_int(a->id_column, max_id(fx->eng->db, table, a->id_column) + 1);
-            if (has_tenant)
-                given[n++] = cv_int(a->tenant_column, fx->tenant[t]);
-            if (has_ws)
-                given[n++] = cv_int(a->workspace_column, fx->ws[t == T_C ? 1 : 0]);
-            int st = insert_row(fx, table, given, n, &out->rows[t][k]);
-            if (st != TG_OK)
-                return st;
-        }
-    }
-    if (is_exception && has_ws) {
-        /* a workspace-level row without a tenant, when the table allows one */
-        int notnull = 0;
-        if (!has_tenant || (tg__column(fx->eng->db, table, a->tenant_column, &notnull) && !notnull)) {
-            colval given[3];
-            size_t n = 0;
-            given[n++] = cv_int(a->id_column, max_id(fx->eng->db, table, a->id_column) + 1);
-            given[n++] = cv_int(a->workspace_column, fx->ws[0]);
-            if (has_tenant)
-                given[n++] = cv_null(a->tenant_column);
-            int st = insert_row(fx, table, given, n, &out->ws_row);
-            if (st != TG_OK)
-                return st;
-        }
-    }
-    if (fam) {
-        /* a column the write check may change: a text fixture column, or the search column */
-        for (size_t i = 0; i < fam->n_fixture && !out->write_column; i++)
-            if (fam->fixture[i].value.type == TG_TEXT)
-                out->write_column = fam->fixture[i].column;
-        if (!out->write_column && fam->n_search_columns)
-            out->write_column = fam->search_columns[0];
-    }
-    return TG_OK;
-}
-
-/* Points the relation-manager children at owners of the same tenant: child k of tenant t
- * belongs to owner k of tenant t. */
-static int link_children(fixture *fx) {
-    const tg_rules *r = fx->r;
-    for (size_t fi = 0; fi < r->n_families; fi++) {
-        const tg_path_rule *p = &r->families[fi].paths[TG_PATH_RELATION_MANAGER];
-        if (!p->declared)
-            continue;
-        tg__buf sql = {0};
-        tg__sqlf(&sql, &tg__sqlite, "UPDATE %I SET %I = ?1 WHERE %I = ?2", r->families[fi].table,
-                 p->via, r->app.id_column);
-        sqlite3_stmt *st;
-        if (sqlite3_prepare_v2(fx->eng->db, tg__buf_str(&sql), -1, &st, NULL) != SQLITE_OK) {
-            tg__buf_free(&sql);
-            return fx_fail(fx, "relation");
-        }
-        tg__buf_free(&sql);
-        for (int t = 0; t < N_TENANTS; t++)
-            for (int k = 0; k < 2; k++) {
-                sqlite3_bind_int64(st, 1, fx->fams[p->owner_family].rows[t][k]);
-                sqlite3_bind_int64(st, 2, fx->fams[fi].rows[t][k]);
-                if (sqlite3_step(st) != SQLITE_DONE) {
-                    sqlite3_finalize(st);
-                    return fx_fail(fx, "relation");
-                }
-                sqlite3_reset(st);
-            }
-        sqlite3_finalize(st);
-    }
-    return TG_OK;
-}
-
-static int count_grants(const tg_rules *r, const tg_role *role) {
-    int n = 0;
-    for (size_t c = 0; c < r->n_capabilities; c++)
-        n += tg__role_grants(role, (int)c);
-    return n;
-}
-
-static int build_fixture(fixture *fx) {
-    const tg_rules *r = fx->r;
-    const tg_app *a = &r->app;
-    sqlite3 *db = fx->eng->db;
-    if (r->n_roles == 0) {
-        tg__buf_add(&fx->err, "matrix fixture: the rules declare no role");
-        return TG_RULES;
-    }
-    fx->role_full = &r->roles[0];
-    for (size_t i = 1; i < r->n_roles; i++)
-        if (count_grants(r, &r->roles[i]) > count_grants(r, fx->role_full))
-            fx->role_full = &r->roles[i];
-    int st;
-    for (int w = 0; w < 2; w++) {
-        colval id = cv_int(a->workspaces.id, max_id(db, a->workspaces.table, a->workspaces.id) + 1);
-        if ((st = insert_row(fx, a->workspaces.table, &id, 1, &fx->ws[w])) != TG_OK)
-            return st;
-        fx->ws[w] = id.v.i;
-    }
-    for (int t = 0; t < N_TENANTS; t++) {
-        colval v[2] = {cv_int(a->tenants.id, max_id(db, a->tenants.table, a->tenants.id) + 1),
-                       cv_int(a->tenants.workspace, fx->ws[t == T_C ? 1 : 0])};
-        int64_t rowid;
-        if ((st = insert_row(fx, a->tenants.table, v, 2, &rowid)) != TG_OK)
-            return st;
-        fx->tenant[t] = v[0].v.i;
-    }
-    /* users that exist nowhere else: the fixture's own ids */
-    int64_t base = 4000000000000000000LL;
-    for (int u = 0; u < N_USERS; u++)
-        fx->user[u] = base + u;
-    const struct {
-        int user, ws, tenant;
-        const tg_role *role;
-    } members[] = {{U_FULL, 0, T_A, fx->role_full},
-                   {U_NOCAP, 0, T_A, NULL},
-                   {U_UNENTITLED, 0, T_B, fx->role_full},
-                   {U_STRANGER, 1, T_C, fx->role_full},
-                   {U_NOROLE, 0, T_A, NULL}};
-    /* without a workspace role column (workspace_members.role = false) an actor's role is
-     * its tenant role */
-    const char *wm_role = a->workspace_members.role, *tm_role = a->tenant_members.role;
-    if (!wm_role && !tm_role) {
-        tg__buf_add(&fx->err, "matrix fixture: neither membership maps a role column "
-                              "(workspace_members.role = false, no tenant_members.role), so "
-                              "no actor can hold a role");
-        return TG_RULES;
-    }
-    /* the NULL-role actor, where the schema allows a membership without a role */
-    int role_notnull = 1;
-    fx->has_norole = tg__column(db, wm_role ? a->workspace_members.table : a->tenant_members.table,
-                                wm_role ? wm_role : tm_role, &role_notnull) &&
-                     !role_notnull;
-    /* the stranger keeps a stale entitlement to tenant A after leaving workspace X: only the
-     * membership check stands between it and A's rows */
-    {
-        colval tm[3] = {cv_int(a->tenant_members.user, fx->user[U_STRANGER]),
-                        cv_int(a->tenant_members.tenant, fx->tenant[T_A]),
-                        cv_null(a->tenant_members.role ? a->tenant_members.role : "")};
-        int64_t rowid;
-        if ((st = insert_row(fx, a->tenant_members.table, tm, a->tenant_members.role ? 3 : 2,
-                             &rowid)) != TG_OK)
-            return st;
-    }
-    for (size_t i = 0; i < sizeof members / sizeof *members; i++) {
-        if (members[i].user == U_NOROLE && !fx->has_norole)
-            continue;
-        /* an undeclared role name: entitled, but granted nothing */
-        colval role = cv_text(wm_role ? wm_role : tm_role, members[i].role
-                                                               ? members[i].role->name
-                                                               : "tgmatrix-no-capabilities");
-        if (members[i].user == U_NOROLE)
-            role = cv_null(role.col); /* no role at all */
-        colval wm[3] = {cv_int(a->workspace_members.user, fx->user[members[i].user]),
-                        cv_int(a->workspace_members.workspace, fx->ws[members[i].ws]), role};
-        int64_t rowid;
-        if ((st = insert_row(fx, a->workspace_members.table, wm, wm_role ? 3 : 2, &rowid)) !=
-            TG_OK)
-            return st;
-        colval tm[3] = {cv_int(a->tenant_members.user, fx->user[members[i].user]),
-                        cv_int(a->tenant_members.tenant, fx->tenant[members[i].tenant]),
-                        wm_role ? cv_null(tm_role ? tm_role : "") : role};
-        if ((st = insert_row(fx, a->tenant_members.table, tm, a->tenant_members.role ? 3 : 2,
-                             &rowid)) != TG_OK)
-            return st;
-    }
-    for (size_t fi = 0; fi < r->n_families; fi++)
-        if ((st = fill_table(fx, r->families[fi].table, &r->families[fi], &fx->fams[fi], 0)) != TG_OK)
-            return st;
-    for (size_t ei = 0; ei < r->n_exceptions; ei++)
-        if (r->exceptions[ei].table &&
-            (st = fill_table(fx, r->exceptions[ei].table, NULL, &fx->excs[ei], 1)) != TG_OK)
-            return st;
-    return link_children(fx);
-}
+typedef tg__fixture fixture;
+typedef tg__fx_rows fam_rows;
 
 /* ---- running checks ---- */
 
@@ -563,15 +208,23 @@ typedef struct runner {
     int use_probe;                      /* the next check runs under the probe plan */
 } runner;
 
+/* A fixture key (a row, user, workspace or tenant id) as a request key. */
+/* The fixture keeps every key as the typed value it wrote (integer, text or blob). */
+static tg_value fx_key(tg_value v) { return v; }
+
+/* `user` asking in workspace X, in `tenant` (-1: no route tenant). */
+static tg_ctx_options actor_options(const fixture *fx, int user, int tenant) {
+    tg_ctx_options o = {fx_key(fx->user[user]), fx_key(fx->ws[0]), {0}};
+    if (tenant >= 0)
+        o.tenant = fx_key(fx->tenant[tenant]);
+    return o;
+}
+
 static tg_ctx *ctx_for(runner *rn, int user, int tenant) {
     int slot = tenant < 0 ? N_TENANTS : tenant;
     if (rn->use_probe) {
         /* a context of the engine, switched to the probe plan before its first decision */
-        tg_ctx_options o = {rn->fx->user[user], rn->fx->ws[0], 0, 0};
-        if (tenant >= 0) {
-            o.tenant = rn->fx->tenant[tenant];
-            o.has_tenant = 1;
-        }
+        tg_ctx_options o = actor_options(rn->fx, user, tenant);
         if (!rn->probe_ctx[slot]) {
             if (!rn->probe || tg_ctx_open(rn->fx->eng, &o, &rn->probe_ctx[slot]) != TG_OK)
                 return NULL;
@@ -584,11 +237,7 @@ static tg_ctx *ctx_for(runner *rn, int user, int tenant) {
     }
     if (!rn->ctx[user][slot]) {
         /* every actor asks in workspace X; the stranger is a member of Y only */
-        tg_ctx_options o = {rn->fx->user[user], rn->fx->ws[0], 0, 0};
-        if (tenant >= 0) {
-            o.tenant = rn->fx->tenant[tenant];
-            o.has_tenant = 1;
-        }
+        tg_ctx_options o = actor_options(rn->fx, user, tenant);
         if (tg_ctx_open(rn->fx->eng, &o, &rn->ctx[user][slot]) != TG_OK)
             return NULL;
     }
@@ -640,13 +289,24 @@ static int column_of(const tg_decision *d, const char *name) {
 
 /* Expectations beyond the status, for 200 decisions. */
 typedef struct expect_rows {
-    int64_t tenant;          /* every returned row's tenant must be this (0: any) */
-    const int64_t *must;     /* ids that must be present */
+    tg_value tenant;          /* every returned row's tenant must be this (TG_NULL: any) */
+    const tg_value *must;     /* ids that must be present */
     size_t n_must;
-    const int64_t *must_not; /* ids that must be absent */
+    const tg_value *must_not; /* ids that must be absent */
     size_t n_must_not;
-    int exact_count;         /* -1: any */
+    int exact_count;          /* -1: any */
 } expect_rows;
+
+/* A key for a failure message. */
+static const char *key_str(const tg_value *v, char *buf, size_t size) {
+    if (v->type == TG_INTEGER)
+        snprintf(buf, size, "%lld", (long long)v->i);
+    else if (v->type == TG_TEXT)
+        snprintf(buf, size, "'%.40s'", v->s ? v->s : "");
+    else
+        snprintf(buf, size, "(a %s)", v->type == TG_BLOB ? "blob" : "non-key");
+    return buf;
+}
 
 /* Runs one request as `user` in `tenant` (-1: none) and records the check. */
 static void check(runner *rn, int user, int tenant, tg_request *req, int expected,
@@ -669,24 +329,37 @@ static void check(runner *rn, int user, int tenant, tg_request *req, int expecte
     } else if (sqlite3_total_changes64(db) != changes) {
         snprintf(failure, sizeof failure, "the attempt changed rows");
     } else if (actual == 200 && ex) {
-        const char *tcol = rn->fx->r->app.tenant_column;
-        int tc = column_of(d, tcol), ic = column_of(d, rn->fx->r->app.id_column);
+        /* the columns of the row's family or exception table */
+        const tg_rules *r = rn->fx->r;
+        const tg_columns *names = NULL;
+        int fi = rn->cur->row.is_exception ? -1 : tg_rules_family_index(r, rn->cur->row.family);
+        if (fi >= 0)
+            names = &r->families[fi].columns;
+        for (size_t ei = 0; !names && rn->cur->row.is_exception && ei < r->n_exceptions; ei++)
+            if (strcmp(r->exceptions[ei].name, rn->cur->row.family) == 0)
+                names = &r->exceptions[ei].columns;
+        const char *tcol = names ? names->tenant : r->app.tenant_column;
+        int tc = column_of(d, tcol), ic = column_of(d, names ? names->id : r->app.id_column);
+        char k1[64], k2[64];
+        static const tg_value none = {TG_NULL, 0, 0, NULL, 0};
         for (size_t i = 0; i < d->n_records && !failure[0]; i++) {
             const tg_value *row = &d->values[i * d->n_columns];
-            if (ex->tenant && tc >= 0 && (row[tc].type != TG_INTEGER || row[tc].i != ex->tenant))
-                snprintf(failure, sizeof failure, "returned row %lld of tenant %lld",
-                         (long long)(ic >= 0 ? row[ic].i : -1), (long long)row[tc].i);
+            const tg_value *rid = ic >= 0 ? &row[ic] : &none;
+            if (ex->tenant.type != TG_NULL && tc >= 0 && !tg__value_eq(&row[tc], &ex->tenant))
+                snprintf(failure, sizeof failure, "returned row %s of tenant %s",
+                         key_str(rid, k1, sizeof k1), key_str(&row[tc], k2, sizeof k2));
             for (size_t k = 0; k < ex->n_must_not && ic >= 0 && !failure[0]; k++)
-                if (row[ic].i == ex->must_not[k])
-                    snprintf(failure, sizeof failure, "returned row %lld, which it must not",
-                             (long long)row[ic].i);
+                if (tg__value_eq(rid, &ex->must_not[k]))
+                    snprintf(failure, sizeof failure, "returned row %s, which it must not",
+                             key_str(rid, k1, sizeof k1));
         }
         for (size_t k = 0; k < ex->n_must && ic >= 0 && !failure[0]; k++) {
             int found = 0;
             for (size_t i = 0; i < d->n_records; i++)
-                found |= d->values[i * d->n_columns + ic].i == ex->must[k];
+                found |= tg__value_eq(&d->values[i * d->n_columns + ic], &ex->must[k]);
             if (!found)
-                snprintf(failure, sizeof failure, "row %lld is missing", (long long)ex->must[k]);
+                snprintf(failure, sizeof failure, "row %s is missing",
+                         key_str(&ex->must[k], k1, sizeof k1));
         }
         if (!failure[0] && ex->exact_count >= 0 && d->n_records != (size_t)ex->exact_count)
             snprintf(failure, sizeof failure, "returned %zu rows, expected %d", d->n_records,
@@ -700,7 +373,7 @@ static void check(runner *rn, int user, int tenant, tg_request *req, int expecte
 }
 
 /* Attempts an update of a foreign record: it must be refused and change nothing. */
-static void check_write(runner *rn, const tg_family *fam, const fam_rows *rows, int64_t id,
+static void check_write(runner *rn, const tg_family *fam, const fam_rows *rows, tg_value id,
                         const char *what) {
     if (!rows->write_column)
         return;
@@ -709,7 +382,7 @@ static void check_write(runner *rn, const tg_family *fam, const fam_rows *rows, 
     int64_t changes = sqlite3_total_changes64(db);
     tg_column_value v = {rows->write_column, {TG_TEXT, 0, 0, "tgmatrix-overwritten", 0}};
     const tg_decision *d = NULL;
-    int st = ctx ? tg_ctx_update(ctx, fam->name, id, &v, 1, NULL, &d) : TG_ERROR;
+    int st = ctx ? tg_ctx_update(ctx, fam->name, &id, &v, 1, NULL, &d) : TG_ERROR;
     char failure[200] = "";
     int actual = d ? d->status : -1;
     if (sqlite3_total_changes64(db) != changes)
@@ -737,7 +410,8 @@ static void run_family_row(runner *rn, const tg_matrix_result *res, size_t fi) {
     tg_request q = {0};
     q.family = f->name;
     q.path = res->row.path;
-    int64_t a1 = R->rows[T_A][0], a2 = R->rows[T_A][1], b1 = R->rows[T_B][0], c1 = R->rows[T_C][0];
+    tg_value a1 = fx_key(R->rows[T_A][0]), a2 = fx_key(R->rows[T_A][1]),
+             b1 = fx_key(R->rows[T_B][0]), c1 = fx_key(R->rows[T_C][0]);
     /* the actors without capabilities (an undeclared role, no role) get 403 on every
      * declared path; the full actor too where the path declares no capability */
     int nocap = path->declared ? 403 : 200;
@@ -746,13 +420,13 @@ static void run_family_row(runner *rn, const tg_matrix_result *res, size_t fi) {
      * capability: the actor without capabilities); a wrong expectation then fails instead
      * of picking an actor that makes it true */
     int main_user = expected == 403 && full_ok == 200 ? U_NOCAP : U_FULL;
-    int64_t foreign[] = {b1, R->rows[T_B][1], c1, R->rows[T_C][1]};
-    int64_t not_child[1] = {a2};
-    expect_rows only_a = {fx->tenant[T_A], NULL, 0, foreign, 4, -1};
+    tg_value foreign[] = {b1, fx_key(R->rows[T_B][1]), c1, fx_key(R->rows[T_C][1])};
+    tg_value not_child[1] = {a2};
+    expect_rows only_a = {fx_key(fx->tenant[T_A]), NULL, 0, foreign, 4, -1};
 
     switch (res->row.scenario_type) {
     case TG_SCENARIO_POSITIVE_SCOPE: {
-        int64_t both[2] = {a1, a2};
+        tg_value both[2] = {a1, a2};
         expect_rows ex = only_a;
         int tenant = T_A;
         switch (q.path) {
@@ -764,7 +438,6 @@ static void run_family_row(runner *rn, const tg_matrix_result *res, size_t fi) {
         case TG_PATH_ROW_ACTION:
         case TG_PATH_CANONICAL_VIEWER:
             q.id = a1;
-            q.has_id = 1;
             ex.must = both;
             ex.n_must = 1;
             if (q.path == TG_PATH_CANONICAL_VIEWER)
@@ -777,8 +450,7 @@ static void run_family_row(runner *rn, const tg_matrix_result *res, size_t fi) {
             ex.n_must = 2;
             break;
         case TG_PATH_RELATION_MANAGER: {
-            q.owner = fx->fams[path->owner_family].rows[T_A][0];
-            q.has_owner = 1;
+            q.owner = fx_key(fx->fams[path->owner_family].rows[T_A][0]);
             ex.must = both; /* child 1 of A belongs to owner 1 of A; child 2 to owner 2 */
             ex.n_must = 1;
             ex.must_not = not_child;
@@ -822,7 +494,6 @@ static void run_family_row(runner *rn, const tg_matrix_result *res, size_t fi) {
         break;
     case TG_SCENARIO_WRONG_TENANT_DETAIL:
     case TG_SCENARIO_WRONG_TENANT_ROW_ACTION:
-        q.has_id = 1;
         q.id = b1;
         check(rn, main_user, T_A, &q, expected, "a record of another tenant of its workspace",
               NULL, 1);
@@ -834,7 +505,7 @@ static void run_family_row(runner *rn, const tg_matrix_result *res, size_t fi) {
             check_write(rn, f, R, b1, "an update of a record of another tenant");
         break;
     case TG_SCENARIO_WRONG_TENANT_BULK_ACTION: {
-        int64_t mixed[2] = {a1, b1}, other_ws[2] = {a1, c1};
+        tg_value mixed[2] = {a1, b1}, other_ws[2] = {a1, c1};
         q.ids = mixed;
         q.n_ids = 2;
         check(rn, U_FULL, T_A, &q, expected, "its own record plus one of another tenant", NULL, 1);
@@ -845,14 +516,12 @@ static void run_family_row(runner *rn, const tg_matrix_result *res, size_t fi) {
     }
     case TG_SCENARIO_WRONG_TENANT_RELATION_MANAGER: {
         const fam_rows *O = &fx->fams[path->owner_family];
-        q.has_owner = 1;
-        q.owner = O->rows[T_B][0];
+        q.owner = fx_key(O->rows[T_B][0]);
         check(rn, U_FULL, T_A, &q, expected, "the children of another tenant's owner", NULL, 1);
-        q.owner = O->rows[T_A][1];
-        q.has_id = 1;
+        q.owner = fx_key(O->rows[T_A][1]);
         q.id = a1;
         check(rn, U_FULL, T_A, &q, 404, "its own child reached through the wrong owner", NULL, 0);
-        q.owner = O->rows[T_A][0];
+        q.owner = fx_key(O->rows[T_A][0]);
         q.id = b1;
         check(rn, U_FULL, T_A, &q, 404, "another tenant's child under its own owner", NULL, 0);
         break;
@@ -860,13 +529,13 @@ static void run_family_row(runner *rn, const tg_matrix_result *res, size_t fi) {
     case TG_SCENARIO_SAFE_SEARCH:
         q.query = "tgmatrix";
         if (f->search_posture == TG_SEARCH_SCOPED && f->paths[TG_PATH_GLOBAL_SEARCH].declared) {
-            int64_t both[2] = {a1, a2};
+            tg_value both[2] = {a1, a2};
             expect_rows ex = only_a;
             ex.must = both;
             ex.n_must = 2;
             check(rn, U_FULL, T_A, &q, expected, "a search matching every tenant's rows", &ex, 1);
             q.query = "tgmatrix_";
-            expect_rows none = {fx->tenant[T_A], NULL, 0, NULL, 0, 0};
+            expect_rows none = {fx_key(fx->tenant[T_A]), NULL, 0, NULL, 0, 0};
             check(rn, U_FULL, T_A, &q, full_ok, "a search with a LIKE wildcard, taken literally",
                   &none, 0);
             q.query = "tgmatrix";
@@ -889,10 +558,9 @@ static void run_exception_row(runner *rn, const tg_matrix_result *res, size_t ei
     tg_request q = {0};
     q.exception = e->name;
     q.path = TG_PATH_DETAIL;
-    q.has_id = 1;
     int tenant = checks & TG_CHECK_RECORD_IN_TENANT ? T_A : -1;
     if (res->row.scenario_type == TG_SCENARIO_POSITIVE_SCOPE) {
-        q.id = R->rows[T_A][0];
+        q.id = fx_key(R->rows[T_A][0]);
         check(rn, U_FULL, tenant, &q, res->row.expected_outcome, "a record of its own tenant",
               NULL, 1);
         check(rn, U_STRANGER, tenant, &q, 404, "a record of a workspace it is not a member of",
@@ -904,8 +572,8 @@ static void run_exception_row(runner *rn, const tg_matrix_result *res, size_t ei
         if (fx->has_norole)
             check(rn, U_NOROLE, tenant, &q, 403, "a record, without a role", NULL, 0);
         check_probe(rn, tenant, &q);
-        if (R->ws_row) {
-            q.id = R->ws_row;
+        if (R->ws_row.type != TG_NULL) {
+            q.id = fx_key(R->ws_row);
             check(rn, U_FULL, tenant < 0 ? -1 : tenant,
                   &q, (checks & TG_CHECK_RECORD_IN_TENANT) ? 404
                       : exception_capable(e)              ? 200
@@ -913,11 +581,11 @@ static void run_exception_row(runner *rn, const tg_matrix_result *res, size_t ei
                   "a workspace-level record", NULL, 0);
         }
     } else {
-        q.id = R->rows[T_C][0];
+        q.id = fx_key(R->rows[T_C][0]);
         check(rn, U_FULL, tenant, &q, res->row.expected_outcome, "a record of another workspace",
               NULL, 1);
         if (checks & TG_CHECK_TENANT_ENTITLED) {
-            q.id = R->rows[T_B][0];
+            q.id = fx_key(R->rows[T_B][0]);
             check(rn, U_FULL, tenant, &q, 404, "a record of a tenant it is not entitled to", NULL,
                   0);
         }
@@ -995,7 +663,7 @@ int tg_run_matrix(tg_engine *eng, const char *mutation, tg_matrix_report **out) 
     if ((st = tg__begin(eng)) != TG_OK)
         goto done;
     sqlite3_exec(eng->db, "PRAGMA defer_foreign_keys = ON", NULL, NULL, NULL);
-    if ((st = build_fixture(&fx)) != TG_OK) {
+    if ((st = tg__fixture_build(&fx)) != TG_OK) {
         tg__engine_fail(eng, st, "%s", tg__buf_str(&fx.err));
         goto rollback;
     }
@@ -1045,7 +713,7 @@ done:
     rep->pub.n_results = rep->n;
     free(fx.fams);
     free(fx.excs);
-    tg__buf_free(&fx.err);
+    tg__fixture_free(&fx);
     if (st == TG_OK && rep->oom)
         st = TG_NOMEM;
     if (st != TG_OK) {

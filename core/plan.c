@@ -1,49 +1,211 @@
 /* Plans: table shapes and prepared statements per rule version. */
 #include "plan.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
+
+/* ---- keys ---- */
+
+static int has_word(const char *s, const char *w) {
+    size_t n = strlen(w);
+    for (; *s; s++)
+        if (strncasecmp(s, w, n) == 0)
+            return 1;
+    return 0;
+}
+
+int tg__affinity(const char *decltype) {
+    if (!decltype || !*decltype)
+        return TG__AFF_NONE;
+    if (has_word(decltype, "INT"))
+        return TG__AFF_INTEGER;
+    if (has_word(decltype, "CHAR") || has_word(decltype, "CLOB") || has_word(decltype, "TEXT"))
+        return TG__AFF_TEXT;
+    if (has_word(decltype, "BLOB"))
+        return TG__AFF_BLOB;
+    return TG__AFF_NUMERIC;
+}
+
+int tg__column_affinity(sqlite3 *db, const char *table, const char *column) {
+    sqlite3_stmt *st = NULL;
+    int aff = TG__AFF_NONE;
+    if (!db || !table || !column ||
+        sqlite3_prepare_v2(db, "SELECT type FROM pragma_table_info(?1) WHERE name = ?2", -1, &st,
+                           NULL) != SQLITE_OK)
+        return aff;
+    sqlite3_bind_text(st, 1, table, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, column, -1, SQLITE_STATIC);
+    if (sqlite3_step(st) == SQLITE_ROW)
+        aff = tg__affinity((const char *)sqlite3_column_text(st, 0));
+    sqlite3_finalize(st);
+    return aff;
+}
+
+const char *tg__value_type_name(int type) {
+    switch (type) {
+    case TG_NULL: return "null";
+    case TG_INTEGER: return "integer";
+    case TG_REAL: return "real";
+    case TG_TEXT: return "text";
+    case TG_BOOLEAN: return "boolean";
+    case TG_BLOB: return "blob";
+    default: return "unknown";
+    }
+}
+
+int tg__key_check(const tg__keycol *kc, const char *field, const tg_value *in, tg_value *out,
+                  char *msg, size_t msg_size) {
+    static const char *const want[] = {"an integer, text or blob", "an integer", "a text",
+                                       "a blob (or text)", "an integer, text or blob"};
+    *out = *in;
+    int ok;
+    switch (kc->aff) {
+    case TG__AFF_INTEGER: ok = in->type == TG_INTEGER; break;
+    case TG__AFF_TEXT: ok = in->type == TG_TEXT; break;
+    case TG__AFF_BLOB: ok = in->type == TG_BLOB || in->type == TG_TEXT; break;
+    default: ok = in->type == TG_INTEGER || in->type == TG_TEXT || in->type == TG_BLOB;
+    }
+    if (ok && in->type != TG_INTEGER && !in->s && in->n)
+        ok = 0; /* bytes promised, none given */
+    if (!ok) {
+        snprintf(msg, msg_size, "%s: expected %s key for %s.%s, got %s", field, want[kc->aff],
+                 kc->table ? kc->table : "?", kc->column ? kc->column : "?",
+                 tg__value_type_name(in->type));
+        return -1;
+    }
+    if (in->type == TG_TEXT) {
+        if (!in->s)
+            out->s = "";
+        if (!out->n)
+            out->n = strlen(out->s);
+        if (kc->aff == TG__AFF_BLOB)
+            out->type = TG_BLOB;
+    } else if (in->type == TG_BLOB && !in->s) {
+        out->s = "";
+    }
+    return 0;
+}
+
+int tg__col_eq_bytes(sqlite3_stmt *st, int col, int type, const tg_value *v) {
+    if (type != SQLITE_TEXT && type != SQLITE_BLOB)
+        return 0;
+    if (v->type != (type == SQLITE_TEXT ? TG_TEXT : TG_BLOB))
+        return 0;
+    const void *p = type == SQLITE_TEXT ? (const void *)sqlite3_column_text(st, col)
+                                        : sqlite3_column_blob(st, col);
+    size_t n = (size_t)sqlite3_column_bytes(st, col);
+    return n == v->n && (n == 0 || (p && memcmp(p, v->s, n) == 0));
+}
+
+int tg__value_cmp(const tg_value *a, const tg_value *b) {
+    if (a->type != b->type)
+        return a->type < b->type ? -1 : 1;
+    if (a->type == TG_INTEGER || a->type == TG_BOOLEAN)
+        return (a->i > b->i) - (a->i < b->i);
+    if (a->type == TG_REAL)
+        return (a->r > b->r) - (a->r < b->r);
+    if (a->type == TG_TEXT || a->type == TG_BLOB) {
+        size_t n = a->n < b->n ? a->n : b->n;
+        int c = n ? memcmp(a->s, b->s, n) : 0;
+        return c ? (c < 0 ? -1 : 1) : (a->n > b->n) - (a->n < b->n);
+    }
+    return 0;
+}
+
+int tg__value_eq(const tg_value *a, const tg_value *b) {
+    return a->type != TG_NULL && tg__value_cmp(a, b) == 0;
+}
+
+void tg__key_from_col(sqlite3_stmt *st, int col, tg__buf *buf, tg_value *out) {
+    memset(out, 0, sizeof *out);
+    tg__buf_reset(buf);
+    switch (sqlite3_column_type(st, col)) {
+    case SQLITE_INTEGER:
+        out->type = TG_INTEGER;
+        out->i = sqlite3_column_int64(st, col);
+        return;
+    case SQLITE_TEXT:
+    case SQLITE_BLOB: {
+        int text = sqlite3_column_type(st, col) == SQLITE_TEXT;
+        const void *p = text ? (const void *)sqlite3_column_text(st, col)
+                             : sqlite3_column_blob(st, col);
+        size_t n = (size_t)sqlite3_column_bytes(st, col);
+        tg__buf_addn(buf, p ? p : "", n);
+        tg__buf_addn(buf, "", 1);
+        if (buf->oom)
+            return; /* TG_NULL: never equal to anything, never in scope */
+        out->type = text ? TG_TEXT : TG_BLOB;
+        out->s = buf->p;
+        out->n = n;
+        return;
+    }
+    default: return;
+    }
+}
+
+int tg__key_coerces(int aff, const tg_value *v) {
+    if (aff == TG__AFF_INTEGER || aff == TG__AFF_NUMERIC)
+        return v->type == TG_TEXT;
+    if (aff == TG__AFF_TEXT)
+        return v->type == TG_INTEGER;
+    return 0;
+}
+
+/* ---- plans ---- */
 
 /* Reads the columns of `table` into the shape. Returns 0 when the table does not exist. */
-static int read_shape(tg__plan *p, tg__table_plan *tp, const char *table, const tg_app *app) {
+static int read_shape(tg__plan *p, tg__table_plan *tp, const char *table,
+                      const tg_columns *names) {
     sqlite3_stmt *st = NULL;
     tp->col_id = tp->col_tenant = tp->col_workspace = -1;
+    tp->names = names;
     tp->shape.table = table;
-    if (sqlite3_prepare_v2(p->db, "SELECT name FROM pragma_table_info(?1) ORDER BY cid", -1, &st,
-                           NULL) != SQLITE_OK)
+    if (sqlite3_prepare_v2(p->db, "SELECT name, type FROM pragma_table_info(?1) ORDER BY cid",
+                           -1, &st, NULL) != SQLITE_OK)
         return -1;
     sqlite3_bind_text(st, 1, table, -1, SQLITE_STATIC);
     size_t cap = 16, n = 0;
     const char **cols = tg__arena_alloc(&p->arena, cap * sizeof *cols);
+    unsigned char *affs = tg__arena_alloc(&p->arena, cap);
     int rc;
-    while (cols && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+    while (cols && affs && (rc = sqlite3_step(st)) == SQLITE_ROW) {
         if (n == cap) {
             const char **more = tg__arena_alloc(&p->arena, cap * 2 * sizeof *more);
-            if (!more) {
+            unsigned char *more_affs = tg__arena_alloc(&p->arena, cap * 2);
+            if (!more || !more_affs) {
                 cols = NULL;
                 break;
             }
             memcpy(more, cols, n * sizeof *cols);
+            memcpy(more_affs, affs, n);
             cols = more;
+            affs = more_affs;
             cap *= 2;
         }
         const char *name = (const char *)sqlite3_column_text(st, 0);
         cols[n] = tg__arena_strdup(&p->arena, name);
+        affs[n] = (unsigned char)tg__affinity((const char *)sqlite3_column_text(st, 1));
         if (!cols[n]) {
             cols = NULL;
             break;
         }
-        if (strcmp(name, app->id_column) == 0)
+        if (strcmp(name, names->id) == 0)
             tp->col_id = (int)n;
-        else if (strcmp(name, app->tenant_column) == 0)
+        else if (strcmp(name, names->tenant) == 0)
             tp->col_tenant = (int)n;
-        else if (strcmp(name, app->workspace_column) == 0)
+        else if (strcmp(name, names->workspace) == 0)
             tp->col_workspace = (int)n;
         n++;
     }
     sqlite3_finalize(st);
-    if (!cols)
+    if (!cols || !affs)
         return -1;
+    tp->affs = affs;
+    tp->id_key.table = table;
+    tp->id_key.column = names->id; /* the table's own key column (per-table names) */
+    tp->id_key.aff = tp->col_id >= 0 ? affs[tp->col_id] : TG__AFF_NONE;
     tp->shape.columns = cols;
     tp->shape.n_columns = (int)n;
     tp->shape.id = tp->col_id >= 0 ? cols[tp->col_id] : NULL;
@@ -72,6 +234,19 @@ int tg__plan_new(tg__ruleset *rs, sqlite3 *db, unsigned schema_gen, int mutation
     p->schema_gen = schema_gen;
     p->mutation = mutation;
     const tg_rules *r = &rs->pub;
+    const tg_app *a = &r->app;
+    const tg__keycol keys[] = {
+        {a->workspace_members.table, a->workspace_members.user, 0},
+        {a->tenant_members.table, a->tenant_members.user, 0},
+        {a->workspaces.table, a->workspaces.id, 0},
+        {a->tenants.table, a->tenants.id, 0},
+    };
+    tg__keycol *slots[] = {&p->user_keys[0], &p->user_keys[1], &p->workspace_key,
+                           &p->tenant_key};
+    for (size_t i = 0; i < sizeof keys / sizeof *keys; i++) {
+        *slots[i] = keys[i];
+        slots[i]->aff = tg__column_affinity(db, keys[i].table, keys[i].column);
+    }
     p->fams = tg__arena_alloc(&p->arena, (r->n_families + 1) * sizeof *p->fams);
     p->excs = tg__arena_alloc(&p->arena, (r->n_exceptions + 1) * sizeof *p->excs);
     if (!p->fams || !p->excs) {
@@ -80,7 +255,7 @@ int tg__plan_new(tg__ruleset *rs, sqlite3 *db, unsigned schema_gen, int mutation
     }
     for (size_t i = 0; i < r->n_families; i++) {
         const tg_family *f = &r->families[i];
-        int ok = read_shape(p, &p->fams[i], f->table, &r->app);
+        int ok = read_shape(p, &p->fams[i], f->table, &f->columns);
         if (ok <= 0 || p->fams[i].col_id < 0 || p->fams[i].col_tenant < 0) {
             tg__buf_printf(err, "family '%s': table '%s' %s", f->name, f->table,
                            ok < 0    ? "cannot be read"
@@ -101,7 +276,7 @@ int tg__plan_new(tg__ruleset *rs, sqlite3 *db, unsigned schema_gen, int mutation
         int cap = e->still_required_checks & TG_CHECK_CAPABILITY ? e->capability : -1;
         for (int k = 0; k < TG_PATH_COUNT; k++)
             p->excs[i].need[k] = need_of(cap, mutation);
-        if (e->table && read_shape(p, &p->excs[i], e->table, &r->app) < 0) {
+        if (e->table && read_shape(p, &p->excs[i], e->table, &e->columns) < 0) {
             tg__plan_release(p);
             return TG_NOMEM;
         }

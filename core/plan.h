@@ -7,9 +7,22 @@
 #include "rules.h"
 #include "sql.h"
 
+/* The affinity of a column's declared type, which says what a key of that column may be
+ * (see tg__key_check). */
+enum { TG__AFF_NONE, TG__AFF_INTEGER, TG__AFF_TEXT, TG__AFF_BLOB, TG__AFF_NUMERIC };
+
+/* A key column: where a request key is looked up, for its type and for messages. */
+typedef struct tg__keycol {
+    const char *table, *column;
+    int aff;
+} tg__keycol;
+
 typedef struct tg__table_plan {
     tg__table_shape shape;
+    const tg_columns *names;               /* the table's id/tenant/workspace names (rules) */
     int col_id, col_tenant, col_workspace; /* indexes into shape.columns; -1 when absent */
+    const unsigned char *affs;              /* affinity of each column */
+    tg__keycol id_key;                      /* the id column, for request keys */
     int present;                            /* the table exists */
     sqlite3_stmt *by_id, *by_ids, *page, *relation, *search;
     sqlite3_stmt *first;                    /* scope and record in one (tg__sql_scope_and_record) */
@@ -65,12 +78,69 @@ typedef struct tg__plan {
     tg__table_plan *fams; /* one per family */
     tg__table_plan *excs; /* one per exception */
     sqlite3_stmt *scope, *entitlement;
+    tg__keycol user_keys[2]; /* the membership tables' user columns */
+    tg__keycol workspace_key, tenant_key;
     struct {
         uint64_t hash;
         sqlite3_stmt *st;
     } wcache[TG__WCACHE]; /* insert/update statements by SQL text hash */
     unsigned wnext;
 } tg__plan;
+
+/* The affinity of a declared type (SQLite's rules: INT, then CHAR/CLOB/TEXT, then BLOB or
+ * none, then REAL/FLOA/DOUB and NUMERIC, both TG__AFF_NUMERIC). A declared BLOB is
+ * TG__AFF_BLOB, no declared type TG__AFF_NONE. */
+TG_HIDDEN int tg__affinity(const char *decltype);
+/* The affinity of table.column, TG__AFF_NONE when it cannot be read. */
+TG_HIDDEN int tg__column_affinity(sqlite3 *db, const char *table, const char *column);
+/* Checks that key `in` (not TG_NULL) can be a key of column kc and writes the key to bind and
+ * compare to *out (text for a declared BLOB column becomes a blob; a text length of 0 is
+ * filled in from strlen). Returns 0, or -1 with "<field>: expected ... for t.c, got ..." in
+ * msg. */
+TG_HIDDEN int tg__key_check(const tg__keycol *kc, const char *field, const tg_value *in,
+                            tg_value *out, char *msg, size_t msg_size);
+/* The common case of tg__key_check, without a call: an integer for a column that takes
+ * one as it is. */
+static inline int tg__key_plain_integer(const tg__keycol *kc, const tg_value *in) {
+    return in->type == TG_INTEGER && kc->aff != TG__AFF_TEXT && kc->aff != TG__AFF_BLOB;
+}
+/* Binds a key (integer, text, blob; anything else binds NULL). Returns an SQLite code.
+ * Inline: it is on every decision's path. */
+static inline int tg__bind_key(sqlite3_stmt *st, int i, const tg_value *v) {
+    switch (v->type) {
+    case TG_INTEGER: return sqlite3_bind_int64(st, i, v->i);
+    case TG_TEXT: return sqlite3_bind_text64(st, i, v->s, v->n, SQLITE_STATIC, SQLITE_UTF8);
+    case TG_BLOB:
+        /* a NULL pointer would bind NULL: an empty blob is still a key */
+        return v->n ? sqlite3_bind_blob64(st, i, v->s, v->n, SQLITE_STATIC)
+                    : sqlite3_bind_zeroblob(st, i, 0);
+    default: return sqlite3_bind_null(st, i);
+    }
+}
+
+/* True when column col of the current row has the type and value of key v (NULL never). */
+TG_HIDDEN int tg__col_eq_bytes(sqlite3_stmt *st, int col, int type, const tg_value *v);
+/* The same when the column's type is known already. */
+static inline int tg__col_eq_typed(sqlite3_stmt *st, int col, int type, const tg_value *v) {
+    if (type == SQLITE_INTEGER)
+        return v->type == TG_INTEGER && sqlite3_column_int64(st, col) == v->i;
+    return tg__col_eq_bytes(st, col, type, v);
+}
+static inline int tg__col_eq(sqlite3_stmt *st, int col, const tg_value *v) {
+    return tg__col_eq_typed(st, col, sqlite3_column_type(st, col), v);
+}
+/* True when a and b are keys of the same type and value (TG_NULL never equals). */
+TG_HIDDEN int tg__value_eq(const tg_value *a, const tg_value *b);
+/* Orders keys by type, then value (for sorting and removing duplicates). */
+TG_HIDDEN int tg__value_cmp(const tg_value *a, const tg_value *b);
+/* Copies column col of the current row as a key into buf (reset first): *out points into
+ * buf until its next change; TG_NULL for NULL or a real. */
+TG_HIDDEN void tg__key_from_col(sqlite3_stmt *st, int col, tg__buf *buf, tg_value *out);
+/* True when binding key v against a column of affinity aff may compare equal to a value of
+ * another type (SQLite converts it): a C check must then confirm every row. */
+TG_HIDDEN int tg__key_coerces(int aff, const tg_value *v);
+/* "integer", "text", "blob", ... for messages. */
+TG_HIDDEN const char *tg__value_type_name(int type);
 
 /* Builds a plan for rs on db (reads table shapes; prepares nothing yet). */
 TG_HIDDEN int tg__plan_new(tg__ruleset *rs, sqlite3 *db, unsigned schema_gen, int mutation,

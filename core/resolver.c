@@ -61,16 +61,21 @@ static int step_failed(tg_ctx *ctx, sqlite3_stmt *st, int rc) {
 /* What we know about one tenant for this user. */
 typedef struct tinfo {
     int known;
-    int64_t workspace;
+    int in_ws; /* the tenant's workspace is the context's (type and value) */
     int entitled;
     const tg_role *role; /* tenant role when set, else the workspace role */
 } tinfo;
 
-static int tenant_info(tg_ctx *ctx, int64_t tenant, tinfo *ti) {
+/* `tenant` is a row's tenant value as stored (TG_NULL: none, never known). */
+static int tenant_info(tg_ctx *ctx, const tg_value *tenant, tinfo *ti) {
     memset(ti, 0, sizeof *ti);
-    if (ctx->has_tenant && tenant == ctx->tenant) {
+    /* SQL would match the text '10' to the integer tenant 10: a value of another type than
+     * the tenants' key is no tenant at all */
+    if (tenant->type == TG_NULL || tg__key_coerces(ctx->plan->tenant_key.aff, tenant))
+        return TG_OK;
+    if (ctx->has_tenant && tg__value_eq(tenant, &ctx->tenant)) {
         ti->known = ctx->tenant_known;
-        ti->workspace = ctx->tenant_workspace;
+        ti->in_ws = ctx->tenant_in_ws;
         ti->entitled = ctx->entitled;
         ti->role = ctx->role;
         return TG_OK;
@@ -84,13 +89,13 @@ static int tenant_info(tg_ctx *ctx, int64_t tenant, tinfo *ti) {
             return s;
     }
     sqlite3_stmt *st = p->entitlement;
-    sqlite3_bind_int64(st, TG__P_TENANT, tenant);
-    sqlite3_bind_int64(st, TG__P_USER, ctx->user);
+    tg__bind_key(st, TG__P_TENANT, tenant);
+    tg__bind_key(st, TG__P_USER, &ctx->user);
     int rc = sqlite3_step(st);
     if (rc != SQLITE_ROW)
         return step_failed(ctx, st, rc);
-    ti->known = sqlite3_column_type(st, 0) == SQLITE_INTEGER;
-    ti->workspace = sqlite3_column_int64(st, 0);
+    ti->known = sqlite3_column_type(st, 0) != SQLITE_NULL;
+    ti->in_ws = tg__col_eq(st, 0, &ctx->workspace);
     ti->entitled = sqlite3_column_type(st, 1) != SQLITE_NULL;
     ti->role = ti->entitled && sqlite3_column_type(st, 2) != SQLITE_NULL
                    ? tg__ctx_role(ctx, sqlite3_column_text(st, 2))
@@ -103,31 +108,28 @@ static int tenant_info(tg_ctx *ctx, int64_t tenant, tinfo *ti) {
  * the reason (the refined reason needs a lookup, done after the caller resets st). */
 enum { REC_OK, REC_FOREIGN, REC_WS_MISMATCH };
 
-static int row_scope_at(const tg_ctx *ctx, const tg__table_plan *tp, sqlite3_stmt *st, int off,
-                        int64_t *row_tenant) {
+/* The row's tenant and workspace must be the route tenant's by type and value (a NULL or
+ * differently typed tenant is never in anyone's scope). A foreign row's tenant is kept in
+ * ctx->row_tenant for foreign_reason. */
+static int row_scope_at(tg_ctx *ctx, const tg__table_plan *tp, sqlite3_stmt *st, int off) {
     int tc = off + tp->col_tenant, wc = off + tp->col_workspace;
-    if (sqlite3_column_type(st, tc) != SQLITE_INTEGER) {
-        *row_tenant = 0;
-        return REC_FOREIGN; /* NULL or non-integer tenant: never in anyone's scope */
-    }
-    *row_tenant = sqlite3_column_int64(st, tc);
-    if (*row_tenant != ctx->tenant)
+    if (!tg__col_eq(st, tc, &ctx->tenant)) {
+        tg__key_from_col(st, tc, &ctx->row_tenant_buf, &ctx->row_tenant);
         return REC_FOREIGN;
+    }
     if (tp->col_workspace >= 0 && sqlite3_column_type(st, wc) != SQLITE_NULL &&
-        (sqlite3_column_type(st, wc) != SQLITE_INTEGER ||
-         sqlite3_column_int64(st, wc) != ctx->workspace))
+        !tg__col_eq(st, wc, &ctx->workspace))
         return REC_WS_MISMATCH;
     return REC_OK;
 }
 
-static int row_scope(const tg_ctx *ctx, const tg__table_plan *tp, sqlite3_stmt *st,
-                     int64_t *row_tenant) {
-    return row_scope_at(ctx, tp, st, 0, row_tenant);
+static int row_scope(tg_ctx *ctx, const tg__table_plan *tp, sqlite3_stmt *st) {
+    return row_scope_at(ctx, tp, st, 0);
 }
 
-/* "foreign_tenant" when the row's tenant is in this workspace, "foreign_workspace" when
- * not (or gone). For logs only: the status is 404 either way. */
-static const char *foreign_reason(tg_ctx *ctx, int rec, int64_t row_tenant, const char *prefix) {
+/* "foreign_tenant" when the row's tenant (ctx->row_tenant) is in this workspace,
+ * "foreign_workspace" when not (or gone). For logs only: the status is 404 either way. */
+static const char *foreign_reason(tg_ctx *ctx, int rec, const char *prefix) {
     static const char *const plain[] = {"ok", "foreign_tenant", "workspace_mismatch",
                                         "foreign_workspace"};
     static const char *const owner[] = {"ok", "owner_foreign_tenant", "owner_workspace_mismatch",
@@ -135,7 +137,7 @@ static const char *foreign_reason(tg_ctx *ctx, int rec, int64_t row_tenant, cons
     const char *const *names = prefix ? owner : plain;
     if (rec == REC_FOREIGN) {
         tinfo ti;
-        if (tenant_info(ctx, row_tenant, &ti) == TG_OK && (!ti.known || ti.workspace != ctx->workspace))
+        if (tenant_info(ctx, &ctx->row_tenant, &ti) == TG_OK && (!ti.known || !ti.in_ws))
             return names[3];
     }
     return names[rec];
@@ -143,12 +145,12 @@ static const char *foreign_reason(tg_ctx *ctx, int rec, int64_t row_tenant, cons
 
 /* True when role satisfies the plan's requirement `need` (TG__NEED_* or a capability) and,
  * when the request names one (extra >= 0), that capability too. */
-static int has_caps(const tg_role *role, int need, int extra) {
+static inline int has_caps(const tg_role *role, int need, int extra) {
     return tg__plan_grants(role, need) && (extra < 0 || tg__plan_grants(role, extra));
 }
 
 static int finish(tg_ctx *ctx, const tg_decision **out, int status, const char *reason,
-                  const char *target, tg_path_type path, const int64_t *ids, size_t n) {
+                  const char *target, tg_path_type path, const tg_value *ids, size_t n) {
     tg__ctx_decide(ctx, status, reason, target, tg_path_type_name(path), ids, n);
     *out = &ctx->dec;
     return TG_OK;
@@ -161,8 +163,17 @@ typedef int (*row_filter)(tg_ctx *ctx, const tg__table_plan *tp, sqlite3_stmt *s
 /* Runs a page statement that is already bound except for keyset and limit. Rows the filter
  * drops do not count towards the limit. */
 static int run_page_filtered(tg_ctx *ctx, tg__table_plan *tp, sqlite3_stmt *st,
-                             const tg_request *req, int64_t limit, row_filter filter, void *ud) {
-    sqlite3_bind_int64(st, TG__P_AFTER, req->has_after ? req->after : INT64_MIN);
+                             const tg_value *after, int64_t limit, row_filter filter, void *ud) {
+    if (after->type != TG_NULL) {
+        tg__bind_key(st, TG__P_AFTER, after); /* checked with the request */
+    } else if (tp->id_key.aff == TG__AFF_TEXT) {
+        /* the lowest text ('' itself, were it a key, is never listed: TEXT affinity turns any
+         * lower bound into text) */
+        sqlite3_bind_text(st, TG__P_AFTER, "", 0, SQLITE_STATIC);
+    } else {
+        /* integers, and below any text or blob */
+        sqlite3_bind_int64(st, TG__P_AFTER, INT64_MIN);
+    }
     /* with a filter the statement cannot know how many rows will be kept */
     sqlite3_bind_int64(st, TG__P_LIMIT, filter ? -1 : limit + 1);
     int rc, taken = 0;
@@ -185,7 +196,7 @@ static int run_page_filtered(tg_ctx *ctx, tg__table_plan *tp, sqlite3_stmt *st,
             sqlite3_reset(st);
             return s;
         }
-        ctx->dec.next_after = sqlite3_column_int64(st, tp->col_id);
+        ctx->next_after_at = ctx->n_vals - (size_t)tp->shape.n_columns + (size_t)tp->col_id + 1;
         taken++;
     }
     if (rc != SQLITE_ROW && rc != SQLITE_DONE)
@@ -194,9 +205,32 @@ static int run_page_filtered(tg_ctx *ctx, tg__table_plan *tp, sqlite3_stmt *st,
     return TG_OK;
 }
 
-static int run_page(tg_ctx *ctx, tg__table_plan *tp, sqlite3_stmt *st, const tg_request *req,
-                    int64_t limit) {
-    return run_page_filtered(ctx, tp, st, req, limit, NULL, NULL);
+/* Rows of a list must carry the route tenant (and the owner) by type and value. SQL compares
+ * under the column's affinity, which can turn the text '5' into the integer 5; where a key
+ * could be converted so, every listed row is checked in C too. */
+typedef struct exact_filter {
+    int tenant;        /* check the tenant column */
+    int via_col;       /* -1: no owner column */
+    const tg_value *via;
+} exact_filter;
+
+static int keep_exact(tg_ctx *ctx, const tg__table_plan *tp, sqlite3_stmt *st, void *ud,
+                      int *keep) {
+    const exact_filter *f = ud;
+    *keep = (!f->tenant || tg__col_eq(st, tp->col_tenant, &ctx->tenant)) &&
+            (f->via_col < 0 || tg__col_eq(st, f->via_col, f->via));
+    return TG_OK;
+}
+
+static int run_page(tg_ctx *ctx, tg__table_plan *tp, sqlite3_stmt *st, const tg_value *after,
+                    int64_t limit, int via_col, const tg_value *via) {
+    exact_filter f = {tg__key_coerces(tp->affs[tp->col_tenant], &ctx->tenant), -1, NULL};
+    if (via_col >= 0 && tg__key_coerces(tp->affs[via_col], via)) {
+        f.via_col = via_col;
+        f.via = via;
+    }
+    int exact = f.tenant || f.via_col >= 0;
+    return run_page_filtered(ctx, tp, st, after, limit, exact ? keep_exact : NULL, &f);
 }
 
 static int check_limit(tg_ctx *ctx, const tg_request *req, int64_t *limit) {
@@ -208,44 +242,56 @@ static int check_limit(tg_ctx *ctx, const tg_request *req, int64_t *limit) {
     return TG_OK;
 }
 
-static int cmp_i64(const void *a, const void *b) {
-    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
-    return (x > y) - (x < y);
-}
+static int cmp_key(const void *a, const void *b) { return tg__value_cmp(a, b); }
 
-/* bulk_action: every id in scope, or 404 and nothing. */
-static int resolve_bulk(tg_ctx *ctx, tg__table_plan *tp, const tg_family *fam,
-                        const tg_request *req, const char **reason) {
-    if (req->n_ids > ctx->cap_ids) {
-        int64_t *ids = realloc(ctx->ids, req->n_ids * sizeof *ids);
+/* Checks every id of a bulk request into ctx->ids: the first n as given (for the log), then
+ * the sorted distinct ones (*m of them; equal means same type and value). */
+static int bulk_keys(tg_ctx *ctx, tg__table_plan *tp, const tg_request *req, size_t *m) {
+    size_t n = req->n_ids;
+    if (2 * n > ctx->cap_ids) {
+        tg_value *ids = realloc(ctx->ids, 2 * n * sizeof *ids);
         if (!ids)
             return tg__ctx_fail(ctx, TG_NOMEM, "out of memory");
         ctx->ids = ids;
-        ctx->cap_ids = req->n_ids;
+        ctx->cap_ids = 2 * n;
     }
-    memcpy(ctx->ids, req->ids, req->n_ids * sizeof *ctx->ids);
-    qsort(ctx->ids, req->n_ids, sizeof *ctx->ids, cmp_i64);
-    size_t m = 0;
-    for (size_t i = 0; i < req->n_ids; i++)
-        if (m == 0 || ctx->ids[m - 1] != ctx->ids[i])
-            ctx->ids[m++] = ctx->ids[i];
+    for (size_t i = 0; i < n; i++) {
+        char field[48];
+        snprintf(field, sizeof field, "ids[%zu]", i + 1);
+        int s = tg__ctx_key(ctx, &tp->id_key, field, &req->ids[i], &ctx->ids[i]);
+        if (s != TG_OK)
+            return s;
+    }
+    tg_value *sorted = ctx->ids + n;
+    memcpy(sorted, ctx->ids, n * sizeof *sorted);
+    qsort(sorted, n, sizeof *sorted, cmp_key);
+    *m = 0;
+    for (size_t i = 0; i < n; i++)
+        if (*m == 0 || tg__value_cmp(&sorted[*m - 1], &sorted[i]) != 0)
+            sorted[(*m)++] = sorted[i];
+    return TG_OK;
+}
+
+/* bulk_action: every id in scope, or 404 and nothing. The ids were checked by bulk_keys. */
+static int resolve_bulk(tg_ctx *ctx, tg__table_plan *tp, const tg_family *fam,
+                        const tg_request *req, size_t m, const char **reason) {
+    const tg_value *ids = ctx->ids + req->n_ids;
     sqlite3_stmt *st = NULL;
     int s = get_stmt(ctx, tp, fam, S_BY_IDS, &st);
     if (s != TG_OK)
         return s;
     size_t found = 0;
     int bad = REC_OK;
-    int64_t bad_tenant = 0;
     for (size_t at = 0; at < m && bad == REC_OK; at += TG__BULK_CHUNK) {
         for (int k = 0; k < TG__BULK_CHUNK; k++) {
             if (at + (size_t)k < m)
-                sqlite3_bind_int64(st, k + 1, ctx->ids[at + (size_t)k]);
+                tg__bind_key(st, k + 1, &ids[at + (size_t)k]);
             else
                 sqlite3_bind_null(st, k + 1);
         }
         int rc;
         while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-            bad = row_scope(ctx, tp, st, &bad_tenant);
+            bad = row_scope(ctx, tp, st);
             if (MUTANT(ctx, TG__MUT_SKIP_BULK_CONGRUENCE))
                 bad = REC_OK;
             if (bad != REC_OK)
@@ -261,7 +307,7 @@ static int resolve_bulk(tg_ctx *ctx, tg__table_plan *tp, const tg_family *fam,
         sqlite3_reset(st);
     }
     if (bad != REC_OK)
-        *reason = foreign_reason(ctx, bad, bad_tenant, NULL);
+        *reason = foreign_reason(ctx, bad, NULL);
     else if (found != m && !MUTANT(ctx, TG__MUT_SKIP_BULK_CONGRUENCE))
         *reason = "not_found";
     else
@@ -269,16 +315,17 @@ static int resolve_bulk(tg_ctx *ctx, tg__table_plan *tp, const tg_family *fam,
     return TG_OK;
 }
 
-/* Fetches one record by id into the decision. *reason is NULL when it is in the route
- * tenant's scope. *row_tenant and *via_value are read from it (via_col may be -1). */
-static int fetch_scoped(tg_ctx *ctx, tg__table_plan *tp, const tg_family *fam, int64_t id,
-                        const char *prefix, int via_col, int64_t *via_value,
-                        const char **reason) {
+/* Fetches one record by id (a checked key) into the decision. *reason is NULL when it is in
+ * the route tenant's scope. With via_col >= 0, *via_ok says whether that column holds `via`
+ * (type and value). */
+static int fetch_scoped(tg_ctx *ctx, tg__table_plan *tp, const tg_family *fam,
+                        const tg_value *id, const char *prefix, int via_col,
+                        const tg_value *via, int *via_ok, const char **reason) {
     sqlite3_stmt *st = NULL;
     int s = get_stmt(ctx, tp, fam, S_BY_ID, &st);
     if (s != TG_OK)
         return s;
-    sqlite3_bind_int64(st, 1, id);
+    tg__bind_key(st, 1, id);
     int rc = sqlite3_step(st);
     if (rc == SQLITE_DONE) {
         sqlite3_reset(st);
@@ -287,16 +334,13 @@ static int fetch_scoped(tg_ctx *ctx, tg__table_plan *tp, const tg_family *fam, i
     }
     if (rc != SQLITE_ROW)
         return step_failed(ctx, st, rc);
-    int64_t row_tenant;
-    int rec = row_scope(ctx, tp, st, &row_tenant);
+    int rec = row_scope(ctx, tp, st);
     if (via_col >= 0)
-        *via_value = sqlite3_column_type(st, via_col) == SQLITE_INTEGER
-                         ? sqlite3_column_int64(st, via_col)
-                         : INT64_MIN;
+        *via_ok = tg__col_eq(st, via_col, via);
     if (rec == REC_OK && !prefix)
         s = tg__ctx_take_row(ctx, st, tp->shape.n_columns);
     sqlite3_reset(st);
-    *reason = rec == REC_OK ? NULL : foreign_reason(ctx, rec, row_tenant, prefix);
+    *reason = rec == REC_OK ? NULL : foreign_reason(ctx, rec, prefix);
     return s;
 }
 
@@ -304,7 +348,7 @@ static int fetch_scoped(tg_ctx *ctx, tg__table_plan *tp, const tg_family *fam, i
  * a request then costs what one hand-written join costs. *fetched is set when the record
  * part was evaluated (*reason NULL: in scope and taken); when scope fails the record is
  * ignored and the ordinary checks decide. */
-static int first_by_id(tg_ctx *ctx, tg__table_plan *tp, int64_t id, int *fetched,
+static int first_by_id(tg_ctx *ctx, tg__table_plan *tp, const tg_value *id, int *fetched,
                        const char **reason) {
     *fetched = 0;
     if (!tp->first) {
@@ -315,32 +359,28 @@ static int first_by_id(tg_ctx *ctx, tg__table_plan *tp, int64_t id, int *fetched
             return s;
     }
     sqlite3_stmt *st = tp->first;
-    sqlite3_bind_int64(st, TG__P_USER, ctx->user);
-    sqlite3_bind_int64(st, TG__P_WORKSPACE, ctx->workspace);
-    if (ctx->has_tenant)
-        sqlite3_bind_int64(st, TG__P_TENANT, ctx->tenant);
-    else
-        sqlite3_bind_null(st, TG__P_TENANT);
-    sqlite3_bind_int64(st, TG__P_ID, id);
+    tg__bind_key(st, TG__P_USER, &ctx->user);
+    tg__bind_key(st, TG__P_WORKSPACE, &ctx->workspace);
+    tg__bind_key(st, TG__P_TENANT, &ctx->tenant); /* TG_NULL binds NULL */
+    tg__bind_key(st, TG__P_ID, id);
     int rc = sqlite3_step(st);
     if (rc != SQLITE_ROW)
         return step_failed(ctx, st, rc);
     tg__ctx_scope_from_row(ctx, st);
     int s = TG_OK;
-    if (ctx->member && ctx->has_tenant && ctx->tenant_known &&
-        ctx->tenant_workspace == ctx->workspace && ctx->entitled) {
+    if (ctx->member && ctx->has_tenant && ctx->tenant_known && ctx->tenant_in_ws &&
+        ctx->entitled) {
         *fetched = 1;
-        int64_t row_tenant = 0;
         int rec = REC_OK;
         if (sqlite3_column_type(st, 5 + tp->col_id) == SQLITE_NULL) {
             *reason = "not_found";
-        } else if ((rec = row_scope_at(ctx, tp, st, 5, &row_tenant)) == REC_OK) {
+        } else if ((rec = row_scope_at(ctx, tp, st, 5)) == REC_OK) {
             *reason = NULL;
             s = tg__ctx_take_row_at(ctx, st, 5, tp->shape.n_columns);
         }
         sqlite3_reset(st);
         if (rec != REC_OK)
-            *reason = foreign_reason(ctx, rec, row_tenant, NULL);
+            *reason = foreign_reason(ctx, rec, NULL);
         return s;
     }
     sqlite3_reset(st);
@@ -358,13 +398,12 @@ static int column_index(const tg__table_plan *tp, const char *name) {
  * workspace and one the user is entitled to. A context that does carry a route tenant
  * never widens to another tenant. */
 static int resolve_canonical(tg_ctx *ctx, tg__table_plan *tp, const tg_family *fam,
-                             const tg_request *req, const char **reason,
-                             const tg_role **role) {
+                             const tg_value *id, const char **reason, const tg_role **role) {
     sqlite3_stmt *st = NULL;
     int s = get_stmt(ctx, tp, fam, S_BY_ID, &st);
     if (s != TG_OK)
         return s;
-    sqlite3_bind_int64(st, 1, req->id);
+    tg__bind_key(st, 1, id);
     int rc = sqlite3_step(st);
     if (rc == SQLITE_DONE) {
         sqlite3_reset(st);
@@ -373,31 +412,30 @@ static int resolve_canonical(tg_ctx *ctx, tg__table_plan *tp, const tg_family *f
     }
     if (rc != SQLITE_ROW)
         return step_failed(ctx, st, rc);
-    int tenant_ok = sqlite3_column_type(st, tp->col_tenant) == SQLITE_INTEGER;
-    int64_t t = sqlite3_column_int64(st, tp->col_tenant);
+    /* the record names its tenant; its own workspace, when set, must be the context's */
+    tg__key_from_col(st, tp->col_tenant, &ctx->row_tenant_buf, &ctx->row_tenant);
     int ws_null = tp->col_workspace < 0 ||
                   sqlite3_column_type(st, tp->col_workspace) == SQLITE_NULL;
-    int64_t ws = ws_null ? 0 : sqlite3_column_int64(st, tp->col_workspace);
-    int ws_int = ws_null || sqlite3_column_type(st, tp->col_workspace) == SQLITE_INTEGER;
+    int ws_ok = ws_null || tg__col_eq(st, tp->col_workspace, &ctx->workspace);
     if ((s = tg__ctx_take_row(ctx, st, tp->shape.n_columns)) != TG_OK) {
         sqlite3_reset(st);
         return s;
     }
     sqlite3_reset(st);
     tinfo ti;
-    if (!tenant_ok) {
+    if (ctx->row_tenant.type == TG_NULL) {
         *reason = "foreign_workspace";
         return TG_OK;
     }
-    if (ctx->has_tenant && t != ctx->tenant) {
+    if (ctx->has_tenant && !tg__value_eq(&ctx->row_tenant, &ctx->tenant)) {
         *reason = "foreign_tenant";
         return TG_OK;
     }
-    if ((s = tenant_info(ctx, t, &ti)) != TG_OK)
+    if ((s = tenant_info(ctx, &ctx->row_tenant, &ti)) != TG_OK)
         return s;
-    if (!ti.known || ti.workspace != ctx->workspace)
+    if (!ti.known || !ti.in_ws)
         *reason = "foreign_workspace";
-    else if (!ws_int || (!ws_null && ws != ti.workspace))
+    else if (!ws_ok)
         *reason = "workspace_mismatch";
     else if (!ti.entitled && !MUTANT(ctx, TG__MUT_IGNORE_CANONICAL_OWNER))
         *reason = "not_entitled";
@@ -456,28 +494,25 @@ int tg_ctx_resolve(tg_ctx *ctx, const tg_request *req, const tg_decision **out) 
     const char *name = fam->name;
     ctx->shape = &tp->shape;
 
-    /* what the request names, for the decision log */
-    const int64_t *log_ids = NULL;
-    size_t n_log = 0;
-    if (req->path == TG_PATH_BULK_ACTION) {
-        log_ids = req->ids;
-        n_log = req->n_ids;
-    } else if (req->has_owner) {
-        ctx->log_ids[0] = req->owner;
-        ctx->log_ids[1] = req->id;
-        log_ids = ctx->log_ids;
-        n_log = req->has_id ? 2 : 1;
-    } else if (req->has_id) {
-        ctx->log_ids[0] = req->id;
-        log_ids = ctx->log_ids;
-        n_log = 1;
-    }
-#define DECIDE(status, reason) return finish(ctx, out, status, reason, name, req->path, log_ids, n_log)
-
     /* a malformed request is the caller's bug whoever is logged in: it raises before any
-     * decision is made */
+     * decision is made; so does a key its column cannot hold */
     int64_t limit = 0;
     int s;
+    tg_value id = {0}, owner = {0}, after = {0};
+    size_t n_distinct = 0;
+    if (req->id.type != TG_NULL &&
+        (s = tg__ctx_key(ctx, &tp->id_key, "id", &req->id, &id)) != TG_OK)
+        return s;
+    if (req->after.type != TG_NULL &&
+        (s = tg__ctx_key(ctx, &tp->id_key, "after", &req->after, &after)) != TG_OK)
+        return s;
+    if (req->owner.type != TG_NULL && req->path == TG_PATH_RELATION_MANAGER &&
+        path->declared &&
+        (s = tg__ctx_key(ctx, &ctx->plan->fams[path->owner_family].id_key, "owner", &req->owner,
+                         &owner)) != TG_OK)
+        return s;
+    if (req->owner.type != TG_NULL && owner.type == TG_NULL)
+        owner = req->owner; /* no owner family to check against: logged as given */
     switch (req->path) {
     case TG_PATH_GLOBAL_SEARCH:
         /* no query is not "match everything": the caller forgot it */
@@ -491,7 +526,7 @@ int tg_ctx_resolve(tg_ctx *ctx, const tg_request *req, const tg_decision **out) 
     case TG_PATH_DETAIL:
     case TG_PATH_ROW_ACTION:
     case TG_PATH_CANONICAL_VIEWER:
-        if (!req->has_id)
+        if (id.type == TG_NULL)
             return tg__ctx_fail(ctx, TG_MISUSE, "%s needs an id", tg_path_type_name(req->path));
         break;
     case TG_PATH_BULK_ACTION:
@@ -503,16 +538,37 @@ int tg_ctx_resolve(tg_ctx *ctx, const tg_request *req, const tg_decision **out) 
                                 "bulk_action got %zu ids; the limit is %lld "
                                 "(app.limits.max_bulk_ids)",
                                 req->n_ids, (long long)r->app.max_bulk_ids);
+        if ((s = bulk_keys(ctx, tp, req, &n_distinct)) != TG_OK)
+            return s;
         break;
     case TG_PATH_RELATION_MANAGER:
-        if (!req->has_owner)
+        if (owner.type == TG_NULL)
             return tg__ctx_fail(ctx, TG_MISUSE, "relation_manager needs an owner id");
-        if (!req->has_id && (s = check_limit(ctx, req, &limit)) != TG_OK)
+        if (id.type == TG_NULL && (s = check_limit(ctx, req, &limit)) != TG_OK)
             return s;
         break;
     default:
         break;
     }
+
+    /* what the request names, for the decision log (checked keys; valid during the call) */
+    const tg_value *log_ids = NULL;
+    size_t n_log = 0;
+    if (req->path == TG_PATH_BULK_ACTION) {
+        log_ids = ctx->ids;
+        n_log = req->n_ids;
+    } else if (owner.type != TG_NULL) {
+        ctx->log_ids[0] = owner;
+        ctx->log_ids[1] = id;
+        log_ids = ctx->log_ids;
+        n_log = id.type != TG_NULL ? 2 : 1;
+    } else if (id.type != TG_NULL) {
+        ctx->log_ids[0] = id;
+        log_ids = ctx->log_ids;
+        n_log = 1;
+    }
+#define DECIDE(status, reason) return finish(ctx, out, status, reason, name, req->path, log_ids, n_log)
+
     if (!path->declared) {
         if (req->path == TG_PATH_GLOBAL_SEARCH && fam->search_posture != TG_SEARCH_SCOPED)
             DECIDE(404, "search_disabled");
@@ -522,7 +578,7 @@ int tg_ctx_resolve(tg_ctx *ctx, const tg_request *req, const tg_decision **out) 
     const char *reason = NULL;
     if (!ctx->scope_loaded && ctx->plan->mutation == TG__MUT_NONE &&
         (req->path == TG_PATH_DETAIL || req->path == TG_PATH_ROW_ACTION))
-        s = first_by_id(ctx, tp, req->id, &prefetched, &reason);
+        s = first_by_id(ctx, tp, &id, &prefetched, &reason);
     else
         s = tg__ctx_scope(ctx);
     if (s != TG_OK)
@@ -536,16 +592,16 @@ int tg_ctx_resolve(tg_ctx *ctx, const tg_request *req, const tg_decision **out) 
         DECIDE(403, "missing_capability");
     if (req->path == TG_PATH_CANONICAL_VIEWER) {
         /* no route tenant is needed; one that is given must still be valid */
-        if (ctx->has_tenant && (!ctx->tenant_known || ctx->tenant_workspace != ctx->workspace))
+        if (ctx->has_tenant && (!ctx->tenant_known || !ctx->tenant_in_ws))
             DECIDE(404, "tenant_not_in_workspace");
-        if ((s = resolve_canonical(ctx, tp, fam, req, &reason, &role)) != TG_OK)
+        if ((s = resolve_canonical(ctx, tp, fam, &id, &reason, &role)) != TG_OK)
             return s;
         if (reason)
             DECIDE(404, reason);
     } else {
         if (!ctx->has_tenant)
             DECIDE(404, "no_tenant_context");
-        if (!ctx->tenant_known || ctx->tenant_workspace != ctx->workspace)
+        if (!ctx->tenant_known || !ctx->tenant_in_ws)
             DECIDE(404, "tenant_not_in_workspace");
         if (!ctx->entitled && !MUTANT(ctx, TG__MUT_SKIP_ENTITLEMENT))
             DECIDE(404, "not_entitled");
@@ -556,8 +612,8 @@ int tg_ctx_resolve(tg_ctx *ctx, const tg_request *req, const tg_decision **out) 
             if ((s = get_stmt(ctx, tp, fam, req->path == TG_PATH_INDEX ? S_PAGE : S_SEARCH, &st)) !=
                 TG_OK)
                 return s;
-            sqlite3_bind_int64(st, TG__P_TENANT, ctx->tenant);
-            sqlite3_bind_int64(st, TG__P_WORKSPACE, ctx->workspace);
+            tg__bind_key(st, TG__P_TENANT, &ctx->tenant);
+            tg__bind_key(st, TG__P_WORKSPACE, &ctx->workspace);
             if (req->path == TG_PATH_GLOBAL_SEARCH) {
                 const char *q = req->query;
                 tg__buf_reset(&ctx->scratch);
@@ -570,47 +626,47 @@ int tg_ctx_resolve(tg_ctx *ctx, const tg_request *req, const tg_decision **out) 
                 sqlite3_bind_text(st, TG__P_LIKE, tg__buf_str(&ctx->scratch),
                                   (int)ctx->scratch.len, SQLITE_STATIC);
             }
-            if ((s = run_page(ctx, tp, st, req, limit)) != TG_OK)
+            if ((s = run_page(ctx, tp, st, &after, limit, -1, NULL)) != TG_OK)
                 return s;
             break;
         case TG_PATH_DETAIL:
         case TG_PATH_ROW_ACTION:
             if (!prefetched &&
-                (s = fetch_scoped(ctx, tp, fam, req->id, NULL, -1, NULL, &reason)) != TG_OK)
+                (s = fetch_scoped(ctx, tp, fam, &id, NULL, -1, NULL, NULL, &reason)) != TG_OK)
                 return s;
             if (reason)
                 DECIDE(404, reason);
             break;
         case TG_PATH_BULK_ACTION:
-            if ((s = resolve_bulk(ctx, tp, fam, req, &reason)) != TG_OK)
+            if ((s = resolve_bulk(ctx, tp, fam, req, n_distinct, &reason)) != TG_OK)
                 return s;
             if (reason)
                 DECIDE(404, reason);
             break;
         case TG_PATH_RELATION_MANAGER: {
             int oi = path->owner_family;
-            if ((s = fetch_scoped(ctx, &ctx->plan->fams[oi], &r->families[oi], req->owner, "owner",
-                                  -1, NULL, &reason)) != TG_OK)
+            if ((s = fetch_scoped(ctx, &ctx->plan->fams[oi], &r->families[oi], &owner, "owner",
+                                  -1, NULL, NULL, &reason)) != TG_OK)
                 return s;
             if (reason && !MUTANT(ctx, TG__MUT_SKIP_RELATION_OWNER_CHECK))
                 DECIDE(404, reason);
-            if (req->has_id) {
-                int via_col = column_index(tp, path->via);
-                int64_t via = INT64_MIN;
-                if ((s = fetch_scoped(ctx, tp, fam, req->id, NULL, via_col, &via, &reason)) !=
-                    TG_OK)
+            int via_col = column_index(tp, path->via);
+            if (id.type != TG_NULL) {
+                int via_ok = 0;
+                if ((s = fetch_scoped(ctx, tp, fam, &id, NULL, via_col, &owner, &via_ok,
+                                      &reason)) != TG_OK)
                     return s;
                 if (reason)
                     DECIDE(404, reason);
-                if (via != req->owner)
+                if (!via_ok) /* the owner by type and value: 5 is not '5' */
                     DECIDE(404, "wrong_owner");
             } else {
                 if ((s = get_stmt(ctx, tp, fam, S_RELATION, &st)) != TG_OK)
                     return s;
-                sqlite3_bind_int64(st, TG__P_TENANT, ctx->tenant);
-                sqlite3_bind_int64(st, TG__P_WORKSPACE, ctx->workspace);
-                sqlite3_bind_int64(st, TG__P_OWNER, req->owner);
-                if ((s = run_page(ctx, tp, st, req, limit)) != TG_OK)
+                tg__bind_key(st, TG__P_TENANT, &ctx->tenant);
+                tg__bind_key(st, TG__P_WORKSPACE, &ctx->workspace);
+                tg__bind_key(st, TG__P_OWNER, &owner);
+                if ((s = run_page(ctx, tp, st, &after, limit, via_col, &owner)) != TG_OK)
                     return s;
             }
             break;
@@ -644,9 +700,11 @@ static int ws_page_stmt(tg_ctx *ctx, tg__table_plan *tp, int flags, sqlite3_stmt
  * still_required_checks it declares (workspace_member always among them). */
 typedef struct cap_filter {
     int need, extra_cap;
-    int64_t tenants[32]; /* a small cache of tenant -> allowed */
+    tg_value tenants[32]; /* a small cache of tenant -> allowed (text in `bytes`) */
     int allowed[32];
     int n;
+    char bytes[1024];
+    size_t used;
 } cap_filter;
 
 /* Keeps a listed row only when the role the user holds in the row's tenant (the tenant role
@@ -658,23 +716,32 @@ static int keep_if_capable(tg_ctx *ctx, const tg__table_plan *tp, sqlite3_stmt *
     *keep = 1;
     if (tp->col_tenant < 0 || sqlite3_column_type(st, tp->col_tenant) == SQLITE_NULL)
         return TG_OK; /* a workspace-level row: the workspace role was checked already */
-    if (sqlite3_column_type(st, tp->col_tenant) != SQLITE_INTEGER) {
-        *keep = 0; /* a tenant id that is not an integer places the row nowhere (as detail) */
-        return TG_OK;
-    }
-    int64_t t = sqlite3_column_int64(st, tp->col_tenant);
     for (int i = 0; i < f->n; i++)
-        if (f->tenants[i] == t) {
+        if (tg__col_eq(st, tp->col_tenant, &f->tenants[i])) {
             *keep = f->allowed[i];
             return TG_OK;
         }
+    tg_value t;
+    tg__key_from_col(st, tp->col_tenant, &ctx->row_tenant_buf, &t);
+    if (t.type == TG_NULL) {
+        *keep = 0; /* a tenant id that is not a key places the row nowhere (as detail) */
+        return TG_OK;
+    }
     tinfo ti;
-    int s = tenant_info(ctx, t, &ti);
+    int s = tenant_info(ctx, &t, &ti);
     if (s != TG_OK)
         return s;
     const tg_role *role = ti.entitled ? ti.role : ctx->workspace_role;
-    *keep = has_caps(role, f->need, f->extra_cap);
-    if (f->n < 32) {
+    /* as detail: a tenant that is not one of this workspace's (by type and value) places
+     * the row nowhere */
+    *keep = ti.known && ti.in_ws && has_caps(role, f->need, f->extra_cap);
+    size_t room = t.type == TG_INTEGER ? 0 : t.n;
+    if (f->n < 32 && room <= sizeof f->bytes - f->used) {
+        if (room) {
+            memcpy(f->bytes + f->used, t.s, room);
+            t.s = f->bytes + f->used;
+            f->used += room;
+        }
         f->tenants[f->n] = t;
         f->allowed[f->n++] = *keep;
     }
@@ -693,20 +760,27 @@ static int resolve_exception(tg_ctx *ctx, int ei, const tg_request *req, int ext
         checks &= ~(unsigned)(TG_CHECK_TENANT_ENTITLED | TG_CHECK_RECORD_IN_WORKSPACE);
     const char *name = e->name;
     ctx->shape = &tp->shape;
-    ctx->log_ids[0] = req->id;
-    const int64_t *log_ids = req->has_id ? ctx->log_ids : NULL;
-    size_t n_log = req->has_id ? 1 : 0;
-#define DECIDE(status, reason) return finish(ctx, out, status, reason, name, req->path, log_ids, n_log)
     if (!e->table || !tp->present)
         return tg__ctx_fail(ctx, TG_MISUSE, "exception '%s' maps no table to resolve against",
                             e->name);
     int64_t limit = 0;
     int s;
+    tg_value id = {0}, after = {0};
+    if (req->id.type != TG_NULL &&
+        (s = tg__ctx_key(ctx, &tp->id_key, "id", &req->id, &id)) != TG_OK)
+        return s;
+    if (req->after.type != TG_NULL &&
+        (s = tg__ctx_key(ctx, &tp->id_key, "after", &req->after, &after)) != TG_OK)
+        return s;
+    ctx->log_ids[0] = id;
+    const tg_value *log_ids = id.type != TG_NULL ? ctx->log_ids : NULL;
+    size_t n_log = id.type != TG_NULL ? 1 : 0;
+#define DECIDE(status, reason) return finish(ctx, out, status, reason, name, req->path, log_ids, n_log)
     if (req->path == TG_PATH_INDEX && (s = check_limit(ctx, req, &limit)) != TG_OK)
         return s;
     if ((req->path == TG_PATH_DETAIL || req->path == TG_PATH_ROW_ACTION ||
          req->path == TG_PATH_CANONICAL_VIEWER) &&
-        !req->has_id)
+        id.type == TG_NULL)
         return tg__ctx_fail(ctx, TG_MISUSE, "%s needs an id", tg_path_type_name(req->path));
     s = tg__ctx_scope(ctx);
     if (s != TG_OK)
@@ -716,7 +790,7 @@ static int resolve_exception(tg_ctx *ctx, int ei, const tg_request *req, int ext
     if (checks & TG_CHECK_RECORD_IN_TENANT) {
         if (!ctx->has_tenant)
             DECIDE(404, "no_tenant_context");
-        if (!ctx->tenant_known || ctx->tenant_workspace != ctx->workspace)
+        if (!ctx->tenant_known || !ctx->tenant_in_ws)
             DECIDE(404, "tenant_not_in_workspace");
     }
     const tg_role *role = ctx->workspace_role;
@@ -726,20 +800,24 @@ static int resolve_exception(tg_ctx *ctx, int ei, const tg_request *req, int ext
         sqlite3_stmt *st = NULL;
         if ((s = ws_page_stmt(ctx, tp, flags, &st)) != TG_OK)
             return s;
-        sqlite3_bind_int64(st, TG__P_WORKSPACE, ctx->workspace);
-        sqlite3_bind_int64(st, TG__P_TENANT, ctx->tenant);
-        sqlite3_bind_int64(st, TG__P_USER, ctx->user);
+        tg__bind_key(st, TG__P_WORKSPACE, &ctx->workspace);
+        tg__bind_key(st, TG__P_TENANT, &ctx->tenant);
+        tg__bind_key(st, TG__P_USER, &ctx->user);
         if (!has_caps(role, need, extra_cap))
             DECIDE(403, "missing_capability");
-        cap_filter f = {need, extra_cap, {0}, {0}, 0};
-        if ((s = run_page_filtered(ctx, tp, st, req, limit, keep_if_capable, &f)) != TG_OK)
+        cap_filter f;
+        f.need = need;
+        f.extra_cap = extra_cap;
+        f.n = 0;
+        f.used = 0;
+        if ((s = run_page_filtered(ctx, tp, st, &after, limit, keep_if_capable, &f)) != TG_OK)
             return s;
     } else if (req->path == TG_PATH_DETAIL || req->path == TG_PATH_ROW_ACTION ||
                req->path == TG_PATH_CANONICAL_VIEWER) {
         sqlite3_stmt *st = NULL;
         if ((s = get_stmt(ctx, tp, NULL, S_BY_ID, &st)) != TG_OK)
             return s;
-        sqlite3_bind_int64(st, 1, req->id);
+        tg__bind_key(st, 1, &id);
         int rc = sqlite3_step(st);
         if (rc == SQLITE_DONE) {
             sqlite3_reset(st);
@@ -748,31 +826,33 @@ static int resolve_exception(tg_ctx *ctx, int ei, const tg_request *req, int ext
         if (rc != SQLITE_ROW)
             return step_failed(ctx, st, rc);
         int has_t = tp->col_tenant >= 0 && sqlite3_column_type(st, tp->col_tenant) != SQLITE_NULL;
-        int t_int = !has_t || sqlite3_column_type(st, tp->col_tenant) == SQLITE_INTEGER;
-        int64_t t = has_t ? sqlite3_column_int64(st, tp->col_tenant) : 0;
+        tg_value t = {0};
+        if (has_t)
+            tg__key_from_col(st, tp->col_tenant, &ctx->row_tenant_buf, &t);
+        int t_key = !has_t || t.type != TG_NULL; /* a real or the like places the row nowhere */
         int has_w = tp->col_workspace >= 0 &&
                     sqlite3_column_type(st, tp->col_workspace) != SQLITE_NULL;
-        int w_int = !has_w || sqlite3_column_type(st, tp->col_workspace) == SQLITE_INTEGER;
-        int64_t w = has_w ? sqlite3_column_int64(st, tp->col_workspace) : 0;
+        int w_ok = has_w && tg__col_eq(st, tp->col_workspace, &ctx->workspace);
         if ((s = tg__ctx_take_row(ctx, st, tp->shape.n_columns)) != TG_OK) {
             sqlite3_reset(st);
             return s;
         }
         sqlite3_reset(st);
-        if (!t_int || !w_int)
+        if (!t_key)
             DECIDE(404, "foreign_workspace");
         tinfo ti = {0};
-        if (has_t && (s = tenant_info(ctx, t, &ti)) != TG_OK)
+        if (has_t && (s = tenant_info(ctx, &t, &ti)) != TG_OK)
             return s;
         if (checks & TG_CHECK_RECORD_IN_WORKSPACE) {
             if (!has_t && !has_w)
                 DECIDE(404, "foreign_workspace"); /* cannot be placed: fail closed */
-            if (has_w && w != ctx->workspace)
+            if (has_w && !w_ok)
                 DECIDE(404, "foreign_workspace");
-            if (has_t && (!ti.known || ti.workspace != ctx->workspace))
+            if (has_t && (!ti.known || !ti.in_ws))
                 DECIDE(404, "foreign_workspace");
         }
-        if ((checks & TG_CHECK_RECORD_IN_TENANT) && (!has_t || t != ctx->tenant))
+        if ((checks & TG_CHECK_RECORD_IN_TENANT) &&
+            (!has_t || !ctx->has_tenant || !tg__value_eq(&t, &ctx->tenant)))
             DECIDE(404, "foreign_tenant");
         if ((checks & TG_CHECK_TENANT_ENTITLED) && has_t && !ti.entitled)
             DECIDE(404, "not_entitled");

@@ -14,13 +14,40 @@
 
 /* ---- shared helpers ---- */
 
-size_t tg__targets(const tg_rules *r, const char **out, size_t cap) {
+size_t tg__targets(const tg_rules *r, tg__target *out, size_t cap) {
     size_t n = 0;
-    for (size_t i = 0; i < r->n_families && n < cap; i++)
-        out[n++] = r->families[i].table;
-    for (size_t i = 0; i < r->n_residuals && n < cap; i++)
-        out[n++] = r->residuals[i].table;
+    for (size_t i = 0; i < r->n_families && n < cap; i++, n++) {
+        out[n].table = r->families[i].table;
+        out[n].cols = &r->families[i].columns;
+    }
+    for (size_t i = 0; i < r->n_residuals && n < cap; i++, n++) {
+        out[n].table = r->residuals[i].table;
+        out[n].cols = &r->residuals[i].columns;
+    }
     return n;
+}
+
+/* A mapped app table in use: written out in the rules, or left out and existing. */
+static const char *app_table(tg_engine *eng, const char *table, int implicit) {
+    if (!table || !implicit)
+        return table;
+    int rc;
+    return tg__count(eng->db,
+                     "SELECT count(*) FROM sqlite_schema WHERE type IN ('table', 'view') AND "
+                     "name = ?1",
+                     table, NULL, &rc) > 0
+               ? table
+               : NULL;
+}
+
+const char *tg__app_audit(tg_engine *eng) {
+    const tg_app *a = &eng->rules->pub.app;
+    return app_table(eng, a->audit_logs.table, a->audit_logs.implicit);
+}
+
+const char *tg__app_runs(tg_engine *eng) {
+    const tg_app *a = &eng->rules->pub.app;
+    return app_table(eng, a->operation_runs.table, a->operation_runs.implicit);
 }
 
 int tg__exec(tg_engine *eng, const char *sql, const char *what) {
@@ -34,7 +61,7 @@ int tg__exec(tg_engine *eng, const char *sql, const char *what) {
     return st;
 }
 
-int tg__rowkey_of(tg_engine *eng, const char *table, tg__rowkey *k) {
+int tg__rowkey_of(tg_engine *eng, const char *table, const char *id, tg__rowkey *k) {
     sqlite3 *db = eng->db;
     memset(k, 0, sizeof *k);
     int rc, nn;
@@ -47,7 +74,6 @@ int tg__rowkey_of(tg_engine *eng, const char *table, tg__rowkey *k) {
                            table, NULL, &rc) > 0;
     if (!exists)
         return tg__engine_fail(eng, TG_REFUSED, "table '%s' does not exist", table);
-    const char *id = eng->rules->pub.app.id_column;
     k->id = id;
     int64_t pk_cols = tg__count(db, "SELECT count(*) FROM pragma_table_info(?1) WHERE pk > 0",
                                 table, NULL, &rc);
@@ -236,13 +262,28 @@ int tg__meta_ensure(tg_engine *eng) {
 
 int tg__audit(tg_engine *eng, const char *action, const char *subject, const char *metadata) {
     const tg_app *a = &eng->rules->pub.app;
+    const char *table = tg__app_audit(eng);
+    const char *subject_col = a->audit_logs.subject;
     tg__buf sql = {0};
-    tg__sqlf(&sql, &tg__sqlite, "INSERT INTO %I (%I, %I, %I", a->audit_logs.table,
-             a->audit_logs.action, a->audit_logs.metadata, a->audit_logs.created_at);
-    if (a->audit_logs.subject)
-        tg__sqlf(&sql, &tg__sqlite, ", %I", a->audit_logs.subject);
+    if (table) {
+        tg__sqlf(&sql, &tg__sqlite, "INSERT INTO %I (%I, %I, %I", table, a->audit_logs.action,
+                 a->audit_logs.metadata, a->audit_logs.created_at);
+    } else {
+        /* the app keeps no audit log: tenantguard's own, made by the first entry */
+        int st = tg__exec(eng,
+                          "CREATE TABLE IF NOT EXISTS tenantguard_audit ("
+                          "  id INTEGER PRIMARY KEY, action TEXT NOT NULL, subject TEXT,"
+                          "  metadata TEXT NOT NULL, created_at TEXT NOT NULL)",
+                          "cannot create tenantguard_audit");
+        if (st != TG_OK)
+            return st;
+        tg__buf_add(&sql, "INSERT INTO tenantguard_audit (action, metadata, created_at");
+        subject_col = "subject";
+    }
+    if (subject_col)
+        tg__sqlf(&sql, &tg__sqlite, ", %I", subject_col);
     tg__buf_add(&sql, ") VALUES (?1, ?2, strftime('%Y-%m-%d %H:%M:%f', 'now')");
-    if (a->audit_logs.subject)
+    if (subject_col)
         tg__buf_add(&sql, ", ?3");
     tg__buf_add(&sql, ")");
     sqlite3_stmt *st = NULL;
@@ -252,7 +293,7 @@ int tg__audit(tg_engine *eng, const char *action, const char *subject, const cha
     if (rc == SQLITE_OK) {
         sqlite3_bind_text(st, 1, action, -1, SQLITE_STATIC);
         sqlite3_bind_text(st, 2, metadata ? metadata : "{}", -1, SQLITE_STATIC);
-        if (a->audit_logs.subject)
+        if (subject_col)
             sqlite3_bind_text(st, 3, subject, -1, SQLITE_STATIC);
         rc = sqlite3_step(st);
         rc = rc == SQLITE_DONE ? SQLITE_OK : rc;
@@ -273,20 +314,19 @@ static int run_buf(tg_engine *eng, tg__buf *sql, const char *what) {
 }
 
 /* Every target must exist with its id and tenant columns. */
-static int check_targets(tg_engine *eng, const char **t, size_t n) {
-    const tg_app *a = &eng->rules->pub.app;
+static int check_targets(tg_engine *eng, const tg__target *t, size_t n) {
     int nn;
     for (size_t i = 0; i < n; i++) {
-        if (!tg__column(eng->db, t[i], a->tenant_column, &nn))
+        if (!tg__column(eng->db, t[i].table, t[i].cols->tenant, &nn))
             return tg__engine_fail(eng, TG_DB, "table '%s' does not exist or has no column '%s'",
-                                   t[i], a->tenant_column);
+                                   t[i].table, t[i].cols->tenant);
     }
     return TG_OK;
 }
 
 /* ---- phase 1: add_columns / drop_columns ---- */
 
-static int add_columns(tg_engine *eng, const char **t, size_t n) {
+static int add_columns(tg_engine *eng, const tg__target *tt, size_t n) {
     const tg_app *a = &eng->rules->pub.app;
     const tg__dialect *d = &tg__sqlite;
     tg__buf sql = {0};
@@ -295,22 +335,21 @@ static int add_columns(tg_engine *eng, const char **t, size_t n) {
         return st;
     for (size_t i = 0; i < n && st == TG_OK; i++) {
         char name[200];
-        if (!tg__column(eng->db, t[i], a->workspace_column, &nn)) {
-            tg__sqlf(&sql, d, "ALTER TABLE %I ADD COLUMN %I INTEGER REFERENCES %I(%I)", t[i],
-                     a->workspace_column, a->workspaces.table, a->workspaces.id);
-            st = run_buf(eng, &sql, t[i]);
+        const char *t = tt[i].table, *W = tt[i].cols->workspace, *T = tt[i].cols->tenant;
+        if (!tg__column(eng->db, t, W, &nn)) {
+            tg__sqlf(&sql, d, "ALTER TABLE %I ADD COLUMN %I INTEGER REFERENCES %I(%I)", t, W,
+                     a->workspaces.table, a->workspaces.id);
+            st = run_buf(eng, &sql, t);
             added++;
         }
-        snprintf(name, sizeof name, "tenantguard_%s_workspace", t[i]);
-        tg__sqlf(&sql, d, "CREATE INDEX IF NOT EXISTS %I ON %I(%I)", name, t[i],
-                 a->workspace_column);
+        snprintf(name, sizeof name, "tenantguard_%s_workspace", t);
+        tg__sqlf(&sql, d, "CREATE INDEX IF NOT EXISTS %I ON %I(%I)", name, t, W);
         if (st == TG_OK)
-            st = run_buf(eng, &sql, t[i]);
-        snprintf(name, sizeof name, "tenantguard_%s_tenant_workspace", t[i]);
-        tg__sqlf(&sql, d, "CREATE INDEX IF NOT EXISTS %I ON %I(%I, %I)", name, t[i],
-                 a->tenant_column, a->workspace_column);
+            st = run_buf(eng, &sql, t);
+        snprintf(name, sizeof name, "tenantguard_%s_tenant_workspace", t);
+        tg__sqlf(&sql, d, "CREATE INDEX IF NOT EXISTS %I ON %I(%I, %I)", name, t, T, W);
         if (st == TG_OK)
-            st = run_buf(eng, &sql, t[i]);
+            st = run_buf(eng, &sql, t);
     }
     char meta[128];
     snprintf(meta, sizeof meta, "{\"tables\":%zu,\"columns_added\":%d}", n, added);
@@ -342,8 +381,7 @@ static int drop_triggers_on(tg_engine *eng, const char *t, tg__buf *sql) {
     return sql->len ? run_buf(eng, sql, t) : TG_OK;
 }
 
-static int drop_columns(tg_engine *eng, const char **t, size_t n) {
-    const tg_app *a = &eng->rules->pub.app;
+static int drop_columns(tg_engine *eng, const tg__target *tt, size_t n) {
     tg__buf sql = {0};
     int nn, st, dropped = 0;
     if ((st = tg__meta_ensure(eng)) != TG_OK)
@@ -360,26 +398,26 @@ static int drop_columns(tg_engine *eng, const char **t, size_t n) {
                                (long long)pending, pending == 1 ? " is" : "s are",
                                pending == 1 ? "it" : "them");
     for (size_t i = 0; i < n; i++)
-        if (tg__column(eng->db, t[i], a->workspace_column, &nn) && nn)
+        if (tg__column(eng->db, tt[i].table, tt[i].cols->workspace, &nn) && nn)
             return tg__engine_fail(eng, TG_REFUSED,
                                    "drop_columns undoes phase 1 only, and phase 3 is applied to "
-                                   "'%s' (workspace_id NOT NULL): prefer a forward fix",
-                                   t[i]);
+                                   "'%s' (%s NOT NULL): prefer a forward fix",
+                                   tt[i].table, tt[i].cols->workspace);
     if ((st = tg__begin(eng)) != TG_OK)
         return st;
     for (size_t i = 0; i < n && st == TG_OK; i++) {
         char name[200];
-        st = drop_triggers_on(eng, t[i], &sql);
-        snprintf(name, sizeof name, "tenantguard_%s_workspace", t[i]);
+        const char *t = tt[i].table, *W = tt[i].cols->workspace;
+        st = drop_triggers_on(eng, t, &sql);
+        snprintf(name, sizeof name, "tenantguard_%s_workspace", t);
         tg__sqlf(&sql, &tg__sqlite, "DROP INDEX IF EXISTS %I;", name);
-        snprintf(name, sizeof name, "tenantguard_%s_tenant_workspace", t[i]);
+        snprintf(name, sizeof name, "tenantguard_%s_tenant_workspace", t);
         tg__sqlf(&sql, &tg__sqlite, "DROP INDEX IF EXISTS %I;", name);
         if (st == TG_OK)
-            st = run_buf(eng, &sql, t[i]);
-        if (st == TG_OK && tg__column(eng->db, t[i], a->workspace_column, &nn)) {
-            tg__sqlf(&sql, &tg__sqlite, "ALTER TABLE %I DROP COLUMN %I", t[i],
-                     a->workspace_column);
-            st = run_buf(eng, &sql, t[i]);
+            st = run_buf(eng, &sql, t);
+        if (st == TG_OK && tg__column(eng->db, t, W, &nn)) {
+            tg__sqlf(&sql, &tg__sqlite, "ALTER TABLE %I DROP COLUMN %I", t, W);
+            st = run_buf(eng, &sql, t);
             dropped++;
         }
     }
@@ -400,9 +438,10 @@ static int drop_columns(tg_engine *eng, const char **t, size_t n) {
 
 /* The triggers binding one tenant-owned table. Each abort message names the table and the
  * rule it enforces. */
-static void write_triggers(const tg_app *a, const char *t, const tg__rowkey *k, tg__buf *b) {
+static void write_triggers(const tg_app *a, const tg__target *tt, const tg__rowkey *k,
+                           tg__buf *b) {
     const tg__dialect *d = &tg__sqlite;
-    const char *T = a->tenant_column, *W = a->workspace_column;
+    const char *t = tt->table, *T = tt->cols->tenant, *W = tt->cols->workspace;
     char name[200], msg[400];
     /* the row just written, by its rowid or primary key: never by a column it may lack */
     tg__buf same = {0};
@@ -413,9 +452,9 @@ static void write_triggers(const tg_app *a, const char *t, const tg__rowkey *k, 
 
     snprintf(name, sizeof name, "tenantguard_%s_insert_check", t);
     snprintf(msg, sizeof msg,
-             "tenantguard: %s: tenant_id must name an existing tenant and workspace_id must "
-             "equal the workspace of that tenant [workspace_matches_tenant]",
-             t);
+             "tenantguard: %s: %s must name an existing tenant and %s must equal the workspace "
+             "of that tenant [workspace_matches_tenant]",
+             t, T, W);
     tg__sqlf(b, d,
              "CREATE TRIGGER %I BEFORE INSERT ON %I WHEN %s IS NULL OR (NEW.%I IS NOT NULL AND "
              "NEW.%I IS NOT %s) BEGIN SELECT RAISE(ABORT, %L); END;",
@@ -428,7 +467,7 @@ static void write_triggers(const tg_app *a, const char *t, const tg__rowkey *k, 
              name, t, W, t, W, tg__buf_str(&tenant_ws), tg__buf_str(&same));
 
     snprintf(name, sizeof name, "tenantguard_%s_tenant_fixed", t);
-    snprintf(msg, sizeof msg, "tenantguard: %s: tenant_id can never change [tenant_immutable]", t);
+    snprintf(msg, sizeof msg, "tenantguard: %s: %s can never change [tenant_immutable]", t, T);
     tg__sqlf(b, d,
              "CREATE TRIGGER %I BEFORE UPDATE OF %I ON %I WHEN NEW.%I IS NOT OLD.%I BEGIN SELECT "
              "RAISE(ABORT, %L); END;",
@@ -436,9 +475,9 @@ static void write_triggers(const tg_app *a, const char *t, const tg__rowkey *k, 
 
     snprintf(name, sizeof name, "tenantguard_%s_update_check", t);
     snprintf(msg, sizeof msg,
-             "tenantguard: %s: workspace_id must equal the workspace of the tenant of the row "
+             "tenantguard: %s: %s must equal the workspace of the tenant of the row "
              "[workspace_matches_tenant]",
-             t);
+             t, W);
     tg__sqlf(b, d,
              "CREATE TRIGGER %I BEFORE UPDATE ON %I WHEN NEW.%I IS NOT NULL AND NEW.%I IS NOT %s "
              "BEGIN SELECT RAISE(ABORT, %L); END;",
@@ -455,15 +494,14 @@ static void write_triggers(const tg_app *a, const char *t, const tg__rowkey *k, 
 
 /* The audit log: an entry with a tenant must carry that tenant's workspace (an entry about a
  * tenant that no longer exists needs a workspace, and cannot be checked further). */
-static void audit_triggers(const tg_app *a, tg__buf *b) {
+static void audit_triggers(const tg_app *a, const char *t, tg__buf *b) {
     const tg__dialect *d = &tg__sqlite;
-    const char *t = a->audit_logs.table;
     const char *T = a->audit_logs.tenant, *W = a->audit_logs.workspace;
     char name[200], msg[300];
     snprintf(msg, sizeof msg,
-             "tenantguard: %s: an entry with a tenant must carry the workspace of that tenant "
+             "tenantguard: %s: an entry with a %s must carry the workspace of that tenant in %s "
              "[audit_tenant_needs_workspace]",
-             t);
+             t, T, W);
     tg__buf tenant_ws = {0};
     tg__sqlf(&tenant_ws, d, "(SELECT %I FROM %I WHERE %I = NEW.%I)", a->tenants.workspace,
              a->tenants.table, a->tenants.id, T);
@@ -478,23 +516,23 @@ static void audit_triggers(const tg_app *a, tg__buf *b) {
     tg__buf_free(&tenant_ws);
 }
 
-static int enforce_writes(tg_engine *eng, const char **t, size_t n, int drop_only) {
+static int enforce_writes(tg_engine *eng, const tg__target *t, size_t n, int drop_only) {
     const tg_app *a = &eng->rules->pub.app;
     tg__buf sql = {0};
     int nn, st;
     if (!drop_only)
         for (size_t i = 0; i < n; i++)
-            if (!tg__column(eng->db, t[i], a->workspace_column, &nn))
+            if (!tg__column(eng->db, t[i].table, t[i].cols->workspace, &nn))
                 return tg__engine_fail(eng, TG_REFUSED,
                                        "enforce_writes needs phase 1 first: '%s' has no %s column "
                                        "(run add_columns)",
-                                       t[i], a->workspace_column);
+                                       t[i].table, t[i].cols->workspace);
     /* every table's rows must be addressable before any trigger is installed */
     tg__rowkey *keys = drop_only ? NULL : calloc(n ? n : 1, sizeof *keys);
     if (!drop_only && !keys)
         return tg__engine_fail(eng, TG_NOMEM, "out of memory");
     for (size_t i = 0; !drop_only && i < n; i++)
-        if ((st = tg__rowkey_of(eng, t[i], &keys[i])) != TG_OK) {
+        if ((st = tg__rowkey_of(eng, t[i].table, t[i].cols->id, &keys[i])) != TG_OK) {
             free(keys);
             return st;
         }
@@ -503,18 +541,21 @@ static int enforce_writes(tg_engine *eng, const char **t, size_t n, int drop_onl
         return st;
     }
     for (size_t i = 0; i < n && st == TG_OK; i++) {
-        st = drop_triggers_on(eng, t[i], &sql);
+        st = drop_triggers_on(eng, t[i].table, &sql);
         if (st == TG_OK && !drop_only) {
-            write_triggers(a, t[i], &keys[i], &sql);
-            st = run_buf(eng, &sql, t[i]);
+            write_triggers(a, &t[i], &keys[i], &sql);
+            st = run_buf(eng, &sql, t[i].table);
         }
     }
     free(keys);
-    if (st == TG_OK)
-        st = drop_triggers_on(eng, a->audit_logs.table, &sql);
-    if (st == TG_OK && !drop_only && a->audit_logs.tenant && a->audit_logs.workspace) {
-        audit_triggers(a, &sql);
-        st = run_buf(eng, &sql, a->audit_logs.table);
+    /* the audit-log invariant holds on an app audit table only (tenantguard_audit has no
+     * tenant column) */
+    const char *audit = tg__app_audit(eng);
+    if (st == TG_OK && audit)
+        st = drop_triggers_on(eng, audit, &sql);
+    if (st == TG_OK && !drop_only && audit && a->audit_logs.tenant && a->audit_logs.workspace) {
+        audit_triggers(a, audit, &sql);
+        st = run_buf(eng, &sql, audit);
     }
     if (st == TG_OK)
         st = tg__audit(eng,
@@ -529,9 +570,8 @@ static int enforce_writes(tg_engine *eng, const char **t, size_t n, int drop_onl
         tg__engine_fail(eng, TG_OK, "drop_triggers: write triggers removed from %zu tables", n);
     else
         tg__engine_fail(eng, TG_OK,
-                        "enforce_writes: triggers bind every write to %zu tables and the audit "
-                        "log",
-                        n);
+                        "enforce_writes: triggers bind every write to %zu tables%s", n,
+                        audit ? " and the audit log" : "");
     tg__buf_free(&sql);
     return st;
 }
@@ -539,21 +579,22 @@ static int enforce_writes(tg_engine *eng, const char **t, size_t n, int drop_onl
 /* ---- quarantine of rows whose tenant no longer exists ---- */
 
 /* 1 when some other target still to be processed references `t` by foreign key. */
-static int referenced_by_pending(sqlite3 *db, const char *t, const char **all, const int *done,
-                                 size_t n) {
+static int referenced_by_pending(sqlite3 *db, const char *t, const tg__target *all,
+                                 const int *done, size_t n) {
     for (size_t k = 0; k < n; k++) {
-        if (done[k] || strcmp(all[k], t) == 0)
+        if (done[k] || strcmp(all[k].table, t) == 0)
             continue;
         int rc;
         if (tg__count(db, "SELECT count(*) FROM pragma_foreign_key_list(?1) WHERE \"table\" = ?2",
-                      all[k], t, &rc) > 0)
+                      all[k].table, t, &rc) > 0)
             return 1;
     }
     return 0;
 }
 
-static int quarantine_table(tg_engine *eng, const char *t, int64_t *moved) {
+static int quarantine_table(tg_engine *eng, const tg__target *tt, int64_t *moved) {
     const tg_app *a = &eng->rules->pub.app;
+    const char *t = tt->table, *T = tt->cols->tenant;
     const tg__dialect *d = &tg__sqlite;
     tg__buf sql = {0}, obj = {0};
     sqlite3_stmt *cols;
@@ -577,17 +618,17 @@ static int quarantine_table(tg_engine *eng, const char *t, int64_t *moved) {
     sqlite3_finalize(cols);
     tg__buf_add(&obj, ")");
     tg__buf where = {0}, label = {0};
-    tg__sqlf(&where, d, "%I IS NULL OR %I NOT IN (SELECT %I FROM %I)", a->tenant_column,
-             a->tenant_column, a->tenants.id, a->tenants.table);
+    tg__sqlf(&where, d, "%I IS NULL OR %I NOT IN (SELECT %I FROM %I)", T, T, a->tenants.id,
+             a->tenants.table);
     tg__rowkey key;
-    int st = tg__rowkey_of(eng, t, &key);
+    int st = tg__rowkey_of(eng, t, tt->cols->id, &key);
     if (st != TG_OK)
         goto done;
     tg__rowkey_label(&key, NULL, &label);
     tg__sqlf(&sql, d,
              "INSERT INTO tenantguard_quarantine (table_name, row_id, tenant_id, row_json, reason, "
              "quarantined_at) SELECT %L, %s, %I, %s, 'tenant_missing', %s FROM %I WHERE %s",
-             t, tg__buf_str(&label), a->tenant_column, tg__buf_str(&obj), TG__SQL_NOW, t,
+             t, tg__buf_str(&label), T, tg__buf_str(&obj), TG__SQL_NOW, t,
              tg__buf_str(&where));
     if ((st = run_buf(eng, &sql, t)) != TG_OK)
         goto done;
@@ -619,7 +660,7 @@ done:
     return st;
 }
 
-static int quarantine_audit(tg_engine *eng, int64_t *moved) {
+static int quarantine_audit(tg_engine *eng, const char *audit, int64_t *moved) {
     const tg_app *a = &eng->rules->pub.app;
     const tg__dialect *d = &tg__sqlite;
     tg__buf sql = {0}, where = {0};
@@ -634,7 +675,7 @@ static int quarantine_audit(tg_engine *eng, int64_t *moved) {
     tg__buf_add(&obj, "json_object(");
     if (sqlite3_prepare_v2(eng->db, "SELECT name FROM pragma_table_info(?1) ORDER BY cid", -1,
                            &cols, NULL) == SQLITE_OK) {
-        sqlite3_bind_text(cols, 1, a->audit_logs.table, -1, SQLITE_STATIC);
+        sqlite3_bind_text(cols, 1, audit, -1, SQLITE_STATIC);
         int first = 1;
         while (sqlite3_step(cols) == SQLITE_ROW) {
             const char *c = (const char *)sqlite3_column_text(cols, 0);
@@ -647,14 +688,14 @@ static int quarantine_audit(tg_engine *eng, int64_t *moved) {
     tg__sqlf(&sql, d,
              "INSERT INTO tenantguard_quarantine (table_name, row_id, tenant_id, row_json, reason, "
              "quarantined_at) SELECT %L, %I, %I, %s, 'tenant_missing', %s FROM %I WHERE %s",
-             a->audit_logs.table, a->audit_logs.id, a->audit_logs.tenant, tg__buf_str(&obj),
-             TG__SQL_NOW, a->audit_logs.table, tg__buf_str(&where));
+             audit, a->audit_logs.id, a->audit_logs.tenant, tg__buf_str(&obj),
+             TG__SQL_NOW, audit, tg__buf_str(&where));
     tg__buf_free(&obj);
-    if ((st = run_buf(eng, &sql, a->audit_logs.table)) != TG_OK)
+    if ((st = run_buf(eng, &sql, audit)) != TG_OK)
         goto done;
     int64_t copied = sqlite3_changes64(eng->db);
-    tg__sqlf(&sql, d, "DELETE FROM %I WHERE %s", a->audit_logs.table, tg__buf_str(&where));
-    if ((st = run_buf(eng, &sql, a->audit_logs.table)) != TG_OK)
+    tg__sqlf(&sql, d, "DELETE FROM %I WHERE %s", audit, tg__buf_str(&where));
+    if ((st = run_buf(eng, &sql, audit)) != TG_OK)
         goto done;
     if (sqlite3_changes64(eng->db) != copied) {
         st = tg__engine_fail(eng, TG_DB, "quarantine of audit entries moved %lld but deleted "
@@ -664,9 +705,9 @@ static int quarantine_audit(tg_engine *eng, int64_t *moved) {
     }
     if (copied) {
         char meta[160];
-        snprintf(meta, sizeof meta, "{\"table\":\"%s\",\"rows\":%lld}", a->audit_logs.table,
+        snprintf(meta, sizeof meta, "{\"table\":\"%s\",\"rows\":%lld}", audit,
                  (long long)copied);
-        if ((st = tg__audit(eng, "tenantguard.rollout.quarantine_orphans", a->audit_logs.table,
+        if ((st = tg__audit(eng, "tenantguard.rollout.quarantine_orphans", audit,
                             meta)) != TG_OK)
             goto done;
     }
@@ -679,7 +720,7 @@ done:
 
 /* The whole phase is one transaction: a table refused (a delete that would cascade) leaves
  * every table as it was, none half moved. */
-static int quarantine_orphans(tg_engine *eng, const char **t, size_t n) {
+static int quarantine_orphans(tg_engine *eng, const tg__target *t, size_t n) {
     int done[TG__MAX_TARGETS] = {0};
     int64_t total = 0;
     int st = tg__meta_ensure(eng);
@@ -691,10 +732,11 @@ static int quarantine_orphans(tg_engine *eng, const char **t, size_t n) {
     for (size_t pass = 0; pass < n && st == TG_OK; pass++) {
         int progressed = 0;
         for (size_t i = 0; i < n && st == TG_OK; i++) {
-            if (done[i] || (referenced_by_pending(eng->db, t[i], t, done, n) && pass + 1 < n))
+            if (done[i] ||
+                (referenced_by_pending(eng->db, t[i].table, t, done, n) && pass + 1 < n))
                 continue;
             int64_t moved;
-            st = quarantine_table(eng, t[i], &moved);
+            st = quarantine_table(eng, &t[i], &moved);
             total += moved;
             done[i] = 1;
             progressed = 1;
@@ -705,11 +747,12 @@ static int quarantine_orphans(tg_engine *eng, const char **t, size_t n) {
     /* audit entries about a tenant that no longer exists and without a workspace can never
      * be bound: kept in the quarantine too, so phase 3's audit check can hold */
     const tg_app *a = &eng->rules->pub.app;
+    const char *audit = tg__app_audit(eng);
     int nn;
-    if (st == TG_OK && a->audit_logs.tenant && a->audit_logs.workspace &&
-        tg__column(eng->db, a->audit_logs.table, a->audit_logs.workspace, &nn)) {
+    if (st == TG_OK && audit && a->audit_logs.tenant && a->audit_logs.workspace &&
+        tg__column(eng->db, audit, a->audit_logs.workspace, &nn)) {
         int64_t moved = 0;
-        st = quarantine_audit(eng, &moved);
+        st = quarantine_audit(eng, audit, &moved);
         total += moved;
     }
     if (st == TG_OK)
@@ -811,9 +854,10 @@ enum { REBUILD_TENANT_OWNED, REBUILD_AUDIT };
 
 /* Builds the new CREATE TABLE (from `create`) named `new_name`. Returns 0 when nothing needs to
  * change (already enforced), 1 with *out built, -1 on a parse failure. */
-static int new_table_sql(tg_engine *eng, const char *create, int kind, const char *new_name,
-                         tg__buf *out) {
+static int new_table_sql(tg_engine *eng, const char *create, int kind, const tg_columns *cols,
+                         const char *new_name, tg__buf *out) {
     const tg_app *a = &eng->rules->pub.app;
+    const char *W = kind == REBUILD_AUDIT ? a->audit_logs.workspace : cols->workspace;
     const tg__dialect *d = &tg__sqlite;
     size_t open, close, st[1024], en[1024];
     int n = split_items(create, &open, &close, st, en, 1024);
@@ -827,7 +871,7 @@ static int new_table_sql(tg_engine *eng, const char *create, int kind, const cha
     for (int i = 0; i < n; i++) {
         char tok[128];
         first_token(create + st[i], en[i] - st[i], tok, sizeof tok);
-        if (strcasecmp(tok, a->workspace_column) == 0) {
+        if (strcasecmp(tok, W) == 0) {
             ws_item = i;
             ws_ok = contains_ci(create + st[i], en[i] - st[i], "NOT NULL") &&
                     contains_ci(create + st[i], en[i] - st[i], "REFERENCES");
@@ -855,7 +899,7 @@ static int new_table_sql(tg_engine *eng, const char *create, int kind, const cha
     if (!has_constraint) {
         if (kind == REBUILD_TENANT_OWNED)
             tg__sqlf(out, d, ", CONSTRAINT %I FOREIGN KEY (%I, %I) REFERENCES %I(%I, %I)",
-                     constraint, a->tenant_column, a->workspace_column, a->tenants.table,
+                     constraint, cols->tenant, cols->workspace, a->tenants.table,
                      a->tenants.id, a->tenants.workspace);
         else
             tg__sqlf(out, d, ", CONSTRAINT %I CHECK (%I IS NULL OR %I IS NOT NULL)", constraint,
@@ -911,7 +955,8 @@ static int64_t children_fk_problems(sqlite3 *db, const char *t, int *rc) {
 }
 
 /* Rebuilds one table inside the caller's transaction (steps 3-10 of SQLite's procedure). */
-static int rebuild(tg_engine *eng, const char *t, int kind, int *changed) {
+static int rebuild(tg_engine *eng, const char *t, int kind, const tg_columns *names,
+                   int *changed) {
     const tg__dialect *d = &tg__sqlite;
     sqlite3 *db = eng->db;
     *changed = 0;
@@ -935,10 +980,11 @@ static int rebuild(tg_engine *eng, const char *t, int kind, int *changed) {
         st = tg__engine_fail(eng, TG_DB, "table '%s' does not exist", t);
         goto done;
     }
-    int r = new_table_sql(eng, create, kind, new_name, &sql);
+    const char *W = names ? names->workspace : eng->rules->pub.app.audit_logs.workspace;
+    int r = new_table_sql(eng, create, kind, names, new_name, &sql);
     if (r < 0) {
         st = tg__engine_fail(eng, TG_DB, "cannot rewrite the definition of '%s' (no %s column?)",
-                             t, eng->rules->pub.app.workspace_column);
+                             t, W);
         goto done;
     }
     if (r == 0)
@@ -964,7 +1010,8 @@ static int rebuild(tg_engine *eng, const char *t, int kind, int *changed) {
     /* 5: copy every row, every stored column, and the rowid (a table without an INTEGER
      * PRIMARY KEY keeps its rowids too) */
     tg__rowkey key;
-    if ((st = tg__rowkey_of(eng, t, &key)) != TG_OK)
+    if ((st = tg__rowkey_of(eng, t, names ? names->id : eng->rules->pub.app.audit_logs.id,
+                            &key)) != TG_OK)
         goto done;
     if (key.rowid)
         tg__sqlf(&cols, d, "%I, ", key.keys[0]);
@@ -1060,7 +1107,7 @@ done:
     return st;
 }
 
-static int enforce_constraints(tg_engine *eng, const char **t, size_t n) {
+static int enforce_constraints(tg_engine *eng, const tg__target *t, size_t n) {
     const tg_app *a = &eng->rules->pub.app;
     tg_validation *v = NULL;
     int st = tg_validate(eng, &v);
@@ -1099,19 +1146,19 @@ static int enforce_constraints(tg_engine *eng, const char **t, size_t n) {
     if ((st = tg__exec(eng, "PRAGMA foreign_keys = OFF", "foreign_keys")) != TG_OK)
         return st;
     int rebuilt = 0;
-    const char *audit = a->audit_logs.table;
+    const char *audit = tg__app_audit(eng);
     for (size_t i = 0; i <= n && st == TG_OK; i++) {
-        const char *table = i < n ? t[i] : audit;
+        const char *table = i < n ? t[i].table : audit;
         int kind = i < n ? REBUILD_TENANT_OWNED : REBUILD_AUDIT;
         int nn;
-        if (i == n && (!a->audit_logs.tenant || !a->audit_logs.workspace ||
+        if (i == n && (!audit || !a->audit_logs.tenant || !a->audit_logs.workspace ||
                        !tg__column(eng->db, audit, a->audit_logs.workspace, &nn)))
             break;
         int changed = 0;
         /* 2, 11: each table in its own transaction */
         if ((st = tg__begin(eng)) != TG_OK)
             break;
-        st = rebuild(eng, table, kind, &changed);
+        st = rebuild(eng, table, kind, i < n ? t[i].cols : NULL, &changed);
         if (st == TG_OK && changed) {
             char meta[200];
             snprintf(meta, sizeof meta, "{\"table\":\"%s\"}", table);
@@ -1127,9 +1174,9 @@ static int enforce_constraints(tg_engine *eng, const char **t, size_t n) {
     sqlite3_exec(eng->db, "PRAGMA foreign_keys = ON", NULL, NULL, NULL);
     if (st == TG_OK)
         tg__engine_fail(eng, TG_OK,
-                        "enforce_constraints: %d table%s rebuilt with workspace_id NOT NULL, its "
-                        "foreign keys and the audit-log check",
-                        rebuilt, rebuilt == 1 ? "" : "s");
+                        "enforce_constraints: %d table%s rebuilt with the workspace column NOT "
+                        "NULL, its foreign keys%s",
+                        rebuilt, rebuilt == 1 ? "" : "s", audit ? " and the audit-log check" : "");
     return st;
 }
 
@@ -1138,7 +1185,7 @@ int tg_rollout(tg_engine *eng, const char *phase) {
         return TG_MISUSE;
     if (!eng->db)
         return tg__engine_fail(eng, TG_MISUSE, "this engine was opened without a database");
-    const char *t[TG__MAX_TARGETS];
+    tg__target t[TG__MAX_TARGETS];
     size_t n = tg__targets(&eng->rules->pub, t, TG__MAX_TARGETS);
     int st = check_targets(eng, t, n);
     if (st != TG_OK)

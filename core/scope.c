@@ -2,6 +2,7 @@
  * request with one prepared statement, and the storage every decision reuses. */
 #include "ctx.h"
 
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -17,6 +18,8 @@ int tg__ctx_fail(tg_ctx *ctx, int status, const char *fmt, ...) {
     return status;
 }
 
+static int set_keys(tg_ctx *ctx, const tg_ctx_options *o);
+
 int tg_ctx_open(tg_engine *eng, const tg_ctx_options *o, tg_ctx **out) {
     if (!out)
         return TG_MISUSE;
@@ -27,15 +30,9 @@ int tg_ctx_open(tg_engine *eng, const tg_ctx_options *o, tg_ctx **out) {
     tg_ctx *ctx = eng->spare;
     if (ctx) {
         eng->spare = NULL;
-        tg_ctx keep = *ctx;
-        memset(ctx, 0, sizeof *ctx);
-        ctx->vals = keep.vals;
-        ctx->cap_vals = keep.cap_vals;
-        ctx->text = keep.text;
-        ctx->ids = keep.ids;
-        ctx->cap_ids = keep.cap_ids;
-        ctx->scratch = keep.scratch;
-        ctx->err = keep.err;
+        /* everything before the storage is per-context state */
+        memset(ctx, 0, offsetof(tg_ctx, keys));
+        tg__buf_reset(&ctx->keys);
         tg__buf_reset(&ctx->text);
         tg__buf_reset(&ctx->scratch);
         tg__buf_reset(&ctx->err);
@@ -51,10 +48,54 @@ int tg_ctx_open(tg_engine *eng, const tg_ctx_options *o, tg_ctx **out) {
     eng->refs++;
     ctx->plan = tg__plan_retain(plan);
     ctx->rules = &plan->rs->pub;
-    ctx->user = o->user;
-    ctx->workspace = o->workspace;
-    ctx->tenant = o->tenant;
-    ctx->has_tenant = o->has_tenant;
+    return set_keys(ctx, o);
+}
+
+/* Checks the context's keys against their columns and copies their bytes into ctx->keys
+ * (written once here, so the pointers into it stay valid until the context closes). */
+static int set_keys(tg_ctx *ctx, const tg_ctx_options *o) {
+    tg__plan *p = ctx->plan;
+    if (o->user.type == TG_NULL)
+        return tg__ctx_fail(ctx, TG_MISUSE, "a context needs a user");
+    if (o->workspace.type == TG_NULL)
+        return tg__ctx_fail(ctx, TG_MISUSE, "a context needs a workspace");
+    tg_value user = o->user, ws, tenant = {0};
+    int s;
+    for (int i = 0; i < 2; i++)
+        if (p->user_keys[i].table &&
+            (s = tg__ctx_key(ctx, &p->user_keys[i], "user", &user, &user)) != TG_OK)
+            return s;
+    if ((s = tg__ctx_key(ctx, &p->workspace_key, "workspace", &o->workspace, &ws)) != TG_OK)
+        return s;
+    if (o->tenant.type != TG_NULL &&
+        (s = tg__ctx_key(ctx, &p->tenant_key, "tenant", &o->tenant, &tenant)) != TG_OK)
+        return s;
+    tg_value *dst[] = {&ctx->user, &ctx->workspace, &ctx->tenant};
+    const tg_value *src[] = {&user, &ws, &tenant};
+    size_t at[3] = {0};
+    tg__buf_reset(&ctx->keys);
+    for (int i = 0; i < 3; i++) {
+        *dst[i] = *src[i];
+        at[i] = ctx->keys.len;
+        if (src[i]->type == TG_TEXT || src[i]->type == TG_BLOB) {
+            tg__buf_addn(&ctx->keys, src[i]->s, src[i]->n);
+            tg__buf_addn(&ctx->keys, "", 1);
+        }
+    }
+    if (ctx->keys.oom)
+        return tg__ctx_fail(ctx, TG_NOMEM, "out of memory");
+    for (int i = 0; i < 3; i++)
+        if (dst[i]->type == TG_TEXT || dst[i]->type == TG_BLOB)
+            dst[i]->s = ctx->keys.p + at[i];
+    ctx->has_tenant = ctx->tenant.type != TG_NULL;
+    return TG_OK;
+}
+
+int tg__ctx_key_slow(tg_ctx *ctx, const tg__keycol *kc, const char *field, const tg_value *in,
+                     tg_value *out) {
+    char msg[300];
+    if (tg__key_check(kc, field, in, out, msg, sizeof msg) != 0)
+        return tg__ctx_fail(ctx, TG_MISUSE, "%s", msg);
     return TG_OK;
 }
 
@@ -66,6 +107,9 @@ void tg__ctx_free(tg_ctx *ctx) {
     tg__buf_free(&ctx->text);
     tg__buf_free(&ctx->scratch);
     tg__buf_free(&ctx->err);
+    tg__buf_free(&ctx->keys);
+    tg__buf_free(&ctx->row_tenant_buf);
+    tg__buf_free(&ctx->row_id_buf);
     free(ctx);
 }
 
@@ -124,12 +168,9 @@ int tg__ctx_scope(tg_ctx *ctx) {
             return s;
     }
     sqlite3_stmt *st = p->scope;
-    sqlite3_bind_int64(st, TG__P_USER, ctx->user);
-    sqlite3_bind_int64(st, TG__P_WORKSPACE, ctx->workspace);
-    if (ctx->has_tenant)
-        sqlite3_bind_int64(st, TG__P_TENANT, ctx->tenant);
-    else
-        sqlite3_bind_null(st, TG__P_TENANT);
+    tg__bind_key(st, TG__P_USER, &ctx->user);
+    tg__bind_key(st, TG__P_WORKSPACE, &ctx->workspace);
+    tg__bind_key(st, TG__P_TENANT, &ctx->tenant); /* TG_NULL binds NULL */
     int rc = sqlite3_step(st);
     if (rc != SQLITE_ROW) {
         int st_code = rc == SQLITE_BUSY ? TG_BUSY : TG_DB;
@@ -146,8 +187,9 @@ void tg__ctx_scope_from_row(tg_ctx *ctx, sqlite3_stmt *st) {
     /* columns: membership user, role; the tenant's workspace; entitlement user, role */
     ctx->member = sqlite3_column_type(st, 0) != SQLITE_NULL;
     ctx->workspace_role = ctx->member ? tg__ctx_role(ctx, sqlite3_column_text(st, 1)) : NULL;
-    ctx->tenant_known = sqlite3_column_type(st, 2) == SQLITE_INTEGER;
-    ctx->tenant_workspace = ctx->tenant_known ? sqlite3_column_int64(st, 2) : 0;
+    int tw = sqlite3_column_type(st, 2);
+    ctx->tenant_known = tw != SQLITE_NULL;
+    ctx->tenant_in_ws = tg__col_eq_typed(st, 2, tw, &ctx->workspace);
     ctx->entitled = sqlite3_column_type(st, 3) != SQLITE_NULL;
     /* a tenant role replaces the workspace role; a NULL one keeps it */
     ctx->role = ctx->entitled && sqlite3_column_type(st, 4) != SQLITE_NULL
@@ -159,6 +201,7 @@ void tg__ctx_scope_from_row(tg_ctx *ctx, sqlite3_stmt *st) {
 void tg__ctx_begin(tg_ctx *ctx) {
     memset(&ctx->dec, 0, sizeof ctx->dec);
     ctx->shape = NULL;
+    ctx->next_after_at = 0;
     ctx->n_vals = 0;
     tg__buf_reset(&ctx->text);
     ctx->text.oom = 0;
@@ -166,6 +209,7 @@ void tg__ctx_begin(tg_ctx *ctx) {
 
 void tg__ctx_drop_records(tg_ctx *ctx) {
     ctx->n_vals = 0;
+    ctx->next_after_at = 0;
     ctx->dec.n_records = 0;
     tg__buf_reset(&ctx->text);
 }
@@ -219,7 +263,7 @@ int tg__ctx_take_row(tg_ctx *ctx, sqlite3_stmt *st, int n) {
 }
 
 void tg__ctx_decide(tg_ctx *ctx, int status, const char *reason, const char *target,
-                    const char *path, const int64_t *ids, size_t n_ids) {
+                    const char *path, const tg_value *ids, size_t n_ids) {
     tg_decision *d = &ctx->dec;
     d->status = status;
     d->reason = reason;
@@ -235,12 +279,13 @@ void tg__ctx_decide(tg_ctx *ctx, int status, const char *reason, const char *tar
         if (v->type == TG_TEXT || v->type == TG_BLOB)
             v->s = ctx->text.p + v->i;
     }
+    if (ctx->next_after_at)
+        d->next_after = ctx->vals[ctx->next_after_at - 1];
     tg_engine *eng = ctx->eng;
     if (ctx->quiet || (!eng->sink && !eng->decision_file))
         return;
-    tg_decision_event ev = {ctx->user, ctx->workspace,   ctx->tenant, ctx->has_tenant,
-                            target,    path,             ids,         n_ids,
-                            status,    reason,           ctx->rules->version};
+    tg_decision_event ev = {ctx->user, ctx->workspace, ctx->tenant, target, path,
+                            ids,       n_ids,          status,      reason, ctx->rules->version};
     ctx->in_log++;
     tg__declog_emit(eng, &ev);
     ctx->in_log--;

@@ -49,52 +49,53 @@ int tg_validate(tg_engine *eng, tg_validation **out) {
         return TG_NOMEM;
     v->ok = 1;
     size_t cap = 0;
-    const char *t[TG__MAX_TARGETS];
+    tg__target t[TG__MAX_TARGETS];
     size_t n = tg__targets(r, t, TG__MAX_TARGETS);
+    const char *audit = tg__app_audit(eng);
     tg__buf sql = {0};
     int st = sqlite3_exec(eng->db, "BEGIN", NULL, NULL, NULL) == SQLITE_OK ? TG_OK : TG_DB;
     for (size_t i = 0; i < n && st == TG_OK; i++) {
         int nn;
         int64_t nulls, mismatched = 0;
-        if (tg__column(eng->db, t[i], a->workspace_column, &nn)) {
-            tg__sqlf(&sql, d, "SELECT count(*) FROM %I WHERE %I IS NULL", t[i],
-                     a->workspace_column);
+        const char *table = t[i].table, *T = t[i].cols->tenant, *W = t[i].cols->workspace;
+        if (tg__column(eng->db, table, W, &nn)) {
+            tg__sqlf(&sql, d, "SELECT count(*) FROM %I WHERE %I IS NULL", table, W);
             nulls = count_sql(eng, &sql, &st);
             tg__sqlf(&sql, d,
                      "SELECT count(*) FROM %I AS r WHERE r.%I IS NOT NULL AND r.%I IS NOT (SELECT "
                      "t.%I FROM %I AS t WHERE t.%I = r.%I)",
-                     t[i], a->workspace_column, a->workspace_column, a->tenants.workspace,
-                     a->tenants.table, a->tenants.id, a->tenant_column);
+                     table, W, W, a->tenants.workspace, a->tenants.table, a->tenants.id, T);
             mismatched = count_sql(eng, &sql, &st);
         } else {
             /* no column yet: every row is unbound */
-            tg__sqlf(&sql, d, "SELECT count(*) FROM %I", t[i]);
+            tg__sqlf(&sql, d, "SELECT count(*) FROM %I", table);
             nulls = count_sql(eng, &sql, &st);
         }
         if (st == TG_OK)
-            st = add_check(v, &cap, "null_workspace", t[i], nulls);
+            st = add_check(v, &cap, "null_workspace", table, nulls);
         if (st == TG_OK)
-            st = add_check(v, &cap, "workspace_mismatch", t[i], mismatched);
+            st = add_check(v, &cap, "workspace_mismatch", table, mismatched);
     }
-    if (st == TG_OK && a->audit_logs.tenant && a->audit_logs.workspace) {
+    /* the audit-log checks apply to an app audit table (tenantguard_audit has no tenant) */
+    if (st == TG_OK && audit && a->audit_logs.tenant && a->audit_logs.workspace) {
         int nn;
         int64_t bad = 0, mismatched = 0;
-        if (tg__column(eng->db, a->audit_logs.table, a->audit_logs.workspace, &nn)) {
+        if (tg__column(eng->db, audit, a->audit_logs.workspace, &nn)) {
             tg__sqlf(&sql, d, "SELECT count(*) FROM %I WHERE %I IS NOT NULL AND %I IS NULL",
-                     a->audit_logs.table, a->audit_logs.tenant, a->audit_logs.workspace);
+                     audit, a->audit_logs.tenant, a->audit_logs.workspace);
             bad = count_sql(eng, &sql, &st);
             tg__sqlf(&sql, d,
                      "SELECT count(*) FROM %I AS r WHERE r.%I IS NOT NULL AND r.%I IS NOT NULL "
                      "AND r.%I IS NOT (SELECT t.%I FROM %I AS t WHERE t.%I = r.%I)",
-                     a->audit_logs.table, a->audit_logs.tenant, a->audit_logs.workspace,
+                     audit, a->audit_logs.tenant, a->audit_logs.workspace,
                      a->audit_logs.workspace, a->tenants.workspace, a->tenants.table,
                      a->tenants.id, a->audit_logs.tenant);
             mismatched = count_sql(eng, &sql, &st);
         }
         if (st == TG_OK)
-            st = add_check(v, &cap, "audit_tenant_without_workspace", a->audit_logs.table, bad);
+            st = add_check(v, &cap, "audit_tenant_without_workspace", audit, bad);
         if (st == TG_OK)
-            st = add_check(v, &cap, "workspace_mismatch", a->audit_logs.table, mismatched);
+            st = add_check(v, &cap, "workspace_mismatch", audit, mismatched);
     }
     sqlite3_exec(eng->db, "COMMIT", NULL, NULL, NULL);
     tg__buf_free(&sql);

@@ -38,7 +38,8 @@ end
 
 -- ---- one parser for every command ---------------------------------------------------------
 -- spec: option name -> kind; kinds: "flag", "text" (non-empty), "int" (any 64-bit integer),
--- { int = true, min =, max = }, "seconds" (a decimal number > 0), "ids" (1,2,3).
+-- { int = true, min =, max = }, "seconds" (a decimal number > 0), "key" (an integer when it
+-- parses as a 64-bit one, else text; "text:42" forces text), "keys" (1,2,abc).
 -- spec[1] = { min =, max =, name = } positional arguments (default none).
 -- Returns opts (converted values), positionals; opts.help when -h/--help was given, in which
 -- case nothing else was checked. Every problem is a usage error.
@@ -51,9 +52,28 @@ local function parse_int(v)
   return math.tointeger(tonumber(v))
 end
 
+-- A record, user, workspace or tenant key as typed on the command line.
+local function parse_key(v)
+  local forced = v:match("^text:(.*)$")
+  if forced then return forced end
+  return parse_int(v) or v
+end
+
 local function convert(name, kind, v)
   if v == "" then usage_error(("--%s needs a value"):format(name)) end
   if kind == "text" then return v end
+  if kind == "key" then return parse_key(v) end
+  if kind == "keys" then
+    local keys = {}
+    for item in (v .. ","):gmatch("([^,]*),") do
+      if item == "" then
+        usage_error(("--%s must be a comma-separated list of keys (like 1,2,3), got '%s'")
+          :format(name, v))
+      end
+      keys[#keys + 1] = parse_key(item)
+    end
+    return keys
+  end
   if kind == "int" then
     local n = parse_int(v)
     if not n then usage_error(("--%s must be an integer, got '%s'"):format(name, v)) end
@@ -284,16 +304,18 @@ end)
 usage.resolve = [[
 usage: tenantguard resolve --db FILE --user U --workspace W [--tenant T]
                            (--family NAME | --exception NAME) --path PATH
-                           [--id N | --ids 1,2,3] [--owner N] [--query TEXT]
-                           [--limit N] [--after N] [--capability CAP] [--rules DIR] [--json]
+                           [--id K | --ids K1,K2,...] [--owner K] [--query TEXT]
+                           [--limit N] [--after K] [--capability CAP] [--rules DIR] [--json]
 
 Prints the decision tenantguard makes for one request: status, reason, and the records it
 returns. PATH is one of index, detail, row_action, bulk_action, relation_manager,
-global_search, canonical_viewer. Exit 0 when a decision was made (whatever its status).]]
+global_search, canonical_viewer. Keys (U, W, T, K) are integers when they parse as 64-bit
+integers and text otherwise; "text:42" is the text 42. Exit 0 when a decision was made
+(whatever its status).]]
 
-command("resolve", { db = "text", user = "int", workspace = "int", tenant = "int",
-  family = "text", exception = "text", path = "text", id = "int", ids = "ids", owner = "int",
-  query = "text", limit = POSITIVE, after = "int", capability = "text", rules = "text",
+command("resolve", { db = "text", user = "key", workspace = "key", tenant = "key",
+  family = "text", exception = "text", path = "text", id = "key", ids = "keys", owner = "key",
+  query = "text", limit = POSITIVE, after = "key", capability = "text", rules = "text",
   json = "flag" }, function(opts)
   for _, need in ipairs { "db", "user", "workspace", "path" } do
     if opts[need] == nil then usage_error("--" .. need .. " is required") end

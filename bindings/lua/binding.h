@@ -65,9 +65,15 @@ int tgl_field_number(lua_State *L, int t, const char *what, const char *key, dou
 int tgl_field_boolean(lua_State *L, int t, const char *what, const char *key, int *out);
 /* Leaves the function on the stack and returns its index (0 when nil). */
 int tgl_field_function(lua_State *L, int t, const char *what, const char *key);
-/* A list of at most `max` integers, copied into a userdata left on the stack. */
-int64_t *tgl_field_ids(lua_State *L, int t, const char *what, const char *key, size_t max,
-                       size_t *n);
+/* A key: an integer (or a float with an integral value) or a string, as it is (a string for
+ * a BLOB key column is bound as a blob by the core). Returns 0 when nil; raises otherwise. */
+int tgl_field_key(lua_State *L, int t, const char *what, const char *key, tg_value *out);
+/* A positional key argument (an integer or a string; the stack anchors it). */
+void tgl_check_key(lua_State *L, int arg, tg_value *out);
+/* A list of at most `max` keys, copied into a userdata left on the stack (strings stay
+ * anchored by the list in the copy at t). */
+tg_value *tgl_field_ids(lua_State *L, int t, const char *what, const char *key, size_t max,
+                        size_t *n);
 /* A positional integer argument: a number with an integer value (no string coercion). */
 lua_Integer tgl_check_integer(lua_State *L, int arg);
 lua_Integer tgl_opt_integer(lua_State *L, int arg, lua_Integer def);

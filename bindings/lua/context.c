@@ -38,18 +38,12 @@ int tgl_context_open(lua_State *L) {
     lengine *e = tgl_check_engine(L, 1);
     const char *what = "context";
     int t = tgl_fields(L, 2, what, ctx_fields);
-    tg_ctx_options o = {0};
-    lua_Integer v;
-    if (!tgl_field_integer(L, t, what, "user", LUA_MININTEGER, LUA_MAXINTEGER, &v))
+    tg_ctx_options o;
+    if (!tgl_field_key(L, t, what, "user", &o.user))
         return luaL_error(L, "context needs 'user'");
-    o.user = v;
-    if (!tgl_field_integer(L, t, what, "workspace", LUA_MININTEGER, LUA_MAXINTEGER, &v))
+    if (!tgl_field_key(L, t, what, "workspace", &o.workspace))
         return luaL_error(L, "context needs 'workspace'");
-    o.workspace = v;
-    if (tgl_field_integer(L, t, what, "tenant", LUA_MININTEGER, LUA_MAXINTEGER, &v)) {
-        o.tenant = v;
-        o.has_tenant = 1;
-    }
+    tgl_field_key(L, t, what, "tenant", &o.tenant); /* TG_NULL when nil */
     /* made closed first: an error below cannot leave it half-made */
     lctx *c = lua_newuserdatauv(L, sizeof *c, 1);
     c->ctx = NULL;
@@ -121,14 +115,11 @@ static int ctx_resolve(lua_State *L) {
         return luaL_error(L, "resolve: unknown path '%s'", path);
     req.path = (tg_path_type)pi;
     lua_Integer v;
-    req.has_id = tgl_field_integer(L, t, what, "id", LUA_MININTEGER, LUA_MAXINTEGER, &v);
-    req.id = req.has_id ? v : 0;
-    req.has_owner = tgl_field_integer(L, t, what, "owner", LUA_MININTEGER, LUA_MAXINTEGER, &v);
-    req.owner = req.has_owner ? v : 0;
+    tgl_field_key(L, t, what, "id", &req.id);
+    tgl_field_key(L, t, what, "owner", &req.owner);
     if (tgl_field_integer(L, t, what, "limit", 1, LUA_MAXINTEGER, &v))
         req.limit = v;
-    req.has_after = tgl_field_integer(L, t, what, "after", LUA_MININTEGER, LUA_MAXINTEGER, &v);
-    req.after = req.has_after ? v : 0;
+    tgl_field_key(L, t, what, "after", &req.after);
     req.query = tgl_field_string(L, t, what, "query");
     if (req.path == TG_PATH_GLOBAL_SEARCH && !req.query)
         return luaL_error(L, "resolve: global_search needs 'query' (\"\" matches everything)");
@@ -144,7 +135,7 @@ static int ctx_resolve(lua_State *L) {
         return fail(L, c->ctx, st);
     int single = req.path == TG_PATH_DETAIL || req.path == TG_PATH_ROW_ACTION ||
                  req.path == TG_PATH_CANONICAL_VIEWER ||
-                 (req.path == TG_PATH_RELATION_MANAGER && req.has_id);
+                 (req.path == TG_PATH_RELATION_MANAGER && req.id.type != TG_NULL);
     tgl_push_decision(L, d, single);
     return 1;
 }
@@ -180,13 +171,14 @@ static int ctx_insert(lua_State *L) {
 static int ctx_update(lua_State *L) {
     lctx *c = check_ctx(L, 1);
     const char *family = tgl_check_cstring(L, 2);
-    lua_Integer id = tgl_check_integer(L, 3);
+    tg_value id;
+    tgl_check_key(L, 3, &id); /* anchored: argument 3 stays on the stack */
     const char *cap = write_capability(L, 5, "update"); /* before anything is pushed */
     size_t n;
     tg_column_value *cv = tgl_check_column_values(L, 4, "update", &n);
     const tg_decision *d = NULL;
     lua_State *prev = enter(c, L);
-    int st = tg_ctx_update(c->ctx, family, id, cv, n, cap, &d);
+    int st = tg_ctx_update(c->ctx, family, &id, cv, n, cap, &d);
     leave(c, prev);
     if (st != TG_OK)
         return fail(L, c->ctx, st);

@@ -176,30 +176,95 @@ int tgl_field_function(lua_State *L, int t, const char *what, const char *key) {
     return lua_gettop(L); /* left on the stack for the caller */
 }
 
-int64_t *tgl_field_ids(lua_State *L, int t, const char *what, const char *key, size_t max,
-                       size_t *n) {
+/* The key at idx: an integer (a float with an integral value too) or a string (kept as it
+ * is, zero bytes included: the stack anchors it); anything else raises naming `key`. */
+static void to_key(lua_State *L, int idx, const char *what, const char *key, tg_value *out) {
+    memset(out, 0, sizeof *out);
+    if (lua_type(L, idx) == LUA_TSTRING) {
+        out->type = TG_TEXT;
+        out->s = lua_tolstring(L, idx, &out->n);
+        return;
+    }
+    if (lua_type(L, idx) != LUA_TNUMBER)
+        luaL_error(L, "%s: field '%s' must be an integer or a string key, got %s", what, key,
+                   luaL_typename(L, idx));
+    out->type = TG_INTEGER;
+    out->i = to_integer(L, idx, what, key);
+}
+
+int tgl_field_key(lua_State *L, int t, const char *what, const char *key, tg_value *out) {
+    memset(out, 0, sizeof *out);
+    if (!present(L, t, key))
+        return 0;
+    to_key(L, -1, what, key, out);
+    lua_pop(L, 1); /* the copy at t still holds a string */
+    return 1;
+}
+
+void tgl_check_key(lua_State *L, int arg, tg_value *out) {
+    if (lua_type(L, arg) != LUA_TNUMBER && lua_type(L, arg) != LUA_TSTRING)
+        luaL_typeerror(L, arg, "integer or string key");
+    memset(out, 0, sizeof *out);
+    if (lua_type(L, arg) == LUA_TSTRING) {
+        out->type = TG_TEXT;
+        out->s = lua_tolstring(L, arg, &out->n);
+        return;
+    }
+    out->type = TG_INTEGER;
+    out->i = luaL_checkinteger(L, arg); /* raises for a fraction or a value out of range */
+}
+
+tg_value *tgl_field_ids(lua_State *L, int t, const char *what, const char *key, size_t max,
+                        size_t *n) {
     *n = 0;
     if (!present(L, t, key))
         return NULL;
     if (!lua_istable(L, -1))
-        luaL_error(L, "%s: field '%s' must be a list of integers, got %s", what, key,
+        luaL_error(L, "%s: field '%s' must be a list of keys, got %s", what, key,
                    luaL_typename(L, -1));
     int list = lua_gettop(L);
-    lua_Unsigned len = lua_rawlen(L, list);
+    /* read as Lua reads a list: __len and __index count, like every other request field
+     * (a raw read would see an empty proxy and report a guess) */
+    lua_len(L, list);
+    int isnum = 0;
+    lua_Integer slen = lua_tointegerx(L, -1, &isnum);
+    lua_pop(L, 1);
+    if (!isnum || slen < 0)
+        luaL_error(L, "%s: field '%s' must be a list of keys, but its length is not a "
+                      "non-negative integer",
+                   what, key);
+    lua_Unsigned len = (lua_Unsigned)slen;
     if (len > max)
         luaL_error(L, "%s: field '%s' has %I ids; the limit is %I (app.limits.max_bulk_ids)",
-                   what, key, (lua_Integer)len, (lua_Integer)max);
+                   what, key, slen, (lua_Integer)max);
     /* from the Lua state's allocator, anchored on the stack: an error cannot leak it */
-    int64_t *ids = lua_newuserdatauv(L, (len ? (size_t)len : 1) * sizeof *ids, 0);
+    tg_value *ids = lua_newuserdatauv(L, (len ? (size_t)len : 1) * sizeof *ids, 1);
+    int ud = lua_gettop(L), anchor = 0;
     char name[80];
     for (lua_Unsigned i = 0; i < len; i++) {
-        lua_rawgeti(L, list, (lua_Integer)i + 1);
+        lua_geti(L, list, (lua_Integer)i + 1);
         snprintf(name, sizeof name, "%s[%llu]", key, (unsigned long long)i + 1);
         if (lua_isnil(L, -1))
             luaL_error(L, "%s: field '%s' is nil (a list has no holes)", what, name);
-        ids[i] = to_integer(L, -1, what, name);
-        lua_pop(L, 1);
+        to_key(L, -1, what, name, &ids[i]);
+        if (lua_type(L, -1) == LUA_TSTRING) {
+            /* the caller's list can change while C runs (a decision log callback): its
+             * strings are anchored by a private table, the userdata's user value */
+            if (!anchor) {
+                lua_createtable(L, (int)(len < 64 ? len : 64), 0);
+                lua_pushvalue(L, -1);
+                lua_setiuservalue(L, ud, 1);
+                anchor = lua_gettop(L);
+                lua_insert(L, -2);
+                anchor--;
+            }
+            lua_rawseti(L, anchor, (lua_Integer)i + 1);
+        } else {
+            lua_pop(L, 1);
+        }
     }
+    if (anchor)
+        lua_remove(L, anchor);
     lua_remove(L, list); /* the copy at t still holds the list; the userdata stays */
     *n = (size_t)len;
     return ids;
@@ -355,6 +420,10 @@ tg_column_value *tgl_check_column_values(lua_State *L, int idx, const char *what
                    luaL_typename(L, idx));
     /* a raw copy, private to this call: column names and text values stay anchored in it
      * whatever Lua code runs before the C call returns */
+    if (lua_getmetatable(L, idx)) /* its columns could not be enumerated as the caller sees them */
+        luaL_error(L, "%s: the values must be a plain table { column = value }, not one with a "
+                      "metatable",
+                   what);
     lua_newtable(L);
     int copy = lua_gettop(L);
     size_t count = 0;
@@ -390,8 +459,8 @@ void tgl_push_decision(lua_State *L, const tg_decision *d, int single) {
     lua_setfield(L, -2, "status");
     lua_pushstring(L, d->reason);
     lua_setfield(L, -2, "reason");
-    if (d->row_id) {
-        lua_pushinteger(L, d->row_id);
+    if (d->row_id.type != TG_NULL) {
+        tgl_push_value(L, &d->row_id);
         lua_setfield(L, -2, "id");
     }
     if (d->status != 200)
@@ -418,8 +487,8 @@ void tgl_push_decision(lua_State *L, const tg_decision *d, int single) {
         lua_setfield(L, -2, "records");
         lua_pushboolean(L, d->has_more);
         lua_setfield(L, -2, "has_more");
-        if (d->n_records) {
-            lua_pushinteger(L, d->next_after);
+        if (d->n_records && d->next_after.type != TG_NULL) {
+            tgl_push_value(L, &d->next_after); /* of the id's type; a blob as a string */
             lua_setfield(L, -2, "next_after");
         }
     }
@@ -483,10 +552,20 @@ static void push_row_filter(lua_State *L, const tg_row_filter *f) {
     lua_setfield(L, -2, "row_filter");
 }
 
+/* t.columns = { id =, tenant =, workspace = } of one table (per-table or the app's) */
+static void set_columns(lua_State *L, const tg_columns *c) {
+    lua_createtable(L, 0, 3);
+    set_str(L, "id", c->id);
+    set_str(L, "tenant", c->tenant);
+    set_str(L, "workspace", c->workspace);
+    lua_setfield(L, -2, "columns");
+}
+
 static void push_family(lua_State *L, const tg_rules *r, const tg_family *f) {
     lua_createtable(L, 0, 16);
     set_str(L, "name", f->name);
     set_str(L, "table", f->table);
+    set_columns(L, &f->columns);
     lua_pushboolean(L, f->owns_tenant_scope);
     lua_setfield(L, -2, "owns_tenant_scope");
     set_str(L, "primary_surface", f->primary_surface);
@@ -630,6 +709,8 @@ void tgl_push_rules(lua_State *L, const tg_rules *r) {
         set_str(L, "name", e->name);
         set_str(L, "exception_kind", tg_exception_kind_name(e->exception_kind));
         set_str(L, "table", e->table);
+        if (e->table)
+            set_columns(L, &e->columns);
         set_str(L, "surface", e->surface);
         set_str(L, "why_excepted", e->why_excepted);
         lua_newtable(L);
@@ -653,6 +734,7 @@ void tgl_push_rules(lua_State *L, const tg_rules *r) {
         lua_createtable(L, 0, 5);
         set_str(L, "name", x->name);
         set_str(L, "table", x->table);
+        set_columns(L, &x->columns);
         set_str(L, "likely_surface", x->likely_surface);
         set_str(L, "why_not_in_first_slice", x->why_not_in_first_slice);
         set_where(L, x->where);

@@ -84,12 +84,12 @@ static int call_log(lua_State *L) {
     lengine *e = lua_touserdata(L, 2);
     lua_rawgeti(L, LUA_REGISTRYINDEX, e->log_ref);
     lua_createtable(L, 0, 10);
-    lua_pushinteger(L, ev->user);
+    tgl_push_value(L, &ev->user); /* keys as integers or strings */
     lua_setfield(L, -2, "user");
-    lua_pushinteger(L, ev->workspace);
+    tgl_push_value(L, &ev->workspace);
     lua_setfield(L, -2, "workspace");
-    if (ev->has_tenant) {
-        lua_pushinteger(L, ev->tenant);
+    if (ev->tenant.type != TG_NULL) {
+        tgl_push_value(L, &ev->tenant);
         lua_setfield(L, -2, "tenant");
     }
     lua_pushstring(L, ev->family);
@@ -98,7 +98,7 @@ static int call_log(lua_State *L) {
     lua_setfield(L, -2, "path");
     lua_createtable(L, (int)ev->n_ids, 0);
     for (size_t i = 0; i < ev->n_ids; i++) {
-        lua_pushinteger(L, ev->ids[i]);
+        tgl_push_value(L, &ev->ids[i]);
         lua_rawseti(L, -2, (lua_Integer)i + 1);
     }
     lua_setfield(L, -2, "ids");

@@ -149,7 +149,7 @@ typedef struct tg_value {
     int64_t i;
     double r;
     const char *s; /* TG_TEXT (NUL-terminated) and TG_BLOB */
-    size_t n;      /* bytes in s */
+    size_t n;      /* bytes in s (TG_TEXT: 0 means strlen(s)) */
 } tg_value;
 
 /* A row filter: the rows of a table that are visible (soft deletes, archive flags, status
@@ -182,6 +182,25 @@ typedef struct tg_row_filter {
     size_t n_conds;              /* 0: every row is visible */
 } tg_row_filter;
 
+/* Keys: record ids, owners, keyset positions, users, workspaces and tenants are tg_values of
+ * type TG_INTEGER, TG_TEXT or TG_BLOB; TG_NULL means "absent". Which types a key may have
+ * comes from the declared type of its column in the database (INTEGER affinity: integers;
+ * TEXT: text; a declared BLOB: blobs, text given is bound as a blob; no declared type,
+ * NUMERIC or REAL: integer, text or blob as given). A key of another type is TG_MISUSE
+ * before any decision. These build one (the text or bytes stay owned by the caller). */
+static inline tg_value tg_key_int(int64_t i) {
+    tg_value v = {TG_INTEGER, i, 0, NULL, 0};
+    return v;
+}
+static inline tg_value tg_key_text(const char *s) {
+    tg_value v = {TG_TEXT, 0, 0, s, 0};
+    return v;
+}
+static inline tg_value tg_key_blob(const void *p, size_t n) {
+    tg_value v = {TG_BLOB, 0, 0, (const char *)p, n};
+    return v;
+}
+
 typedef struct tg_path_rule {
     int declared;                  /* 0: the family has no such path */
     tg_path_type type;
@@ -211,9 +230,19 @@ typedef struct tg_field_value {
     tg_value value;
 } tg_field_value;
 
+/* The key, tenant and workspace columns of one table: its own names where the rule gives
+ * them (columns = { id =, tenant =, workspace = }), the app's columns otherwise. Never NULL
+ * in a compiled rule set. */
+typedef struct tg_columns {
+    const char *id;
+    const char *tenant;
+    const char *workspace;
+} tg_columns;
+
 typedef struct tg_family {
     const char *name;
     const char *table;
+    tg_columns columns;
     int owns_tenant_scope; /* always 1 */
     const char *primary_surface;
     tg_search_posture search_posture;
@@ -244,6 +273,7 @@ typedef struct tg_exception {
     const char *name;
     tg_exception_kind exception_kind;
     const char *table; /* NULL when the surface maps no table */
+    tg_columns columns;
     const char *surface;
     const char *why_excepted;
     unsigned still_required_checks; /* TG_CHECK_* bits */
@@ -255,6 +285,7 @@ typedef struct tg_exception {
 typedef struct tg_residual {
     const char *name;
     const char *table;
+    tg_columns columns;
     const char *likely_surface;
     const char *why_not_in_first_slice;
     tg_where where;
@@ -272,26 +303,42 @@ typedef struct tg_app {
     const char *id_column;        /* primary key of tenant-owned tables, default "id" */
     const char *tenant_column;    /* default "tenant_id" */
     const char *workspace_column; /* default "workspace_id" */
+    /* fixture: values the matrix fixture gives every row it writes there (the override of
+     * what it would fill in) */
     struct {
         const char *table, *id;
         tg_row_filter row_filter; /* a workspace outside it has no members */
+        const tg_field_value *fixture;
+        size_t n_fixture;
     } workspaces;
     struct {
         const char *table, *id, *workspace;
         tg_row_filter row_filter; /* a tenant outside it does not exist for decisions */
+        const tg_field_value *fixture;
+        size_t n_fixture;
     } tenants;
     struct {
         const char *table, *user, *workspace, *role; /* role NULL: the membership has none */
+        const tg_field_value *fixture;
+        size_t n_fixture;
     } workspace_members;
     struct {
         const char *table, *user, *tenant, *role; /* role may be NULL */
+        const tg_field_value *fixture;
+        size_t n_fixture;
     } tenant_members;
+    /* operation_runs and audit_logs are optional: table NULL when the rules say false;
+     * `implicit` 1 when the mapping is left out, and then the default table is the app's
+     * only when it exists. Without an app table tenantguard keeps its own
+     * (tenantguard_runs, tenantguard_audit). */
     struct {
         const char *table, *id, *type, *status, *workspace, *summary, *created_at, *started_at,
             *finished_at;
+        int implicit;
     } operation_runs;
     struct {
         const char *table, *id, *workspace, *tenant, *action, *subject, *metadata, *created_at;
+        int implicit;
     } audit_logs;
     struct {
         const char *table, *role, *capability; /* table NULL: roles come from the rules only */
@@ -421,16 +468,17 @@ TG_API TG_WUR int tg_rules_check(const tg_open_options *opts, tg_findings **out)
 typedef struct tg_ctx tg_ctx;
 
 typedef struct tg_ctx_options {
-    int64_t user;
-    int64_t workspace;
-    int64_t tenant;  /* the route tenant; ignored unless has_tenant */
-    int has_tenant;
+    tg_value user;      /* required */
+    tg_value workspace; /* required */
+    tg_value tenant;    /* the route tenant; TG_NULL: none */
 } tg_ctx_options;
 
 /* Opens a context: one request made by `user` in `workspace` (and tenant). Membership,
- * entitlement and role are read once, on the first decision, and reused. The context keeps
- * the rule version it was opened with, even across a reload, until tg_ctx_close. *out is a
- * context whenever memory allowed one (close it even on failure). */
+ * entitlement and role are read once, on the first decision, and reused. The keys are copied
+ * (the caller's strings need not outlive the call); a missing user or workspace, or a key
+ * whose type its column cannot hold, is TG_MISUSE. The context keeps the rule version it was
+ * opened with, even across a reload, until tg_ctx_close. *out is a context whenever memory
+ * allowed one (close it even on failure). */
 TG_API TG_WUR int tg_ctx_open(tg_engine *eng, const tg_ctx_options *opts, tg_ctx **out);
 /* Closes the context and frees it; safe on NULL; the pointer must not be used again. Called
  * from this context's own decision sink it does nothing (the decision still needs it). */
@@ -444,16 +492,14 @@ typedef struct tg_request {
     const char *family;    /* a family name, or NULL with `exception` (never both) */
     const char *exception; /* a scope exception's name instead of a family */
     tg_path_type path;
-    int64_t id;            /* detail, row_action, canonical_viewer; relation_manager: one child */
-    int has_id;
-    const int64_t *ids;    /* bulk_action */
+    tg_value id;           /* detail, row_action, canonical_viewer; relation_manager: one child
+                            * (TG_NULL: none) */
+    const tg_value *ids;   /* bulk_action; duplicates (same type and value) count once */
     size_t n_ids;          /* 1..app.max_bulk_ids, else TG_LIMIT before any id is read */
-    int64_t owner;         /* relation_manager: the owner record's id */
-    int has_owner;
+    tg_value owner;        /* relation_manager: the owner record's id */
     const char *query;     /* global_search (required; "" matches every row in scope) */
     int64_t limit;         /* index, relation_manager, global_search; 0: the rules' page size */
-    int64_t after;         /* keyset: only ids greater than this (when has_after) */
-    int has_after;
+    tg_value after;        /* keyset: only ids greater than this (TG_NULL: from the first) */
     const char *capability; /* required in addition to the path's own capability */
 } tg_request;
 
@@ -465,8 +511,10 @@ typedef struct tg_decision {
     const char *const *columns; /* column names of every record */
     const tg_value *values;     /* n_records * n_columns, row by row */
     int has_more;               /* a list path has more rows after this page */
-    int64_t next_after;         /* pass as `after` for the next page */
-    int64_t row_id;             /* tg_ctx_insert: id of the new row */
+    tg_value next_after;        /* pass as `after` for the next page (the last row's id, of
+                                 * its type; TG_NULL when the page is empty) */
+    tg_value row_id;            /* tg_ctx_insert: id of the new row; tg_ctx_update: the id
+                                 * (TG_NULL otherwise) */
 } tg_decision;
 
 /* Decides a request. Returns TG_OK when a decision was made (read its status), or an error
@@ -490,7 +538,7 @@ TG_API TG_WUR int tg_ctx_insert(tg_ctx *ctx, const char *family, const tg_column
                                 size_t n_values, const char *capability,
                                 const tg_decision **out);
 /* Updates row `id` of `family` under the context's scope. tenant_id can never change. */
-TG_API TG_WUR int tg_ctx_update(tg_ctx *ctx, const char *family, int64_t id,
+TG_API TG_WUR int tg_ctx_update(tg_ctx *ctx, const char *family, const tg_value *id,
                                 const tg_column_value *values, size_t n_values,
                                 const char *capability, const tg_decision **out);
 
@@ -674,11 +722,10 @@ TG_API const char *tg_mutation_name(size_t i, const char **description);
 /* ---- the decision log ------------------------------------------------------------------------ */
 
 typedef struct tg_decision_event {
-    int64_t user, workspace, tenant;
-    int has_tenant;
+    tg_value user, workspace, tenant; /* tenant TG_NULL: no route tenant */
     const char *family; /* or the exception's name */
     const char *path;   /* "detail", ..., "insert", "update" */
-    const int64_t *ids; /* the ids the request named (id, ids, or owner) */
+    const tg_value *ids; /* the ids the request named (id, ids, or owner then id) */
     size_t n_ids;
     int status;
     const char *reason;
@@ -692,7 +739,8 @@ typedef void (*tg_decision_sink)(void *ud, const tg_decision_event *ev);
  * call the library (see "Handles and misuse" at the top): deciding again on the same context
  * is TG_MISUSE and never changes the decision being logged. */
 TG_API void tg_engine_set_decision_sink(tg_engine *eng, tg_decision_sink sink, void *ud);
-/* Appends every decision as one JSON line to the file at path (NULL stops). */
+/* Appends every decision as one JSON line to the file at path (NULL stops). Keys keep their
+ * type: an integer is a JSON number, text a JSON string, a blob {"blob":"<hex>"}. */
 TG_API TG_WUR int tg_engine_set_decision_file(tg_engine *eng, const char *path);
 
 #ifdef __cplusplus

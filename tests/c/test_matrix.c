@@ -299,6 +299,104 @@ static uint64_t db_hash(const char *path) {
     return total;
 }
 
+/* ---- a schema nobody shaped for the fixture ---- */
+
+static const char *strict_schema =
+    "CREATE TABLE workspaces(id INTEGER PRIMARY KEY,"
+    "  code TEXT NOT NULL UNIQUE CHECK (code GLOB 'W[0-9]*'),"
+    "  plan TEXT NOT NULL CHECK (plan IN ('free', 'pro')));"
+    "CREATE TABLE tenants(id INTEGER PRIMARY KEY, workspace_id INTEGER NOT NULL,"
+    "  name TEXT NOT NULL CHECK (length(name) BETWEEN 2 AND 5), seats INTEGER NOT NULL"
+    "  CHECK (seats >= 3), UNIQUE (workspace_id, name));"
+    "CREATE TABLE workspace_memberships(user_id INTEGER NOT NULL, workspace_id INTEGER NOT NULL,"
+    "  role TEXT CHECK (role IN ('owner', 'viewer', 'none')), since TEXT NOT NULL);"
+    "CREATE TABLE tenant_memberships(user_id INTEGER NOT NULL, tenant_id INTEGER NOT NULL,"
+    "  role TEXT, UNIQUE (user_id, tenant_id));"
+    "CREATE TABLE operation_runs(id INTEGER PRIMARY KEY, type, status, summary, created_at,"
+    "  started_at, finished_at);"
+    "CREATE TABLE audit_logs(id INTEGER PRIMARY KEY, workspace_id, tenant_id, action, metadata,"
+    "  created_at);"
+    "CREATE TABLE notes(id INTEGER PRIMARY KEY, tenant_id INTEGER NOT NULL, workspace_id INTEGER"
+    "  NOT NULL, title TEXT NOT NULL CHECK (title <> ''), ref INTEGER NOT NULL UNIQUE"
+    "  CHECK (ref BETWEEN 100 AND 199), status TEXT NOT NULL CHECK (status IN ('a', 'b')));"
+    "CREATE TABLE note_comments(id INTEGER PRIMARY KEY, tenant_id INTEGER NOT NULL,"
+    "  workspace_id INTEGER NOT NULL, note_id INTEGER NOT NULL REFERENCES notes(id),"
+    "  body TEXT NOT NULL);";
+
+/* The fixture fills every NOT NULL column of a strict schema; a CHECK it cannot meet names
+ * the table and column; app.workspaces.fixture is the override. */
+static void test_strict_schema(const char *tmp) {
+    char rules[600], db[600];
+    snprintf(rules, sizeof rules, "%s/strict_rules", tmp);
+    snprintf(db, sizeof db, "%s/strict.db", tmp);
+    mkdir(rules, 0700);
+    write_file(rules, "app.lua", "app { }\n");
+    write_file(rules, "roles.lua", rules_roles);
+    write_file(rules, "families.lua", rules_families);
+    sqlite3 *h;
+    if (sqlite3_open(db, &h) != SQLITE_OK ||
+        sqlite3_exec(h, strict_schema, NULL, NULL, NULL) != SQLITE_OK) {
+        fprintf(stderr, "strict schema: %s\n", sqlite3_errmsg(h));
+        CHECK(0);
+        sqlite3_close(h);
+        return;
+    }
+    sqlite3_close(h);
+    tg_open_options o = {0};
+    o.rules = rules;
+    o.db = db;
+    tg_engine *eng = NULL;
+    CHECK(tg_engine_open(&o, &eng) == TG_OK);
+    uint64_t before = db_hash(db);
+    tg_matrix_report *r = NULL;
+    /* workspaces.code: GLOB 'W[0-9]*' meets none of the candidates */
+    CHECK(tg_run_matrix(eng, NULL, &r) != TG_OK && r == NULL);
+    const char *msg = tg_engine_errmsg(eng);
+    CHECK(strstr(msg, "workspaces.code") != NULL);
+    CHECK(strstr(msg, "app.workspaces.fixture") != NULL);
+    CHECK(db_hash(db) == before);
+    tg_engine_close(eng);
+
+    /* one code for both workspaces repeats a UNIQUE value: said so, nothing changed */
+    write_file(rules, "app.lua", "app { workspaces = { fixture = { code = \"W1\" } } }\n");
+    eng = NULL;
+    CHECK(tg_engine_open(&o, &eng) == TG_OK);
+    const tg_rules *rs = tg_engine_rules(eng);
+    CHECK(rs && rs->app.workspaces.n_fixture == 1 &&
+          strcmp(rs->app.workspaces.fixture[0].column, "code") == 0);
+    CHECK(tg_run_matrix(eng, NULL, &r) != TG_OK && r == NULL);
+    msg = tg_engine_errmsg(eng);
+    CHECK(strstr(msg, "UNIQUE") != NULL && strstr(msg, "workspaces.code") != NULL);
+    CHECK(db_hash(db) == before);
+    tg_engine_close(eng);
+
+    /* a CHECK the fixture cannot read but a candidate meets (distinct per row, UNIQUE), and
+     * fixture values for workspaces and tenants: the matrix passes and catches every mutant
+     * that applies */
+    write_file(rules, "app.lua",
+               "app { workspaces = { fixture = { plan = \"pro\" } },\n"
+               "      tenants = { fixture = { seats = 7 } } }\n");
+    sqlite3_open(db, &h);
+    CHECK(sqlite3_exec(h,
+                       "DROP TABLE workspaces; CREATE TABLE workspaces(id INTEGER PRIMARY KEY,"
+                       "  code TEXT NOT NULL UNIQUE CHECK (code LIKE '%_@_%'),"
+                       "  plan TEXT NOT NULL CHECK (plan IN ('free', 'pro')));",
+                       NULL, NULL, NULL) == SQLITE_OK);
+    sqlite3_close(h);
+    before = db_hash(db);
+    eng = NULL;
+    CHECK(tg_engine_open(&o, &eng) == TG_OK);
+    int st = tg_run_matrix(eng, NULL, &r);
+    CHECK(st == TG_OK);
+    if (st != TG_OK)
+        fprintf(stderr, "strict schema: %s\n", tg_engine_errmsg(eng));
+    check_all_pass(r, "on the strict schema");
+    tg_matrix_free(r);
+    CHECK(check_mutations(eng, "on the strict schema", 0) == 8);
+    CHECK(db_hash(db) == before);
+    tg_engine_close(eng);
+}
+
 int main(void) {
     char tmp[] = "/tmp/tg_c_matrix_XXXXXX";
     if (!mkdtemp(tmp))
@@ -473,6 +571,8 @@ int main(void) {
     tg_engine_close(eng);
     CHECK(tg_matrix(NULL, &m) == TG_MISUSE);
     CHECK(tg_run_matrix(NULL, NULL, &r) == TG_MISUSE);
+
+    test_strict_schema(tmp);
 
     char cmd[700];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmp);

@@ -58,7 +58,7 @@ static tg_engine *open_engine(void) {
 }
 
 static tg_ctx *open_ctx(tg_engine *eng) {
-    tg_ctx_options co = {1, 1, 10, 1};
+    tg_ctx_options co = {tg_key_int(1), tg_key_int(1), tg_key_int(10)};
     tg_ctx *ctx = NULL;
     if (tg_ctx_open(eng, &co, &ctx) != TG_OK) {
         fprintf(stderr, "ctx: %s\n", tg_ctx_errmsg(ctx));
@@ -71,8 +71,7 @@ static tg_request detail(int64_t id) {
     tg_request r = {0};
     r.family = "Note";
     r.path = TG_PATH_DETAIL;
-    r.id = id;
-    r.has_id = 1;
+    r.id = tg_key_int(id);
     return r;
 }
 
@@ -81,7 +80,7 @@ static tg_request detail(int64_t id) {
 static void test_bulk_counts(void) {
     tg_engine *eng = open_engine();
     tg_ctx *ctx = open_ctx(eng);
-    int64_t ids[2] = {1, 2};
+    tg_value ids[2] = {tg_key_int(1), tg_key_int(2)};
     tg_request r = {0};
     r.family = "Note";
     r.path = TG_PATH_BULK_ACTION;
@@ -155,7 +154,8 @@ static void test_closed_handles(void) {
     CHECK(strstr(tg_ctx_errmsg(ctx), "closed") != NULL);
     tg_column_value v = {"title", {TG_TEXT, 0, 0, "x", 1}};
     CHECK(tg_ctx_insert(ctx, "Note", &v, 1, NULL, &d) == TG_MISUSE);
-    CHECK(tg_ctx_update(ctx, "Note", 1, &v, 1, NULL, &d) == TG_MISUSE);
+    tg_value one = tg_key_int(1);
+    CHECK(tg_ctx_update(ctx, "Note", &one, &v, 1, NULL, &d) == TG_MISUSE);
     CHECK(tg_ctx_rules(ctx) != NULL);
     tg_ctx_close(ctx);
 }

@@ -69,8 +69,7 @@ static const tg_decision *resolve(tg_ctx *ctx, tg_path_type path, int64_t id) {
     tg_request r = {0};
     r.family = "Note";
     r.path = path;
-    r.id = id;
-    r.has_id = 1;
+    r.id = tg_key_int(id);
     const tg_decision *d = NULL;
     int st = tg_ctx_resolve(ctx, &r, &d);
     if (st != TG_OK)
@@ -83,9 +82,8 @@ static const tg_decision *resolve_in(tg_ctx *ctx, const char *family, tg_path_ty
     tg_request r = {0};
     r.family = family;
     r.path = path;
-    r.id = id;
-    r.has_id = 1;
-    r.ids = &id;
+    r.id = tg_key_int(id);
+    r.ids = &r.id;
     r.n_ids = 1;
     const tg_decision *d = NULL;
     if (tg_ctx_resolve(ctx, &r, &d) != TG_OK)
@@ -142,7 +140,7 @@ int main(void) {
     }
     tg_engine_set_decision_sink(eng, sink, NULL);
 
-    tg_ctx_options co = {1, 1, 10, 1};
+    tg_ctx_options co = {tg_key_int(1), tg_key_int(1), tg_key_int(10)};
     tg_ctx *ctx = NULL;
     CHECK(tg_ctx_open(eng, &co, &ctx) == TG_OK);
     const tg_decision *d = resolve(ctx, TG_PATH_DETAIL, 1);
@@ -165,8 +163,8 @@ int main(void) {
     CHECK(tg_ctx_resolve(ctx, &r, &d) == TG_OK);
     CHECK(d->status == 200 && d->n_records == 2 && d->has_more);
     CHECK(column_int(d, 0, "id") == 1 && column_int(d, 1, "id") == 2);
+    CHECK(d->next_after.type == TG_INTEGER && d->next_after.i == 2);
     r.after = d->next_after;
-    r.has_after = 1;
     CHECK(tg_ctx_resolve(ctx, &r, &d) == TG_OK);
     CHECK(d->status == 200 && d->n_records == 1 && column_int(d, 0, "id") == 6 && !d->has_more);
     r.limit = 100000;
@@ -183,8 +181,8 @@ int main(void) {
     CHECK(tg_ctx_resolve(ctx, &s, &d) == TG_OK && d->n_records == 1);
 
     /* bulk: all or nothing */
-    int64_t good[] = {1, 2, 2, 6};
-    int64_t mixed[] = {1, 3};
+    tg_value good[] = {tg_key_int(1), tg_key_int(2), tg_key_int(2), tg_key_int(6)};
+    tg_value mixed[] = {tg_key_int(1), tg_key_int(3)};
     tg_request b = {0};
     b.family = "Note";
     b.path = TG_PATH_BULK_ACTION;
@@ -205,19 +203,30 @@ int main(void) {
     /* writes */
     tg_column_value title = {"title", {TG_TEXT, 0, 0, "new", 3}};
     CHECK(tg_ctx_insert(ctx, "Note", &title, 1, NULL, &d) == TG_OK && d->status == 200);
-    int64_t new_id = d->row_id;
-    CHECK(new_id > 6);
+    tg_value new_id = d->row_id;
+    CHECK(new_id.type == TG_INTEGER && new_id.i > 6);
     tg_column_value bad_ws[2] = {{"title", {TG_TEXT, 0, 0, "x", 1}},
                                  {"workspace_id", {TG_INTEGER, 2, 0, NULL, 0}}};
     CHECK(tg_ctx_insert(ctx, "Note", bad_ws, 2, NULL, &d) == TG_REJECTED);
     tg_column_value move = {"tenant_id", {TG_INTEGER, 11, 0, NULL, 0}};
-    CHECK(tg_ctx_update(ctx, "Note", new_id, &move, 1, NULL, &d) == TG_REJECTED);
+    CHECK(tg_ctx_update(ctx, "Note", &new_id, &move, 1, NULL, &d) == TG_REJECTED);
     CHECK(strstr(tg_ctx_errmsg(ctx), "never change") != NULL);
-    CHECK(tg_ctx_update(ctx, "Note", 3, &title, 1, NULL, &d) == TG_OK && d->status == 404);
+    tg_value three = tg_key_int(3), one = tg_key_int(1);
+    CHECK(tg_ctx_update(ctx, "Note", &three, &title, 1, NULL, &d) == TG_OK && d->status == 404);
+    /* a key its column cannot hold is an error before any decision, never a coercion */
+    tg_value text_one = tg_key_text("1");
+    int calls = sink_calls;
+    CHECK(tg_ctx_update(ctx, "Note", &text_one, &title, 1, NULL, &d) == TG_MISUSE && d == NULL);
+    CHECK(strstr(tg_ctx_errmsg(ctx), "expected an integer key for notes.id, got text") != NULL);
+    r.family = "Note";
+    r.path = TG_PATH_DETAIL;
+    r.id = text_one;
+    CHECK(tg_ctx_resolve(ctx, &r, &d) == TG_MISUSE && d == NULL && sink_calls == calls);
+    r.id = (tg_value){0};
     tg_ctx_close(ctx);
 
     /* a viewer: reads yes, row actions 403, writes 403 */
-    tg_ctx_options vo = {2, 1, 10, 1};
+    tg_ctx_options vo = {tg_key_int(2), tg_key_int(1), tg_key_int(10)};
     CHECK(tg_ctx_open(eng, &vo, &ctx) == TG_OK);
     CHECK(resolve(ctx, TG_PATH_DETAIL, 1)->status == 200);
     d = resolve(ctx, TG_PATH_ROW_ACTION, 1);
@@ -228,15 +237,15 @@ int main(void) {
     tg_ctx_close(ctx);
 
     /* not entitled, no tenant, not a member */
-    tg_ctx_options no = {2, 1, 11, 1};
+    tg_ctx_options no = {tg_key_int(2), tg_key_int(1), tg_key_int(11)};
     CHECK(tg_ctx_open(eng, &no, &ctx) == TG_OK);
     CHECK(strcmp(resolve(ctx, TG_PATH_DETAIL, 3)->reason, "not_entitled") == 0);
     tg_ctx_close(ctx);
-    tg_ctx_options nt = {1, 1, 0, 0};
+    tg_ctx_options nt = {tg_key_int(1), tg_key_int(1), {0}};
     CHECK(tg_ctx_open(eng, &nt, &ctx) == TG_OK);
     CHECK(strcmp(resolve(ctx, TG_PATH_DETAIL, 1)->reason, "no_tenant_context") == 0);
     tg_ctx_close(ctx);
-    tg_ctx_options nm = {3, 1, 10, 1};
+    tg_ctx_options nm = {tg_key_int(3), tg_key_int(1), tg_key_int(10)};
     CHECK(tg_ctx_open(eng, &nm, &ctx) == TG_OK);
     CHECK(strcmp(resolve(ctx, TG_PATH_DETAIL, 1)->reason, "not_member") == 0);
 
@@ -253,7 +262,7 @@ int main(void) {
     }
     tg_column_value body = {"body", {TG_TEXT, 0, 0, "new", 3}};
     CHECK(tg_ctx_insert(ctx, "Memo", &body, 1, NULL, &d) == TG_OK && is(d, 403, "missing_capability"));
-    CHECK(tg_ctx_update(ctx, "Memo", 1, &body, 1, NULL, &d) == TG_OK && is(d, 403, "missing_capability"));
+    CHECK(tg_ctx_update(ctx, "Memo", &one, &body, 1, NULL, &d) == TG_OK && is(d, 403, "missing_capability"));
     /* a request naming both a family and an exception, or a search without a query */
     tg_request both = {0};
     both.family = "Note";
@@ -274,18 +283,17 @@ int main(void) {
     tg_request ex = {0};
     ex.exception = "Alerts";
     ex.path = TG_PATH_DETAIL;
-    ex.id = 2;
-    ex.has_id = 1;
+    ex.id = tg_key_int(2);
     CHECK(tg_ctx_resolve(ctx, &ex, &d) == TG_OK && d->status == 404);
     ex.path = TG_PATH_INDEX;
-    ex.has_id = 0;
+    ex.id = (tg_value){0};
     CHECK(tg_ctx_resolve(ctx, &ex, &d) == TG_OK && d->status == 200);
     CHECK(d->n_records == 2 && column_int(d, 0, "id") == 1 && column_int(d, 1, "id") == 3);
     tg_ctx_close(ctx);
 
     /* a NULL role and an undeclared role grant nothing, on any path */
     for (int64_t user = 4; user <= 5; user++) {
-        tg_ctx_options ro = {user, 1, 10, 1};
+        tg_ctx_options ro = {tg_key_int(user), tg_key_int(1), tg_key_int(10)};
         CHECK(tg_ctx_open(eng, &ro, &ctx) == TG_OK);
         CHECK(is(resolve_in(ctx, "Note", TG_PATH_DETAIL, 1), 403, "missing_capability"));
         CHECK(is(resolve_in(ctx, "Note", TG_PATH_INDEX, 1), 403, "missing_capability"));

@@ -456,6 +456,43 @@ function TestRequests:test_family_and_exception_both()
     { family = "Policy", exception = "AuditLogViewer", path = "index" })
 end
 
+-- A write that would write nothing, or whose columns cannot be seen, raises instead of
+-- answering 200 (an update of no column left the row as it was and said "ok").
+function TestRequests:test_writes_that_write_nothing_raise()
+  local id = assert(self.ctx:insert("Policy", { display_name = "before",
+    policy_type = "deviceConfiguration", created_at = "2026-06-01 00:00:00" })).id
+  local before = self.db:value("SELECT display_name FROM policies WHERE id = ?", id)
+  raises("at least one column", self.ctx.update, self.ctx, "Policy", id, {})
+  local proxy = setmetatable({}, { __index = { display_name = "NEW" } })
+  raises("metatable", self.ctx.update, self.ctx, "Policy", id, proxy)
+  raises("metatable", self.ctx.insert, self.ctx, "Policy", proxy)
+  lu.assertEquals(self.db:value("SELECT display_name FROM policies WHERE id = ?", id), before)
+end
+
+-- ids are read as Lua reads a list: through __len and __index, like every other field; a
+-- length that is not a count is an error naming the field, never "needs at least one id".
+function TestRequests:test_ids_through_metamethods()
+  local own = assert(self.ctx:insert("Policy", { display_name = "mine",
+    policy_type = "deviceConfiguration", created_at = "2026-06-01 00:00:00" })).id
+  local proxy = setmetatable({}, { __index = function(_, i) if i == 1 then return own end end,
+                                   __len = function() return 1 end })
+  local d = self.ctx:resolve { family = "Policy", path = "bulk_action", ids = proxy,
+    capability = "policy.delete" }
+  lu.assertEquals(d.status, 200)
+  lu.assertEquals(#d.records, 1)
+  local huge = setmetatable({}, { __len = function() return 1 << 40 end })
+  raises("limit", self.ctx.resolve, self.ctx, { family = "Policy", path = "bulk_action",
+    ids = huge })
+  for _, len in ipairs { math.mininteger, -1, "5", 1.5 } do
+    local odd = setmetatable({}, { __len = function() return len end })
+    local e = raises("ids", self.ctx.resolve, self.ctx, { family = "Policy",
+      path = "bulk_action", ids = odd })
+    lu.assertNotStrContains(e, "at least one id")
+  end
+  raises("boom", self.ctx.resolve, self.ctx, { family = "Policy", path = "bulk_action",
+    ids = setmetatable({}, { __len = function() error("boom") end }) })
+end
+
 function TestRequests:test_global_search_without_query()
   raises("query", self.ctx.resolve, self.ctx, { family = "EntraGroup", path = "global_search" })
   lu.assertEquals(self.ctx:resolve { family = "EntraGroup", path = "global_search",
@@ -496,9 +533,15 @@ function TestRequests:test_integers_out_of_range_or_not_integers()
   raises("ids[2]", self.ctx.resolve, self.ctx, { family = "Policy", path = "bulk_action",
     ids = { 1, 0 / 0 } })
   raises("'user'", self.eng.context, self.eng, { user = 1.5, workspace = 1 })
-  raises("'workspace'", self.eng.context, self.eng, { user = 1, workspace = "1" })
-  raises("integer expected", self.ctx.update, self.ctx, "Policy", "1", {})
-  raises("number has no integer representation", self.ctx.update, self.ctx, "Policy", 1.5, {})
+  -- a string is a key, but not one an INTEGER key column can hold: raised, never coerced
+  raises("workspace: expected an integer key for workspaces.id, got text", self.eng.context,
+    self.eng, { user = 1, workspace = "1" })
+  raises("id: expected an integer key for policies.id, got text", self.ctx.update, self.ctx,
+    "Policy", "1", { display_name = "x" })
+  raises("integer or string key expected", self.ctx.update, self.ctx, "Policy", true,
+    { display_name = "x" })
+  raises("number has no integer representation", self.ctx.update, self.ctx, "Policy", 1.5,
+    { display_name = "x" })
   raises("integer expected", self.eng.run, self.eng, "1")
   -- integral floats are integers; 64-bit values pass through unchanged
   lu.assertEquals(self.ctx:resolve(base { limit = 2.0 }).status, 200)

@@ -478,6 +478,49 @@ function TestChecks:test_missing_column()
   says(f, "'things.tenant_id'")
 end
 
+-- A family's own columns are checked like the app's: each must exist in its table.
+function TestChecks:test_missing_per_table_column()
+  local db = make_db("CREATE TABLE things (thing_id INTEGER PRIMARY KEY, tenant_id INTEGER);")
+  local dir, fs = check({ ["families.lua"] = family{ lead = LEAD,
+    extra = '  columns = { id = "thing_id", tenant = "acct" },\n' } }, db)
+  local f = only(fs, "missing_column")
+  at(f, dir, "families.lua", 3)
+  says(f, "family 'Thing'", "'things.acct'")
+end
+
+-- A family keyed on a column that can repeat is an error on the family, naming the column.
+function TestChecks:test_family_key_not_unique()
+  local db = make_db("CREATE TABLE things (id INTEGER, tenant_id INTEGER);")
+  local dir, fs = check({ ["families.lua"] = family{ lead = LEAD } }, db)
+  local f = only(fs, "family_key_not_unique")
+  level(f, "error")
+  at(f, dir, "families.lua", 3)
+  says(f, "family 'Thing'", "'things.id'", "not a single-column key")
+end
+
+-- `columns` of a table: known names only, plain identifiers, three different columns.
+function TestChecks:test_bad_per_table_columns()
+  local dir, fs = check{ ["families.lua"] = family{ lead = LEAD,
+    extra = '  columns = { id = "thing_id", tenat = "acct" },\n' } }
+  local f = only(fs, "unknown_field")
+  at(f, dir, "families.lua", 3)
+  says(f, "family 'Thing': columns", "'tenat'", "did you mean 'tenant'")
+  dir, fs = check{ ["families.lua"] = family{ lead = LEAD,
+    extra = '  columns = { tenant = "acct; DROP TABLE x" },\n' } }
+  f = only(fs, "bad_identifier")
+  at(f, dir, "families.lua", 3)
+  dir, fs = check{ ["families.lua"] = family{ lead = LEAD,
+    extra = '  columns = { id = "tenant_id" },\n' } }
+  f = only(fs, "bad_value")
+  at(f, dir, "families.lua", 3)
+  says(f, "three different columns")
+  dir, fs = check{ ["residual.lua"] = 'residual "Gadget" {\n  table = "gadgets",\n'
+    .. '  why_not_in_first_slice = "later",\n  columns = "acct",\n}\n' }
+  f = only(fs, "wrong_type")
+  at(f, dir, "residual.lua", 1)
+  says(f, "residual 'Gadget'", "'columns' must be a table")
+end
+
 -- A tenant-owned table no rule covers is a warning (on the rule directory), not an error.
 function TestChecks:test_drift_is_a_warning()
   local db = make_db([[

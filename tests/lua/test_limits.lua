@@ -84,6 +84,24 @@ local attacks = {
     'local t = {} for i = 1, 9e5 do t[i] = i end for i = 1, 1e9 do local n = select("#", table.unpack(t)) end' },
   { "comparing two long equal strings in a loop",
     'local a, b = ("x"):rep(2e7), ("x"):rep(2e7 - 1) .. "x" while a == b do end' },
+  -- `<` on strings is one VM instruction, but Lua compares zero-separated segments with
+  -- one strcoll call each: a string of zero bytes makes one instruction cost 0.1-0.3 s.
+  { "ordering a string of zero bytes against itself",
+    'local a = ("\\0"):rep(3e7) for i = 1, 1e7 do local c = a < a end' },
+  { "ordering strings of zero bytes, unrolled",
+    'local a = ("\\0"):rep(3e7) local c for i = 1, 1e7 do '
+    .. ("c = a < a "):rep(33) .. 'end' },
+  { "ordering two separate strings of zero bytes",
+    'local a, b = ("\\0"):rep(2e7), ("\\0"):rep(2e7) for i = 1, 1e7 do local c = a <= b end' },
+  { "ordering short strings of zero bytes in a loop",
+    'local a, b = ("\\0"):rep(6e4), ("\\0"):rep(6e4) local c for i = 1, 1e9 do '
+    .. ("c = a < b "):rep(50) .. 'end' },
+  -- table.sort compares in C: each comparison must be charged by its real cost.
+  { "sorting short strings full of zero bytes",
+    'local t = {} for i = 1, 2e5 do t[i] = ("\\0"):rep(120) .. i end table.sort(t)' },
+  { "sorting strings of zero bytes with a comparator",
+    'local t = {} for i = 1, 2e5 do t[i] = ("\\0"):rep(120) .. i end '
+    .. 'table.sort(t, function(x, y) return x < y end)' },
 }
 
 function TestCWorkBudget:test_every_attack_is_refused_quickly_at_its_line()
@@ -132,6 +150,23 @@ local s = {} for i = 1, 50 do s[i] = { i } end
 table.sort(s, function(a, b) return a[1] > b[1] end)
 assert(s[1][1] == 50)]])
   lu.assertEquals(#fs, 0, describe(fs))
+end
+
+-- A rule file holding long strings (the hook then runs at every instruction) still loads,
+-- compares and sorts them, and reports its own errors at the right line.
+function TestCWorkBudget:test_long_strings_still_work()
+  local dir, fs = attempt([[
+local s = ("x"):rep(1e6)
+local n = 0
+for i = 1, 2e5 do n = n + #s end
+assert(n == 2e11 and s < s .. "y" and not (s < s))
+local t = { s .. "b", s .. "a", ("\0"):rep(3) .. "z", "m" }
+table.sort(t)
+assert(t[1] == ("\0"):rep(3) .. "z" and t[4] == s .. "b")]])
+  lu.assertEquals(#fs, 0, describe(fs))
+  dir, fs = attempt('local s = ("x"):rep(1e6)\nlocal n = 0\nfor i = 1, 10 do n = n + i end\nerror("at four")')
+  local f = refused(dir, fs, { "script_error" }, 4)
+  lu.assertStrContains(f.message, "at four")
 end
 
 -- ---- error values and positions ----------------------------------------------------------
@@ -408,6 +443,44 @@ function TestIdentifiers:test_zero_byte_in_other_names_is_refused()
     local errs = H.errors(fs)
     lu.assertTrue(#errs >= 1, src)
     lu.assertStrContains(errs[1].message, "zero byte", src)
+  end
+end
+
+-- A message about a name with a zero byte shows the whole name, the zero byte escaped as in
+-- Lua source, never the part before it (which may be a valid name: 'index', 'owner').
+function TestIdentifiers:test_zero_byte_names_are_shown_whole()
+  local fam = 'family "Zed" { table = "zeds", primary_surface = "Z", search_posture = "disabled", '
+    .. 'action_surface_status = "declared", '
+  for _, case in ipairs{
+    { 'family "Z\\0x" { table = "t2" }', [['Z\0x']] },
+    { 'role "own\\0er" { "thing.view" }', [['own\0er']] },
+    { 'exception "E\\0x" { exception_kind = "deferred_family" }', [['E\0x']] },
+    { 'residual "R\\0" { table = "backup_items" }', [['R\0']] },
+    { fam .. 'paths = { ["index\\0"] = { capability = "thing.view" } } }', [['index\0']] },
+    { fam .. '["table\\0"] = "zeds", paths = { index = { capability = "thing.view" } } }',
+      [['table\0']] },
+    { fam .. 'paths = { index = { capability = "thing.view" } }, fixture = { ["na\\0me"] = 1 } }',
+      [['na\0me']] },
+    { fam .. 'paths = { index = { capability = "thing.view" } }, notes = "a\\0b" }', [['a\0b']] },
+    { 'capabilities { "x.y\\0z" }', [['x.y\0z']] },
+    { 'capabilities { "thing.view", ["k\\0"] = 1 }', [['k\0']] },
+    { 'role "r9" { "thing.view", ["k\\0"] = 1 }', [['k\0']] },
+    { 'role "r8" { "thing.view\\0x" }', [['thing.view\0x']] },
+    { 'local x = _ENV["g\\0h"]', [['g\0h']] },
+    { '_ENV["g\\0h"] = 1', [['g\0h']] },
+    { 'family "Z\\0" "1" { }', [['Z\0']] },
+    { 'family "Z\\0001" { }', [['Z\0001']] },
+  } do
+    local dir, fs = attempt(case[1])
+    local errs = H.errors(fs)
+    lu.assertTrue(#errs >= 1, case[1])
+    local f = errs[1]
+    lu.assertStrContains(f.message, case[2], case[1] .. " -> " .. f.message)
+    if not case[1]:find("_ENV", 1, true) then
+      lu.assertStrContains(f.message, "zero byte", case[1] .. " -> " .. f.message)
+    end
+    lu.assertNotStrContains(f.message, "did you mean", case[1] .. " -> " .. f.message)
+    lu.assertEquals(f.line, 1, case[1])
   end
 end
 

@@ -490,8 +490,8 @@ function TestBulk:test_limits_raise()
   lu.assertErrorMsgContains("at least one id", self.ctx.resolve, self.ctx,
     { family = "Policy", path = "bulk_action", ids = {} })
   lu.assertError(self.ctx.resolve, self.ctx, { family = "Policy", path = "bulk_action" })
-  lu.assertErrorMsgContains("must be an integer", self.ctx.resolve, self.ctx,
-    { family = "Policy", path = "bulk_action", ids = { 1, "2" } })
+  lu.assertErrorMsgContains("ids[2]: expected an integer key for policies.id, got text",
+    self.ctx.resolve, self.ctx, { family = "Policy", path = "bulk_action", ids = { 1, "2" } })
   -- exactly max ids (all of this tenant, repeated) is allowed
   local mine = row_of(self.db, "policies", 1)
   ids = {}

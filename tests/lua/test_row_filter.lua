@@ -395,6 +395,53 @@ function TestRowFilter:test_matrix_passes_with_filters()
   lu.assertTrue(r.passed > 0)
 end
 
+-- The fixture makes its rows visible through the filters, even where the columns are NOT NULL
+-- without a default and the visible value is not the one it would pick on its own.
+function TestRowFilter:test_matrix_fixture_rows_satisfy_the_filters()
+  local path = H.tmpdir() .. "/strict.db"
+  local db = tg.connect(path)
+  db:exec [[
+CREATE TABLE workspaces (id INTEGER PRIMARY KEY, state TEXT NOT NULL);
+CREATE TABLE tenants (id INTEGER PRIMARY KEY, workspace_id INTEGER NOT NULL,
+  active INTEGER NOT NULL, tier INTEGER NOT NULL);
+CREATE TABLE workspace_memberships (user_id INTEGER, workspace_id INTEGER, role TEXT);
+CREATE TABLE tenant_memberships (user_id INTEGER, tenant_id INTEGER, role TEXT);
+CREATE TABLE tickets (id INTEGER PRIMARY KEY, tenant_id INTEGER NOT NULL, workspace_id INTEGER,
+  title TEXT, status TEXT NOT NULL, priority INTEGER NOT NULL, deleted_at TEXT);
+CREATE TABLE operation_runs (id INTEGER PRIMARY KEY, type TEXT, status TEXT,
+  workspace_id INTEGER, summary TEXT, created_at TEXT, started_at TEXT, finished_at TEXT);
+CREATE TABLE audit_logs (id INTEGER PRIMARY KEY, workspace_id INTEGER, tenant_id INTEGER,
+  action TEXT, subject TEXT, metadata TEXT, created_at TEXT);
+]]
+  db:close()
+  local eng = tg.open { db = path, rules = rules {
+    ["app.lua"] = [[
+app {
+  name = "strict",
+  workspaces = { row_filter = { { column = "state", op = "eq", value = "live" } } },
+  tenants = { row_filter = { { column = "active", op = "eq", value = true },
+                             { column = "tier", op = "gt", value = 7 } } },
+}
+]],
+    ["families.lua"] = [[
+family "Ticket" {
+  table = "tickets",
+  primary_surface = "TicketResource",
+  search_posture = "not_applicable",
+  action_surface_status = "declared",
+  row_filter = { { column = "status", op = "in", value = { "pending", "open" } },
+                 { column = "priority", op = "ge", value = 5 },
+                 { column = "deleted_at", op = "is_null" } },
+  paths = { index = { capability = "t.view" }, detail = { capability = "t.view" } },
+}
+]],
+    ["exceptions.lua"] = "" } }
+  local r = eng:run_matrix()
+  eng:close()
+  lu.assertEquals(r.failed, 0)
+  lu.assertTrue(r.passed > 0)
+end
+
 -- eng:rules() shows the filter as written.
 function TestRowFilter:test_rule_model_exposes_row_filter()
   local r = self.eng:rules()

@@ -185,6 +185,12 @@ function M.create(path, opts)
       g.uuid(), tenant_for("sla_events"), g.pick(tickets),
       g.pick { "first_response", "breach", "resolved" }, stamp(n))
   end
+  for n = 1, 200 do
+    local t = g.next(10)
+    local w = t <= 9 and Wk[(t - 1) // 3 + 1] or Wk[g.next(3)]
+    db:query("INSERT INTO csat_surveys (id, workspace_id, tenant_id, score, created_at) "
+      .. "VALUES (?, ?, ?, ?, ?)", g.uuid(), w, t <= 9 and T[t] or nil, g.next(5), stamp(n))
+  end
   db:exec("COMMIT")
   db:close()
   return info

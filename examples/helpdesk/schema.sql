@@ -108,6 +108,16 @@ CREATE TABLE sla_events (
   at         TEXT NOT NULL
 );
 
+-- satisfaction surveys: bound to a workspace already, a tenant only sometimes (a scope
+-- exception until they are split)
+CREATE TABLE csat_surveys (
+  id           TEXT PRIMARY KEY NOT NULL,
+  workspace_id TEXT NOT NULL,
+  tenant_id    TEXT,
+  score        INTEGER NOT NULL CHECK (score BETWEEN 1 AND 5),
+  created_at   TEXT NOT NULL
+);
+
 -- the app's own trigger and view stay as they are through the rollout
 CREATE TRIGGER tickets_closed_touch AFTER UPDATE OF status ON tickets
   WHEN NEW.status = 'closed'

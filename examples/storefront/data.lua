@@ -137,6 +137,12 @@ function M.create(path, opts)
     db:query("INSERT INTO client_notes (client_account_id, body) VALUES (?, ?)",
       account_for("client_notes"), "Note " .. n)
   end
+  for n = 1, 120 do
+    local a = g.next(12)
+    db:query("INSERT INTO refund_requests (RefundId, org_id, account_id, Reason, Amount) "
+      .. "VALUES (?, ?, ?, ?, ?)", 500 + 7 * n, (a - 1) // 3 + 1, n % 10 == 0 and nil or a,
+      g.pick { "damaged", "late", "wrong item" }, g.next(20000))
+  end
   -- the app's own audit entries: org-level ones, and account ones already bound
   for n = 1, 60 do
     local a = n % 3 == 0 and nil or g.next(12)

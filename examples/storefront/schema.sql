@@ -105,6 +105,15 @@ CREATE TABLE Shipments (
   Weight       INTEGER NOT NULL CHECK (Weight >= 1)
 ) WITHOUT ROWID;
 
+-- refunds waiting for an organization admin: a scope exception, keyed by RefundId
+CREATE TABLE refund_requests (
+  RefundId   INTEGER PRIMARY KEY,
+  org_id     INTEGER NOT NULL,
+  account_id INTEGER,
+  Reason     TEXT NOT NULL CHECK (Reason <> ''),
+  Amount     INTEGER NOT NULL CHECK (Amount >= 0)
+);
+
 -- tenant-owned too, by a foreign key under yet another name
 CREATE TABLE client_notes (
   id                INTEGER PRIMARY KEY,

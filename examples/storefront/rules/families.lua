@@ -57,6 +57,7 @@ family "Shipment" {
   paths = {
     index       = { capability = "shipment.view" },
     detail      = { capability = "shipment.view" },
+    row_action  = { capability = "shipment.manage" },
     bulk_action = { capability = "shipment.manage" },
   },
 }

@@ -365,4 +365,25 @@ function S.matrix_with_mutants(lu, A, path)
   eng:close()
 end
 
+-- ---------------------------------------------------------------------------------------
+-- the command-line tool on the example
+
+local function sh(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
+S.sh = sh
+
+-- Runs `tenantguard <args>` with --db and --rules of the example; returns rc, output.
+function S.tool(A, path, args)
+  return H.run_tool(args .. " --db " .. sh(path) .. " --rules " .. sh(A.rules))
+end
+
+-- lint --strict is clean; matrix --mutate catches every mutant.
+function S.tool_lint_and_matrix(lu, A, path)
+  local rc, out = S.tool(A, path, "lint --strict")
+  lu.assertEquals(rc, 0, out)
+  rc, out = S.tool(A, path, "matrix --mutate")
+  lu.assertEquals(rc, 0, out)
+  local n = #tg.mutations()
+  lu.assertStrContains(out, ("mutation check: %d mutants, %d caught"):format(n, n))
+end
+
 return S

@@ -332,4 +332,33 @@ function TestHelpdesk:test_09_matrix_catches_every_mutant()
   S.matrix_with_mutants(lu, A, self.path)
 end
 
+-- 10. The command-line tool on text keys: lint, resolve (keys given as text, paging by a text
+-- key), the matrix with --mutate.
+function TestHelpdesk:test_10_command_line_tool()
+  S.tool_lint_and_matrix(lu, A, self.path)
+  local I = self.info
+  local ctx = ("resolve --user %s --workspace %s --tenant %s "):format(S.sh(I.users.u1),
+    I.workspaces[1], I.tenants[1])
+  local id = one_id(self.db, "SELECT id FROM tickets WHERE tenant_id = ? AND deleted_at IS NULL",
+    I.tenants[1])
+  local rc, out = S.tool(A, self.path, ctx .. "--family Ticket --path detail --id " .. id)
+  lu.assertEquals(rc, 0, out)
+  lu.assertStrContains(out, "200 ok")
+  lu.assertStrContains(out, id)
+  rc, out = S.tool(A, self.path, ctx .. "--family Ticket --path index --limit 2")
+  lu.assertEquals(rc, 0, out)
+  lu.assertStrContains(out, "200 ok")
+  local after = out:match("%-%-after (%S+)%)")
+  lu.assertNotNil(after, "no next page offered:\n" .. out)
+  rc, out = S.tool(A, self.path, ctx .. "--family Ticket --path index --limit 2 --after " .. after)
+  lu.assertEquals(rc, 0, out)
+  lu.assertStrContains(out, "200 ok")
+  -- a soft-deleted ticket, by the CLI too
+  local deleted = one_id(self.db, "SELECT id FROM tickets WHERE tenant_id = ? AND deleted_at "
+    .. "IS NOT NULL", I.tenants[1])
+  rc, out = S.tool(A, self.path, ctx .. "--family Ticket --path detail --id " .. deleted)
+  lu.assertEquals(rc, 0, out)
+  lu.assertStrContains(out, "404 not_found")
+end
+
 os.exit(lu.LuaUnit.run())

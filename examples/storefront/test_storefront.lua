@@ -280,4 +280,31 @@ function TestStorefront:test_08_matrix_catches_every_mutant()
   S.matrix_with_mutants(lu, A, self.path)
 end
 
+-- 9. The command-line tool: lint, resolve on the keyword table and on the text-keyed
+-- WITHOUT ROWID family (a key that looks like a number forced to text), the matrix with
+-- --mutate.
+function TestStorefront:test_09_command_line_tool()
+  S.tool_lint_and_matrix(lu, A, self.path)
+  local ctx = "resolve --user 1 --workspace 1 --tenant 1 "
+  local o = self.db:value([[SELECT id FROM "order" WHERE account_id = 1 AND Status = 'open' LIMIT 1]])
+  local rc, out = S.tool(A, self.path, ctx .. "--family Order --path detail --id " .. o)
+  lu.assertEquals(rc, 0, out)
+  lu.assertStrContains(out, "200 ok")
+  self.db:query("INSERT INTO Shipments (TrackingCode, acct, Carrier, Weight) VALUES ('0042', 1, "
+    .. "'ups', 1)")
+  rc, out = S.tool(A, self.path, ctx .. "--family Shipment --path detail --id text:0042")
+  lu.assertEquals(rc, 0, out)
+  lu.assertStrContains(out, "200 ok")
+  -- '0042' sorts first; the next page is offered with a key that keeps its type
+  rc, out = S.tool(A, self.path, ctx .. "--family Shipment --path index --limit 1")
+  lu.assertEquals(rc, 0, out)
+  local after = out:match("%-%-after (%S+)%)")
+  lu.assertEquals(after, "text:0042", out)
+  rc, out = S.tool(A, self.path, ctx .. "--family Shipment --path index --limit 1 --after "
+    .. after)
+  lu.assertEquals(rc, 0, out)
+  lu.assertStrContains(out, "200 ok")
+  lu.assertNotStrContains(out, "\t0042\t")
+end
+
 os.exit(lu.LuaUnit.run())

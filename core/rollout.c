@@ -381,6 +381,22 @@ static int drop_triggers_on(tg_engine *eng, const char *t, tg__buf *sql) {
     return sql->len ? run_buf(eng, sql, t) : TG_OK;
 }
 
+/* 1 when phase 3 rebuilt `table`: its definition carries the composite foreign key. */
+static int phase3_applied(sqlite3 *db, const char *table) {
+    sqlite3_stmt *q;
+    int yes = 0;
+    if (sqlite3_prepare_v2(db,
+                           "SELECT instr(sql, 'tenantguard_tenant_workspace') > 0 FROM sqlite_schema "
+                           "WHERE type = 'table' AND name = ?1",
+                           -1, &q, NULL) != SQLITE_OK)
+        return 0;
+    sqlite3_bind_text(q, 1, table, -1, SQLITE_STATIC);
+    if (sqlite3_step(q) == SQLITE_ROW)
+        yes = sqlite3_column_int(q, 0);
+    sqlite3_finalize(q);
+    return yes;
+}
+
 static int drop_columns(tg_engine *eng, const tg__target *tt, size_t n) {
     tg__buf sql = {0};
     int nn, st, dropped = 0;
@@ -398,10 +414,10 @@ static int drop_columns(tg_engine *eng, const tg__target *tt, size_t n) {
                                (long long)pending, pending == 1 ? " is" : "s are",
                                pending == 1 ? "it" : "them");
     for (size_t i = 0; i < n; i++)
-        if (tg__column(eng->db, tt[i].table, tt[i].cols->workspace, &nn) && nn)
+        if (phase3_applied(eng->db, tt[i].table))
             return tg__engine_fail(eng, TG_REFUSED,
                                    "drop_columns undoes phase 1 only, and phase 3 is applied to "
-                                   "'%s' (%s NOT NULL): prefer a forward fix",
+                                   "'%s' (its %s is enforced): prefer a forward fix",
                                    tt[i].table, tt[i].cols->workspace);
     if ((st = tg__begin(eng)) != TG_OK)
         return st;
@@ -520,6 +536,15 @@ static int enforce_writes(tg_engine *eng, const tg__target *t, size_t n, int dro
     const tg_app *a = &eng->rules->pub.app;
     tg__buf sql = {0};
     int nn, st;
+    /* after phase 3 the triggers are what keeps workspace_id from ever being NULL (SQLite
+     * checks a NOT NULL column before any trigger could derive the value, so phase 3 leaves
+     * that to them): they stay */
+    for (size_t i = 0; drop_only && i < n; i++)
+        if (phase3_applied(eng->db, t[i].table))
+            return tg__engine_fail(eng, TG_REFUSED,
+                                   "drop_triggers refused: phase 3 is applied to '%s', and its "
+                                   "triggers are what binds every write's %s (never NULL)",
+                                   t[i].table, t[i].cols->workspace);
     if (!drop_only)
         for (size_t i = 0; i < n; i++)
             if (!tg__column(eng->db, t[i].table, t[i].cols->workspace, &nn))
@@ -873,8 +898,7 @@ static int new_table_sql(tg_engine *eng, const char *create, int kind, const tg_
         first_token(create + st[i], en[i] - st[i], tok, sizeof tok);
         if (strcasecmp(tok, W) == 0) {
             ws_item = i;
-            ws_ok = contains_ci(create + st[i], en[i] - st[i], "NOT NULL") &&
-                    contains_ci(create + st[i], en[i] - st[i], "REFERENCES");
+            ws_ok = contains_ci(create + st[i], en[i] - st[i], "REFERENCES");
         }
     }
     if (ws_item < 0)
@@ -889,9 +913,13 @@ static int new_table_sql(tg_engine *eng, const char *create, int kind, const tg_
         if (i)
             tg__buf_add(out, ", ");
         tg__buf_addn(out, create + s0, en[i] - s0);
+        /* no NOT NULL: SQLite checks it before the AFTER INSERT trigger derives the
+         * workspace, so it would break every raw insert that leaves workspace_id to the
+         * triggers, a write the application could make before phase 3. The phase 1.5
+         * triggers keep the column from ever being NULL instead (an insert or update naming
+         * a tenant that has no workspace aborts; a NULL is re-derived), and drop_triggers
+         * is refused from here on. */
         if (kind == REBUILD_TENANT_OWNED && i == ws_item) {
-            if (!contains_ci(create + st[i], en[i] - st[i], "NOT NULL"))
-                tg__buf_add(out, " NOT NULL");
             if (!contains_ci(create + st[i], en[i] - st[i], "REFERENCES"))
                 tg__sqlf(out, d, " REFERENCES %I(%I)", a->workspaces.table, a->workspaces.id);
         }
@@ -1107,8 +1135,31 @@ done:
     return st;
 }
 
+/* 1 when the phase 1.5 triggers of `table` are installed. */
+static int has_write_triggers(sqlite3 *db, const char *table) {
+    sqlite3_stmt *q;
+    int yes = 0;
+    if (sqlite3_prepare_v2(db,
+                           "SELECT count(*) FROM sqlite_schema WHERE type = 'trigger' AND "
+                           "tbl_name = ?1 AND name = 'tenantguard_' || ?1 || '_insert_bind'",
+                           -1, &q, NULL) != SQLITE_OK)
+        return 0;
+    sqlite3_bind_text(q, 1, table, -1, SQLITE_STATIC);
+    if (sqlite3_step(q) == SQLITE_ROW)
+        yes = sqlite3_column_int(q, 0) > 0;
+    sqlite3_finalize(q);
+    return yes;
+}
+
 static int enforce_constraints(tg_engine *eng, const tg__target *t, size_t n) {
     const tg_app *a = &eng->rules->pub.app;
+    /* the triggers are what keeps workspace_id from being NULL after this phase */
+    for (size_t i = 0; i < n; i++)
+        if (!has_write_triggers(eng->db, t[i].table))
+            return tg__engine_fail(eng, TG_REFUSED,
+                                   "enforce_constraints needs phase 1.5 first: '%s' has no write "
+                                   "triggers (run enforce_writes)",
+                                   t[i].table);
     tg_validation *v = NULL;
     int st = tg_validate(eng, &v);
     if (st != TG_OK)

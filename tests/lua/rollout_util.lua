@@ -199,6 +199,25 @@ function U.orphan_ids(db, t)
 end
 
 -- The workspace of a tenant in the reference database (workspace w owns 4w-3 .. 4w).
+-- After phase 3 a table's workspace column is never NULL, though SQLite cannot say so with a
+-- NOT NULL column (it checks one before the trigger that derives the value could run): a raw
+-- update clearing it on every row is bound again, row by row, to its tenant's workspace.
+-- Asserts that, then that nothing else changed.
+function U.assert_workspace_never_null(lu, db, t, W, T, tenants, what)
+  local q = function(s) return '"' .. s:gsub('"', '""') .. '"' end
+  local before = db:query(("SELECT %s AS t, %s AS w FROM %s ORDER BY 1, 2"):format(q(T), q(W),
+    q(t)))
+  lu.assertTrue(#before > 0, (what or t) .. ": no rows to try")
+  db:exec(("UPDATE %s SET %s = NULL"):format(q(t), q(W)))
+  lu.assertEquals(db:value(("SELECT count(*) FROM %s WHERE %s IS NULL"):format(q(t), q(W))), 0,
+    (what or t) .. ": a NULL workspace stayed")
+  lu.assertEquals(db:value(("SELECT count(*) FROM %s AS r WHERE r.%s IS NOT (SELECT workspace_id "
+    .. "FROM %s WHERE id = r.%s)"):format(q(t), q(W), q(tenants or "tenants"), q(T))), 0,
+    (what or t) .. ": a workspace other than the tenant's")
+  lu.assertEquals(db:query(("SELECT %s AS t, %s AS w FROM %s ORDER BY 1, 2"):format(q(T), q(W),
+    q(t))), before, (what or t) .. ": the bindings changed")
+end
+
 function U.workspace_of(tenant) return (tenant - 1) // 4 + 1 end
 
 function U.sleep(seconds) os.execute(("sleep %.3f"):format(seconds)) end

@@ -7,6 +7,7 @@
 local lu = require "luaunit"
 local H = require "helpers"
 local tg = H.tg
+local U = require "rollout_util"
 
 -- A helpdesk: no table uses the reference names, no operation_runs, no audit_logs.
 local SCHEMA = [[
@@ -346,8 +347,7 @@ function TestNames:test_full_rollout_without_app_tables()
     lu.assertNotEquals(c.table, "audit_logs")
   end
   phase(eng, "enforce_constraints")
-  lu.assertEquals(db:value("SELECT \"notnull\" FROM pragma_table_info('comments') WHERE name = "
-    .. "'ws'"), 1)
+  U.assert_workspace_never_null(lu, db, "comments", "ws", "acct")
   lu.assertEquals(db:value("SELECT count(*) FROM pragma_foreign_key_list('comments') WHERE "
     .. "\"from\" = 'acct' AND \"to\" = 'id' AND \"table\" = 'tenants'"), 1)
   raw_fails(db, "INSERT INTO ticket_tags (ticket_id, tag, account_id, org_id) VALUES "

@@ -115,8 +115,7 @@ function TestRollout:test_full_rollout_ends_validated_and_enforced()
 
   local db = tg.connect(path)
   for _, t in ipairs(TABLES) do
-    lu.assertEquals(db:value("SELECT \"notnull\" FROM pragma_table_info(?) WHERE name = "
-      .. "'workspace_id'", t), 1, t .. ": workspace_id NOT NULL")
+    U.assert_workspace_never_null(lu, db, t, "workspace_id", "tenant_id")
     -- the composite key (tenant_id, workspace_id) -> tenants(id, workspace_id)
     local composite = db:value([[SELECT count(*) FROM (SELECT id FROM pragma_foreign_key_list(?1)
       WHERE "table" = 'tenants' GROUP BY id HAVING count(*) = 2
@@ -130,8 +129,16 @@ function TestRollout:test_full_rollout_ends_validated_and_enforced()
   lu.assertEquals(db:query("PRAGMA foreign_key_check"), {})
   lu.assertEquals(db:value("PRAGMA integrity_check"), "ok")
 
-  -- the constraints hold by themselves, without the triggers
-  phase(eng, "drop_triggers")
+  -- the triggers are what keeps workspace_id from being NULL now: they stay
+  local dropped, why, code = eng:rollout("drop_triggers")
+  lu.assertNil(dropped)
+  lu.assertEquals(code, "TG_REFUSED")
+  lu.assertStrContains(why, "phase 3")
+  -- the constraints hold by themselves, even with the triggers dropped by hand
+  for _, name in ipairs(db:query("SELECT name FROM sqlite_schema WHERE type = 'trigger' AND "
+      .. "name LIKE 'tenantguard%'")) do
+    db:exec(('DROP TRIGGER "%s"'):format(name.name))
+  end
   db:exec("PRAGMA foreign_keys = ON")
   local ok, err = pcall(db.exec, db, "INSERT INTO audit_logs (tenant_id, workspace_id, action, "
     .. "created_at) VALUES (3, NULL, 'bad', '2026-01-01')")
@@ -143,9 +150,6 @@ function TestRollout:test_full_rollout_ends_validated_and_enforced()
   ok, err = insert_copy(db, "findings", 1, { tenant_id = 2, workspace_id = 2 })
   lu.assertFalse(ok, "the composite foreign key accepted tenant 2 in workspace 2")
   lu.assertStrContains(err, "FOREIGN KEY constraint failed")
-  ok, err = insert_copy(db, "findings", 1, { tenant_id = 2 }, { workspace_id = true })
-  lu.assertFalse(ok, "NOT NULL accepted a row without workspace_id")
-  lu.assertStrContains(err, "NOT NULL constraint failed")
   ok, err = insert_copy(db, "findings", 1, { tenant_id = 2, workspace_id = 1 })
   lu.assertTrue(ok, tostring(err))
   phase(eng, "enforce_writes")
@@ -511,23 +515,25 @@ function TestRollout:test_rebuild_keeps_rows_indexes_triggers_and_view()
 end
 
 -- Phase 1.5 says the workspace of a raw insert is derived from its tenant. Once phase 3 is
--- applied, an insert that leaves workspace_id out must still be bound (not rejected by the
--- new NOT NULL before the binding trigger ever runs).
-function TestRollout:test_after_phase3_an_unbound_insert_is_refused_and_a_bound_one_lands()
-  -- Phase 3 makes workspace_id NOT NULL, which SQLite checks before any trigger can fill it
-  -- in: from then on a writer must supply it (ctx:insert derives it). A raw insert without it
-  -- is refused, never stored unbound; one with the tenant's workspace lands; one with another
-  -- workspace is refused; validation stays all zero.
+-- applied, an insert that leaves workspace_id out must still land, bound: no phase of the
+-- rollout may break a write the application could make before it. (SQLite checks a NOT NULL
+-- column before the binding trigger runs, so phase 3 leaves NOT NULL to the triggers.) One
+-- with the tenant's workspace lands; one with another workspace, or for a tenant that does
+-- not exist, is refused; validation stays all zero.
+function TestRollout:test_after_phase3_an_unbound_insert_is_bound_and_a_wrong_one_refused()
   local path = through_backfill(600)
   local eng = U.open_engine(path)
   phase(eng, "quarantine_orphans")
   phase(eng, "enforce_constraints")
   local db = tg.connect(path)
   local before = db:value("SELECT count(*) FROM findings")
-  local ok, err = insert_copy(db, "findings", 2, { tenant_id = 6 }, { workspace_id = true })
-  lu.assertFalse(ok)
-  lu.assertStrContains(tostring(err), "workspace_id")
-  lu.assertEquals(db:value("SELECT count(*) FROM findings"), before)
+  local ok, err, id0 = insert_copy(db, "findings", 2, { tenant_id = 6 }, { workspace_id = true })
+  lu.assertTrue(ok, tostring(err))
+  lu.assertEquals(db:value("SELECT workspace_id FROM findings WHERE id = ?", id0), 2)
+  lu.assertEquals(db:value("SELECT count(*) FROM findings"), before + 1)
+  local okx, errx = insert_copy(db, "findings", 2, { tenant_id = 999 }, { workspace_id = true })
+  lu.assertFalse(okx, "a row of a tenant that does not exist")
+  lu.assertStrContains(tostring(errx), "must name an existing tenant")
   local ok2, err2, id = insert_copy(db, "findings", 2, { tenant_id = 6, workspace_id = 2 })
   lu.assertTrue(ok2, tostring(err2))
   lu.assertEquals(db:value("SELECT workspace_id FROM findings WHERE id = ?", id), 2)
@@ -541,6 +547,26 @@ function TestRollout:test_after_phase3_an_unbound_insert_is_refused_and_a_bound_
   lu.assertEquals(d.status, 200)
   lu.assertEquals(db:value("SELECT workspace_id FROM findings WHERE id = ?", d.id), 2)
   ctx:close()
+  db:close()
+  eng:close()
+end
+
+-- Phase 3 leaves NOT NULL to the phase 1.5 triggers, so it refuses to run without them, and
+-- changes nothing.
+function TestRollout:test_phase3_needs_the_write_triggers()
+  local path = through_backfill(200)
+  local eng = U.open_engine(path)
+  phase(eng, "quarantine_orphans")
+  phase(eng, "drop_triggers")
+  local db = tg.connect(path)
+  local schema = U.schema(db)
+  local ok, msg, code = eng:rollout("enforce_constraints")
+  lu.assertNil(ok)
+  lu.assertEquals(code, "TG_REFUSED")
+  lu.assertStrContains(msg, "enforce_writes")
+  lu.assertEquals(U.schema(db), schema)
+  phase(eng, "enforce_writes")
+  phase(eng, "enforce_constraints")
   db:close()
   eng:close()
 end

@@ -260,8 +260,7 @@ function TestRolloutSchema:test_tables_without_the_id_key_in_every_phase()
   phase(eng, "enforce_constraints")
   lu.assertTrue(eng:validate().ok)
   for _, t in ipairs(ODD) do
-    lu.assertEquals(db:value("SELECT \"notnull\" FROM pragma_table_info(?) WHERE name = "
-      .. "'workspace_id'", t), 1, t)
+    U.assert_workspace_never_null(lu, db, t, "workspace_id", "tenant_id")
   end
   lu.assertEquals(db:value("SELECT count(*) FROM sqlite_schema WHERE name = 'settings' AND "
     .. "sql LIKE '%WITHOUT ROWID'"), 1)

@@ -139,8 +139,9 @@ function M.create(path, opts)
   end
   for n = 1, 120 do
     local a = g.next(12)
-    db:query("INSERT INTO refund_requests (RefundId, org_id, account_id, Reason, Amount) "
-      .. "VALUES (?, ?, ?, ?, ?)", 500 + 7 * n, (a - 1) // 3 + 1, n % 10 == 0 and nil or a,
+    db:query("INSERT INTO refund_requests (RefundId, org_id, account_id, Reference, Reason, "
+      .. "Amount) VALUES (?, ?, ?, ?, ?, ?)", 500 + 7 * n, (a - 1) // 3 + 1,
+      n % 10 == 0 and nil or a, ("RF-%05d"):format(n),
       g.pick { "damaged", "late", "wrong item" }, g.next(20000))
   end
   -- the app's own audit entries: org-level ones, and account ones already bound

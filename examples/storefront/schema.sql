@@ -110,6 +110,7 @@ CREATE TABLE refund_requests (
   RefundId   INTEGER PRIMARY KEY,
   org_id     INTEGER NOT NULL,
   account_id INTEGER,
+  Reference  TEXT NOT NULL UNIQUE CHECK (length(Reference) <= 16),
   Reason     TEXT NOT NULL CHECK (Reason <> ''),
   Amount     INTEGER NOT NULL CHECK (Amount >= 0)
 );

@@ -111,6 +111,7 @@ int main(int argc, char **argv) {
     int rc = 0;
     rc |= bench_decisions(&cfg);
     rc |= bench_rollout(&cfg);
+    rc |= bench_snapshot(&cfg);
     if (json_out)
         fclose(json_out);
     return rc;

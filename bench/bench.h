@@ -24,5 +24,6 @@ void bench_report(const bench_cfg *cfg, const char *name, const char *mode, cons
 
 int bench_decisions(const bench_cfg *cfg);
 int bench_rollout(const bench_cfg *cfg);
+int bench_snapshot(const bench_cfg *cfg);
 
 #endif

@@ -138,7 +138,7 @@ static double base_detail_repeated(side *s, int ops, uint64_t seed) {
 static sqlite3_stmt *base_join;
 
 static double tg_detail_first(side *s, int ops, uint64_t seed) {
-    tg_ctx_options o = {tg_key_int(USER), tg_key_int(WS), tg_key_int(TENANT)};
+    tg_ctx_options o = {tg_key_int(USER), tg_key_int(WS), tg_key_int(TENANT), 0};
     tg_request r = {0};
     r.family = "Policy";
     r.path = TG_PATH_DETAIL;
@@ -317,7 +317,7 @@ static double tg_mix(side *s, int ops, uint64_t seed, int counts[4]) {
     double t0 = bench_now();
     for (int i = 0; i < ops; i++) {
         unsigned pick = (unsigned)(bench_rand(&seed) % 100);
-        tg_ctx_options o = {tg_key_int(USER), tg_key_int(WS), tg_key_int(TENANT)};
+        tg_ctx_options o = {tg_key_int(USER), tg_key_int(WS), tg_key_int(TENANT), 0};
         tg_request r = detail;
         r.id = tg_key_int(s->ids[bench_rand(&seed) % s->n_ids]);
         if (pick < 60) {
@@ -357,7 +357,7 @@ int bench_decisions(const bench_cfg *cfg) {
         return 1;
     }
     s.foreign = load_ids(s.db, "SELECT id FROM policies WHERE tenant_id = 2", &s.n_foreign);
-    tg_ctx_options co = {tg_key_int(USER), tg_key_int(WS), tg_key_int(TENANT)};
+    tg_ctx_options co = {tg_key_int(USER), tg_key_int(WS), tg_key_int(TENANT), 0};
     if (tg_ctx_open(s.eng, &co, &shared_ctx) != TG_OK)
         return 1;
     {

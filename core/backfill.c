@@ -128,7 +128,8 @@ int tg_backfill_dry_run(tg_engine *eng, tg_backfill_plan **out) {
         free(p);
         return TG_NOMEM;
     }
-    int st = sqlite3_exec(eng->db, "BEGIN", NULL, NULL, NULL) == SQLITE_OK ? TG_OK : TG_DB;
+    /* one snapshot for every count (joining the caller's read snapshot, if any) */
+    int st = tg__engine_read_begin(eng), began = st == TG_OK;
     for (size_t i = 0; i <= n && st == TG_OK; i++) {
         const char *table = i < n ? t[i].table : audit;
         if (i == n && (!audit || !r->app.audit_logs.tenant || !r->app.audit_logs.workspace))
@@ -137,7 +138,8 @@ int tg_backfill_dry_run(tg_engine *eng, tg_backfill_plan **out) {
         c->table = table;
         st = count_table(eng, table, i < n ? t[i].cols : NULL, c);
     }
-    sqlite3_exec(eng->db, "COMMIT", NULL, NULL, NULL);
+    if (began)
+        (void)tg__engine_read_end(eng);
     if (st != TG_OK) {
         tg_backfill_plan_free(p);
         return st;
@@ -180,6 +182,8 @@ int tg_backfill_start(tg_engine *eng, const tg_backfill_options *o, int64_t *run
     *run_id = 0;
     if (!eng->db)
         return tg__engine_fail(eng, TG_MISUSE, "this engine was opened without a database");
+    if (tg__engine_writable(eng, "backfill") != TG_OK)
+        return TG_MISUSE;
     const tg_rules *r = &eng->rules->pub;
     const tg_app *a = &r->app;
     double batch_ms = o && o->batch_ms > 0 ? o->batch_ms : 50;
@@ -364,6 +368,8 @@ static int sync_operation_run(tg_engine *eng, int64_t run) {
 
 int tg_backfill_control(tg_engine *eng, int64_t run_id, const char *action) {
     if (!eng || !action || eng->closed)
+        return TG_MISUSE;
+    if (tg__engine_writable(eng, "backfill control") != TG_OK)
         return TG_MISUSE;
     tg_run_info info;
     int st = tg_backfill_status(eng, run_id, &info);
@@ -1034,6 +1040,8 @@ int tg_work(tg_engine *eng, const tg_work_options *o, tg_work_result *out) {
     if (eng->working)
         return tg__engine_fail(eng, TG_BUSY, "the engine is busy: its worker is already running "
                                              "(tg_work called from its progress callback?)");
+    if (tg__engine_writable(eng, "work") != TG_OK)
+        return TG_MISUSE;
     /* a close from the progress callback only drops the caller's reference: the engine is
      * freed when this returns, never under the worker */
     eng->refs++;

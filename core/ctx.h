@@ -12,6 +12,7 @@ struct tg_ctx {
     const tg_rules *rules;
     tg_value user, workspace, tenant; /* checked keys; text and blobs copied into `keys` */
     int has_tenant;
+    int holds_snapshot; /* opened with `snapshot`: one count of the engine's read snapshot */
 
     /* scope, loaded once */
     int scope_loaded;

@@ -3,6 +3,7 @@
 #include "grants.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -40,6 +41,85 @@ static int load_rules(const tg_open_options *opts, sqlite3 *db, tg_findings *f,
     return st;
 }
 
+#define MAX_CACHE_KIB (INT64_C(1) << 30) /* 1 TiB in KiB: fits PRAGMA cache_size's int */
+#define MIN_CACHE_KIB 64
+#define MAX_MMAP (INT64_C(1) << 40)         /* 1 TiB */
+
+/* The connection settings of the options, checked before anything is opened. */
+static int check_settings(tg_engine *eng, const tg_open_options *o) {
+    if (o->busy_timeout_ms < 0)
+        return tg__engine_fail(eng, TG_MISUSE,
+                               "tg_engine_open: the busy timeout must be 0 (default 5000) to %d "
+                               "ms, got %d",
+                               INT_MAX, o->busy_timeout_ms);
+    if (o->cache_size_kib != 0 &&
+        (o->cache_size_kib < MIN_CACHE_KIB || o->cache_size_kib > MAX_CACHE_KIB))
+        return tg__engine_fail(eng, TG_MISUSE,
+                               "tg_engine_open: the cache size must be 0 (SQLite's default) or "
+                               "%d to %lld KiB, got %lld",
+                               MIN_CACHE_KIB, (long long)MAX_CACHE_KIB,
+                               (long long)o->cache_size_kib);
+    if (o->mmap_size < 0 || o->mmap_size > MAX_MMAP)
+        return tg__engine_fail(eng, TG_MISUSE,
+                               "tg_engine_open: the mmap size must be 0 (none) to %lld bytes, "
+                               "got %lld",
+                               (long long)MAX_MMAP, (long long)o->mmap_size);
+    return TG_OK;
+}
+
+/* The integer a pragma query returns; 0 when it returns none. */
+static int pragma_int(sqlite3 *db, const char *sql, int64_t *out) {
+    sqlite3_stmt *st = NULL;
+    *out = 0;
+    int rc = sqlite3_prepare_v2(db, sql, -1, &st, NULL);
+    if (rc == SQLITE_OK && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+        *out = sqlite3_column_int64(st, 0);
+        rc = SQLITE_OK;
+    } else if (rc == SQLITE_DONE) {
+        rc = SQLITE_OK;
+    }
+    sqlite3_finalize(st);
+    return rc;
+}
+
+/* Applies the page cache and mmap settings (numbers checked by check_settings, formatted as
+ * numbers: nothing else reaches the pragma text) and reads back what SQLite made of them. */
+static int apply_settings(tg_engine *eng) {
+    sqlite3 *db = eng->db;
+    tg_settings *s = &eng->settings;
+    char sql[96];
+    int rc = SQLITE_OK;
+    if (eng->opts.cache_size_kib) {
+        snprintf(sql, sizeof sql, "PRAGMA cache_size = %lld", -(long long)eng->opts.cache_size_kib);
+        rc = sqlite3_exec(db, sql, NULL, NULL, NULL);
+    }
+    if (rc == SQLITE_OK && eng->opts.mmap_size) {
+        snprintf(sql, sizeof sql, "PRAGMA mmap_size = %lld", (long long)eng->opts.mmap_size);
+        rc = sqlite3_exec(db, sql, NULL, NULL, NULL);
+    }
+    int64_t cache = 0;
+    if (rc == SQLITE_OK)
+        rc = pragma_int(db, "PRAGMA page_size", &s->page_size);
+    if (rc == SQLITE_OK)
+        rc = pragma_int(db, "PRAGMA cache_size", &cache);
+    if (rc == SQLITE_OK)
+        rc = pragma_int(db, "PRAGMA mmap_size", &s->mmap_size);
+    if (rc != SQLITE_OK)
+        return tg__engine_fail(eng, TG_DB, "cannot configure database '%s': %s", eng->db_path,
+                               sqlite3_errmsg(db));
+    /* negative: KiB; positive: pages */
+    s->cache_size_kib = cache < 0 ? -cache : cache * s->page_size / 1024;
+    s->busy_timeout_ms = eng->opts.busy_timeout_ms > 0 ? eng->opts.busy_timeout_ms : 5000;
+    s->synchronous = "normal";
+    s->journal_mode = eng->journal_mode;
+    if (s->mmap_size < eng->opts.mmap_size)
+        return tg__engine_fail(eng, TG_LIMIT,
+                               "mmap_size %lld is above what this SQLite build allows (%lld "
+                               "bytes)",
+                               (long long)eng->opts.mmap_size, (long long)s->mmap_size);
+    return TG_OK;
+}
+
 /* Opens the connection with the settings every writer and reader relies on. */
 static int open_db(tg_engine *eng) {
     int create = eng->opts.create ? SQLITE_OPEN_CREATE : 0;
@@ -65,17 +145,27 @@ static int open_db(tg_engine *eng) {
     sqlite3_busy_timeout(eng->db, eng->opts.busy_timeout_ms > 0 ? eng->opts.busy_timeout_ms
                                                                 : 5000);
     char *msg = NULL;
-    rc = sqlite3_exec(eng->db,
-                      "PRAGMA foreign_keys = ON; PRAGMA journal_mode = WAL; "
-                      "PRAGMA synchronous = NORMAL;",
-                      NULL, NULL, &msg);
+    rc = sqlite3_exec(eng->db, "PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL;", NULL,
+                      NULL, &msg);
+    sqlite3_stmt *jm = NULL;
+    if (rc == SQLITE_OK &&
+        (rc = sqlite3_prepare_v2(eng->db, "PRAGMA journal_mode = WAL", -1, &jm, NULL)) ==
+            SQLITE_OK) {
+        if ((rc = sqlite3_step(jm)) == SQLITE_ROW) {
+            const unsigned char *mode = sqlite3_column_text(jm, 0);
+            snprintf(eng->journal_mode, sizeof eng->journal_mode, "%s",
+                     mode ? (const char *)mode : "?");
+            rc = SQLITE_OK;
+        }
+        sqlite3_finalize(jm);
+    }
     if (rc != SQLITE_OK) {
         int st = tg__engine_fail(eng, TG_DB, "cannot configure database '%s': %s", eng->db_path,
-                                 msg ? msg : sqlite3_errstr(rc));
+                                 msg ? msg : sqlite3_errmsg(eng->db));
         sqlite3_free(msg);
         return st;
     }
-    return TG_OK;
+    return apply_settings(eng);
 }
 
 int tg_engine_open(const tg_open_options *opts, tg_engine **out) {
@@ -90,21 +180,21 @@ int tg_engine_open(const tg_open_options *opts, tg_engine **out) {
     if (!opts || !opts->rules || !opts->rules[0])
         return tg__engine_fail(eng, TG_MISUSE, "tg_engine_open: options.rules is required");
     eng->opts = *opts;
+    int st = check_settings(eng, opts);
+    if (st != TG_OK)
+        return st;
     eng->rules_dir = strdup(opts->rules);
     eng->db_path = opts->db && opts->db[0] ? strdup(opts->db) : NULL;
     if (!eng->rules_dir || (opts->db && opts->db[0] && !eng->db_path))
         return tg__engine_fail(eng, TG_NOMEM, "out of memory");
     eng->opts.rules = eng->rules_dir;
     eng->opts.db = eng->db_path;
-    if (eng->db_path) {
-        int st = open_db(eng);
-        if (st != TG_OK)
-            return st;
-    }
+    if (eng->db_path && (st = open_db(eng)) != TG_OK)
+        return st;
     eng->findings = tg__findings_new();
     if (!eng->findings)
         return tg__engine_fail(eng, TG_NOMEM, "out of memory");
-    int st = load_rules(&eng->opts, eng->db, eng->findings, &eng->rules);
+    st = load_rules(&eng->opts, eng->db, eng->findings, &eng->rules);
     if (st != TG_OK)
         return fail_rules(eng, st, eng->findings);
     return TG_OK;
@@ -114,6 +204,11 @@ void tg_engine_close(tg_engine *eng) {
     if (!eng || eng->closed)
         return;
     eng->closed = 1;
+    /* an open snapshot ends with the handle: contexts that held it no longer decide */
+    if (eng->read_depth) {
+        eng->read_depth = 1;
+        (void)tg__engine_read_end(eng);
+    }
     tg__engine_release(eng);
 }
 
@@ -123,6 +218,8 @@ void tg__engine_release(tg_engine *eng) {
         return;
     tg__plan_release(eng->plan);
     tg__ctx_free(eng->spare);
+    sqlite3_finalize(eng->read_begin);
+    sqlite3_finalize(eng->read_commit);
     if (eng->decision_file)
         fclose(eng->decision_file);
     tg__ruleset_release(eng->rules);
@@ -227,4 +324,87 @@ int tg_rules_check(const tg_open_options *opts, tg_findings **out) {
     tg__ruleset_release(rs);
     sqlite3_close(db);
     return st == TG_RULES ? TG_OK : st;
+}
+
+int tg_engine_settings(const tg_engine *eng, tg_settings *out) {
+    if (!eng || !out || eng->closed)
+        return TG_MISUSE;
+    if (!eng->db)
+        return TG_MISUSE;
+    *out = eng->settings;
+    return TG_OK;
+}
+
+/* ---- read snapshots ---- */
+
+/* Runs one of the prepared transaction statements. */
+static int step_once(tg_engine *eng, sqlite3_stmt **slot, const char *sql) {
+    int rc = SQLITE_OK;
+    if (!*slot)
+        rc = sqlite3_prepare_v3(eng->db, sql, -1, SQLITE_PREPARE_PERSISTENT, slot, NULL);
+    if (rc == SQLITE_OK) {
+        rc = sqlite3_step(*slot);
+        sqlite3_reset(*slot);
+        if (rc == SQLITE_DONE)
+            rc = SQLITE_OK;
+    }
+    return rc;
+}
+
+int tg__engine_read_begin(tg_engine *eng) {
+    if (eng->read_depth > 0) {
+        if (eng->read_depth == INT_MAX)
+            return tg__engine_fail(eng, TG_LIMIT, "too many nested read snapshots");
+        eng->read_depth++;
+        return TG_OK;
+    }
+    if (!sqlite3_get_autocommit(eng->db))
+        return tg__engine_fail(eng, TG_MISUSE,
+                               "cannot begin a read snapshot: the engine's connection is inside "
+                               "a write transaction (a callback of run_matrix?)");
+    int rc = step_once(eng, &eng->read_begin, "BEGIN");
+    if (rc != SQLITE_OK)
+        return tg__engine_fail(eng, (rc & 0xff) == SQLITE_BUSY ? TG_BUSY : TG_DB,
+                               "cannot begin a read snapshot: %s", sqlite3_errmsg(eng->db));
+    eng->read_depth = 1;
+    return TG_OK;
+}
+
+int tg__engine_read_end(tg_engine *eng) {
+    if (eng->read_depth <= 0)
+        return tg__engine_fail(eng, TG_MISUSE, "no read snapshot is open");
+    if (--eng->read_depth > 0)
+        return TG_OK;
+    /* SQLite may have ended the transaction itself (an I/O error rolls it back) */
+    if (sqlite3_get_autocommit(eng->db))
+        return TG_OK;
+    int rc = step_once(eng, &eng->read_commit, "COMMIT");
+    if (rc != SQLITE_OK) {
+        /* nothing was written: ending the transaction any way is enough */
+        tg__engine_fail(eng, TG_DB, "ending the read snapshot: %s", sqlite3_errmsg(eng->db));
+        if (!sqlite3_get_autocommit(eng->db))
+            sqlite3_exec(eng->db, "ROLLBACK", NULL, NULL, NULL);
+        return sqlite3_get_autocommit(eng->db) ? TG_OK : TG_DB;
+    }
+    return TG_OK;
+}
+
+int tg_engine_read_begin(tg_engine *eng) {
+    if (!eng || eng->closed)
+        return TG_MISUSE;
+    if (!eng->db)
+        return tg__engine_fail(eng, TG_MISUSE, "this engine was opened without a database");
+    return tg__engine_read_begin(eng);
+}
+
+int tg_engine_read_end(tg_engine *eng) {
+    if (!eng || eng->closed)
+        return TG_MISUSE;
+    return tg__engine_read_end(eng);
+}
+
+int tg__engine_writable(tg_engine *eng, const char *what) {
+    if (eng->read_depth > 0)
+        return tg__engine_fail(eng, TG_MISUSE, TG__SNAPSHOT_WRITE_MSG, what);
+    return TG_OK;
 }

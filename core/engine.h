@@ -24,6 +24,13 @@ struct tg_engine {
     tg__buf err;
     int closed;
     int working;          /* tg_work is running (its progress callback may call back) */
+    /* read snapshots (tg_engine_read_begin/end, contexts opened with `snapshot`): how many
+     * holders share the connection's read transaction; 0: autocommit */
+    int read_depth;
+    sqlite3_stmt *read_begin; /* "BEGIN" and "COMMIT", prepared once */
+    sqlite3_stmt *read_commit;
+    tg_settings settings;     /* as applied to the connection at open */
+    char journal_mode[16];    /* settings.journal_mode points here */
 };
 
 /* The plan for the serving rules and the current schema (built on first use). */
@@ -31,6 +38,18 @@ TG_HIDDEN int tg__engine_plan(tg_engine *eng, tg__plan **out);
 TG_HIDDEN void tg__engine_release(tg_engine *eng);
 /* Called after the engine changed the schema: later contexts get a fresh plan. */
 TG_HIDDEN void tg__engine_schema_changed(tg_engine *eng);
+
+/* Joins or opens the engine's read snapshot (tg_engine_read_begin without the checks of a
+ * public call) and leaves it (tg_engine_read_end). */
+TG_HIDDEN int tg__engine_read_begin(tg_engine *eng);
+TG_HIDDEN int tg__engine_read_end(tg_engine *eng);
+/* TG_OK, or TG_MISUSE with the engine's message saying `what` cannot run inside a read
+ * snapshot: every entry point that writes calls it before writing anything. */
+TG_HIDDEN int tg__engine_writable(tg_engine *eng, const char *what);
+/* The message of a refused write, for a context's own message. */
+#define TG__SNAPSHOT_WRITE_MSG                                                                 \
+    "%s inside a read snapshot: writes are refused until it ends (eng:read returns, "          \
+    "tg_engine_read_end, or the snapshot context closes)"
 
 /* Sets the engine's message and returns status. */
 TG_HIDDEN int tg__engine_fail(tg_engine *eng, int status, const char *fmt, ...) TG_PRINTF(3, 4);

@@ -189,6 +189,8 @@ int tg_ctx_insert(tg_ctx *ctx, const char *family, const tg_column_value *values
                                             "decision log callback");
     if (ctx->eng->closed)
         return tg__ctx_fail(ctx, TG_MISUSE, "the engine of this context is closed");
+    if (ctx->eng->read_depth) /* never a silent upgrade of the snapshot to a write */
+        return tg__ctx_fail(ctx, TG_MISUSE, TG__SNAPSHOT_WRITE_MSG, "insert");
     if (n_values > MAX_WRITE_COLUMNS)
         return tg__ctx_fail(ctx, TG_LIMIT, "at most %d columns per write", MAX_WRITE_COLUMNS);
     tg__ctx_begin(ctx);
@@ -255,6 +257,8 @@ int tg_ctx_update(tg_ctx *ctx, const char *family, const tg_value *id,
         return tg__ctx_fail(ctx, TG_MISUSE, "update needs an id");
     if (n_values == 0) /* answering 200 for a write that writes nothing would be a guess */
         return tg__ctx_fail(ctx, TG_MISUSE, "update needs at least one column to set");
+    if (!ctx->in_log && ctx->eng->read_depth) /* never a silent upgrade to a write */
+        return tg__ctx_fail(ctx, TG_MISUSE, TG__SNAPSHOT_WRITE_MSG, "update");
     /* the record must resolve as a row action first: scope, congruence, capability (and
      * the id's type) */
     tg_request req = {0};

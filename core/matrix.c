@@ -214,7 +214,7 @@ static tg_value fx_key(tg_value v) { return v; }
 
 /* `user` asking in workspace X, in `tenant` (-1: no route tenant). */
 static tg_ctx_options actor_options(const fixture *fx, int user, int tenant) {
-    tg_ctx_options o = {fx_key(fx->user[user]), fx_key(fx->ws[0]), {0}};
+    tg_ctx_options o = {fx_key(fx->user[user]), fx_key(fx->ws[0]), {0}, 0};
     if (tenant >= 0)
         o.tenant = fx_key(fx->tenant[tenant]);
     return o;

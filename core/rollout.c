@@ -164,6 +164,8 @@ static void sleep_ms(int ms) {
 
 int tg__begin(tg_engine *eng) {
     int delay = 5;
+    if (tg__engine_writable(eng, "a write transaction") != TG_OK)
+        return TG_MISUSE;
     for (int attempt = 0;; attempt++) {
         int rc = sqlite3_exec(eng->db, "BEGIN IMMEDIATE", NULL, NULL, NULL);
         if (rc == SQLITE_OK)
@@ -179,7 +181,8 @@ int tg__begin(tg_engine *eng) {
 int tg__commit(tg_engine *eng) { return tg__exec(eng, "COMMIT", "commit"); }
 
 void tg__rollback(tg_engine *eng) {
-    if (!sqlite3_get_autocommit(eng->db))
+    /* inside a read snapshot tg__begin refused: the transaction is the snapshot's */
+    if (!sqlite3_get_autocommit(eng->db) && !eng->read_depth)
         sqlite3_exec(eng->db, "ROLLBACK", NULL, NULL, NULL);
 }
 
@@ -220,6 +223,8 @@ int64_t tg__count(sqlite3 *db, const char *sql, const char *a, const char *b, in
 }
 
 int tg__meta_ensure(tg_engine *eng) {
+    if (eng->read_depth) /* never a write in a read snapshot; the writers refuse first */
+        return TG_OK;
     return tg__exec(eng,
                     "CREATE TABLE IF NOT EXISTS tenantguard_runs ("
                     "  id INTEGER PRIMARY KEY, kind TEXT NOT NULL, status TEXT NOT NULL,"
@@ -1236,6 +1241,8 @@ int tg_rollout(tg_engine *eng, const char *phase) {
         return TG_MISUSE;
     if (!eng->db)
         return tg__engine_fail(eng, TG_MISUSE, "this engine was opened without a database");
+    if (tg__engine_writable(eng, "rollout") != TG_OK)
+        return TG_MISUSE;
     tg__target t[TG__MAX_TARGETS];
     size_t n = tg__targets(&eng->rules->pub, t, TG__MAX_TARGETS);
     int st = check_targets(eng, t, n);

@@ -48,7 +48,16 @@ int tg_ctx_open(tg_engine *eng, const tg_ctx_options *o, tg_ctx **out) {
     eng->refs++;
     ctx->plan = tg__plan_retain(plan);
     ctx->rules = &plan->rs->pub;
-    return set_keys(ctx, o);
+    if ((st = set_keys(ctx, o)) != TG_OK)
+        return st;
+    /* last, so a context that failed to open holds nothing; a deferred BEGIN: the data is
+     * fixed by the first decision's first read */
+    if (o->snapshot) {
+        if ((st = tg__engine_read_begin(eng)) != TG_OK)
+            return tg__ctx_fail(ctx, st, "%s", tg_engine_errmsg(eng));
+        ctx->holds_snapshot = 1;
+    }
+    return TG_OK;
 }
 
 /* Checks the context's keys against their columns and copies their bytes into ctx->keys
@@ -120,6 +129,10 @@ void tg_ctx_close(tg_ctx *ctx) {
     ctx->plan = NULL;
     tg_engine *eng = ctx->eng;
     ctx->eng = NULL;
+    /* a closed engine ended its snapshot already */
+    if (ctx->holds_snapshot && eng && !eng->closed)
+        (void)tg__engine_read_end(eng);
+    ctx->holds_snapshot = 0;
     if (eng && !eng->closed && !eng->spare && eng->refs > 1) {
         eng->spare = ctx; /* the engine outlives this release: keep the storage */
         tg__engine_release(eng);

@@ -53,7 +53,8 @@ int tg_validate(tg_engine *eng, tg_validation **out) {
     size_t n = tg__targets(r, t, TG__MAX_TARGETS);
     const char *audit = tg__app_audit(eng);
     tg__buf sql = {0};
-    int st = sqlite3_exec(eng->db, "BEGIN", NULL, NULL, NULL) == SQLITE_OK ? TG_OK : TG_DB;
+    /* one snapshot for every count (joining the caller's read snapshot, if any) */
+    int st = tg__engine_read_begin(eng), began = st == TG_OK;
     for (size_t i = 0; i < n && st == TG_OK; i++) {
         int nn;
         int64_t nulls, mismatched = 0;
@@ -97,7 +98,8 @@ int tg_validate(tg_engine *eng, tg_validation **out) {
         if (st == TG_OK)
             st = add_check(v, &cap, "workspace_mismatch", audit, mismatched);
     }
-    sqlite3_exec(eng->db, "COMMIT", NULL, NULL, NULL);
+    if (began)
+        (void)tg__engine_read_end(eng);
     tg__buf_free(&sql);
     if (st != TG_OK) {
         tg_validation_free(v);

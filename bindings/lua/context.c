@@ -31,14 +31,18 @@ static void leave(lctx *c, lua_State *prev) {
     c->e->L = prev;
 }
 
-static const char *const ctx_fields[] = {"user", "workspace", "tenant", NULL};
+static const char *const ctx_fields[] = {"user", "workspace", "tenant", "snapshot", NULL};
 
-/* eng:context{ user = 7, workspace = 1, tenant = 3 }  (tenant may be nil) */
+/* eng:context{ user = 7, workspace = 1, tenant = 3 [, snapshot = true] }  (tenant may be
+ * nil). With snapshot, the context holds the engine's read snapshot until it closes (close
+ * it with <close> or ctx:close(): until then the engine refuses writes). */
 int tgl_context_open(lua_State *L) {
     lengine *e = tgl_check_engine(L, 1);
     const char *what = "context";
     int t = tgl_fields(L, 2, what, ctx_fields);
     tg_ctx_options o;
+    memset(&o, 0, sizeof o);
+    tgl_field_boolean(L, t, what, "snapshot", &o.snapshot);
     if (!tgl_field_key(L, t, what, "user", &o.user))
         return luaL_error(L, "context needs 'user'");
     if (!tgl_field_key(L, t, what, "workspace", &o.workspace))

@@ -292,8 +292,9 @@ const char *tgl_opt_cstring(lua_State *L, int arg) {
     return lua_isnoneornil(L, arg) ? NULL : tgl_check_cstring(L, arg);
 }
 
-static const char *const open_fields[] = {"db", "rules", "busy_timeout", "instruction_budget",
-                                          "memory_cap", "create", NULL};
+static const char *const open_fields[] = {"db",         "rules",      "busy_timeout",
+                                          "instruction_budget", "memory_cap", "create",
+                                          "cache_size", "mmap_size",  NULL};
 static const char *const check_fields[] = {"db", "rules", "busy_timeout", "instruction_budget",
                                            "memory_cap", NULL};
 
@@ -311,6 +312,11 @@ void tgl_check_open_options(lua_State *L, int idx, const char *what, tg_open_opt
     lua_Integer v;
     if (tgl_field_integer(L, t, what, "busy_timeout", 0, INT_MAX, &v))
         o->busy_timeout_ms = (int)v;
+    /* the connection settings (tg.open only): KiB and bytes; tg_engine_open checks the rest */
+    if (is_open && tgl_field_integer(L, t, what, "cache_size", 0, (lua_Integer)1 << 30, &v))
+        o->cache_size_kib = v;
+    if (is_open && tgl_field_integer(L, t, what, "mmap_size", 0, (lua_Integer)1 << 40, &v))
+        o->mmap_size = v;
     if (tgl_field_integer(L, t, what, "instruction_budget", 0, LUA_MAXINTEGER, &v))
         o->instruction_budget = v;
     if (tgl_field_integer(L, t, what, "memory_cap", 0,

@@ -213,6 +213,48 @@ static int engine_version(lua_State *L) {
     return 1;
 }
 
+/* eng:read(fn, ...) -> fn(...)'s results. Runs fn inside one read snapshot: every decision
+ * of every context of this engine sees the same data, and writes raise. The snapshot ends
+ * when fn returns or raises (the error is raised again as it was); a call inside fn joins
+ * the outer snapshot. */
+static int engine_read(lua_State *L) {
+    lengine *e = check_engine(L, 1);
+    luaL_checktype(L, 2, LUA_TFUNCTION);
+    if (tg_engine_read_begin(e->eng) != TG_OK)
+        return raise_plain(L, tg_engine_errmsg(e->eng));
+    int rc = lua_pcall(L, lua_gettop(L) - 2, LUA_MULTRET, 0);
+    /* always ended, also on error; fn may have closed the engine (which ended it) */
+    int ended = e->eng ? tg_engine_read_end(e->eng) : TG_OK;
+    if (rc != LUA_OK)
+        return lua_error(L); /* fn's error object, unchanged */
+    if (ended != TG_OK)
+        return raise_plain(L, tg_engine_errmsg(e->eng));
+    return lua_gettop(L) - 1;
+}
+
+/* eng:settings() -> { cache_size = KiB, mmap_size = bytes, busy_timeout = ms, page_size =
+ * bytes, journal_mode = "wal", synchronous = "normal" }: what the connection runs with. */
+static int engine_settings(lua_State *L) {
+    lengine *e = check_engine(L, 1);
+    tg_settings s;
+    if (tg_engine_settings(e->eng, &s) != TG_OK)
+        return luaL_error(L, "this engine was opened without a database");
+    lua_createtable(L, 0, 6);
+    lua_pushinteger(L, s.cache_size_kib);
+    lua_setfield(L, -2, "cache_size");
+    lua_pushinteger(L, s.mmap_size);
+    lua_setfield(L, -2, "mmap_size");
+    lua_pushinteger(L, s.busy_timeout_ms);
+    lua_setfield(L, -2, "busy_timeout");
+    lua_pushinteger(L, s.page_size);
+    lua_setfield(L, -2, "page_size");
+    lua_pushstring(L, s.journal_mode);
+    lua_setfield(L, -2, "journal_mode");
+    lua_pushstring(L, s.synchronous);
+    lua_setfield(L, -2, "synchronous");
+    return 1;
+}
+
 static int engine_tostring(lua_State *L) {
     lengine *e = luaL_checkudata(L, 1, TG_ENGINE_MT);
     if (!e->eng)
@@ -232,6 +274,7 @@ void tgl_engine_register(lua_State *L) {
                                        {"lint", engine_lint},       {"findings", engine_findings},
                                        {"rules", engine_rules},     {"version", engine_version},
                                        {"context", tgl_context_open},
+                                       {"read", engine_read},       {"settings", engine_settings},
                                        {"set_decision_log", engine_set_decision_log},
                                        {NULL, NULL}};
     tgl_new_class(L, TG_ENGINE_MT, meta, methods);

@@ -424,15 +424,66 @@ typedef struct tg_open_options {
     int create;        /* create db when it does not exist; by default that is TG_IO
                         * "no such database: PATH" and no file appears */
     const char *rules; /* a directory of *.lua rule files, or one file */
-    int busy_timeout_ms;            /* default 5000 */
+    int busy_timeout_ms;            /* 0 to INT_MAX ms; 0: 5000 */
     int64_t instruction_budget;     /* for loading the rules; default 20,000,000 */
     size_t memory_cap;              /* bytes for loading the rules; default 64 MiB */
+    /* Connection settings, applied with PRAGMAs when the database is opened and reported by
+     * tg_engine_settings. Out of bounds is TG_MISUSE from tg_engine_open, naming the option. */
+    int64_t cache_size_kib;         /* page cache per connection in KiB (not pages), 64 to
+                                     * 1,073,741,824 (1 TiB); 0: SQLite's default (2,000 KiB) */
+    int64_t mmap_size;              /* bytes of the file read through memory mapping, 0 to
+                                     * 1,099,511,627,776 (1 TiB); 0: none. Above what this
+                                     * SQLite build allows (2 GiB by default) is TG_LIMIT. */
 } tg_open_options;
 
 /* Opens the database and loads the rules. On return *out is an engine whenever memory
  * allowed one, even on failure: read tg_engine_errmsg() and tg_engine_findings(), then
  * tg_engine_close() it. On TG_RULES the findings list every problem. */
 TG_API TG_WUR int tg_engine_open(const tg_open_options *opts, tg_engine **out);
+
+/* The connection settings the engine runs with, as SQLite reports them after open. */
+typedef struct tg_settings {
+    int64_t cache_size_kib;   /* page cache, KiB */
+    int64_t mmap_size;        /* bytes read through mmap; 0: none */
+    int busy_timeout_ms;      /* how long a statement waits for a lock */
+    int64_t page_size;        /* bytes per database page */
+    const char *journal_mode; /* "wal" (valid until tg_engine_close) */
+    const char *synchronous;  /* "normal" (static) */
+} tg_settings;
+
+/* Fills *out with the engine's connection settings. TG_MISUSE without a database. */
+TG_API TG_WUR int tg_engine_settings(const tg_engine *eng, tg_settings *out);
+
+/* ---- read snapshots ----
+ * By default every decision runs in autocommit: each statement opens and closes its own read
+ * transaction, which on SQLite costs more than a primary-key lookup. A read snapshot holds one
+ * read transaction across a group of decisions: each of them sees the same data (a write
+ * committed by another connection meanwhile is seen only after the snapshot ends), and none
+ * pays for its own transaction.
+ *
+ * tg_engine_read_begin opens the snapshot (a deferred BEGIN: the data is fixed by the first
+ * read after it) or, when one is open, joins it; tg_engine_read_end leaves it, and the last
+ * holder to leave ends it. Calls are counted: every successful begin needs exactly one end,
+ * from the same thread. The snapshot belongs to the engine's connection, not to a context:
+ * every context of the engine decides inside it while it is open (a context opened with
+ * `snapshot` holds it from tg_ctx_open to tg_ctx_close the same way).
+ *
+ * Inside a snapshot the engine is read-only: tg_ctx_insert, tg_ctx_update, tg_rollout,
+ * tg_backfill_start, tg_backfill_control, tg_work and tg_run_matrix return TG_MISUSE and write
+ * nothing (never a silent upgrade to a write transaction); tg_validate and tg_backfill_dry_run
+ * read inside it.
+ *
+ * Trade-off: while a snapshot is open the connection keeps a read transaction, so SQLite cannot
+ * checkpoint the WAL past it (the WAL file grows with every write other connections make) and
+ * the engine's connection sees no newer data. Keep snapshots to a request; never hold one
+ * across waiting for a user or the network.
+ *
+ * tg_engine_read_begin: TG_MISUSE on a closed engine, one without a database, or while the
+ * connection is inside a write transaction (a callback of tg_run_matrix); TG_DB or TG_BUSY
+ * when SQLite refuses. tg_engine_read_end: TG_MISUSE when no snapshot is open. tg_engine_close
+ * ends an open snapshot. */
+TG_API TG_WUR int tg_engine_read_begin(tg_engine *eng);
+TG_API TG_WUR int tg_engine_read_end(tg_engine *eng);
 
 /* Closes the engine. Contexts still open keep what they need alive and must be closed
  * too (they refuse to decide from now on). Safe on NULL. The pointer must not be used again
@@ -471,6 +522,10 @@ typedef struct tg_ctx_options {
     tg_value user;      /* required */
     tg_value workspace; /* required */
     tg_value tenant;    /* the route tenant; TG_NULL: none */
+    int snapshot;       /* 1: every decision of this context reads from one snapshot, held
+                         * from tg_ctx_open to tg_ctx_close (see "read snapshots": it is the
+                         * engine's read transaction, shared by the engine's other contexts,
+                         * and the engine refuses writes until it ends) */
 } tg_ctx_options;
 
 /* Opens a context: one request made by `user` in `workspace` (and tenant). Membership,

@@ -87,7 +87,7 @@ int main(void) {
 
     /* the keys are copied: the caller's buffers may change once the context is open */
     char user[8] = "u|1", ws[8] = "w1", tenant[8] = "t1";
-    tg_ctx_options co = {tg_key_text(user), tg_key_text(ws), tg_key_text(tenant)};
+    tg_ctx_options co = {tg_key_text(user), tg_key_text(ws), tg_key_text(tenant), 0};
     tg_ctx *ctx = NULL;
     CHECK(tg_ctx_open(eng, &co, &ctx) == TG_OK);
     strcpy(user, "zz");
@@ -165,7 +165,7 @@ int main(void) {
     tg_ctx_close(ctx);
 
     /* context keys of the wrong type, or missing */
-    tg_ctx_options bad = {tg_key_int(1), tg_key_text("w1"), {0}};
+    tg_ctx_options bad = {tg_key_int(1), tg_key_text("w1"), {0}, 0};
     CHECK(tg_ctx_open(eng, &bad, &ctx) == TG_MISUSE);
     CHECK(strstr(tg_ctx_errmsg(ctx), "user: expected a text key"));
     tg_ctx_close(ctx);

@@ -58,7 +58,7 @@ static tg_engine *open_engine(void) {
 }
 
 static tg_ctx *open_ctx(tg_engine *eng) {
-    tg_ctx_options co = {tg_key_int(1), tg_key_int(1), tg_key_int(10)};
+    tg_ctx_options co = {tg_key_int(1), tg_key_int(1), tg_key_int(10), 0};
     tg_ctx *ctx = NULL;
     if (tg_ctx_open(eng, &co, &ctx) != TG_OK) {
         fprintf(stderr, "ctx: %s\n", tg_ctx_errmsg(ctx));

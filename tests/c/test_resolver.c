@@ -140,7 +140,7 @@ int main(void) {
     }
     tg_engine_set_decision_sink(eng, sink, NULL);
 
-    tg_ctx_options co = {tg_key_int(1), tg_key_int(1), tg_key_int(10)};
+    tg_ctx_options co = {tg_key_int(1), tg_key_int(1), tg_key_int(10), 0};
     tg_ctx *ctx = NULL;
     CHECK(tg_ctx_open(eng, &co, &ctx) == TG_OK);
     const tg_decision *d = resolve(ctx, TG_PATH_DETAIL, 1);
@@ -226,7 +226,7 @@ int main(void) {
     tg_ctx_close(ctx);
 
     /* a viewer: reads yes, row actions 403, writes 403 */
-    tg_ctx_options vo = {tg_key_int(2), tg_key_int(1), tg_key_int(10)};
+    tg_ctx_options vo = {tg_key_int(2), tg_key_int(1), tg_key_int(10), 0};
     CHECK(tg_ctx_open(eng, &vo, &ctx) == TG_OK);
     CHECK(resolve(ctx, TG_PATH_DETAIL, 1)->status == 200);
     d = resolve(ctx, TG_PATH_ROW_ACTION, 1);
@@ -237,15 +237,15 @@ int main(void) {
     tg_ctx_close(ctx);
 
     /* not entitled, no tenant, not a member */
-    tg_ctx_options no = {tg_key_int(2), tg_key_int(1), tg_key_int(11)};
+    tg_ctx_options no = {tg_key_int(2), tg_key_int(1), tg_key_int(11), 0};
     CHECK(tg_ctx_open(eng, &no, &ctx) == TG_OK);
     CHECK(strcmp(resolve(ctx, TG_PATH_DETAIL, 3)->reason, "not_entitled") == 0);
     tg_ctx_close(ctx);
-    tg_ctx_options nt = {tg_key_int(1), tg_key_int(1), {0}};
+    tg_ctx_options nt = {tg_key_int(1), tg_key_int(1), {0}, 0};
     CHECK(tg_ctx_open(eng, &nt, &ctx) == TG_OK);
     CHECK(strcmp(resolve(ctx, TG_PATH_DETAIL, 1)->reason, "no_tenant_context") == 0);
     tg_ctx_close(ctx);
-    tg_ctx_options nm = {tg_key_int(3), tg_key_int(1), tg_key_int(10)};
+    tg_ctx_options nm = {tg_key_int(3), tg_key_int(1), tg_key_int(10), 0};
     CHECK(tg_ctx_open(eng, &nm, &ctx) == TG_OK);
     CHECK(strcmp(resolve(ctx, TG_PATH_DETAIL, 1)->reason, "not_member") == 0);
 
@@ -293,7 +293,7 @@ int main(void) {
 
     /* a NULL role and an undeclared role grant nothing, on any path */
     for (int64_t user = 4; user <= 5; user++) {
-        tg_ctx_options ro = {tg_key_int(user), tg_key_int(1), tg_key_int(10)};
+        tg_ctx_options ro = {tg_key_int(user), tg_key_int(1), tg_key_int(10), 0};
         CHECK(tg_ctx_open(eng, &ro, &ctx) == TG_OK);
         CHECK(is(resolve_in(ctx, "Note", TG_PATH_DETAIL, 1), 403, "missing_capability"));
         CHECK(is(resolve_in(ctx, "Note", TG_PATH_INDEX, 1), 403, "missing_capability"));

@@ -59,6 +59,12 @@ local function parse_key(v)
   return parse_int(v) or v
 end
 
+-- A key as it is typed back on the command line (the inverse of parse_key).
+local function key_text(k)
+  if type(k) == "string" and (parse_int(k) or k:match("^text:")) then return "text:" .. k end
+  return tostring(k)
+end
+
 local function convert(name, kind, v)
   if v == "" then usage_error(("--%s needs a value"):format(name)) end
   if kind == "text" then return v end
@@ -351,7 +357,9 @@ command("resolve", { db = "text", user = "key", workspace = "key", tenant = "key
       for i, c in ipairs(cols) do row[i] = r[c] == nil and "NULL" or tostring(r[c]) end
       print(table.concat(row, "\t"))
     end
-    if d.has_more then printf("... more after id %d (--after %d)\n", d.next_after, d.next_after) end
+    if d.has_more then
+      printf("... more after id %s (--after %s)\n", tostring(d.next_after), key_text(d.next_after))
+    end
   end
   return EXIT_OK
 end)

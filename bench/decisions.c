@@ -476,7 +476,11 @@ static int decisions_on(const bench_cfg *cfg, const char *db, const char *prefix
         goto done;
     {
         char sql[2048];
-        int k = snprintf(sql, sizeof sql, "SELECT * FROM policies WHERE tenant_id = ?1 AND id IN (");
+        /* +tenant_id: the ids' key index, never the tenant's (SQLite would pick the tenant
+         * index for a text id and scan the tenant's rows; an integer id is the rowid, found
+         * directly either way) */
+        int k = snprintf(sql, sizeof sql,
+                         "SELECT * FROM policies WHERE +tenant_id = ?1 AND id IN (");
         for (int i = 0; i < BULK; i++)
             k += snprintf(sql + k, sizeof sql - (size_t)k, i ? ", ?%d" : "?%d", i + 2);
         snprintf(sql + k, sizeof sql - (size_t)k, ")");

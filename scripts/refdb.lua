@@ -24,6 +24,8 @@
 -- to one (tenant_id, workspace_id, user_id, actor_id, policy_id, ...) is TEXT holding the
 -- referenced UUID. Row n of table t has id M.key(t, n), e.g. tenant 1 is M.key("tenants", 1);
 -- every other value (names, tenants of rows, orphans, memberships) is as with integer keys.
+-- The tenant index of a tenant-owned table is (tenant_id, id), what (tenant_id) is with an
+-- integer key (the rowid is in every index): keyset pages of a tenant need it.
 local tg = require "tenantguard"
 
 local M = {}
@@ -248,7 +250,10 @@ function M.create(path, opts)
     for _, t in ipairs(M.tables) do
       db:exec(fill(keys, ("CREATE TABLE %s (id {PK}, tenant_id {KEY} NOT NULL, %s, "
         .. "created_at TEXT NOT NULL)"):format(t.name, t.columns)))
-      db:exec(("CREATE INDEX %s_tenant ON %s(tenant_id)"):format(t.name, t.name))
+      -- the tenant's rows in key order, for keyset pages: an integer key is the rowid, in
+      -- every index already; a text key has to be named
+      db:exec(("CREATE INDEX %s_tenant ON %s(tenant_id%s)"):format(t.name, t.name,
+        keys == "integer" and "" or ", id"))
     end
     db:exec("CREATE INDEX policy_versions_policy ON policy_versions(policy_id)")
     db:exec("CREATE INDEX backup_items_set ON backup_items(backup_set_id)")

@@ -95,6 +95,15 @@ function TestRefdbText:test_keys_are_uuid_text_everywhere()
     lu.assertEquals(db:value(("SELECT count(*) FROM %s WHERE tenant_id NOT IN "
       .. "(SELECT id FROM tenants)"):format(t.name)), 1, t.name)
   end
+  -- a tenant's rows in key order come from an index, as with integer keys
+  local plan = {}
+  for _, r in ipairs(db:query("EXPLAIN QUERY PLAN SELECT * FROM policies WHERE tenant_id = ? "
+    .. "AND id > ? ORDER BY id LIMIT 50", refdb.key("tenants", 1), "")) do
+    plan[#plan + 1] = r.detail
+  end
+  plan = table.concat(plan, "; ")
+  lu.assertStrContains(plan, "policies_tenant (tenant_id=? AND id>?)")
+  lu.assertNotStrContains(plan, "TEMP B-TREE")
   -- the keys of different tables never meet
   lu.assertNotEquals(refdb.key("tenants", 1), refdb.key("workspaces", 1))
   lu.assertNil(db:value("SELECT 1 FROM policies WHERE id IN (SELECT id FROM inventory_items)"))

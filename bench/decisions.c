@@ -443,9 +443,9 @@ static void side_free(side *s) {
     free_key(&s->tenant_other);
 }
 
-/* One section: every decision benchmark on `db`; rows are named prefix + benchmark. */
-static int decisions_on(const bench_cfg *cfg, const char *db, const char *prefix,
-                        int with_search) {
+/* One section: every decision benchmark on `db` (text: keyed by UUID text, no global search);
+ * rows are named prefix + benchmark. */
+static int decisions_on(const bench_cfg *cfg, const char *db, const char *prefix, int text) {
     side s = {0};
     tg_open_options o = {0};
     int rc = 1;
@@ -476,11 +476,13 @@ static int decisions_on(const bench_cfg *cfg, const char *db, const char *prefix
         goto done;
     {
         char sql[2048];
-        /* +tenant_id: the ids' key index, never the tenant's (SQLite would pick the tenant
-         * index for a text id and scan the tenant's rows; an integer id is the rowid, found
-         * directly either way) */
+        /* text ids: +tenant_id keeps the ids' key index (SQLite would pick the tenant index
+         * and scan the tenant's rows: 11 ms for 100 ids at 100k rows). Integer ids keep the
+         * statement the published figures were measured against (rowid lookups either way,
+         * though the + form costs SQLite ~30% fewer instructions there too). */
         int k = snprintf(sql, sizeof sql,
-                         "SELECT * FROM policies WHERE +tenant_id = ?1 AND id IN (");
+                         "SELECT * FROM policies WHERE %stenant_id = ?1 AND id IN (",
+                         text ? "+" : "");
         for (int i = 0; i < BULK; i++)
             k += snprintf(sql + k, sizeof sql - (size_t)k, i ? ", ?%d" : "?%d", i + 2);
         snprintf(sql + k, sizeof sql - (size_t)k, ")");
@@ -523,7 +525,7 @@ static int decisions_on(const bench_cfg *cfg, const char *db, const char *prefix
         run_pair(cfg, &s, tg_index, base_index, cfg->ops / 10, &a, &b);
         bench_report(cfg, name, "autocommit", "us/op", a, b, "<=1.2x", a <= 1.2 * b);
     }
-    if (with_search && bench_enabled(NAME("global_search"))) {
+    if (!text && bench_enabled(NAME("global_search"))) {
         run_pair(cfg, &s, tg_search, base_search_op, cfg->ops / 20, &a, &b);
         bench_report(cfg, name, "autocommit", "us/op", a, b, "<=1.2x", a <= 1.2 * b);
     }
@@ -548,10 +550,10 @@ done:
 }
 
 int bench_decisions(const bench_cfg *cfg) {
-    int rc = decisions_on(cfg, cfg->db, "", 1);
+    int rc = decisions_on(cfg, cfg->db, "", 0);
     if (cfg->text_db) {
         printf("-- keyed by UUID text: %s\n", cfg->text_db);
-        rc |= decisions_on(cfg, cfg->text_db, "text_", 0);
+        rc |= decisions_on(cfg, cfg->text_db, "text_", 1);
     }
     return rc;
 }

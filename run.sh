@@ -80,10 +80,12 @@ case "${1:-}" in
     rows="${ROWS:-100000}"
     db="build-bench/reference-$rows.db"
     small="build-bench/reference-$((rows / 4)).db"   # for the memory comparison
+    text="build-bench/reference-text-$rows.db"       # the same app keyed by UUID text
     [ -f "$db" ] || ./build-bench/tenantguard refdb "$db" --rows "$rows"
     [ -f "$small" ] || ./build-bench/tenantguard refdb "$small" --rows "$((rows / 4))"
-    exec ./build-bench/bench/tenantguard_bench --db "$db" --small-db "$small" --rules rules \
-      --workdir build-bench --json "build-bench/bench-$rows.jsonl" "$@"
+    [ -f "$text" ] || ./build-bench/tenantguard refdb "$text" --rows "$rows" --keys text
+    exec ./build-bench/bench/tenantguard_bench --db "$db" --small-db "$small" --text-db "$text" \
+      --rules rules --workdir build-bench --json "build-bench/bench-$rows.jsonl" "$@"
     ;;
   *)
     sed -n '2,11p' "$0"

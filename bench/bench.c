@@ -3,7 +3,9 @@
  * same data, alternating between the two, round after round. Prints a table and JSON lines.
  *
  * usage: tenantguard_bench --db REFDB --rules DIR [--rounds N] [--ops N] [--json FILE]
- *                          [--only NAME]
+ *                          [--only NAME] [--workdir DIR] [--small-db REFDB] [--text-db REFDB]
+ * --text-db: the same application keyed by UUID text (tenantguard refdb --keys text); the
+ * decision benchmarks run on it too, as rows named text_*.
  * The database is a reference database (tenantguard refdb); it is only read, except by the
  * benchmarks that say so, which work on a copy. */
 #include "bench.h"
@@ -86,10 +88,12 @@ int main(int argc, char **argv) {
             cfg.workdir = argv[++i];
         else if (strcmp(a, "--small-db") == 0 && v)
             cfg.small_db = argv[++i];
+        else if (strcmp(a, "--text-db") == 0 && v)
+            cfg.text_db = argv[++i];
         else {
             fprintf(stderr,
                     "usage: %s --db REFDB --rules DIR [--rounds N] [--ops N] [--json FILE] "
-                    "[--only NAME] [--workdir DIR] [--small-db REFDB]\n",
+                    "[--only NAME] [--workdir DIR] [--small-db REFDB] [--text-db REFDB]\n",
                     argv[0]);
             return 2;
         }

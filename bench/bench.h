@@ -10,6 +10,7 @@
 
 typedef struct bench_cfg {
     const char *db, *rules, *workdir, *small_db;
+    const char *text_db; /* the same application keyed by UUID text (refdb --keys text) */
     int rounds, ops;
 } bench_cfg;
 

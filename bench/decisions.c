@@ -1,13 +1,18 @@
 /* Decision benchmarks: detail (first in a new context, and repeated), bulk of 100, an index
  * page of 50, a global search, and decisions per second over a realistic mix. Both sides run
  * in autocommit mode: every statement opens its own read transaction, as a web request's
- * queries usually do. */
+ * queries usually do.
+ *
+ * Two sections: the reference database keyed by integers, and the same application keyed by
+ * UUID text everywhere (tenantguard refdb --keys text), where both sides pass and bind text
+ * keys (the baseline's statements are the same, with text parameters). */
 #include "bench.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+/* the seed's numbers (scripts/refdb.lua): user 1 owns workspace 1, entitled to tenant 1 */
 #define WS 1
 #define TENANT 1
 #define USER 1
@@ -15,14 +20,53 @@
 typedef struct side {
     sqlite3 *db; /* the baseline's own connection */
     tg_engine *eng;
-    int64_t *ids; /* in-scope policy ids of TENANT */
+    tg_value user, ws, tenant; /* USER, WS, TENANT as keys of the database's type */
+    tg_value user_none, user_readonly; /* users 6 (member of nothing) and 3 (readonly) */
+    tg_value tenant_other;             /* tenant 2, same workspace */
+    tg_value *ids; /* in-scope policy ids of TENANT */
     size_t n_ids;
-    int64_t *foreign; /* policy ids of another tenant of the workspace */
+    tg_value *foreign; /* policy ids of another tenant of the workspace */
     size_t n_foreign;
-    int64_t *group_ids;
-    size_t n_groups;
     char sink[4096]; /* where the baseline copies text, as hand-written code would */
 } side;
+
+/* Binds a key as the application would: an integer, or text with its length. */
+static void bind_key(sqlite3_stmt *st, int i, const tg_value *v) {
+    if (v->type == TG_TEXT)
+        sqlite3_bind_text(st, i, v->s, (int)v->n, SQLITE_STATIC);
+    else
+        sqlite3_bind_int64(st, i, v->i);
+}
+
+/* A copy of column 0 of the current row as a key: integer, or text (owned, freed by
+ * free_key). */
+static int column_key(sqlite3_stmt *st, tg_value *out) {
+    if (sqlite3_column_type(st, 0) == SQLITE_INTEGER) {
+        *out = tg_key_int(sqlite3_column_int64(st, 0));
+        return 0;
+    }
+    const unsigned char *t = sqlite3_column_text(st, 0);
+    size_t len = (size_t)sqlite3_column_bytes(st, 0);
+    char *copy = t ? malloc(len + 1) : NULL;
+    if (!copy)
+        return -1;
+    memcpy(copy, t, len + 1);
+    *out = tg_key_text(copy);
+    out->n = len;
+    return 0;
+}
+
+static void free_key(tg_value *v) {
+    if (v->type == TG_TEXT)
+        free((char *)v->s);
+    *v = (tg_value){0};
+}
+
+static void free_keys(tg_value *v, size_t n) {
+    for (size_t i = 0; v && i < n; i++)
+        free_key(&v[i]);
+    free(v);
+}
 
 static int prep(sqlite3 *db, const char *sql, sqlite3_stmt **st) {
     int rc = sqlite3_prepare_v3(db, sql, -1, SQLITE_PREPARE_PERSISTENT, st, NULL);
@@ -53,27 +97,53 @@ static void read_row(side *s, sqlite3_stmt *st) {
     }
 }
 
-static int64_t *load_ids(sqlite3 *db, const char *sql, size_t *n) {
+/* The keys column 0 of sql returns, with ?1 bound to `arg` (when not NULL). */
+static tg_value *load_keys(sqlite3 *db, const char *sql, const tg_value *arg, size_t *n) {
     sqlite3_stmt *st;
-    if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK)
+    *n = 0;
+    if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK) {
+        fprintf(stderr, "prepare failed: %s\n%s\n", sqlite3_errmsg(db), sql);
         return NULL;
+    }
+    if (arg)
+        bind_key(st, 1, arg);
     size_t cap = 1024, k = 0;
-    int64_t *ids = malloc(cap * sizeof *ids);
-    while (ids && sqlite3_step(st) == SQLITE_ROW) {
+    tg_value *keys = malloc(cap * sizeof *keys);
+    while (keys && sqlite3_step(st) == SQLITE_ROW) {
         if (k == cap) {
-            int64_t *more = realloc(ids, (cap *= 2) * sizeof *ids);
+            tg_value *more = realloc(keys, (cap *= 2) * sizeof *keys);
             if (!more) {
-                free(ids);
-                ids = NULL;
+                free_keys(keys, k);
+                keys = NULL;
                 break;
             }
-            ids = more;
+            keys = more;
         }
-        ids[k++] = sqlite3_column_int64(st, 0);
+        if (column_key(st, &keys[k]) != 0) {
+            free_keys(keys, k);
+            keys = NULL;
+            break;
+        }
+        k++;
     }
     sqlite3_finalize(st);
     *n = k;
-    return ids;
+    return keys;
+}
+
+/* One key: column 0 of sql's first row, with ?1 bound to the integer n. */
+static int load_key(sqlite3 *db, const char *sql, int n, tg_value *out) {
+    sqlite3_stmt *st;
+    int rc = -1;
+    if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK)
+        return -1;
+    sqlite3_bind_int(st, 1, n);
+    if (sqlite3_step(st) == SQLITE_ROW)
+        rc = column_key(st, out);
+    sqlite3_finalize(st);
+    if (rc != 0)
+        fprintf(stderr, "no row %d for: %s\n", n, sql);
+    return rc;
 }
 
 typedef double (*op_fn)(side *s, int ops, uint64_t seed);
@@ -113,7 +183,7 @@ static double tg_detail_repeated(side *s, int ops, uint64_t seed) {
     const tg_decision *d;
     double t0 = bench_now();
     for (int i = 0; i < ops; i++) {
-        r.id = tg_key_int(s->ids[bench_rand(&seed) % s->n_ids]);
+        r.id = s->ids[bench_rand(&seed) % s->n_ids];
         if (tg_ctx_resolve(shared_ctx, &r, &d) != TG_OK || d->status != 200)
             abort();
     }
@@ -123,8 +193,8 @@ static double tg_detail_repeated(side *s, int ops, uint64_t seed) {
 static double base_detail_repeated(side *s, int ops, uint64_t seed) {
     double t0 = bench_now();
     for (int i = 0; i < ops; i++) {
-        sqlite3_bind_int64(base_pk, 1, s->ids[bench_rand(&seed) % s->n_ids]);
-        sqlite3_bind_int64(base_pk, 2, TENANT);
+        bind_key(base_pk, 1, &s->ids[bench_rand(&seed) % s->n_ids]);
+        bind_key(base_pk, 2, &s->tenant);
         if (sqlite3_step(base_pk) != SQLITE_ROW)
             abort();
         read_row(s, base_pk);
@@ -138,7 +208,7 @@ static double base_detail_repeated(side *s, int ops, uint64_t seed) {
 static sqlite3_stmt *base_join;
 
 static double tg_detail_first(side *s, int ops, uint64_t seed) {
-    tg_ctx_options o = {tg_key_int(USER), tg_key_int(WS), tg_key_int(TENANT), 0};
+    tg_ctx_options o = {s->user, s->ws, s->tenant, 0};
     tg_request r = {0};
     r.family = "Policy";
     r.path = TG_PATH_DETAIL;
@@ -148,7 +218,7 @@ static double tg_detail_first(side *s, int ops, uint64_t seed) {
         tg_ctx *ctx;
         if (tg_ctx_open(s->eng, &o, &ctx) != TG_OK)
             abort();
-        r.id = tg_key_int(s->ids[bench_rand(&seed) % s->n_ids]);
+        r.id = s->ids[bench_rand(&seed) % s->n_ids];
         if (tg_ctx_resolve(ctx, &r, &d) != TG_OK || d->status != 200)
             abort();
         tg_ctx_close(ctx);
@@ -159,10 +229,10 @@ static double tg_detail_first(side *s, int ops, uint64_t seed) {
 static double base_detail_first(side *s, int ops, uint64_t seed) {
     double t0 = bench_now();
     for (int i = 0; i < ops; i++) {
-        sqlite3_bind_int64(base_join, 1, USER);
-        sqlite3_bind_int64(base_join, 2, WS);
-        sqlite3_bind_int64(base_join, 3, TENANT);
-        sqlite3_bind_int64(base_join, 4, s->ids[bench_rand(&seed) % s->n_ids]);
+        bind_key(base_join, 1, &s->user);
+        bind_key(base_join, 2, &s->ws);
+        bind_key(base_join, 3, &s->tenant);
+        bind_key(base_join, 4, &s->ids[bench_rand(&seed) % s->n_ids]);
         if (sqlite3_step(base_join) != SQLITE_ROW)
             abort();
         const unsigned char *role = sqlite3_column_text(base_join, 0);
@@ -179,14 +249,13 @@ static double base_detail_first(side *s, int ops, uint64_t seed) {
 #define BULK 100
 static sqlite3_stmt *base_bulk;
 
-static void pick_bulk(side *s, uint64_t *seed, int64_t *ids) {
+static void pick_bulk(side *s, uint64_t *seed, tg_value *ids) {
     size_t start = bench_rand(seed) % (s->n_ids - BULK);
     for (int i = 0; i < BULK; i++)
         ids[i] = s->ids[start + (size_t)i];
 }
 
 static double tg_bulk(side *s, int ops, uint64_t seed) {
-    int64_t ids[BULK];
     tg_value keys[BULK];
     tg_request r = {0};
     r.family = "Policy";
@@ -196,9 +265,7 @@ static double tg_bulk(side *s, int ops, uint64_t seed) {
     const tg_decision *d;
     double t0 = bench_now();
     for (int i = 0; i < ops; i++) {
-        pick_bulk(s, &seed, ids);
-        for (int k = 0; k < BULK; k++)
-            keys[k] = tg_key_int(ids[k]);
+        pick_bulk(s, &seed, keys);
         if (tg_ctx_resolve(shared_ctx, &r, &d) != TG_OK || d->status != 200 ||
             d->n_records != BULK)
             abort();
@@ -207,13 +274,13 @@ static double tg_bulk(side *s, int ops, uint64_t seed) {
 }
 
 static double base_bulk_op(side *s, int ops, uint64_t seed) {
-    int64_t ids[BULK];
+    tg_value ids[BULK];
     double t0 = bench_now();
     for (int i = 0; i < ops; i++) {
         pick_bulk(s, &seed, ids);
-        sqlite3_bind_int64(base_bulk, 1, TENANT);
+        bind_key(base_bulk, 1, &s->tenant);
         for (int k = 0; k < BULK; k++)
-            sqlite3_bind_int64(base_bulk, k + 2, ids[k]);
+            bind_key(base_bulk, k + 2, &ids[k]);
         int n = 0;
         while (sqlite3_step(base_bulk) == SQLITE_ROW) {
             read_row(s, base_bulk);
@@ -238,7 +305,7 @@ static double tg_index(side *s, int ops, uint64_t seed) {
     const tg_decision *d;
     double t0 = bench_now();
     for (int i = 0; i < ops; i++) {
-        r.after = tg_key_int(s->ids[bench_rand(&seed) % (s->n_ids - 60)]);
+        r.after = s->ids[bench_rand(&seed) % (s->n_ids - 60)];
         if (tg_ctx_resolve(shared_ctx, &r, &d) != TG_OK || d->status != 200 || d->n_records != 50)
             abort();
     }
@@ -248,8 +315,8 @@ static double tg_index(side *s, int ops, uint64_t seed) {
 static double base_index(side *s, int ops, uint64_t seed) {
     double t0 = bench_now();
     for (int i = 0; i < ops; i++) {
-        sqlite3_bind_int64(base_page, 1, TENANT);
-        sqlite3_bind_int64(base_page, 2, s->ids[bench_rand(&seed) % (s->n_ids - 60)]);
+        bind_key(base_page, 1, &s->tenant);
+        bind_key(base_page, 2, &s->ids[bench_rand(&seed) % (s->n_ids - 60)]);
         int n = 0;
         while (sqlite3_step(base_page) == SQLITE_ROW) {
             read_row(s, base_page);
@@ -298,7 +365,7 @@ static double base_search_op(side *s, int ops, uint64_t seed) {
         }
         pattern[k++] = '%';
         pattern[k] = 0;
-        sqlite3_bind_int64(base_search, 1, TENANT);
+        bind_key(base_search, 1, &s->tenant);
         sqlite3_bind_text(base_search, 2, pattern, (int)k, SQLITE_STATIC);
         while (sqlite3_step(base_search) == SQLITE_ROW)
             read_row(s, base_search);
@@ -317,17 +384,17 @@ static double tg_mix(side *s, int ops, uint64_t seed, int counts[4]) {
     double t0 = bench_now();
     for (int i = 0; i < ops; i++) {
         unsigned pick = (unsigned)(bench_rand(&seed) % 100);
-        tg_ctx_options o = {tg_key_int(USER), tg_key_int(WS), tg_key_int(TENANT), 0};
+        tg_ctx_options o = {s->user, s->ws, s->tenant, 0};
         tg_request r = detail;
-        r.id = tg_key_int(s->ids[bench_rand(&seed) % s->n_ids]);
+        r.id = s->ids[bench_rand(&seed) % s->n_ids];
         if (pick < 60) {
             /* allowed */
         } else if (pick < 80) {
-            r.id = tg_key_int(s->foreign[bench_rand(&seed) % s->n_foreign]); /* another tenant's record */
+            r.id = s->foreign[bench_rand(&seed) % s->n_foreign]; /* another tenant's record */
         } else if (pick < 90) {
-            o.user = tg_key_int(6); /* not a member */
+            o.user = s->user_none; /* not a member */
         } else {
-            o.user = tg_key_int(3); /* readonly: a row action is 403 */
+            o.user = s->user_readonly; /* readonly: a row action is 403 */
             r.path = TG_PATH_ROW_ACTION;
         }
         tg_ctx *ctx;
@@ -339,35 +406,88 @@ static double tg_mix(side *s, int ops, uint64_t seed, int counts[4]) {
     return bench_now() - t0;
 }
 
-int bench_decisions(const bench_cfg *cfg) {
+/* The seed's keys of users, workspace and tenants, found by what the seed wrote beside them
+ * (the same whatever the key type). */
+static int load_seed_keys(side *s) {
+    static const char *const user = "SELECT id FROM users WHERE email = 'user' || ?1 || "
+                                    "'@example.test'";
+    static const char *const ws = "SELECT id FROM workspaces WHERE name = 'Workspace ' || ?1";
+    static const char *const tenant = "SELECT id FROM tenants WHERE name LIKE 'Tenant ' || ?1 "
+                                      "|| ' (%'";
+    if (load_key(s->db, user, USER, &s->user) || load_key(s->db, ws, WS, &s->ws) ||
+        load_key(s->db, tenant, TENANT, &s->tenant) ||
+        load_key(s->db, user, 6, &s->user_none) || load_key(s->db, user, 3, &s->user_readonly) ||
+        load_key(s->db, tenant, 2, &s->tenant_other))
+        return -1;
+    return 0;
+}
+
+static void side_free(side *s) {
+    sqlite3_finalize(base_bulk);
+    sqlite3_finalize(base_page);
+    sqlite3_finalize(base_search);
+    sqlite3_finalize(base_pk);
+    sqlite3_finalize(base_join);
+    base_bulk = base_page = base_search = base_pk = base_join = NULL;
+    tg_ctx_close(shared_ctx);
+    shared_ctx = NULL;
+    tg_engine_close(s->eng);
+    sqlite3_close(s->db);
+    free_keys(s->ids, s->n_ids);
+    free_keys(s->foreign, s->n_foreign);
+    free_key(&s->user);
+    free_key(&s->ws);
+    free_key(&s->tenant);
+    free_key(&s->user_none);
+    free_key(&s->user_readonly);
+    free_key(&s->tenant_other);
+}
+
+/* One section: every decision benchmark on `db` (text: keyed by UUID text, no global search);
+ * rows are named prefix + benchmark. */
+static int decisions_on(const bench_cfg *cfg, const char *db, const char *prefix, int text) {
     side s = {0};
     tg_open_options o = {0};
-    o.db = cfg->db;
+    int rc = 1;
+    o.db = db;
     o.rules = cfg->rules;
     if (tg_engine_open(&o, &s.eng) != TG_OK) {
         fprintf(stderr, "open: %s\n", tg_engine_errmsg(s.eng));
-        return 1;
+        goto done;
     }
-    if (sqlite3_open_v2(cfg->db, &s.db, SQLITE_OPEN_READWRITE, NULL) != SQLITE_OK)
-        return 1;
+    if (sqlite3_open_v2(db, &s.db, SQLITE_OPEN_READWRITE, NULL) != SQLITE_OK)
+        goto done;
     sqlite3_exec(s.db, "PRAGMA journal_mode = WAL", NULL, NULL, NULL);
-    s.ids = load_ids(s.db, "SELECT id FROM policies WHERE tenant_id = 1", &s.n_ids);
-    if (!s.ids || s.n_ids == 0) {
-        fprintf(stderr, "no policies in tenant 1\n");
-        return 1;
+    if (load_seed_keys(&s))
+        goto done;
+    /* in key order: an index page after ids[k] holds the next ones */
+    s.ids = load_keys(s.db, "SELECT id FROM policies WHERE tenant_id = ?1 ORDER BY id", &s.tenant,
+                      &s.n_ids);
+    if (!s.ids || s.n_ids <= BULK + 60) {
+        fprintf(stderr, "too few policies in tenant 1\n");
+        goto done;
     }
-    s.foreign = load_ids(s.db, "SELECT id FROM policies WHERE tenant_id = 2", &s.n_foreign);
-    tg_ctx_options co = {tg_key_int(USER), tg_key_int(WS), tg_key_int(TENANT), 0};
+    s.foreign = load_keys(s.db, "SELECT id FROM policies WHERE tenant_id = ?1", &s.tenant_other,
+                          &s.n_foreign);
+    if (!s.foreign || s.n_foreign == 0)
+        goto done;
+    tg_ctx_options co = {s.user, s.ws, s.tenant, 0};
     if (tg_ctx_open(s.eng, &co, &shared_ctx) != TG_OK)
-        return 1;
+        goto done;
     {
         char sql[2048];
-        int k = snprintf(sql, sizeof sql, "SELECT * FROM policies WHERE tenant_id = ?1 AND id IN (");
+        /* text ids: +tenant_id keeps the ids' key index (SQLite would pick the tenant index
+         * and scan the tenant's rows: 11 ms for 100 ids at 100k rows). Integer ids keep the
+         * statement the published figures were measured against (rowid lookups either way,
+         * though the + form costs SQLite ~30% fewer instructions there too). */
+        int k = snprintf(sql, sizeof sql,
+                         "SELECT * FROM policies WHERE %stenant_id = ?1 AND id IN (",
+                         text ? "+" : "");
         for (int i = 0; i < BULK; i++)
             k += snprintf(sql + k, sizeof sql - (size_t)k, i ? ", ?%d" : "?%d", i + 2);
         snprintf(sql + k, sizeof sql - (size_t)k, ")");
         if (prep(s.db, sql, &base_bulk))
-            return 1;
+            goto done;
     }
     if (prep(s.db,
              "SELECT * FROM policies WHERE tenant_id = ?1 AND id > ?2 ORDER BY id LIMIT 50",
@@ -376,7 +496,7 @@ int bench_decisions(const bench_cfg *cfg) {
              "SELECT * FROM entra_groups WHERE tenant_id = ?1 AND (display_name LIKE ?2 "
              "ESCAPE '\\' OR mail_nickname LIKE ?2 ESCAPE '\\') ORDER BY id LIMIT 51",
              &base_search))
-        return 1;
+        goto done;
     if (prep(s.db, "SELECT * FROM policies WHERE id = ?1 AND tenant_id = ?2", &base_pk) ||
         prep(s.db,
              "SELECT COALESCE(tm.role, wm.role) AS role, r.* FROM policies r "
@@ -385,51 +505,55 @@ int bench_decisions(const bench_cfg *cfg) {
              "JOIN tenant_memberships tm ON tm.user_id = ?1 AND tm.tenant_id = r.tenant_id "
              "WHERE r.id = ?4 AND r.tenant_id = ?3",
              &base_join))
-        return 1;
+        goto done;
     double a, b;
-    if (bench_enabled("detail_repeated")) {
+    char name[64];
+#define NAME(n) (snprintf(name, sizeof name, "%s%s", prefix, n), name)
+    if (bench_enabled(NAME("detail_repeated"))) {
         run_pair(cfg, &s, tg_detail_repeated, base_detail_repeated, cfg->ops, &a, &b);
-        bench_report(cfg, "detail_repeated", "autocommit", "us/op", a, b, "<=1.15x",
-                     a <= 1.15 * b);
+        bench_report(cfg, name, "autocommit", "us/op", a, b, "<=1.15x", a <= 1.15 * b);
     }
-    if (bench_enabled("detail_first")) {
+    if (bench_enabled(NAME("detail_first"))) {
         run_pair(cfg, &s, tg_detail_first, base_detail_first, cfg->ops, &a, &b);
-        bench_report(cfg, "detail_first", "autocommit", "us/op", a, b, "<=1.0x", a <= b);
+        bench_report(cfg, name, "autocommit", "us/op", a, b, "<=1.0x", a <= b);
     }
-    if (bench_enabled("bulk_action_100")) {
+    if (bench_enabled(NAME("bulk_action_100"))) {
         run_pair(cfg, &s, tg_bulk, base_bulk_op, cfg->ops / 10, &a, &b);
-        bench_report(cfg, "bulk_action_100", "autocommit", "us/op", a, b, "<=1.2x", a <= 1.2 * b);
+        bench_report(cfg, name, "autocommit", "us/op", a, b, "<=1.2x", a <= 1.2 * b);
     }
-    if (bench_enabled("index_page_50")) {
+    if (bench_enabled(NAME("index_page_50"))) {
         run_pair(cfg, &s, tg_index, base_index, cfg->ops / 10, &a, &b);
-        bench_report(cfg, "index_page_50", "autocommit", "us/op", a, b, "<=1.2x", a <= 1.2 * b);
+        bench_report(cfg, name, "autocommit", "us/op", a, b, "<=1.2x", a <= 1.2 * b);
     }
-    if (bench_enabled("global_search")) {
+    if (!text && bench_enabled(NAME("global_search"))) {
         run_pair(cfg, &s, tg_search, base_search_op, cfg->ops / 20, &a, &b);
-        bench_report(cfg, "global_search", "autocommit", "us/op", a, b, "<=1.2x", a <= 1.2 * b);
+        bench_report(cfg, name, "autocommit", "us/op", a, b, "<=1.2x", a <= 1.2 * b);
     }
-    if (bench_enabled("decision_mix")) {
+    if (bench_enabled(NAME("decisions_per_second_mix"))) {
         int counts[4] = {0};
         double *rates = calloc((size_t)cfg->rounds, sizeof *rates);
+        if (!rates)
+            goto done;
         for (int r = 0; r < cfg->rounds; r++)
             rates[r] = cfg->ops / tg_mix(&s, cfg->ops, 99 + (uint64_t)r, counts);
         double rate = bench_median(rates, cfg->rounds);
         free(rates);
-        char mode[64];
-        snprintf(mode, sizeof mode, "one core");
-        bench_report(cfg, "decisions_per_second_mix", mode, "decisions/s", rate, 0, NULL, 1);
+        bench_report(cfg, name, "one core", "decisions/s", rate, 0, NULL, 1);
         printf("  (mix: %d allowed, %d missing capability, %d not found/not a member)\n",
                counts[0], counts[1], counts[2]);
     }
-    sqlite3_finalize(base_bulk);
-    sqlite3_finalize(base_page);
-    sqlite3_finalize(base_search);
-    sqlite3_finalize(base_pk);
-    sqlite3_finalize(base_join);
-    tg_ctx_close(shared_ctx);
-    tg_engine_close(s.eng);
-    sqlite3_close(s.db);
-    free(s.ids);
-    free(s.foreign);
-    return 0;
+#undef NAME
+    rc = 0;
+done:
+    side_free(&s);
+    return rc;
+}
+
+int bench_decisions(const bench_cfg *cfg) {
+    int rc = decisions_on(cfg, cfg->db, "", 0);
+    if (cfg->text_db) {
+        printf("-- keyed by UUID text: %s\n", cfg->text_db);
+        rc |= decisions_on(cfg, cfg->text_db, "text_", 1);
+    }
+    return rc;
 }

@@ -242,7 +242,12 @@ static int check_limit(tg_ctx *ctx, const tg_request *req, int64_t *limit) {
     return TG_OK;
 }
 
-static int cmp_key(const void *a, const void *b) { return tg__value_cmp(a, b); }
+static int cmp_key(const void *a, const void *b) {
+    const tg_value *x = a, *y = b;
+    if (x->type == TG_INTEGER && y->type == TG_INTEGER) /* the common case, without a call */
+        return (x->i > y->i) - (x->i < y->i);
+    return tg__value_cmp(x, y);
+}
 
 /* Checks every id of a bulk request into ctx->ids: the first n as given (for the log), then
  * the sorted distinct ones (*m of them; equal means same type and value). */
@@ -256,11 +261,18 @@ static int bulk_keys(tg_ctx *ctx, tg__table_plan *tp, const tg_request *req, siz
         ctx->cap_ids = 2 * n;
     }
     for (size_t i = 0; i < n; i++) {
-        char field[48];
-        snprintf(field, sizeof field, "ids[%zu]", i + 1);
-        int s = tg__ctx_key(ctx, &tp->id_key, field, &req->ids[i], &ctx->ids[i]);
-        if (s != TG_OK)
-            return s;
+        /* the field's name ("ids[3]") is formatted only for the message of a key that fails:
+         * formatting it for every id cost a bulk of 100 integer ids 10% more work */
+        char none[1];
+        if (tg__key_plain_integer(&tp->id_key, &req->ids[i])) {
+            ctx->ids[i] = req->ids[i];
+        } else if (tg__key_check(&tp->id_key, "ids", &req->ids[i], &ctx->ids[i], none,
+                                 sizeof none) != 0) {
+            char field[48];
+            snprintf(field, sizeof field, "ids[%zu]", i + 1);
+            int s = tg__ctx_key_slow(ctx, &tp->id_key, field, &req->ids[i], &ctx->ids[i]);
+            return s != TG_OK ? s : tg__ctx_fail(ctx, TG_MISUSE, "%s: not a key", field);
+        }
     }
     tg_value *sorted = ctx->ids + n;
     memcpy(sorted, ctx->ids, n * sizeof *sorted);

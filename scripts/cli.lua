@@ -235,22 +235,25 @@ end)
 
 -- ---------------------------------------------------------------------------------------
 usage.refdb = [[
-usage: tenantguard refdb FILE [--rows N] [--force]
+usage: tenantguard refdb FILE [--rows N] [--keys integer|text] [--force]
 
 Creates the reference application's SQLite database as it is before the workspace_id
 rollout, seeded deterministically with N rows per tenant-owned table (default 1000, at most
-%d), including a few rows whose tenant no longer exists. Refuses to replace an existing
-file unless --force is given. The only command that creates a database; after Ctrl-C no
-file is left behind. (A FILE that starts with - goes after --: refdb -- -x.db)]]
+%d), including a few rows whose tenant no longer exists. --keys text builds the same
+application keyed by UUID-like text everywhere (records, users, workspaces, tenants: every
+key a TEXT PRIMARY KEY, every reference to one TEXT); the shipped rules fit both (default
+integer). Refuses to replace an existing file unless --force is given. The only command
+that creates a database; after Ctrl-C no file is left behind. (A FILE that starts with -
+goes after --: refdb -- -x.db)]]
 
 local ROWS = { int = true, min = 1, max = 100000000 }
 usage.refdb = usage.refdb:format(ROWS.max)
 
 -- Creates the reference database; Ctrl-C removes the half-made file and exits 130.
-local function create_refdb(path, rows, force)
+local function create_refdb(path, rows, force, keys)
   signal.trap()
   local ok, s = pcall(require("refdb").create, path, { rows = rows, force = force,
-    interrupted = signal.interrupted })
+    keys = keys, interrupted = signal.interrupted })
   signal.default()
   if not ok then
     if signal.interrupted() then error(Interrupted, 0) end
@@ -259,12 +262,15 @@ local function create_refdb(path, rows, force)
   return s
 end
 
-command("refdb", { rows = ROWS, force = "flag",
+command("refdb", { rows = ROWS, force = "flag", keys = "text",
   { min = 1, max = 1, name = "FILE", missing = "needs exactly one FILE" } }, function(opts, pos)
+  if opts.keys and opts.keys ~= "integer" and opts.keys ~= "text" then
+    usage_error(("--keys must be integer or text, got '%s'"):format(opts.keys))
+  end
   local t0 = os.clock()
-  local s = create_refdb(pos[1], opts.rows or 1000, opts.force)
-  printf("created %s: %d tenant-owned tables x %d rows (%d orphan rows whose tenant is gone) "
-    .. "in %.2fs\n", s.path, s.tables, s.rows, s.orphans, os.clock() - t0)
+  local s = create_refdb(pos[1], opts.rows or 1000, opts.force, opts.keys)
+  printf("created %s: %d tenant-owned tables x %d rows, %s keys (%d orphan rows whose tenant "
+    .. "is gone) in %.2fs\n", s.path, s.tables, s.rows, s.keys, s.orphans, os.clock() - t0)
   return EXIT_OK
 end)
 

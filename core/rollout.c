@@ -331,6 +331,32 @@ static int check_targets(tg_engine *eng, const tg__target *t, size_t n) {
 
 /* ---- phase 1: add_columns / drop_columns ---- */
 
+/* 1 when `table` was created STRICT (its columns then need one of SQLite's strict types). */
+static int is_strict(sqlite3 *db, const char *table) {
+    sqlite3_stmt *q;
+    int yes = 0;
+    if (sqlite3_prepare_v2(db, "SELECT strict FROM pragma_table_list WHERE name = ?1", -1, &q,
+                           NULL) != SQLITE_OK)
+        return 0;
+    sqlite3_bind_text(q, 1, table, -1, SQLITE_STATIC);
+    if (sqlite3_step(q) == SQLITE_ROW)
+        yes = sqlite3_column_int(q, 0);
+    sqlite3_finalize(q);
+    return yes;
+}
+
+/* The type the new workspace column is declared with: that of the workspaces' key, so a key
+ * keeps its type in it (a text key "42" would turn into the integer 42 in an INTEGER column
+ * and then never equal its workspace). One of a fixed set of keywords, never the app's text. */
+static const char *workspace_column_type(sqlite3 *db, const tg_app *a, const char *table) {
+    switch (tg__column_affinity(db, a->workspaces.table, a->workspaces.id)) {
+    case TG__AFF_INTEGER: return " INTEGER";
+    case TG__AFF_TEXT: return " TEXT";
+    case TG__AFF_BLOB: return " BLOB";
+    default: return is_strict(db, table) ? " ANY" : ""; /* as given, like the key itself */
+    }
+}
+
 static int add_columns(tg_engine *eng, const tg__target *tt, size_t n) {
     const tg_app *a = &eng->rules->pub.app;
     const tg__dialect *d = &tg__sqlite;
@@ -342,8 +368,8 @@ static int add_columns(tg_engine *eng, const tg__target *tt, size_t n) {
         char name[200];
         const char *t = tt[i].table, *W = tt[i].cols->workspace, *T = tt[i].cols->tenant;
         if (!tg__column(eng->db, t, W, &nn)) {
-            tg__sqlf(&sql, d, "ALTER TABLE %I ADD COLUMN %I INTEGER REFERENCES %I(%I)", t, W,
-                     a->workspaces.table, a->workspaces.id);
+            tg__sqlf(&sql, d, "ALTER TABLE %I ADD COLUMN %I%s REFERENCES %I(%I)", t, W,
+                     workspace_column_type(eng->db, a, t), a->workspaces.table, a->workspaces.id);
             st = run_buf(eng, &sql, t);
             added++;
         }

@@ -290,6 +290,63 @@ end
 
 -- A table whose rows cannot be addressed (every name of the rowid is a column, and there is
 -- no primary key) is refused before anything is queued or installed, with a message naming it.
+-- Workspaces keyed by text slugs, some of them all digits: the new workspace column takes
+-- the workspaces' key type, so "42" stays the text "42" through every phase and still equals
+-- its workspace (in an INTEGER column it would become 42 and never match again).
+function TestRolloutSchema:test_workspace_column_takes_the_key_type()
+  local dir = H.tmpdir()
+  local path = dir .. "/slugs.db"
+  local db = tg.connect(path)
+  db:exec [[
+CREATE TABLE workspaces (id TEXT PRIMARY KEY);
+CREATE TABLE tenants (id TEXT PRIMARY KEY, workspace_id TEXT NOT NULL REFERENCES workspaces(id));
+CREATE TABLE workspace_memberships (user_id TEXT, workspace_id TEXT, role TEXT);
+CREATE TABLE tenant_memberships (user_id TEXT, tenant_id TEXT, role TEXT);
+CREATE TABLE notes (id TEXT PRIMARY KEY, tenant_id TEXT NOT NULL, body TEXT);
+CREATE TABLE marks (id INTEGER PRIMARY KEY, tenant_id TEXT NOT NULL, v TEXT) STRICT;
+INSERT INTO workspaces VALUES ('42'), ('acme');
+INSERT INTO tenants VALUES ('7', '42'), ('t-acme', 'acme');
+INSERT INTO workspace_memberships VALUES ('u1', '42', 'owner');
+INSERT INTO tenant_memberships VALUES ('u1', '7', NULL);
+INSERT INTO notes VALUES ('n1', '7', 'a'), ('n2', 't-acme', 'b');
+INSERT INTO marks (tenant_id, v) VALUES ('7', 'x');
+]]
+  local rules = H.rule_dir {
+    ["app.lua"] = 'app { name = "slugs", operation_runs = false, audit_logs = false }\n',
+    ["roles.lua"] = 'capabilities { "n.view" }\nrole "owner" { "*" }\n',
+    ["families.lua"] = [[
+family "Note" { table = "notes", primary_surface = "NoteResource",
+  search_posture = "not_applicable", action_surface_status = "declared",
+  paths = { index = { capability = "n.view" }, detail = { capability = "n.view" } } }
+residual "Mark" { table = "marks", likely_surface = "marks", why_not_in_first_slice = "test" }
+]] }
+  local eng = tg.open { db = path, rules = rules }
+  phase(eng, "add_columns")
+  lu.assertEquals(db:value("SELECT type FROM pragma_table_info('notes') WHERE name = "
+    .. "'workspace_id'"), "TEXT")
+  lu.assertEquals(db:value("SELECT type FROM pragma_table_info('marks') WHERE name = "
+    .. "'workspace_id'"), "TEXT")
+  phase(eng, "enforce_writes")
+  assert(eng:backfill {})
+  assert(eng:work {})
+  lu.assertTrue(eng:validate().ok)
+  phase(eng, "enforce_constraints")
+  lu.assertTrue(eng:validate().ok)
+  db:exec("INSERT INTO notes (id, tenant_id, body) VALUES ('n3', '7', 'raw')")
+  lu.assertEquals(db:query("SELECT id, workspace_id, typeof(workspace_id) AS t FROM notes "
+    .. "WHERE tenant_id = '7' ORDER BY id"), {
+      { id = "n1", workspace_id = "42", t = "text" },
+      { id = "n3", workspace_id = "42", t = "text" } })
+  lu.assertEquals(db:value("SELECT typeof(workspace_id) FROM marks"), "text")
+  local ctx = eng:context { user = "u1", workspace = "42", tenant = "7" }
+  local d = ctx:resolve { family = "Note", path = "detail", id = "n1" }
+  lu.assertEquals({ d.status, d.reason }, { 200, "ok" })
+  lu.assertEquals(#ctx:resolve { family = "Note", path = "index" }.records, 2)
+  ctx:close()
+  eng:close()
+  db:close()
+end
+
 function TestRolloutSchema:test_unwalkable_table_is_refused_up_front()
   local path = H.refdb(20)
   local db = tg.connect(path)

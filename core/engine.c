@@ -241,6 +241,9 @@ const char *tg_engine_errmsg(const tg_engine *eng) {
 int tg_engine_reload(tg_engine *eng) {
     if (!eng || !eng->rules_dir || eng->closed)
         return TG_MISUSE;
+    if (eng->in_matrix) /* the run reads the serving rules throughout */
+        return tg__engine_fail(eng, TG_BUSY, "the engine is busy: the matrix is running (reload "
+                                             "called from its decision sink?)");
     tg_findings *f = tg__findings_new();
     if (!f)
         return tg__engine_fail(eng, TG_NOMEM, "out of memory");

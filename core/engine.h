@@ -24,6 +24,7 @@ struct tg_engine {
     tg__buf err;
     int closed;
     int working;          /* tg_work is running (its progress callback may call back) */
+    int in_matrix;        /* tg_run_matrix is running (its decision sink may call back) */
     /* read snapshots (tg_engine_read_begin/end, contexts opened with `snapshot`): how many
      * holders share the connection's read transaction; 0: autocommit */
     int read_depth;

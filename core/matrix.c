@@ -626,12 +626,34 @@ static int probe_plan_new(tg_engine *eng, tg__ruleset *src, tg__buf *err, tg__pl
     return st;
 }
 
+/* The run proper; tg_run_matrix keeps the engine alive and marks it busy around it. */
+static int run_matrix(tg_engine *eng, const char *mutation, tg_matrix_report **out);
+
 int tg_run_matrix(tg_engine *eng, const char *mutation, tg_matrix_report **out) {
     if (!eng || !out || eng->closed)
         return TG_MISUSE;
     *out = NULL;
     if (!eng->db)
         return tg__engine_fail(eng, TG_MISUSE, "this engine was opened without a database");
+    if (eng->in_matrix)
+        return tg__engine_fail(eng, TG_BUSY, "the engine is busy: the matrix is already running "
+                                             "(tg_run_matrix called from its decision sink?)");
+    /* a close from the decision sink only drops the caller's reference: the engine is freed
+     * when this returns, never under the run */
+    eng->refs++;
+    eng->in_matrix = 1;
+    int st = run_matrix(eng, mutation, out);
+    eng->in_matrix = 0;
+    if (st == TG_OK && eng->closed) {
+        tg_matrix_free(*out);
+        *out = NULL;
+        st = TG_MISUSE;
+    }
+    tg__engine_release(eng);
+    return st;
+}
+
+static int run_matrix(tg_engine *eng, const char *mutation, tg_matrix_report **out) {
     int mut = TG__MUT_NONE;
     if (mutation) {
         for (int i = 1; i < TG__MUT_COUNT; i++)
@@ -677,6 +699,10 @@ int tg_run_matrix(tg_engine *eng, const char *mutation, tg_matrix_report **out) 
         goto rollback;
     }
     for (size_t i = 0; i < rep->n; i++) {
+        if (eng->closed) { /* by the decision sink: stop, roll back, report */
+            st = TG_MISUSE;
+            break;
+        }
         tg_matrix_result *res = &rep->results[i];
         rn.cur = res;
         size_t first = rep->n_checks;

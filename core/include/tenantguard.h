@@ -767,7 +767,10 @@ TG_API TG_WUR int tg_matrix(tg_engine *eng, tg_matrix_report **out);
  * that is rolled back: it builds its own fixture (two workspaces, tenants, the actors, rows
  * of every family) and compares each decision with the expected one. With `mutation` (one
  * of tg_mutation_name), the enforcement is weakened that way for the run, to prove the
- * matrix catches it. *out is owned by the caller. */
+ * matrix catches it. *out is owned by the caller. The engine's decision sink sees every
+ * decision of the run; from it, tg_engine_reload and a nested tg_run_matrix return TG_BUSY,
+ * and tg_engine_close stops the run (TG_MISUSE, *out NULL; the engine is freed when this
+ * returns, never under the run). */
 TG_API TG_WUR int tg_run_matrix(tg_engine *eng, const char *mutation, tg_matrix_report **out);
 TG_API void tg_matrix_free(tg_matrix_report *r);
 

@@ -175,7 +175,7 @@ int tg__ctx_scope(tg_ctx *ctx) {
     tg__plan *p = ctx->plan;
     if (!p->scope) {
         tg__buf sql = {0};
-        tg__sql_scope(&tg__sqlite, &ctx->rules->app, &sql);
+        tg__sql_scope(&tg__sqlite, &ctx->rules->app, &p->marks, &sql);
         int s = tg__ctx_prepare(ctx, &p->scope, &sql, "the scope");
         if (s != TG_OK)
             return s;
@@ -197,7 +197,7 @@ int tg__ctx_scope(tg_ctx *ctx) {
 }
 
 void tg__ctx_scope_from_row(tg_ctx *ctx, sqlite3_stmt *st) {
-    /* columns: membership user, role; the tenant's workspace; entitlement user, role */
+    /* columns: membership marker, role; the tenant's workspace; entitlement marker, role */
     ctx->member = sqlite3_column_type(st, 0) != SQLITE_NULL;
     ctx->workspace_role = ctx->member ? tg__ctx_role(ctx, sqlite3_column_text(st, 1)) : NULL;
     int tw = sqlite3_column_type(st, 2);

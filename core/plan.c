@@ -155,6 +155,25 @@ int tg__key_coerces(int aff, const tg_value *v) {
 
 /* ---- plans ---- */
 
+/* "rowid" when `table` is an ordinary table with a rowid that no column of that name hides,
+ * else NULL (a view's rowid is NULL, a WITHOUT ROWID or virtual table has none or its own):
+ * a statement reading it to tell a row exists then copies no text key. */
+static const char *rowid_mark(sqlite3 *db, const char *table) {
+    sqlite3_stmt *st = NULL;
+    int ok = 0;
+    if (table && sqlite3_prepare_v2(db,
+                                    "SELECT count(*) = 1 AND sum(schema = 'main' AND type = "
+                                    "'table' AND wr = 0) = 1 AND NOT EXISTS (SELECT 1 FROM "
+                                    "pragma_table_info(?1) WHERE lower(name) IN ('rowid', "
+                                    "'_rowid_', 'oid')) FROM pragma_table_list(?1)",
+                                    -1, &st, NULL) == SQLITE_OK) {
+        sqlite3_bind_text(st, 1, table, -1, SQLITE_STATIC);
+        ok = sqlite3_step(st) == SQLITE_ROW && sqlite3_column_int(st, 0) == 1; /* one, a table */
+    }
+    sqlite3_finalize(st);
+    return ok ? "rowid" : NULL;
+}
+
 /* Reads the columns of `table` into the shape. Returns 0 when the table does not exist. */
 static int read_shape(tg__plan *p, tg__table_plan *tp, const char *table,
                       const tg_columns *names) {
@@ -212,6 +231,7 @@ static int read_shape(tg__plan *p, tg__table_plan *tp, const char *table,
     tp->shape.tenant = tp->col_tenant >= 0 ? cols[tp->col_tenant] : NULL;
     tp->shape.workspace = tp->col_workspace >= 0 ? cols[tp->col_workspace] : NULL;
     tp->present = n > 0;
+    tp->shape.mark = tp->present ? rowid_mark(p->db, table) : NULL;
     return tp->present;
 }
 
@@ -247,6 +267,9 @@ int tg__plan_new(tg__ruleset *rs, sqlite3 *db, unsigned schema_gen, int mutation
         *slots[i] = keys[i];
         slots[i]->aff = tg__column_affinity(db, keys[i].table, keys[i].column);
     }
+    p->marks.workspace_member = rowid_mark(db, a->workspace_members.table);
+    p->marks.tenant_member = rowid_mark(db, a->tenant_members.table);
+    p->marks.gate = mutation == TG__MUT_NONE; /* a mutant skips a check: it needs every fact */
     p->fams = tg__arena_alloc(&p->arena, (r->n_families + 1) * sizeof *p->fams);
     p->excs = tg__arena_alloc(&p->arena, (r->n_exceptions + 1) * sizeof *p->excs);
     if (!p->fams || !p->excs) {
@@ -298,6 +321,7 @@ static void finalize_table(tg__table_plan *tp) {
     sqlite3_finalize(tp->relation);
     sqlite3_finalize(tp->search);
     sqlite3_finalize(tp->first);
+    sqlite3_finalize(tp->record);
     for (int i = 0; i < 4; i++)
         sqlite3_finalize(tp->ws_page[i]);
 }

@@ -26,6 +26,7 @@ typedef struct tg__table_plan {
     int present;                            /* the table exists */
     sqlite3_stmt *by_id, *by_ids, *page, *relation, *search;
     sqlite3_stmt *first;                    /* scope and record in one (tg__sql_scope_and_record) */
+    sqlite3_stmt *record;                   /* a record and its foreign tenant (tg__sql_record) */
     sqlite3_stmt *ws_page[4];               /* exceptions: [entitled_only | tenant_only<<1] */
     int need[TG_PATH_COUNT]; /* the capability each path requires (TG__NEED_*); for an
                               * exception, need[0] applies to every path */
@@ -78,6 +79,7 @@ typedef struct tg__plan {
     tg__table_plan *fams; /* one per family */
     tg__table_plan *excs; /* one per exception */
     sqlite3_stmt *scope, *entitlement;
+    tg__scope_marks marks; /* how the scope statements tell a membership row exists */
     tg__keycol user_keys[2]; /* the membership tables' user columns */
     tg__keycol workspace_key, tenant_key;
     struct {

@@ -11,7 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-enum { S_BY_ID, S_BY_IDS, S_PAGE, S_RELATION, S_SEARCH };
+enum { S_BY_ID, S_BY_IDS, S_PAGE, S_RELATION, S_SEARCH, S_RECORD };
 
 /* A mutation of the matrix's mutation check is active (never outside tg_run_matrix). */
 #define MUTANT(ctx, m) ((ctx)->plan->mutation == (m))
@@ -23,6 +23,7 @@ static int get_stmt(tg_ctx *ctx, tg__table_plan *tp, const tg_family *fam, int k
                           : kind == S_BY_IDS   ? &tp->by_ids
                           : kind == S_PAGE     ? &tp->page
                           : kind == S_RELATION ? &tp->relation
+                          : kind == S_RECORD   ? &tp->record
                                                : &tp->search;
     if (!*slot) {
         tg__buf sql = {0};
@@ -31,7 +32,8 @@ static int get_stmt(tg_ctx *ctx, tg__table_plan *tp, const tg_family *fam, int k
         int widen = MUTANT(ctx, TG__MUT_DROP_TENANT_CONDITION) ? 1 : 0;
         switch (kind) {
         case S_BY_ID: tg__sql_by_id(d, &tp->shape, &sql); break;
-        case S_BY_IDS: tg__sql_by_ids(d, &tp->shape, &sql); break;
+        case S_BY_IDS: tg__sql_by_ids(d, &tp->shape, fam ? app : NULL, &sql); break;
+        case S_RECORD: tg__sql_record(d, app, &tp->shape, &sql); break;
         case S_PAGE: tg__sql_tenant_page(d, &tp->shape, app, NULL, NULL, 0, widen, &sql); break;
         case S_RELATION:
             tg__sql_tenant_page(d, &tp->shape, app, fam->paths[TG_PATH_RELATION_MANAGER].via,
@@ -104,19 +106,15 @@ static int tenant_info(tg_ctx *ctx, const tg_value *tenant, tinfo *ti) {
     return TG_OK;
 }
 
-/* Checks the row under st against the route tenant. NULL when it is in scope, otherwise
- * the reason (the refined reason needs a lookup, done after the caller resets st). */
+/* How the row under st stands against the route tenant. */
 enum { REC_OK, REC_FOREIGN, REC_WS_MISMATCH };
 
 /* The row's tenant and workspace must be the route tenant's by type and value (a NULL or
- * differently typed tenant is never in anyone's scope). A foreign row's tenant is kept in
- * ctx->row_tenant for foreign_reason. */
+ * differently typed tenant is never in anyone's scope). */
 static int row_scope_at(tg_ctx *ctx, const tg__table_plan *tp, sqlite3_stmt *st, int off) {
     int tc = off + tp->col_tenant, wc = off + tp->col_workspace;
-    if (!tg__col_eq(st, tc, &ctx->tenant)) {
-        tg__key_from_col(st, tc, &ctx->row_tenant_buf, &ctx->row_tenant);
+    if (!tg__col_eq(st, tc, &ctx->tenant))
         return REC_FOREIGN;
-    }
     if (tp->col_workspace >= 0 && sqlite3_column_type(st, wc) != SQLITE_NULL &&
         !tg__col_eq(st, wc, &ctx->workspace))
         return REC_WS_MISMATCH;
@@ -127,20 +125,30 @@ static int row_scope(tg_ctx *ctx, const tg__table_plan *tp, sqlite3_stmt *st) {
     return row_scope_at(ctx, tp, st, 0);
 }
 
-/* "foreign_tenant" when the row's tenant (ctx->row_tenant) is in this workspace,
- * "foreign_workspace" when not (or gone). For logs only: the status is 404 either way. */
-static const char *foreign_reason(tg_ctx *ctx, int rec, const char *prefix) {
+/* The reason for a row of the current statement row that is not in scope (rec), for logs
+ * only: the status is 404 either way. A foreign row is "foreign_tenant" when its tenant is
+ * one of this workspace's, "foreign_workspace" when not (or gone, or no key of the tenants'
+ * type: the text '10' is no tenant where tenant keys are integers). The tenant's workspace
+ * was read by the same statement, in column `ws_col` (see tg__sql_record): no second one. */
+static const char *foreign_reason(tg_ctx *ctx, const tg__table_plan *tp, sqlite3_stmt *st,
+                                  int off, int ws_col, int rec, const char *prefix) {
     static const char *const plain[] = {"ok", "foreign_tenant", "workspace_mismatch",
                                         "foreign_workspace"};
     static const char *const owner[] = {"ok", "owner_foreign_tenant", "owner_workspace_mismatch",
                                         "owner_foreign_workspace"};
     const char *const *names = prefix ? owner : plain;
-    if (rec == REC_FOREIGN) {
-        tinfo ti;
-        if (tenant_info(ctx, &ctx->row_tenant, &ti) == TG_OK && (!ti.known || !ti.in_ws))
-            return names[3];
-    }
-    return names[rec];
+    if (rec != REC_FOREIGN)
+        return names[rec];
+    int t = sqlite3_column_type(st, off + tp->col_tenant);
+    tg_value as_key = {0};
+    as_key.type = t == SQLITE_INTEGER ? TG_INTEGER
+                  : t == SQLITE_TEXT  ? TG_TEXT
+                  : t == SQLITE_BLOB  ? TG_BLOB
+                                      : TG_NULL; /* NULL or a real: no key */
+    if (as_key.type == TG_NULL || tg__key_coerces(ctx->plan->tenant_key.aff, &as_key) ||
+        !tg__col_eq(st, ws_col, &ctx->workspace))
+        return names[3];
+    return names[1];
 }
 
 /* True when role satisfies the plan's requirement `need` (TG__NEED_* or a capability) and,
@@ -294,7 +302,9 @@ static int resolve_bulk(tg_ctx *ctx, tg__table_plan *tp, const tg_family *fam,
         return s;
     size_t found = 0;
     int bad = REC_OK;
+    const char *bad_reason = NULL;
     for (size_t at = 0; at < m && bad == REC_OK; at += TG__BULK_CHUNK) {
+        tg__bind_key(st, TG__P_BULK_TENANT, &ctx->tenant);
         for (int k = 0; k < TG__BULK_CHUNK; k++) {
             if (at + (size_t)k < m)
                 tg__bind_key(st, k + 1, &ids[at + (size_t)k]);
@@ -306,8 +316,10 @@ static int resolve_bulk(tg_ctx *ctx, tg__table_plan *tp, const tg_family *fam,
             bad = row_scope(ctx, tp, st);
             if (MUTANT(ctx, TG__MUT_SKIP_BULK_CONGRUENCE))
                 bad = REC_OK;
-            if (bad != REC_OK)
+            if (bad != REC_OK) {
+                bad_reason = foreign_reason(ctx, tp, st, 0, tp->shape.n_columns, bad, NULL);
                 break;
+            }
             if ((s = tg__ctx_take_row(ctx, st, tp->shape.n_columns)) != TG_OK) {
                 sqlite3_reset(st);
                 return s;
@@ -319,7 +331,7 @@ static int resolve_bulk(tg_ctx *ctx, tg__table_plan *tp, const tg_family *fam,
         sqlite3_reset(st);
     }
     if (bad != REC_OK)
-        *reason = foreign_reason(ctx, bad, NULL);
+        *reason = bad_reason;
     else if (found != m && !MUTANT(ctx, TG__MUT_SKIP_BULK_CONGRUENCE))
         *reason = "not_found";
     else
@@ -334,10 +346,11 @@ static int fetch_scoped(tg_ctx *ctx, tg__table_plan *tp, const tg_family *fam,
                         const tg_value *id, const char *prefix, int via_col,
                         const tg_value *via, int *via_ok, const char **reason) {
     sqlite3_stmt *st = NULL;
-    int s = get_stmt(ctx, tp, fam, S_BY_ID, &st);
+    int s = get_stmt(ctx, tp, fam, S_RECORD, &st);
     if (s != TG_OK)
         return s;
-    tg__bind_key(st, 1, id);
+    tg__bind_key(st, TG__P_TENANT, &ctx->tenant);
+    tg__bind_key(st, TG__P_ID, id);
     int rc = sqlite3_step(st);
     if (rc == SQLITE_DONE) {
         sqlite3_reset(st);
@@ -349,10 +362,12 @@ static int fetch_scoped(tg_ctx *ctx, tg__table_plan *tp, const tg_family *fam,
     int rec = row_scope(ctx, tp, st);
     if (via_col >= 0)
         *via_ok = tg__col_eq(st, via_col, via);
-    if (rec == REC_OK && !prefix)
+    *reason = NULL;
+    if (rec != REC_OK)
+        *reason = foreign_reason(ctx, tp, st, 0, tp->shape.n_columns, rec, prefix);
+    else if (!prefix)
         s = tg__ctx_take_row(ctx, st, tp->shape.n_columns);
     sqlite3_reset(st);
-    *reason = rec == REC_OK ? NULL : foreign_reason(ctx, rec, prefix);
     return s;
 }
 
@@ -365,7 +380,8 @@ static int first_by_id(tg_ctx *ctx, tg__table_plan *tp, const tg_value *id, int 
     *fetched = 0;
     if (!tp->first) {
         tg__buf sql = {0};
-        tg__sql_scope_and_record(&tg__sqlite, &ctx->rules->app, &tp->shape, &sql);
+        tg__sql_scope_and_record(&tg__sqlite, &ctx->rules->app, &tp->shape, &ctx->plan->marks,
+                                 &sql);
         int s = tg__ctx_prepare(ctx, &tp->first, &sql, tp->shape.table);
         if (s != TG_OK)
             return s;
@@ -383,16 +399,16 @@ static int first_by_id(tg_ctx *ctx, tg__table_plan *tp, const tg_value *id, int 
     if (ctx->member && ctx->has_tenant && ctx->tenant_known && ctx->tenant_in_ws &&
         ctx->entitled) {
         *fetched = 1;
-        int rec = REC_OK;
+        int rec;
         if (sqlite3_column_type(st, 5 + tp->col_id) == SQLITE_NULL) {
             *reason = "not_found";
         } else if ((rec = row_scope_at(ctx, tp, st, 5)) == REC_OK) {
             *reason = NULL;
             s = tg__ctx_take_row_at(ctx, st, 5, tp->shape.n_columns);
+        } else {
+            *reason = foreign_reason(ctx, tp, st, 5, 5 + tp->shape.n_columns, rec, NULL);
         }
         sqlite3_reset(st);
-        if (rec != REC_OK)
-            *reason = foreign_reason(ctx, rec, NULL);
         return s;
     }
     sqlite3_reset(st);

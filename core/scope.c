@@ -175,7 +175,7 @@ int tg__ctx_scope(tg_ctx *ctx) {
     tg__plan *p = ctx->plan;
     if (!p->scope) {
         tg__buf sql = {0};
-        tg__sql_scope(&tg__sqlite, &ctx->rules->app, &sql);
+        tg__sql_scope(&tg__sqlite, &ctx->rules->app, &p->marks, &sql);
         int s = tg__ctx_prepare(ctx, &p->scope, &sql, "the scope");
         if (s != TG_OK)
             return s;
@@ -197,7 +197,7 @@ int tg__ctx_scope(tg_ctx *ctx) {
 }
 
 void tg__ctx_scope_from_row(tg_ctx *ctx, sqlite3_stmt *st) {
-    /* columns: membership user, role; the tenant's workspace; entitlement user, role */
+    /* columns: membership marker, role; the tenant's workspace; entitlement marker, role */
     ctx->member = sqlite3_column_type(st, 0) != SQLITE_NULL;
     ctx->workspace_role = ctx->member ? tg__ctx_role(ctx, sqlite3_column_text(st, 1)) : NULL;
     int tw = sqlite3_column_type(st, 2);
@@ -238,31 +238,33 @@ int tg__ctx_take_row_at(tg_ctx *ctx, sqlite3_stmt *st, int first, int n) {
         ctx->vals = v;
         ctx->cap_vals = cap;
     }
+    /* one sqlite3_column_type per column (each call takes the connection's mutex), and a
+     * value's bytes and terminator copied in one append */
     for (int c = first; c < first + n; c++) {
         tg_value *v = &ctx->vals[ctx->n_vals++];
-        memset(v, 0, sizeof *v);
         switch (sqlite3_column_type(st, c)) {
         case SQLITE_INTEGER:
-            v->type = TG_INTEGER;
-            v->i = sqlite3_column_int64(st, c);
+            *v = (tg_value){TG_INTEGER, sqlite3_column_int64(st, c), 0, NULL, 0};
             break;
-        case SQLITE_FLOAT:
-            v->type = TG_REAL;
-            v->r = sqlite3_column_double(st, c);
-            break;
-        case SQLITE_TEXT:
-        case SQLITE_BLOB: {
-            v->type = sqlite3_column_type(st, c) == SQLITE_TEXT ? TG_TEXT : TG_BLOB;
-            const void *p = v->type == TG_TEXT ? (const void *)sqlite3_column_text(st, c)
-                                               : sqlite3_column_blob(st, c);
-            v->n = (size_t)sqlite3_column_bytes(st, c);
-            v->i = (int64_t)ctx->text.len; /* an offset until tg__ctx_decide */
-            tg__buf_addn(&ctx->text, p ? p : "", v->n);
-            tg__buf_addn(&ctx->text, "", 1);
+        case SQLITE_FLOAT: *v = (tg_value){TG_REAL, 0, sqlite3_column_double(st, c), NULL, 0}; break;
+        case SQLITE_TEXT: {
+            const unsigned char *p = sqlite3_column_text(st, c);
+            size_t len = (size_t)sqlite3_column_bytes(st, c);
+            /* an offset until tg__ctx_decide */
+            *v = (tg_value){TG_TEXT, (int64_t)ctx->text.len, 0, NULL, len};
+            tg__buf_addn(&ctx->text, p ? (const char *)p : "", len);
+            ctx->text.len += !ctx->text.oom; /* the terminator tg__buf_addn wrote */
             break;
         }
-        default:
-            v->type = TG_NULL;
+        case SQLITE_BLOB: {
+            const void *p = sqlite3_column_blob(st, c);
+            size_t len = (size_t)sqlite3_column_bytes(st, c);
+            *v = (tg_value){TG_BLOB, (int64_t)ctx->text.len, 0, NULL, len};
+            tg__buf_addn(&ctx->text, p ? p : "", len);
+            ctx->text.len += !ctx->text.oom;
+            break;
+        }
+        default: *v = (tg_value){TG_NULL, 0, 0, NULL, 0};
         }
     }
     if (ctx->text.oom)

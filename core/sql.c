@@ -104,8 +104,64 @@ void tg__sql_by_id(const tg__dialect *d, const tg__table_shape *t, tg__buf *b) {
     record_filter(d, t, "r", b);
 }
 
-void tg__sql_by_ids(const tg__dialect *d, const tg__table_shape *t, tg__buf *b) {
-    select_all(d, t, b);
+/* The row's presence marker (see tg__table_shape.mark). */
+static void row_mark(const tg__dialect *d, tg__buf *b, const char *alias, const char *mark,
+                     const char *fallback) {
+    if (mark && strcmp(mark, "rowid") == 0)
+        tg__sqlf(b, d, "%s.rowid", alias); /* the pseudo-column: never a quoted name */
+    else
+        tg__sqlf(b, d, "%s.%I", alias, mark ? mark : fallback);
+}
+
+/* ", CASE ... END": the workspace of row r's tenant when that tenant is not parameter
+ * `tenant`, else NULL. The unary + drops the column's affinity, so "is not the route
+ * tenant" and the lookup compare by storage class and value, as C and a bound key do: the
+ * text '10' is not the integer tenant 10. The lookup runs only for a foreign row. */
+static void foreign_workspace(const tg__dialect *d, const tg_app *a, const tg__table_shape *t,
+                              int tenant, int r_may_be_null, tg__buf *b) {
+    tg__buf_add(b, ", CASE WHEN ");
+    if (r_may_be_null) {
+        row_mark(d, b, "r", t->mark, t->id);
+        tg__buf_add(b, " IS NULL OR ");
+    }
+    tg__sqlf(b, d, "+r.%I IS ?%d THEN NULL ELSE (SELECT tg_ft.%I FROM %I AS tg_ft WHERE tg_ft.%I = "
+                   "+r.%I",
+             t->tenant, tenant, a->tenants.workspace, a->tenants.table, a->tenants.id, t->tenant);
+    tg__sql_filter(d, &a->tenants.row_filter, "tg_ft",
+                   tg__sql_filter_param(a, TG__FILTER_TENANTS), b);
+    tg__buf_add(b, ") END");
+}
+
+static void select_all_foreign(const tg__dialect *d, const tg__table_shape *t, const tg_app *a,
+                               int tenant, tg__buf *b) {
+    tg__buf_add(b, "SELECT ");
+    for (int i = 0; i < t->n_columns; i++) {
+        if (i)
+            tg__buf_add(b, ", ");
+        col(d, b, "r", t->columns[i]);
+    }
+    foreign_workspace(d, a, t, tenant, 0, b);
+    tg__buf_add(b, " FROM ");
+    d->ident(b, t->table);
+    tg__buf_add(b, " AS r");
+}
+
+void tg__sql_record(const tg__dialect *d, const tg_app *app, const tg__table_shape *t,
+                    tg__buf *b) {
+    select_all_foreign(d, t, app, TG__P_TENANT, b);
+    tg__buf_add(b, " WHERE ");
+    col(d, b, "r", t->id);
+    tg__buf_add(b, " = ");
+    d->param(b, TG__P_ID);
+    record_filter(d, t, "r", b);
+}
+
+void tg__sql_by_ids(const tg__dialect *d, const tg__table_shape *t, const tg_app *app,
+                    tg__buf *b) {
+    if (app)
+        select_all_foreign(d, t, app, TG__P_BULK_TENANT, b);
+    else
+        select_all(d, t, b);
     tg__buf_add(b, " WHERE ");
     col(d, b, "r", t->id);
     tg__buf_add(b, " IN (");
@@ -240,12 +296,10 @@ void tg__sql_workspace_page(const tg__dialect *d, const tg__table_shape *t, cons
     keyset_tail(d, t, b);
 }
 
-/* A membership row's user column (NULL: no row) and its role column (NULL when the role is
- * NULL or not mapped): C tells "not a member", "a member without a role" and any role name
+/* A membership row's role column (NULL when the role is NULL or not mapped), beside its
+ * presence marker: C tells "not a member", "a member without a role" and any role name
  * apart, which costs less there than in SQL. `alias` is the joined membership table. */
-static void role_of(const tg__dialect *d, tg__buf *b, const char *alias, const char *role,
-                    const char *user) {
-    tg__sqlf(b, d, "%s.%I, ", alias, user);
+static void role_of(const tg__dialect *d, tg__buf *b, const char *alias, const char *role) {
     if (role)
         tg__sqlf(b, d, "%s.%I", alias, role);
     else
@@ -253,18 +307,31 @@ static void role_of(const tg__dialect *d, tg__buf *b, const char *alias, const c
 }
 
 /* The scope as one chain of LEFT JOINs from a single row, each an index lookup: cheaper
- * to run than one scalar subquery per fact. */
+ * to run than one scalar subquery per fact. Gated (m->gate), each join runs only when the
+ * one before it found its row: the tenant once the caller is a member, the entitlement once
+ * the tenant is the workspace's (compared here under SQL's rules only to skip work; C
+ * compares the returned workspace by type and value), the record once entitled. */
 static void scope_select(const tg__dialect *d, const tg_app *a, int with_workspace,
-                         const tg__table_shape *record, tg__buf *b) {
+                         const tg__table_shape *record, const tg__scope_marks *m, tg__buf *b) {
+    static const tg__scope_marks user_columns = {NULL, NULL, 1};
+    if (!m)
+        m = &user_columns;
+    int gate = m->gate && with_workspace;
     tg__buf_add(b, "SELECT ");
     if (with_workspace) {
-        role_of(d, b, "tg_wm", a->workspace_members.role, a->workspace_members.user);
+        row_mark(d, b, "tg_wm", m->workspace_member, a->workspace_members.user);
+        tg__buf_add(b, ", ");
+        role_of(d, b, "tg_wm", a->workspace_members.role);
         tg__buf_add(b, ", ");
     }
     tg__sqlf(b, d, "tg_t.%I, ", a->tenants.workspace);
-    role_of(d, b, "tg_tm", a->tenant_members.role, a->tenant_members.user);
+    row_mark(d, b, "tg_tm", m->tenant_member, a->tenant_members.user);
+    tg__buf_add(b, ", ");
+    role_of(d, b, "tg_tm", a->tenant_members.role);
     for (int i = 0; record && i < record->n_columns; i++)
         tg__sqlf(b, d, ", r.%I", record->columns[i]);
+    if (record)
+        foreign_workspace(d, a, record, TG__P_TENANT, 1, b);
     tg__buf_add(b, " FROM (SELECT 1) AS tg_one");
     if (with_workspace) {
         tg__sqlf(b, d, " LEFT JOIN %I AS tg_wm ON tg_wm.%I = ?%d AND tg_wm.%I = ?%d",
@@ -279,30 +346,41 @@ static void scope_select(const tg__dialect *d, const tg_app *a, int with_workspa
             tg__buf_add(b, ")");
         }
     }
-    tg__sqlf(b, d, " LEFT JOIN %I AS tg_t ON tg_t.%I = ?%d", a->tenants.table, a->tenants.id,
-             TG__P_TENANT);
+    tg__sqlf(b, d, " LEFT JOIN %I AS tg_t ON ", a->tenants.table);
+    if (gate) {
+        row_mark(d, b, "tg_wm", m->workspace_member, a->workspace_members.user);
+        tg__buf_add(b, " IS NOT NULL AND ");
+    }
+    tg__sqlf(b, d, "tg_t.%I = ?%d", a->tenants.id, TG__P_TENANT);
     tg__sql_filter(d, &a->tenants.row_filter, "tg_t", tg__sql_filter_param(a, TG__FILTER_TENANTS),
                    b);
-    tg__sqlf(b, d, " LEFT JOIN %I AS tg_tm ON tg_tm.%I = ?%d AND tg_tm.%I = ?%d",
-             a->tenant_members.table, a->tenant_members.user, TG__P_USER,
+    tg__sqlf(b, d, " LEFT JOIN %I AS tg_tm ON ", a->tenant_members.table);
+    if (gate)
+        tg__sqlf(b, d, "tg_t.%I = ?%d AND ", a->tenants.workspace, TG__P_WORKSPACE);
+    tg__sqlf(b, d, "tg_tm.%I = ?%d AND tg_tm.%I = ?%d", a->tenant_members.user, TG__P_USER,
              a->tenant_members.tenant, TG__P_TENANT);
     if (record) {
-        tg__sqlf(b, d, " LEFT JOIN %I AS r ON r.%I = ?%d", record->table, record->id, TG__P_ID);
+        tg__sqlf(b, d, " LEFT JOIN %I AS r ON ", record->table);
+        if (gate) {
+            row_mark(d, b, "tg_tm", m->tenant_member, a->tenant_members.user);
+            tg__buf_add(b, " IS NOT NULL AND ");
+        }
+        tg__sqlf(b, d, "r.%I = ?%d", record->id, TG__P_ID);
         record_filter(d, record, "r", b);
     }
 }
 
-void tg__sql_scope(const tg__dialect *d, const tg_app *a, tg__buf *b) {
-    scope_select(d, a, 1, NULL, b);
+void tg__sql_scope(const tg__dialect *d, const tg_app *a, const tg__scope_marks *m, tg__buf *b) {
+    scope_select(d, a, 1, NULL, m, b);
 }
 
 void tg__sql_scope_and_record(const tg__dialect *d, const tg_app *app, const tg__table_shape *t,
-                              tg__buf *b) {
-    scope_select(d, app, 1, t, b);
+                              const tg__scope_marks *m, tg__buf *b) {
+    scope_select(d, app, 1, t, m, b);
 }
 
 void tg__sql_entitlement(const tg__dialect *d, const tg_app *a, tg__buf *b) {
-    scope_select(d, a, 0, NULL, b);
+    scope_select(d, a, 0, NULL, NULL, b);
 }
 
 void tg__sql_insert(const tg__dialect *d, const char *table, const char *const *cols, size_t n,

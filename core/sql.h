@@ -29,7 +29,20 @@ typedef struct tg__table_shape {
     const char *id, *tenant, *workspace; /* workspace NULL while the column is absent */
     const tg_row_filter *filter; /* the rows that are visible; NULL: every row */
     int filter_param;            /* the parameter of its first value (TG__FILTER_RECORD) */
+    const char *mark; /* a column never NULL in a row, read to tell a row exists: "rowid"
+                       * when the table has one (no text copied); NULL: the id column */
 } tg__table_shape;
+
+/* What the scope statements read to tell that a joined row exists: a column never NULL in
+ * a row of the membership tables ("rowid" where the table has one, so no text
+ * key is copied; NULL: the user column). With `gate`, each lookup runs
+ * only when the checks before it held, so a refused caller costs no more lookups than the
+ * check that refused them; 0 only for the matrix's mutants, which skip a check in C and
+ * need every fact read. */
+typedef struct tg__scope_marks {
+    const char *workspace_member, *tenant_member;
+    int gate;
+} tg__scope_marks;
 
 /* Parameters of the generated statements (fixed numbering, shared by all of them):
  *   ?1 tenant  ?2 workspace  ?3 after (keyset)  ?4 limit  ?5 owner id  ?6 LIKE pattern
@@ -37,6 +50,8 @@ typedef struct tg__table_shape {
  * By-id statements use ?1 for the id; the bulk statement ?1..?TG__BULK_CHUNK. */
 enum { TG__P_TENANT = 1, TG__P_WORKSPACE, TG__P_AFTER, TG__P_LIMIT, TG__P_OWNER, TG__P_LIKE,
        TG__P_USER, TG__P_ID };
+/* The route tenant of the bulk statement, after its ids. */
+#define TG__P_BULK_TENANT (TG__BULK_CHUNK + 1)
 
 /* Row filter values are parameters too, numbered after every fixed one (the largest is the
  * bulk chunk's ?64) so they never collide: the tenants filter's values from ?TG__P_FILTER,
@@ -58,8 +73,17 @@ TG_HIDDEN void tg__sql_filter(const tg__dialect *d, const tg_row_filter *f, cons
 /* SELECT <all columns> FROM t WHERE id = ?1 (and every statement below on a family table:
  * AND the family's row filter) */
 TG_HIDDEN void tg__sql_by_id(const tg__dialect *d, const tg__table_shape *t, tg__buf *b);
-/* SELECT <all columns> FROM t WHERE id IN (?1, ..., ?TG__BULK_CHUNK) */
-TG_HIDDEN void tg__sql_by_ids(const tg__dialect *d, const tg__table_shape *t, tg__buf *b);
+/* SELECT <all columns> FROM t WHERE id IN (?1, ..., ?TG__BULK_CHUNK); with app, one more
+ * column: the foreign tenant's workspace of each row (see tg__sql_record), the route tenant
+ * being ?TG__P_BULK_TENANT. */
+TG_HIDDEN void tg__sql_by_ids(const tg__dialect *d, const tg__table_shape *t, const tg_app *app,
+                              tg__buf *b);
+/* The record with id ?8 for a route tenant ?1: every column, then the workspace of the row's
+ * tenant when that tenant is not ?1 (by type and value; NULL when it is, or when the tenant
+ * does not exist or is outside app.tenants.row_filter). A refused row's log reason
+ * (foreign_tenant or foreign_workspace) comes from the same statement: no second one. */
+TG_HIDDEN void tg__sql_record(const tg__dialect *d, const tg_app *app, const tg__table_shape *t,
+                              tg__buf *b);
 /* A keyset page of one tenant's rows: WHERE tenant = ?1 [AND workspace agrees with ?2]
  * [AND via = ?5] [AND (c LIKE ?6 ...)] AND id > ?3 ORDER BY id LIMIT ?4. `widen` is 0 except
  * for the matrix's mutation check: 1 drops the tenant condition, 2 widens it to every tenant
@@ -79,11 +103,15 @@ TG_HIDDEN void tg__sql_workspace_page(const tg__dialect *d, const tg__table_shap
  * ?7 user, ?2 workspace, ?1 tenant. A workspace outside app.workspaces.row_filter has no
  * members; a tenant outside app.tenants.row_filter does not exist (here, in the
  * entitlement and in the exceptions' workspace pages alike). */
-TG_HIDDEN void tg__sql_scope(const tg__dialect *d, const tg_app *app, tg__buf *b);
+TG_HIDDEN void tg__sql_scope(const tg__dialect *d, const tg_app *app, const tg__scope_marks *m,
+                             tg__buf *b);
 /* The scope (first five columns, as tg__sql_scope) and the record with id ?8 (every column
- * after them, NULL when there is none) in one statement: the first decision of a context. */
+ * after them, NULL when there is none, then the foreign tenant's workspace column of
+ * tg__sql_record) in one statement: the first decision of a context. The record is looked
+ * up only once membership, tenant and entitlement held (m NULL: user columns, gated). */
 TG_HIDDEN void tg__sql_scope_and_record(const tg__dialect *d, const tg_app *app,
-                                        const tg__table_shape *t, tg__buf *b);
+                                        const tg__table_shape *t, const tg__scope_marks *m,
+                                        tg__buf *b);
 /* Entitlement to one tenant: the tenant's workspace, tenant membership user and role
  * (?7 user, ?1 tenant). */
 TG_HIDDEN void tg__sql_entitlement(const tg__dialect *d, const tg_app *app, tg__buf *b);

@@ -90,7 +90,7 @@ int main(void) {
     CHECK(TG__P_FILTER > TG__BULK_CHUNK && TG__P_FILTER > TG__P_ID);
     CHECK(tg__filter_n_values(&filter) == 3);
 
-    tg__table_shape plain = {"tickets", COLUMNS, 7, "id", "tenant_id", "workspace_id", NULL, 0};
+    tg__table_shape plain = {"tickets", COLUMNS, 7, "id", "tenant_id", "workspace_id", NULL, 0, NULL};
     tg__table_shape filtered = plain;
     filtered.filter = &filter;
     filtered.filter_param = tg__sql_filter_param(&app, TG__FILTER_RECORD);
@@ -131,8 +131,8 @@ int main(void) {
     tg__buf_free(&s2);
 
     /* bulk: the primary key */
-    tg__sql_by_ids(&tg__sqlite, &plain, &s1);
-    tg__sql_by_ids(&tg__sqlite, &filtered, &s2);
+    tg__sql_by_ids(&tg__sqlite, &plain, NULL, &s1);
+    tg__sql_by_ids(&tg__sqlite, &filtered, NULL, &s2);
     plan_of(db, tg__buf_str(&s1), a, sizeof a);
     plan_of(db, tg__buf_str(&s2), b, sizeof b);
     CHECK(strstr(a, "INTEGER PRIMARY KEY") != NULL);
@@ -144,8 +144,8 @@ int main(void) {
     tg_app bare = app;
     memset(&bare.workspaces.row_filter, 0, sizeof bare.workspaces.row_filter);
     memset(&bare.tenants.row_filter, 0, sizeof bare.tenants.row_filter);
-    tg__sql_scope_and_record(&tg__sqlite, &bare, &plain, &s1);
-    tg__sql_scope_and_record(&tg__sqlite, &app, &filtered, &s2);
+    tg__sql_scope_and_record(&tg__sqlite, &bare, &plain, NULL, &s1);
+    tg__sql_scope_and_record(&tg__sqlite, &app, &filtered, NULL, &s2);
     CHECK(strstr(tg__buf_str(&s2), "tg_w.\"deleted_at\" IS NULL") != NULL);
     CHECK(strstr(tg__buf_str(&s2), "tg_t.\"deleted_at\" IS NULL") != NULL);
     plan_of(db, tg__buf_str(&s1), a, sizeof a);

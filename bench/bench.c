@@ -10,6 +10,8 @@
  * --second-db: a second schema of other names and shape (bench/second_schema.c: 2 workspaces,
  * 200 tenants, 2,000 users, N invoices, roles only on the tenant entitlement), built there
  * when the file is missing; the per-kind benchmarks run on it too, as rows named second_*.
+ * --prepare-only: build the second schema when missing, run nothing.
+ * --only A,B: only the benchmarks whose names contain A or B.
  * Instruction counts: bench/callgrind.sh (./run.sh bench-callgrind).
  * The database is a reference database (tenantguard refdb); it is only read, except by the
  * benchmarks that say so, which work on a copy. */
@@ -67,7 +69,22 @@ void bench_report(const bench_cfg *cfg, const char *name, const char *mode, cons
     }
 }
 
-int bench_enabled(const char *name) { return !only || strstr(name, only) != NULL; }
+/* --only A,B,C: a benchmark runs when its name contains one of the comma-separated parts */
+int bench_enabled(const char *name) {
+    if (!only)
+        return 1;
+    for (const char *p = only; *p;) {
+        const char *end = strchr(p, ',');
+        size_t len = end ? (size_t)(end - p) : strlen(p);
+        for (const char *h = name; len && *h; h++)
+            if (strncmp(h, p, len) == 0)
+                return 1;
+        if (!end)
+            break;
+        p = end + 1;
+    }
+    return 0;
+}
 
 void bench_cg_end(const char *name, const char *side, int ops) {
     char label[160];
@@ -148,6 +165,7 @@ int main(int argc, char **argv) {
     cfg.threads = 2;
     cfg.second_rows = 1000000;
     const char *json_path = NULL;
+    int prepare_only = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -175,13 +193,16 @@ int main(int argc, char **argv) {
             cfg.second_rules = argv[++i];
         else if (strcmp(a, "--second-rows") == 0 && v)
             cfg.second_rows = atol(argv[++i]);
+        else if (strcmp(a, "--prepare-only") == 0)
+            prepare_only = 1;
         else if (strcmp(a, "--threads") == 0 && v)
             cfg.threads = atoi(argv[++i]);
         else {
             fprintf(stderr,
                     "usage: %s --db REFDB --rules DIR [--rounds N] [--ops N] [--json FILE] "
                     "[--only NAME] [--workdir DIR] [--small-db REFDB] [--text-db REFDB] "
-                    "[--second-db DB --second-rules DIR [--second-rows N]] [--threads N]\n",
+                    "[--second-db DB --second-rules DIR [--second-rows N]] [--threads N] "
+                    "[--prepare-only]\n",
                     argv[0]);
             return 2;
         }
@@ -198,13 +219,15 @@ int main(int argc, char **argv) {
     }
     if (cfg.rounds % 2 == 0 && cfg.rounds > 1)
         cfg.rounds++; /* an odd count has a true median */
+    if (cfg.second_db && bench_second_schema(cfg.second_db, cfg.second_rows) != 0)
+        return 1;
+    if (prepare_only)
+        return 0;
     printf("tenantguard benchmarks: db %s, %d rounds (median), %d ops per round\n", cfg.db,
            cfg.rounds, cfg.ops);
     printf("%-34s %-11s %12s %12s %9s  %-10s %s\n", "operation", "mode", "tenantguard",
            "baseline", "ratio", "target", "");
     int rc = 0;
-    if (cfg.second_db && bench_second_schema(cfg.second_db, cfg.second_rows) != 0)
-        return 1;
     rc |= bench_decisions(&cfg);
     rc |= bench_kinds(&cfg);
     rc |= bench_threads(&cfg);

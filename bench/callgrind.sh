@@ -26,7 +26,7 @@ valgrind --tool=callgrind --callgrind-out-file="$out/cg.out" --dump-instr=no \
 }
 grep -E "cache_size|: connection settings" "$out/bench.txt" | awk '!seen[$0]++'
 # Each dump: "desc: Trigger: Client Request: bench=NAME side=SIDE ops=N" and "totals: IR".
-for f in "$out"/cg.out*; do
+for f in $(ls "$out"/cg.out* | sort -V); do # in the order the bench ran them
   awk '/^desc: Trigger: Client Request: bench=/ { label = $0 }
        /^(totals|summary): / && label != "" { print label, $2; exit }' "$f"
 done | sed 's/^desc: Trigger: Client Request: //' | awk '

@@ -5,7 +5,10 @@
 #                    then again under AddressSanitizer and UndefinedBehaviorSanitizer)
 #   ./run.sh build   install what is missing and build (preset "default")
 #   ./run.sh bench   build with optimisations and run the benchmarks on a reference database
-#                    of ROWS rows per table (default 100000); extra arguments go to the bench
+#                    of ROWS rows per table (default 100000) and the second schema of
+#                    SECOND_ROWS invoices (default 1000000); extra arguments go to the bench
+#   ./run.sh bench-callgrind  the same databases; instructions per decision of both sides
+#                    and their ratio, from valgrind --tool=callgrind (OPS per side, default 300)
 #   ./run.sh fuzz [SECONDS]  build the libFuzzer targets (clang) and run each for SECONDS
 #                    (default 60); `test` ends with a 20 s run of each (see fuzz/README.md)
 set -euo pipefail
@@ -73,22 +76,31 @@ case "${1:-}" in
     ensure_packages $FUZZ_PACKAGES
     fuzz "${2:-60}"
     ;;
-  bench)
-    ensure_packages
-    build bench
+  bench|bench-callgrind)
+    cmd="$1"
     shift
+    if [ "$cmd" = bench-callgrind ]; then ensure_packages valgrind; else ensure_packages; fi
+    build bench
     rows="${ROWS:-100000}"
+    second_rows="${SECOND_ROWS:-1000000}"
     db="build-bench/reference-$rows.db"
     small="build-bench/reference-$((rows / 4)).db"   # for the memory comparison
     text="build-bench/reference-text-$rows.db"       # the same app keyed by UUID text
+    second="build-bench/second-$second_rows.db"       # bench/second_schema.c, built by the bench
     [ -f "$db" ] || ./build-bench/tenantguard refdb "$db" --rows "$rows"
     [ -f "$small" ] || ./build-bench/tenantguard refdb "$small" --rows "$((rows / 4))"
     [ -f "$text" ] || ./build-bench/tenantguard refdb "$text" --rows "$rows" --keys text
-    exec ./build-bench/bench/tenantguard_bench --db "$db" --small-db "$small" --text-db "$text" \
-      --rules rules --workdir build-bench --json "build-bench/bench-$rows.jsonl" "$@"
+    args=(--db "$db" --rules rules --text-db "$text" --second-db "$second"
+          --second-rules bench/second/rules --second-rows "$second_rows")
+    ./build-bench/bench/tenantguard_bench "${args[@]}" --prepare-only
+    if [ "$cmd" = bench-callgrind ]; then
+      exec bench/callgrind.sh ./build-bench/bench/tenantguard_bench "${args[@]}" "$@"
+    fi
+    exec ./build-bench/bench/tenantguard_bench "${args[@]}" --small-db "$small" \
+      --workdir build-bench --json "build-bench/bench-$rows.jsonl" "$@"
     ;;
   *)
-    sed -n '2,11p' "$0"
+    sed -n '2,14p' "$0"
     exit 2
     ;;
 esac

@@ -224,8 +224,9 @@ static int run_backfills(const bench_cfg *cfg) {
         outcome o1, o2, o3;
         if (prepare(cfg, cfg->db, a) || prepare(cfg, cfg->db, b))
             return 1;
-        if (in_child(cfg, a, tg_backfill_child, &o1) ||
-            in_child(cfg, b, batches_child, &o2))
+        /* alternate which side runs first (the machine is shared and noisy) */
+        if (r % 2 ? in_child(cfg, b, batches_child, &o2) || in_child(cfg, a, tg_backfill_child, &o1)
+                  : in_child(cfg, a, tg_backfill_child, &o1) || in_child(cfg, b, batches_child, &o2))
             return 1;
         if (prepare(cfg, cfg->db, b) || in_child(cfg, b, plain_child, &o3))
             return 1;
@@ -245,8 +246,8 @@ static int run_backfills(const bench_cfg *cfg) {
     double tr = bench_median(tg_rate, rounds), br = bench_median(base_rate, rounds),
            pr = bench_median(plain_rate, rounds);
     /* higher is better here: the ratio printed is tenantguard / baseline rows per second */
-    bench_report(cfg, "backfill_rows_per_second", "batches", "rows/s", tr, br, ">=0.8x",
-                 tr >= 0.8 * br);
+    bench_report(cfg, "backfill_rows_per_second", "batches", "rows/s", tr, br, ">=0.9x",
+                 tr >= 0.9 * br);
     bench_report(cfg, "backfill_vs_one_plain_update", "per table", "rows/s", tr, pr, NULL, 1);
     bench_report(cfg, "backfill_longest_batch", "batches", "ms", tg_longest, base_longest,
                  "<=50ms", tg_longest <= 50);

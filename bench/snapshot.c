@@ -310,27 +310,6 @@ static int check_agreement(snap_side *s) {
     return 0;
 }
 
-static int64_t env_int(const char *name) {
-    const char *v = getenv(name);
-    return v && *v ? strtoll(v, NULL, 10) : 0;
-}
-
-/* The baseline's connection gets the engine's settings, as the engine reports them. */
-static int open_baseline(snap_side *s, const char *path, const tg_settings *set) {
-    if (sqlite3_open_v2(path, &s->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL) !=
-        SQLITE_OK)
-        return 1;
-    sqlite3_busy_timeout(s->db, set->busy_timeout_ms);
-    char sql[256];
-    snprintf(sql, sizeof sql,
-             "PRAGMA foreign_keys = ON; PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;"
-             "PRAGMA cache_size = %lld; PRAGMA mmap_size = %lld;",
-             -(long long)set->cache_size_kib, (long long)set->mmap_size);
-    if (sqlite3_exec(s->db, sql, NULL, NULL, NULL) != SQLITE_OK)
-        return 1;
-    return 0;
-}
-
 static int prepare(sqlite3 *db, const char *sql, sqlite3_stmt **st) {
     if (sqlite3_prepare_v3(db, sql, -1, SQLITE_PREPARE_PERSISTENT, st, NULL) == SQLITE_OK)
         return 0;
@@ -338,46 +317,14 @@ static int prepare(sqlite3 *db, const char *sql, sqlite3_stmt **st) {
     return 1;
 }
 
-static void print_settings(const char *who, sqlite3 *db) {
-    sqlite3_stmt *st;
-    long long v[4] = {0};
-    const char *q[] = {"PRAGMA cache_size", "PRAGMA mmap_size", "PRAGMA busy_timeout",
-                       "PRAGMA page_size"};
-    for (int i = 0; i < 4; i++) {
-        if (sqlite3_prepare_v2(db, q[i], -1, &st, NULL) == SQLITE_OK &&
-            sqlite3_step(st) == SQLITE_ROW)
-            v[i] = sqlite3_column_int64(st, 0);
-        sqlite3_finalize(st);
-    }
-    printf("  %-12s cache_size %lld KiB, mmap_size %lld bytes, busy_timeout %lld ms, "
-           "page_size %lld\n",
-           who, v[0] < 0 ? -v[0] : v[0] * v[3] / 1024, v[1], v[2], v[3]);
-}
-
 int bench_snapshot(const bench_cfg *cfg) {
     if (!bench_enabled("snapshot"))
         return 0;
     snap_side s;
     memset(&s, 0, sizeof s);
-    tg_open_options o = {0};
-    o.db = cfg->db;
-    o.rules = cfg->rules;
-    o.cache_size_kib = env_int("TG_BENCH_CACHE_KIB");
-    o.mmap_size = env_int("TG_BENCH_MMAP");
     int rc = 1;
-    if (tg_engine_open(&o, &s.eng) != TG_OK) {
-        fprintf(stderr, "open: %s\n", tg_engine_errmsg(s.eng));
+    if (bench_open_sides(cfg->db, cfg->rules, "snapshot", 0, &s.eng, &s.db))
         goto done;
-    }
-    tg_settings set;
-    if (tg_engine_settings(s.eng, &set) != TG_OK || open_baseline(&s, cfg->db, &set))
-        goto done;
-    printf("snapshot: connection settings of both sides\n");
-    printf("  %-12s cache_size %lld KiB, mmap_size %lld bytes, busy_timeout %d ms, "
-           "page_size %lld, journal_mode %s, synchronous %s\n",
-           "tenantguard", (long long)set.cache_size_kib, (long long)set.mmap_size,
-           set.busy_timeout_ms, (long long)set.page_size, set.journal_mode, set.synchronous);
-    print_settings("baseline", s.db);
     s.ids = ids_of(s.db, "SELECT id FROM policies WHERE tenant_id = 1", &s.n_ids);
     s.foreign = ids_of(s.db, "SELECT id FROM policies WHERE tenant_id = 2", &s.n_foreign);
     if (!s.ids || !s.foreign || !s.n_ids || !s.n_foreign) {

@@ -392,6 +392,11 @@ static int first_by_id(tg_ctx *ctx, tg__table_plan *tp, const tg_value *id, int 
     tg__bind_key(st, TG__P_TENANT, &ctx->tenant); /* TG_NULL binds NULL */
     tg__bind_key(st, TG__P_ID, id);
     int rc = sqlite3_step(st);
+    if (rc == SQLITE_DONE && ctx->plan->marks.gate) {
+        sqlite3_reset(st);
+        tg__ctx_scope_from_row(ctx, NULL); /* gated, no row: not a member */
+        return TG_OK;
+    }
     if (rc != SQLITE_ROW)
         return step_failed(ctx, st, rc);
     tg__ctx_scope_from_row(ctx, st);

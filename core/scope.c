@@ -185,6 +185,11 @@ int tg__ctx_scope(tg_ctx *ctx) {
     tg__bind_key(st, TG__P_WORKSPACE, &ctx->workspace);
     tg__bind_key(st, TG__P_TENANT, &ctx->tenant); /* TG_NULL binds NULL */
     int rc = sqlite3_step(st);
+    if (rc == SQLITE_DONE && p->marks.gate) {
+        tg__ctx_scope_from_row(ctx, NULL); /* gated, no row: not a member */
+        sqlite3_reset(st);
+        return TG_OK;
+    }
     if (rc != SQLITE_ROW) {
         int st_code = rc == SQLITE_BUSY ? TG_BUSY : TG_DB;
         tg__ctx_fail(ctx, st_code, "scope query failed: %s", sqlite3_errmsg(p->db));
@@ -197,12 +202,21 @@ int tg__ctx_scope(tg_ctx *ctx) {
 }
 
 void tg__ctx_scope_from_row(tg_ctx *ctx, sqlite3_stmt *st) {
+    if (!st) {
+        ctx->member = ctx->tenant_known = ctx->tenant_in_ws = ctx->entitled = 0;
+        ctx->workspace_role = ctx->role = NULL;
+        ctx->scope_loaded = 1;
+        return;
+    }
     /* columns: membership marker, role; the tenant's workspace; entitlement marker, role */
     ctx->member = sqlite3_column_type(st, 0) != SQLITE_NULL;
     ctx->workspace_role = ctx->member ? tg__ctx_role(ctx, sqlite3_column_text(st, 1)) : NULL;
     int tw = sqlite3_column_type(st, 2);
     ctx->tenant_known = tw != SQLITE_NULL;
-    ctx->tenant_in_ws = tg__col_eq_typed(st, 2, tw, &ctx->workspace);
+    /* a marker where the tenants lookup compared the workspace (gated, so not a mutant's) */
+    ctx->tenant_in_ws = ctx->plan->marks.gate && ctx->plan->marks.workspace_in_sql
+                            ? ctx->tenant_known
+                            : tg__col_eq_typed(st, 2, tw, &ctx->workspace);
     ctx->entitled = sqlite3_column_type(st, 3) != SQLITE_NULL;
     /* a tenant role replaces the workspace role; a NULL one keeps it */
     ctx->role = ctx->entitled && sqlite3_column_type(st, 4) != SQLITE_NULL

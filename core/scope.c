@@ -209,15 +209,21 @@ void tg__ctx_scope_from_row(tg_ctx *ctx, sqlite3_stmt *st) {
         return;
     }
     /* columns: membership marker, role; the tenant's workspace; entitlement marker, role */
-    ctx->member = sqlite3_column_type(st, 0) != SQLITE_NULL;
+    const tg__scope_marks *m = &ctx->plan->marks;
+    /* gated, a row is a membership; the entitlement lookup ran only for a tenant of this
+     * workspace, and where the tenants lookup compared the workspace its column is a
+     * marker (never a mutant's: they are not gated) */
+    ctx->member = m->gate || sqlite3_column_type(st, 0) != SQLITE_NULL;
     ctx->workspace_role = ctx->member ? tg__ctx_role(ctx, sqlite3_column_text(st, 1)) : NULL;
-    int tw = sqlite3_column_type(st, 2);
-    ctx->tenant_known = tw != SQLITE_NULL;
-    /* a marker where the tenants lookup compared the workspace (gated, so not a mutant's) */
-    ctx->tenant_in_ws = ctx->plan->marks.gate && ctx->plan->marks.workspace_in_sql
-                            ? ctx->tenant_known
-                            : tg__col_eq_typed(st, 2, tw, &ctx->workspace);
     ctx->entitled = sqlite3_column_type(st, 3) != SQLITE_NULL;
+    if (m->gate && m->workspace_in_sql) {
+        ctx->tenant_known = ctx->tenant_in_ws =
+            ctx->entitled || sqlite3_column_type(st, 2) != SQLITE_NULL;
+    } else {
+        int tw = sqlite3_column_type(st, 2);
+        ctx->tenant_known = tw != SQLITE_NULL;
+        ctx->tenant_in_ws = tg__col_eq_typed(st, 2, tw, &ctx->workspace);
+    }
     /* a tenant role replaces the workspace role; a NULL one keeps it */
     ctx->role = ctx->entitled && sqlite3_column_type(st, 4) != SQLITE_NULL
                     ? tg__ctx_role(ctx, sqlite3_column_text(st, 4))

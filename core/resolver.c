@@ -426,7 +426,16 @@ static int first_by_id(tg_ctx *ctx, tg__table_plan *tp, const tg_value *id, int 
     if (ctx->member && ctx->has_tenant && ctx->tenant_known && ctx->tenant_in_ws &&
         ctx->entitled) {
         *fetched = 1;
-        /* the row is taken first and checked on the values taken: each column read once */
+        /* a row of another tenant is refused before it is taken; the rest is checked on
+         * the values taken: no column read twice on the in-scope path */
+        if (!tg__col_eq(st, 5 + tp->col_tenant, &ctx->tenant)) {
+            *reason = sqlite3_column_type(st, 5 + tp->col_id) == SQLITE_NULL
+                          ? "not_found"
+                          : foreign_reason(ctx, tp, st, 5, 5 + tp->shape.n_columns,
+                                           REC_FOREIGN, NULL);
+            sqlite3_reset(st);
+            return TG_OK;
+        }
         size_t at = ctx->n_vals, text_at = ctx->text.len;
         s = tg__ctx_take_row_at(ctx, st, 5, tp->shape.n_columns);
         if (s == TG_OK) {

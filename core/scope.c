@@ -258,18 +258,18 @@ int tg__ctx_take_row_at(tg_ctx *ctx, sqlite3_stmt *st, int first, int n) {
         ctx->vals = v;
         ctx->cap_vals = cap;
     }
-    /* one sqlite3_column_type per column (each call takes the connection's mutex), and a
+    /* one sqlite3_column_value per column, its type and bytes read from that value (the
+     * engine's connection is opened without a mutex: the value needs no protection), and a
      * value's bytes and terminator copied in one append */
     for (int c = first; c < first + n; c++) {
         tg_value *v = &ctx->vals[ctx->n_vals++];
-        switch (sqlite3_column_type(st, c)) {
-        case SQLITE_INTEGER:
-            *v = (tg_value){TG_INTEGER, sqlite3_column_int64(st, c), 0, NULL, 0};
-            break;
-        case SQLITE_FLOAT: *v = (tg_value){TG_REAL, 0, sqlite3_column_double(st, c), NULL, 0}; break;
+        sqlite3_value *cv = sqlite3_column_value(st, c);
+        switch (sqlite3_value_type(cv)) {
+        case SQLITE_INTEGER: *v = (tg_value){TG_INTEGER, sqlite3_value_int64(cv), 0, NULL, 0}; break;
+        case SQLITE_FLOAT: *v = (tg_value){TG_REAL, 0, sqlite3_value_double(cv), NULL, 0}; break;
         case SQLITE_TEXT: {
-            const unsigned char *p = sqlite3_column_text(st, c);
-            size_t len = (size_t)sqlite3_column_bytes(st, c);
+            const unsigned char *p = sqlite3_value_text(cv);
+            size_t len = (size_t)sqlite3_value_bytes(cv);
             /* an offset until tg__ctx_decide */
             *v = (tg_value){TG_TEXT, (int64_t)ctx->text.len, 0, NULL, len};
             tg__buf_addn(&ctx->text, p ? (const char *)p : "", len);
@@ -277,8 +277,8 @@ int tg__ctx_take_row_at(tg_ctx *ctx, sqlite3_stmt *st, int first, int n) {
             break;
         }
         case SQLITE_BLOB: {
-            const void *p = sqlite3_column_blob(st, c);
-            size_t len = (size_t)sqlite3_column_bytes(st, c);
+            const void *p = sqlite3_value_blob(cv);
+            size_t len = (size_t)sqlite3_value_bytes(cv);
             *v = (tg_value){TG_BLOB, (int64_t)ctx->text.len, 0, NULL, len};
             tg__buf_addn(&ctx->text, p ? p : "", len);
             ctx->text.len += !ctx->text.oom;

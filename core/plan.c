@@ -270,6 +270,11 @@ int tg__plan_new(tg__ruleset *rs, sqlite3 *db, unsigned schema_gen, int mutation
     p->marks.workspace_member = rowid_mark(db, a->workspace_members.table);
     p->marks.tenant_member = rowid_mark(db, a->tenant_members.table);
     p->marks.gate = mutation == TG__MUT_NONE; /* a mutant skips a check: it needs every fact */
+    {
+        int aff = tg__column_affinity(db, a->tenants.table, a->tenants.workspace);
+        p->marks.workspace_in_sql = aff == TG__AFF_INTEGER || aff == TG__AFF_TEXT;
+        p->marks.tenant = rowid_mark(db, a->tenants.table);
+    }
     p->fams = tg__arena_alloc(&p->arena, (r->n_families + 1) * sizeof *p->fams);
     p->excs = tg__arena_alloc(&p->arena, (r->n_exceptions + 1) * sizeof *p->excs);
     if (!p->fams || !p->excs) {

@@ -121,6 +121,28 @@ static int row_scope_at(tg_ctx *ctx, const tg__table_plan *tp, sqlite3_stmt *st,
     return REC_OK;
 }
 
+/* True when taken value v (text and blobs still offsets into ctx->text) has the type and
+ * value of key k, as tg__col_eq. */
+static int taken_eq(const tg_ctx *ctx, const tg_value *v, const tg_value *k) {
+    if (v->type != k->type)
+        return 0;
+    if (v->type == TG_INTEGER)
+        return v->i == k->i;
+    if (v->type != TG_TEXT && v->type != TG_BLOB)
+        return 0;
+    return v->n == k->n && (v->n == 0 || memcmp(ctx->text.p + v->i, k->s, v->n) == 0);
+}
+
+/* row_scope_at on a taken row */
+static int taken_scope(const tg_ctx *ctx, const tg__table_plan *tp, const tg_value *v) {
+    if (!taken_eq(ctx, &v[tp->col_tenant], &ctx->tenant))
+        return REC_FOREIGN;
+    if (tp->col_workspace >= 0 && v[tp->col_workspace].type != TG_NULL &&
+        !taken_eq(ctx, &v[tp->col_workspace], &ctx->workspace))
+        return REC_WS_MISMATCH;
+    return REC_OK;
+}
+
 static int row_scope(tg_ctx *ctx, const tg__table_plan *tp, sqlite3_stmt *st) {
     return row_scope_at(ctx, tp, st, 0);
 }
@@ -392,6 +414,11 @@ static int first_by_id(tg_ctx *ctx, tg__table_plan *tp, const tg_value *id, int 
     tg__bind_key(st, TG__P_TENANT, &ctx->tenant); /* TG_NULL binds NULL */
     tg__bind_key(st, TG__P_ID, id);
     int rc = sqlite3_step(st);
+    if (rc == SQLITE_DONE && ctx->plan->marks.gate) {
+        sqlite3_reset(st);
+        tg__ctx_scope_from_row(ctx, NULL); /* gated, no row: not a member */
+        return TG_OK;
+    }
     if (rc != SQLITE_ROW)
         return step_failed(ctx, st, rc);
     tg__ctx_scope_from_row(ctx, st);
@@ -399,14 +426,32 @@ static int first_by_id(tg_ctx *ctx, tg__table_plan *tp, const tg_value *id, int 
     if (ctx->member && ctx->has_tenant && ctx->tenant_known && ctx->tenant_in_ws &&
         ctx->entitled) {
         *fetched = 1;
-        int rec;
-        if (sqlite3_column_type(st, 5 + tp->col_id) == SQLITE_NULL) {
-            *reason = "not_found";
-        } else if ((rec = row_scope_at(ctx, tp, st, 5)) == REC_OK) {
-            *reason = NULL;
-            s = tg__ctx_take_row_at(ctx, st, 5, tp->shape.n_columns);
-        } else {
-            *reason = foreign_reason(ctx, tp, st, 5, 5 + tp->shape.n_columns, rec, NULL);
+        /* a row of another tenant is refused before it is taken; the rest is checked on
+         * the values taken: no column read twice on the in-scope path */
+        if (!tg__col_eq(st, 5 + tp->col_tenant, &ctx->tenant)) {
+            *reason = sqlite3_column_type(st, 5 + tp->col_id) == SQLITE_NULL
+                          ? "not_found"
+                          : foreign_reason(ctx, tp, st, 5, 5 + tp->shape.n_columns,
+                                           REC_FOREIGN, NULL);
+            sqlite3_reset(st);
+            return TG_OK;
+        }
+        size_t at = ctx->n_vals, text_at = ctx->text.len;
+        s = tg__ctx_take_row_at(ctx, st, 5, tp->shape.n_columns);
+        if (s == TG_OK) {
+            const tg_value *v = ctx->vals + at;
+            int rec = REC_OK;
+            if (v[tp->col_id].type == TG_NULL)
+                *reason = "not_found";
+            else if ((rec = taken_scope(ctx, tp, v)) == REC_OK)
+                *reason = NULL;
+            else
+                *reason = foreign_reason(ctx, tp, st, 5, 5 + tp->shape.n_columns, rec, NULL);
+            if (*reason) { /* not taken after all */
+                ctx->n_vals = at;
+                ctx->text.len = text_at;
+                ctx->dec.n_records--;
+            }
         }
         sqlite3_reset(st);
         return s;

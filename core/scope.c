@@ -185,6 +185,11 @@ int tg__ctx_scope(tg_ctx *ctx) {
     tg__bind_key(st, TG__P_WORKSPACE, &ctx->workspace);
     tg__bind_key(st, TG__P_TENANT, &ctx->tenant); /* TG_NULL binds NULL */
     int rc = sqlite3_step(st);
+    if (rc == SQLITE_DONE && p->marks.gate) {
+        tg__ctx_scope_from_row(ctx, NULL); /* gated, no row: not a member */
+        sqlite3_reset(st);
+        return TG_OK;
+    }
     if (rc != SQLITE_ROW) {
         int st_code = rc == SQLITE_BUSY ? TG_BUSY : TG_DB;
         tg__ctx_fail(ctx, st_code, "scope query failed: %s", sqlite3_errmsg(p->db));
@@ -197,13 +202,28 @@ int tg__ctx_scope(tg_ctx *ctx) {
 }
 
 void tg__ctx_scope_from_row(tg_ctx *ctx, sqlite3_stmt *st) {
+    if (!st) {
+        ctx->member = ctx->tenant_known = ctx->tenant_in_ws = ctx->entitled = 0;
+        ctx->workspace_role = ctx->role = NULL;
+        ctx->scope_loaded = 1;
+        return;
+    }
     /* columns: membership marker, role; the tenant's workspace; entitlement marker, role */
-    ctx->member = sqlite3_column_type(st, 0) != SQLITE_NULL;
+    const tg__scope_marks *m = &ctx->plan->marks;
+    /* gated, a row is a membership; the entitlement lookup ran only for a tenant of this
+     * workspace, and where the tenants lookup compared the workspace its column is a
+     * marker (never a mutant's: they are not gated) */
+    ctx->member = m->gate || sqlite3_column_type(st, 0) != SQLITE_NULL;
     ctx->workspace_role = ctx->member ? tg__ctx_role(ctx, sqlite3_column_text(st, 1)) : NULL;
-    int tw = sqlite3_column_type(st, 2);
-    ctx->tenant_known = tw != SQLITE_NULL;
-    ctx->tenant_in_ws = tg__col_eq_typed(st, 2, tw, &ctx->workspace);
     ctx->entitled = sqlite3_column_type(st, 3) != SQLITE_NULL;
+    if (m->gate && m->workspace_in_sql) {
+        ctx->tenant_known = ctx->tenant_in_ws =
+            ctx->entitled || sqlite3_column_type(st, 2) != SQLITE_NULL;
+    } else {
+        int tw = sqlite3_column_type(st, 2);
+        ctx->tenant_known = tw != SQLITE_NULL;
+        ctx->tenant_in_ws = tg__col_eq_typed(st, 2, tw, &ctx->workspace);
+    }
     /* a tenant role replaces the workspace role; a NULL one keeps it */
     ctx->role = ctx->entitled && sqlite3_column_type(st, 4) != SQLITE_NULL
                     ? tg__ctx_role(ctx, sqlite3_column_text(st, 4))
@@ -238,18 +258,18 @@ int tg__ctx_take_row_at(tg_ctx *ctx, sqlite3_stmt *st, int first, int n) {
         ctx->vals = v;
         ctx->cap_vals = cap;
     }
-    /* one sqlite3_column_type per column (each call takes the connection's mutex), and a
+    /* one sqlite3_column_value per column, its type and bytes read from that value (the
+     * engine's connection is opened without a mutex: the value needs no protection), and a
      * value's bytes and terminator copied in one append */
     for (int c = first; c < first + n; c++) {
         tg_value *v = &ctx->vals[ctx->n_vals++];
-        switch (sqlite3_column_type(st, c)) {
-        case SQLITE_INTEGER:
-            *v = (tg_value){TG_INTEGER, sqlite3_column_int64(st, c), 0, NULL, 0};
-            break;
-        case SQLITE_FLOAT: *v = (tg_value){TG_REAL, 0, sqlite3_column_double(st, c), NULL, 0}; break;
+        sqlite3_value *cv = sqlite3_column_value(st, c);
+        switch (sqlite3_value_type(cv)) {
+        case SQLITE_INTEGER: *v = (tg_value){TG_INTEGER, sqlite3_value_int64(cv), 0, NULL, 0}; break;
+        case SQLITE_FLOAT: *v = (tg_value){TG_REAL, 0, sqlite3_value_double(cv), NULL, 0}; break;
         case SQLITE_TEXT: {
-            const unsigned char *p = sqlite3_column_text(st, c);
-            size_t len = (size_t)sqlite3_column_bytes(st, c);
+            const unsigned char *p = sqlite3_value_text(cv);
+            size_t len = (size_t)sqlite3_value_bytes(cv);
             /* an offset until tg__ctx_decide */
             *v = (tg_value){TG_TEXT, (int64_t)ctx->text.len, 0, NULL, len};
             tg__buf_addn(&ctx->text, p ? (const char *)p : "", len);
@@ -257,8 +277,8 @@ int tg__ctx_take_row_at(tg_ctx *ctx, sqlite3_stmt *st, int first, int n) {
             break;
         }
         case SQLITE_BLOB: {
-            const void *p = sqlite3_column_blob(st, c);
-            size_t len = (size_t)sqlite3_column_bytes(st, c);
+            const void *p = sqlite3_value_blob(cv);
+            size_t len = (size_t)sqlite3_value_bytes(cv);
             *v = (tg_value){TG_BLOB, (int64_t)ctx->text.len, 0, NULL, len};
             tg__buf_addn(&ctx->text, p ? p : "", len);
             ctx->text.len += !ctx->text.oom;

@@ -119,14 +119,14 @@ static void row_mark(const tg__dialect *d, tg__buf *b, const char *alias, const 
  * text '10' is not the integer tenant 10. The lookup runs only for a foreign row. */
 static void foreign_workspace(const tg__dialect *d, const tg_app *a, const tg__table_shape *t,
                               int tenant, int r_may_be_null, tg__buf *b) {
-    tg__buf_add(b, ", CASE WHEN ");
-    if (r_may_be_null) {
-        row_mark(d, b, "r", t->mark, t->id);
-        tg__buf_add(b, " IS NULL OR ");
-    }
-    tg__sqlf(b, d, "+r.%I IS ?%d THEN NULL ELSE (SELECT tg_ft.%I FROM %I AS tg_ft WHERE tg_ft.%I = "
-                   "+r.%I",
-             t->tenant, tenant, a->tenants.workspace, a->tenants.table, a->tenants.id, t->tenant);
+    if (r_may_be_null)
+        /* no row, a row without a tenant or no route tenant (read only with one): NULL <> is
+         * not true, nothing is looked up */
+        tg__sqlf(b, d, ", CASE WHEN +r.%I <> ?%d THEN (", t->tenant, tenant);
+    else
+        tg__sqlf(b, d, ", CASE WHEN +r.%I IS ?%d THEN NULL ELSE (", t->tenant, tenant);
+    tg__sqlf(b, d, "SELECT tg_ft.%I FROM %I AS tg_ft WHERE tg_ft.%I = +r.%I", a->tenants.workspace,
+             a->tenants.table, a->tenants.id, t->tenant);
     tg__sql_filter(d, &a->tenants.row_filter, "tg_ft",
                    tg__sql_filter_param(a, TG__FILTER_TENANTS), b);
     tg__buf_add(b, ") END");
@@ -306,6 +306,20 @@ static void role_of(const tg__dialect *d, tg__buf *b, const char *alias, const c
         tg__buf_add(b, "NULL");
 }
 
+/* The caller's membership row of the workspace: tg_wm's condition. */
+static void membership(const tg__dialect *d, const tg_app *a, tg__buf *b) {
+    tg__sqlf(b, d, "tg_wm.%I = ?%d AND tg_wm.%I = ?%d", a->workspace_members.user, TG__P_USER,
+             a->workspace_members.workspace, TG__P_WORKSPACE);
+    if (a->workspaces.row_filter.n_conds) {
+        /* a filtered-out workspace has no members */
+        tg__sqlf(b, d, " AND EXISTS (SELECT 1 FROM %I AS tg_w WHERE tg_w.%I = ?%d",
+                 a->workspaces.table, a->workspaces.id, TG__P_WORKSPACE);
+        tg__sql_filter(d, &a->workspaces.row_filter, "tg_w",
+                       tg__sql_filter_param(a, TG__FILTER_WORKSPACES), b);
+        tg__buf_add(b, ")");
+    }
+}
+
 /* The scope as one chain of LEFT JOINs from a single row, each an index lookup: cheaper
  * to run than one scalar subquery per fact. Gated (m->gate), each join runs only when the
  * one before it found its row: the tenant once the caller is a member, the entitlement once
@@ -313,18 +327,27 @@ static void role_of(const tg__dialect *d, tg__buf *b, const char *alias, const c
  * compares the returned workspace by type and value), the record once entitled. */
 static void scope_select(const tg__dialect *d, const tg_app *a, int with_workspace,
                          const tg__table_shape *record, const tg__scope_marks *m, tg__buf *b) {
-    static const tg__scope_marks user_columns = {NULL, NULL, 1};
+    static const tg__scope_marks user_columns = {NULL, NULL, 1, 0, NULL};
     if (!m)
         m = &user_columns;
     int gate = m->gate && with_workspace;
     tg__buf_add(b, "SELECT ");
     if (with_workspace) {
-        row_mark(d, b, "tg_wm", m->workspace_member, a->workspace_members.user);
+        /* gated, the membership is the statement's first table: no row, not a member */
+        if (gate)
+            tg__buf_add(b, "1");
+        else
+            row_mark(d, b, "tg_wm", m->workspace_member, a->workspace_members.user);
         tg__buf_add(b, ", ");
         role_of(d, b, "tg_wm", a->workspace_members.role);
         tg__buf_add(b, ", ");
     }
-    tg__sqlf(b, d, "tg_t.%I, ", a->tenants.workspace);
+    int ws_in_sql = gate && m->workspace_in_sql;
+    if (ws_in_sql)
+        row_mark(d, b, "tg_t", m->tenant, a->tenants.id);
+    else
+        tg__sqlf(b, d, "tg_t.%I", a->tenants.workspace);
+    tg__buf_add(b, ", ");
     row_mark(d, b, "tg_tm", m->tenant_member, a->tenant_members.user);
     tg__buf_add(b, ", ");
     role_of(d, b, "tg_tm", a->tenant_members.role);
@@ -332,30 +355,32 @@ static void scope_select(const tg__dialect *d, const tg_app *a, int with_workspa
         tg__sqlf(b, d, ", r.%I", record->columns[i]);
     if (record)
         foreign_workspace(d, a, record, TG__P_TENANT, 1, b);
-    tg__buf_add(b, " FROM (SELECT 1) AS tg_one");
-    if (with_workspace) {
-        tg__sqlf(b, d, " LEFT JOIN %I AS tg_wm ON tg_wm.%I = ?%d AND tg_wm.%I = ?%d",
-                 a->workspace_members.table, a->workspace_members.user, TG__P_USER,
-                 a->workspace_members.workspace, TG__P_WORKSPACE);
-        if (a->workspaces.row_filter.n_conds) {
-            /* a filtered-out workspace has no members */
-            tg__sqlf(b, d, " AND EXISTS (SELECT 1 FROM %I AS tg_w WHERE tg_w.%I = ?%d",
-                     a->workspaces.table, a->workspaces.id, TG__P_WORKSPACE);
-            tg__sql_filter(d, &a->workspaces.row_filter, "tg_w",
-                           tg__sql_filter_param(a, TG__FILTER_WORKSPACES), b);
-            tg__buf_add(b, ")");
-        }
+    /* gated, the membership drives the statement (its lookup in the WHERE clause: no
+     * coroutine for a one-row table, no marker to gate the tenants lookup on) */
+    if (gate)
+        tg__sqlf(b, d, " FROM %I AS tg_wm", a->workspace_members.table);
+    else
+        tg__buf_add(b, " FROM (SELECT 1) AS tg_one");
+    if (with_workspace && !gate) {
+        tg__buf_add(b, " LEFT JOIN ");
+        d->ident(b, a->workspace_members.table);
+        tg__buf_add(b, " AS tg_wm ON ");
+        membership(d, a, b);
     }
     tg__sqlf(b, d, " LEFT JOIN %I AS tg_t ON ", a->tenants.table);
-    if (gate) {
-        row_mark(d, b, "tg_wm", m->workspace_member, a->workspace_members.user);
-        tg__buf_add(b, " IS NOT NULL AND ");
-    }
     tg__sqlf(b, d, "tg_t.%I = ?%d", a->tenants.id, TG__P_TENANT);
     tg__sql_filter(d, &a->tenants.row_filter, "tg_t", tg__sql_filter_param(a, TG__FILTER_TENANTS),
                    b);
+    /* the unary + drops the column's affinity and COLLATE BINARY its collation: storage
+     * class and bytes, as C compares */
+    if (ws_in_sql)
+        tg__sqlf(b, d, " AND +tg_t.%I = ?%d COLLATE BINARY", a->tenants.workspace,
+                 TG__P_WORKSPACE);
     tg__sqlf(b, d, " LEFT JOIN %I AS tg_tm ON ", a->tenant_members.table);
-    if (gate)
+    if (ws_in_sql) {
+        row_mark(d, b, "tg_t", m->tenant, a->tenants.id);
+        tg__buf_add(b, " IS NOT NULL AND ");
+    } else if (gate)
         tg__sqlf(b, d, "tg_t.%I = ?%d AND ", a->tenants.workspace, TG__P_WORKSPACE);
     tg__sqlf(b, d, "tg_tm.%I = ?%d AND tg_tm.%I = ?%d", a->tenant_members.user, TG__P_USER,
              a->tenant_members.tenant, TG__P_TENANT);
@@ -367,6 +392,10 @@ static void scope_select(const tg__dialect *d, const tg_app *a, int with_workspa
         }
         tg__sqlf(b, d, "r.%I = ?%d", record->id, TG__P_ID);
         record_filter(d, record, "r", b);
+    }
+    if (gate) {
+        tg__buf_add(b, " WHERE ");
+        membership(d, a, b);
     }
 }
 

@@ -42,6 +42,13 @@ typedef struct tg__table_shape {
 typedef struct tg__scope_marks {
     const char *workspace_member, *tenant_member;
     int gate;
+    /* With gate: the tenants lookup itself compares the tenant's workspace (type and
+     * value, as C does) and the third column is its presence marker, not the workspace.
+     * Set only where the workspace column's declared type is INTEGER or TEXT, where SQL's
+     * comparison of the stored value with a bound key is C's; `tenant` is then the marker
+     * of the tenants table (as the others; NULL: its id column). */
+    int workspace_in_sql;
+    const char *tenant;
 } tg__scope_marks;
 
 /* Parameters of the generated statements (fixed numbering, shared by all of them):

@@ -12,7 +12,7 @@
 
 static const char *schema =
     "CREATE TABLE workspaces(id TEXT PRIMARY KEY);"
-    "CREATE TABLE tenants(id TEXT PRIMARY KEY, workspace_id TEXT);"
+    "CREATE TABLE tenants(id TEXT PRIMARY KEY, workspace_id TEXT COLLATE NOCASE);"
     "CREATE TABLE workspace_memberships(user_id TEXT, workspace_id TEXT, role TEXT);"
     "CREATE TABLE tenant_memberships(user_id TEXT, tenant_id TEXT, role TEXT);"
     "CREATE TABLE operation_runs(id INTEGER PRIMARY KEY, type, status, workspace_id, summary,"
@@ -22,11 +22,11 @@ static const char *schema =
     "CREATE TABLE notes(id TEXT PRIMARY KEY, tenant_id TEXT NOT NULL, title TEXT);"
     "CREATE TABLE files(id BLOB PRIMARY KEY, tenant_id TEXT NOT NULL, name TEXT);"
     "INSERT INTO workspaces VALUES ('w1'), ('w2');"
-    "INSERT INTO tenants VALUES ('t1', 'w1'), ('t2', 'w1'), ('t9', 'w2');"
+    "INSERT INTO tenants VALUES ('t1', 'w1'), ('t2', 'w1'), ('t9', 'w2'), ('t3', 'W1');"
     "INSERT INTO workspace_memberships VALUES ('u|1', 'w1', 'owner');"
-    "INSERT INTO tenant_memberships VALUES ('u|1', 't1', NULL);"
+    "INSERT INTO tenant_memberships VALUES ('u|1', 't1', NULL), ('u|1', 't3', NULL);"
     "INSERT INTO notes VALUES ('b', 't1', 'x'), ('a', 't1', 'x'), ('d', 't1', 'x'),"
-    "  ('c', 't1', 'x'), ('e', 't1', 'x'), ('f', 't2', 'x');"
+    "  ('c', 't1', 'x'), ('e', 't1', 'x'), ('f', 't2', 'x'), ('g', 't3', 'x');"
     "INSERT INTO files VALUES (x'00ff', 't1', 'one'), (x'0100', 't1', 'two'),"
     "  (x'02', 't2', 'foreign');";
 
@@ -162,6 +162,26 @@ int main(void) {
         f.after = d->next_after;
     } while (d->has_more && n < 10);
     CHECK(n == 2);
+    tg_ctx_close(ctx);
+
+    /* tenant t3's workspace is 'W1', equal to the context's 'w1' only under the column's
+     * NOCASE collation: keys compare by type and bytes, so t3 is not in workspace w1, in
+     * the first decision of a context (its one statement) as in a repeated one */
+    tg_ctx_options t3 = {tg_key_text("u|1"), tg_key_text("w1"), tg_key_text("t3"), 0};
+    CHECK(tg_ctx_open(eng, &t3, &ctx) == TG_OK);
+    q.family = "Note";
+    q.path = TG_PATH_DETAIL;
+    q.id = tg_key_text("g");
+    q.ids = NULL;
+    q.n_ids = 0;
+    for (int i = 0; i < 2; i++)
+        CHECK(tg_ctx_resolve(ctx, &q, &d) == TG_OK && d->status == 404 && d->n_records == 0 &&
+              strcmp(d->reason, "tenant_not_in_workspace") == 0);
+    tg_ctx_close(ctx);
+    CHECK(tg_ctx_open(eng, &t3, &ctx) == TG_OK);
+    r.after = (tg_value){0};
+    CHECK(tg_ctx_resolve(ctx, &r, &d) == TG_OK && d->status == 404 &&
+          strcmp(d->reason, "tenant_not_in_workspace") == 0);
     tg_ctx_close(ctx);
 
     /* context keys of the wrong type, or missing */

@@ -331,18 +331,23 @@ static int check_targets(tg_engine *eng, const tg__target *t, size_t n) {
 
 /* ---- phase 1: add_columns / drop_columns ---- */
 
-/* 1 when `table` was created STRICT (its columns then need one of SQLite's strict types). */
-static int is_strict(sqlite3 *db, const char *table) {
+/* The integer a one-row query about `table` (bound as ?1) answers; 0 when it cannot run or
+ * has no row. The schema questions below, and is_strict. */
+static int table_flag(sqlite3 *db, const char *query, const char *table) {
     sqlite3_stmt *q;
-    int yes = 0;
-    if (sqlite3_prepare_v2(db, "SELECT strict FROM pragma_table_list WHERE name = ?1", -1, &q,
-                           NULL) != SQLITE_OK)
+    int v = 0;
+    if (sqlite3_prepare_v2(db, query, -1, &q, NULL) != SQLITE_OK)
         return 0;
     sqlite3_bind_text(q, 1, table, -1, SQLITE_STATIC);
     if (sqlite3_step(q) == SQLITE_ROW)
-        yes = sqlite3_column_int(q, 0);
+        v = sqlite3_column_int(q, 0);
     sqlite3_finalize(q);
-    return yes;
+    return v;
+}
+
+/* 1 when `table` was created STRICT (its columns then need one of SQLite's strict types). */
+static int is_strict(sqlite3 *db, const char *table) {
+    return table_flag(db, "SELECT strict FROM pragma_table_list WHERE name = ?1", table);
 }
 
 /* The type the new workspace column is declared with: that of the workspaces' key, so a key
@@ -414,18 +419,10 @@ static int drop_triggers_on(tg_engine *eng, const char *t, tg__buf *sql) {
 
 /* 1 when phase 3 rebuilt `table`: its definition carries the composite foreign key. */
 static int phase3_applied(sqlite3 *db, const char *table) {
-    sqlite3_stmt *q;
-    int yes = 0;
-    if (sqlite3_prepare_v2(db,
-                           "SELECT instr(sql, 'tenantguard_tenant_workspace') > 0 FROM sqlite_schema "
-                           "WHERE type = 'table' AND name = ?1",
-                           -1, &q, NULL) != SQLITE_OK)
-        return 0;
-    sqlite3_bind_text(q, 1, table, -1, SQLITE_STATIC);
-    if (sqlite3_step(q) == SQLITE_ROW)
-        yes = sqlite3_column_int(q, 0);
-    sqlite3_finalize(q);
-    return yes;
+    return table_flag(db,
+                      "SELECT instr(sql, 'tenantguard_tenant_workspace') > 0 FROM sqlite_schema "
+                      "WHERE type = 'table' AND name = ?1",
+                      table);
 }
 
 static int drop_columns(tg_engine *eng, const tg__target *tt, size_t n) {
@@ -1168,18 +1165,10 @@ done:
 
 /* 1 when the phase 1.5 triggers of `table` are installed. */
 static int has_write_triggers(sqlite3 *db, const char *table) {
-    sqlite3_stmt *q;
-    int yes = 0;
-    if (sqlite3_prepare_v2(db,
-                           "SELECT count(*) FROM sqlite_schema WHERE type = 'trigger' AND "
-                           "tbl_name = ?1 AND name = 'tenantguard_' || ?1 || '_insert_bind'",
-                           -1, &q, NULL) != SQLITE_OK)
-        return 0;
-    sqlite3_bind_text(q, 1, table, -1, SQLITE_STATIC);
-    if (sqlite3_step(q) == SQLITE_ROW)
-        yes = sqlite3_column_int(q, 0) > 0;
-    sqlite3_finalize(q);
-    return yes;
+    return table_flag(db,
+                      "SELECT count(*) > 0 FROM sqlite_schema WHERE type = 'trigger' AND "
+                      "tbl_name = ?1 AND name = 'tenantguard_' || ?1 || '_insert_bind'",
+                      table);
 }
 
 static int enforce_constraints(tg_engine *eng, const tg__target *t, size_t n) {

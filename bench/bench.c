@@ -237,3 +237,28 @@ int main(int argc, char **argv) {
         fclose(json_out);
     return rc;
 }
+
+int64_t *bench_int64s(sqlite3 *db, const char *sql, int64_t tenant, size_t *n) {
+    sqlite3_stmt *st;
+    *n = 0;
+    if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK)
+        return NULL;
+    if (sqlite3_bind_parameter_count(st) > 0)
+        sqlite3_bind_int64(st, 1, tenant);
+    size_t cap = 1024;
+    int64_t *v = malloc(cap * sizeof *v);
+    while (v && sqlite3_step(st) == SQLITE_ROW) {
+        if (*n == cap) {
+            int64_t *more = realloc(v, (cap *= 2) * sizeof *v);
+            if (!more) {
+                free(v);
+                v = NULL;
+                break;
+            }
+            v = more;
+        }
+        v[(*n)++] = sqlite3_column_int64(st, 0);
+    }
+    sqlite3_finalize(st);
+    return v;
+}

@@ -62,4 +62,8 @@ int bench_second_schema(const char *path, long rows);
 int bench_rollout(const bench_cfg *cfg);
 int bench_snapshot(const bench_cfg *cfg);
 
+/* The integer first column of every row `sql` returns, with `tenant` bound to ?1 when the
+ * statement has a parameter; malloc'd (the caller frees), NULL on failure. */
+int64_t *bench_int64s(sqlite3 *db, const char *sql, int64_t tenant, size_t *n);
+
 #endif

@@ -117,30 +117,6 @@ typedef struct kside {
     char sink[4096];
 } kside;
 
-static int64_t *ids_of(sqlite3 *db, const char *sql, int64_t tenant, size_t *n) {
-    sqlite3_stmt *st;
-    *n = 0;
-    if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK)
-        return NULL;
-    sqlite3_bind_int64(st, 1, tenant);
-    size_t cap = 1024;
-    int64_t *v = malloc(cap * sizeof *v);
-    while (v && sqlite3_step(st) == SQLITE_ROW) {
-        if (*n == cap) {
-            int64_t *more = realloc(v, (cap *= 2) * sizeof *v);
-            if (!more) {
-                free(v);
-                v = NULL;
-                break;
-            }
-            v = more;
-        }
-        v[(*n)++] = sqlite3_column_int64(st, 0);
-    }
-    sqlite3_finalize(st);
-    return v;
-}
-
 static void kside_close(kside *s) {
     sqlite3_finalize(s->decide);
     sqlite3_finalize(s->pk);
@@ -165,9 +141,9 @@ static int kside_open(kside *s, const profile *p, int quiet) {
         fprintf(stderr, "prepare: %s\n", sqlite3_errmsg(s->db));
         return 1;
     }
-    s->ids = ids_of(s->db, p->ids_sql, p->tenant, &s->n_ids);
-    s->foreign = ids_of(s->db, p->ids_sql, p->tenant_other, &s->n_foreign);
-    s->other_ws = ids_of(s->db, p->ids_sql, p->tenant_other_ws, &s->n_other_ws);
+    s->ids = bench_int64s(s->db, p->ids_sql, p->tenant, &s->n_ids);
+    s->foreign = bench_int64s(s->db, p->ids_sql, p->tenant_other, &s->n_foreign);
+    s->other_ws = bench_int64s(s->db, p->ids_sql, p->tenant_other_ws, &s->n_other_ws);
     if (!s->n_ids || !s->n_foreign || !s->n_other_ws) {
         fprintf(stderr, "%s: no records in tenants %lld, %lld, %lld\n", p->title,
                 (long long)p->tenant, (long long)p->tenant_other, (long long)p->tenant_other_ws);

@@ -46,29 +46,6 @@ typedef struct snap_side {
     char sink[4096];
 } snap_side;
 
-static int64_t *ids_of(sqlite3 *db, const char *sql, size_t *n) {
-    sqlite3_stmt *st;
-    *n = 0;
-    if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK)
-        return NULL;
-    size_t cap = 1024;
-    int64_t *v = malloc(cap * sizeof *v);
-    while (v && sqlite3_step(st) == SQLITE_ROW) {
-        if (*n == cap) {
-            int64_t *more = realloc(v, (cap *= 2) * sizeof *v);
-            if (!more) {
-                free(v);
-                v = NULL;
-                break;
-            }
-            v = more;
-        }
-        v[(*n)++] = sqlite3_column_int64(st, 0);
-    }
-    sqlite3_finalize(st);
-    return v;
-}
-
 /* The next group of requests: the same for both sides. */
 static void make_group(snap_side *s, uint64_t *seed) {
     for (int i = 0; i < GROUP; i++) {
@@ -325,8 +302,8 @@ int bench_snapshot(const bench_cfg *cfg) {
     int rc = 1;
     if (bench_open_sides(cfg->db, cfg->rules, "snapshot", 0, &s.eng, &s.db))
         goto done;
-    s.ids = ids_of(s.db, "SELECT id FROM policies WHERE tenant_id = 1", &s.n_ids);
-    s.foreign = ids_of(s.db, "SELECT id FROM policies WHERE tenant_id = 2", &s.n_foreign);
+    s.ids = bench_int64s(s.db, "SELECT id FROM policies WHERE tenant_id = 1", 0, &s.n_ids);
+    s.foreign = bench_int64s(s.db, "SELECT id FROM policies WHERE tenant_id = 2", 0, &s.n_foreign);
     if (!s.ids || !s.foreign || !s.n_ids || !s.n_foreign) {
         fprintf(stderr, "snapshot bench: no policies in tenants 1 and 2\n");
         goto done;

@@ -376,21 +376,30 @@ static void scope_select(const tg__dialect *d, const tg_app *a, int with_workspa
     if (ws_in_sql)
         tg__sqlf(b, d, " AND +tg_t.%I = ?%d COLLATE BINARY", a->tenants.workspace,
                  TG__P_WORKSPACE);
+    /* Gated, a lookup's key is NULL when the check before it failed ("CASE WHEN passed
+     * THEN key END"): SQLite tests an equality key for NULL before it seeks, so a failed
+     * check costs the rest of the chain a jump, where a condition beside the key would be
+     * tested only after the seek. */
     tg__sqlf(b, d, " LEFT JOIN %I AS tg_tm ON ", a->tenant_members.table);
+    tg__sqlf(b, d, "tg_tm.%I = ?%d AND tg_tm.%I = ", a->tenant_members.user, TG__P_USER,
+             a->tenant_members.tenant);
     if (ws_in_sql) {
+        tg__buf_add(b, "CASE WHEN ");
         row_mark(d, b, "tg_t", m->tenant, a->tenants.id);
-        tg__buf_add(b, " IS NOT NULL AND ");
+        tg__sqlf(b, d, " IS NOT NULL THEN ?%d END", TG__P_TENANT);
     } else if (gate)
-        tg__sqlf(b, d, "tg_t.%I = ?%d AND ", a->tenants.workspace, TG__P_WORKSPACE);
-    tg__sqlf(b, d, "tg_tm.%I = ?%d AND tg_tm.%I = ?%d", a->tenant_members.user, TG__P_USER,
-             a->tenant_members.tenant, TG__P_TENANT);
+        tg__sqlf(b, d, "CASE WHEN tg_t.%I = ?%d THEN ?%d END", a->tenants.workspace,
+                 TG__P_WORKSPACE, TG__P_TENANT);
+    else
+        tg__sqlf(b, d, "?%d", TG__P_TENANT);
     if (record) {
-        tg__sqlf(b, d, " LEFT JOIN %I AS r ON ", record->table);
+        tg__sqlf(b, d, " LEFT JOIN %I AS r ON r.%I = ", record->table, record->id);
         if (gate) {
+            tg__buf_add(b, "CASE WHEN ");
             row_mark(d, b, "tg_tm", m->tenant_member, a->tenant_members.user);
-            tg__buf_add(b, " IS NOT NULL AND ");
-        }
-        tg__sqlf(b, d, "r.%I = ?%d", record->id, TG__P_ID);
+            tg__sqlf(b, d, " IS NOT NULL THEN ?%d END", TG__P_ID);
+        } else
+            tg__sqlf(b, d, "?%d", TG__P_ID);
         record_filter(d, record, "r", b);
     }
     if (gate) {

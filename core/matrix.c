@@ -37,6 +37,36 @@ static const struct {
      "a path or exception that declares no capability grants every role"},
 };
 
+static int any_path(const tg_rules *r, tg_path_type p) {
+    for (size_t i = 0; i < r->n_families; i++)
+        if (r->families[i].paths[p].declared)
+            return 1;
+    return 0;
+}
+
+const char *tg_mutation_lacking(const tg_rules *r, const char *mutation) {
+    if (!r || !mutation)
+        return NULL;
+    if (strcmp(mutation, "ignore_canonical_owner") == 0)
+        return any_path(r, TG_PATH_CANONICAL_VIEWER) ? NULL : "no canonical_viewer path";
+    if (strcmp(mutation, "search_widens_to_workspace") == 0 ||
+        strcmp(mutation, "like_unescaped") == 0)
+        return any_path(r, TG_PATH_GLOBAL_SEARCH) ? NULL : "no global_search path";
+    if (strcmp(mutation, "skip_relation_owner_check") == 0)
+        return any_path(r, TG_PATH_RELATION_MANAGER) ? NULL : "no relation_manager path";
+    if (strcmp(mutation, "skip_bulk_congruence") == 0)
+        return any_path(r, TG_PATH_BULK_ACTION) ? NULL : "no bulk_action path";
+    if (strcmp(mutation, "update_any_tenant") == 0)
+        return any_path(r, TG_PATH_ROW_ACTION) ? NULL : "no row_action path";
+    if (strcmp(mutation, "exception_skips_checks") == 0) {
+        for (size_t i = 0; i < r->n_exceptions; i++)
+            if (r->exceptions[i].table)
+                return NULL;
+        return "no scope exception with a table";
+    }
+    return NULL; /* lists, membership, entitlement, capabilities: every rule set has them */
+}
+
 const char *tg_mutation_name(size_t i, const char **description) {
     if (i + 1 >= sizeof mutations / sizeof mutations[0])
         return NULL;
@@ -667,6 +697,8 @@ static int run_matrix(tg_engine *eng, const char *mutation, tg_matrix_report **o
         return TG_NOMEM;
     expand(&eng->rules->pub, rep);
     rep->pub.mutation = mutation ? keep(rep, mutation) : NULL;
+    const char *lacks = tg_mutation_lacking(tg_engine_rules(eng), mutation);
+    rep->pub.not_applicable = lacks ? keep(rep, lacks) : NULL;
     fixture fx = {0};
     fx.eng = eng;
     fx.r = &eng->rules->pub;

@@ -64,6 +64,7 @@ static void push_report(lua_State *L, const tg_matrix_report *r, int with_result
         lua_pushinteger(L, (lua_Integer)r->failed);
         lua_setfield(L, -2, "failed");
         set_str(L, "mutation", r->mutation);
+        set_str(L, "not_applicable", r->not_applicable);
     }
 }
 

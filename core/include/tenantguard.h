@@ -756,6 +756,10 @@ typedef struct tg_matrix_report {
     size_t n_results;
     size_t passed, failed;
     const char *mutation; /* NULL for the plain run */
+    /* With a mutation these rules cannot express (see tg_mutation_lacking): what they lack,
+     * e.g. "no global_search path". Such a run fails nothing and proves nothing: it is
+     * neither caught nor a survivor. NULL when the mutation applies. */
+    const char *not_applicable;
 } tg_matrix_report;
 
 /* The scenarios the rules define: the standard set derived from each family's paths and
@@ -776,6 +780,9 @@ TG_API void tg_matrix_free(tg_matrix_report *r);
 
 /* The i-th mutation's name and description, NULL past the end. */
 TG_API const char *tg_mutation_name(size_t i, const char **description);
+/* NULL when `mutation` weakens something rules r have, else the feature they lack (a static
+ * string): a rule set without a global_search path cannot show search mutants caught. */
+TG_API const char *tg_mutation_lacking(const tg_rules *r, const char *mutation);
 
 /* ---- the decision log ------------------------------------------------------------------------ */
 

@@ -160,35 +160,6 @@ static void check_all_pass(const tg_matrix_report *r, const char *label) {
 
 /* ---- which mutation needs which feature of the rules ---- */
 
-static int any_path(const tg_rules *r, tg_path_type p) {
-    for (size_t i = 0; i < r->n_families; i++)
-        if (r->families[i].paths[p].declared)
-            return 1;
-    return 0;
-}
-
-/* NULL when the mutation applies to these rules, else the feature they lack. */
-static const char *lacking(const tg_rules *r, const char *mutation) {
-    if (strcmp(mutation, "ignore_canonical_owner") == 0)
-        return any_path(r, TG_PATH_CANONICAL_VIEWER) ? NULL : "no canonical_viewer path";
-    if (strcmp(mutation, "search_widens_to_workspace") == 0 ||
-        strcmp(mutation, "like_unescaped") == 0)
-        return any_path(r, TG_PATH_GLOBAL_SEARCH) ? NULL : "no global_search path";
-    if (strcmp(mutation, "skip_relation_owner_check") == 0)
-        return any_path(r, TG_PATH_RELATION_MANAGER) ? NULL : "no relation_manager path";
-    if (strcmp(mutation, "skip_bulk_congruence") == 0)
-        return any_path(r, TG_PATH_BULK_ACTION) ? NULL : "no bulk_action path";
-    if (strcmp(mutation, "update_any_tenant") == 0)
-        return any_path(r, TG_PATH_ROW_ACTION) ? NULL : "no row_action path";
-    if (strcmp(mutation, "exception_skips_checks") == 0) {
-        for (size_t i = 0; i < r->n_exceptions; i++)
-            if (r->exceptions[i].table)
-                return NULL;
-        return "no scope exception with a table";
-    }
-    return NULL; /* lists, membership, entitlement, capabilities: every rule set has them */
-}
-
 /* Runs every mutation; those that apply must be caught. Returns how many applied. */
 static size_t check_mutations(tg_engine *eng, const char *label, int print_skipped) {
     const tg_rules *rules = tg_engine_rules(eng);
@@ -205,7 +176,10 @@ static size_t check_mutations(tg_engine *eng, const char *label, int print_skipp
         }
         CHECK(r->mutation && strcmp(r->mutation, name) == 0);
         CHECK(r->passed + r->failed == r->n_results);
-        const char *why = lacking(rules, name);
+        const char *why = tg_mutation_lacking(rules, name);
+        /* the report says so too: a run that cannot apply is neither caught nor survived */
+        CHECK((why == NULL) == (r->not_applicable == NULL));
+        CHECK(!why || strcmp(why, r->not_applicable) == 0);
         if (why) {
             if (print_skipped)
                 printf("mutation %s not checked: the small rules have %s\n", name, why);

@@ -513,48 +513,36 @@ usage: tenantguard worker --db FILE [--rules DIR] [--max-seconds N] [--max-batch
 
 Executes queued backfill work in batches until none is left (or a limit is reached). Safe
 to run as several processes at once and to kill at any moment: a new worker resumes where
-the last committed batch ended. Shows a progress bar with rate and ETA on a terminal,
-plain lines otherwise. Ctrl-C stops it once the batch in progress has committed (exit 130;
-a second Ctrl-C ends it at once, which is safe too).]]
+the last committed batch ended. Progress goes to stderr (--quiet: none): on a terminal one
+bar that fits its width (COLUMNS, else the terminal's, else 80), in color unless NO_COLOR
+is set; otherwise one plain line a second. The rate (rows/s) and the ETA are over
+wall-clock time, pauses included; done never shows more than the total. The summary goes
+to stdout. Ctrl-C stops it once the batch in progress has committed (exit 130; a second
+Ctrl-C ends it at once, which is safe too).]]
 
-local function is_tty()
-  local ok, _, code = os.execute("test -t 1")
+-- Whether stderr (where the progress goes) is a terminal.
+local function stderr_is_tty()
+  local ok, _, code = os.execute("test -t 2")
   return ok == true or code == 0
 end
 
 command("worker", { db = "text", rules = "text", ["max-seconds"] = "seconds",
   ["max-batches"] = POSITIVE, quiet = "flag" }, function(opts)
   local eng = open_engine(opts)
-  local tty = is_tty()
-  local last_line, last_table = 0, nil
-  local function progress(p)
+  local progress = require "tenantguard.progress"
+  local tty = stderr_is_tty()
+  local meter = progress.meter { tty = tty, color = progress.use_color(tty),
+    width = tty and progress.terminal_width() or progress.DEFAULT_WIDTH,
+    write = function(text) io.stderr:write(text) io.stderr:flush() end }
+  local function on_progress(p)
     if signal.interrupted() then return false end
-    if opts.quiet then return end
-    local frac = p.run_total > 0 and math.min(1, p.run_done / p.run_total) or 1
-    local eta = p.rows_per_second > 0 and (p.run_total - p.run_done) / p.rows_per_second or 0
-    if tty then
-      local width = 30
-      local filled = math.floor(frac * width + 0.5)
-      io.stdout:write(("\r[%s%s] %5.1f%% %9d/%d rows  %8.0f rows/s  ETA %5.1fs  %-22s")
-        :format(("#"):rep(filled), ("."):rep(width - filled), frac * 100, p.run_done,
-          p.run_total, p.rows_per_second, math.max(0, eta), p.table))
-      io.stdout:flush()
-    else
-      local now = os.time()
-      if p.table ~= last_table or now - last_line >= 1 then
-        printf("run %d: %s %d/%d (run %d/%d rows, %.0f rows/s, batch %d rows in %.1f ms)\n",
-          p.run, p.table, p.table_done, p.table_total, p.run_done, p.run_total,
-          p.rows_per_second, p.batch_rows, p.batch_ms)
-        io.stdout:flush()
-        last_line, last_table = now, p.table
-      end
-    end
+    if not opts.quiet then meter:update(p) end
   end
   signal.trap()
-  local r, msg = eng:work { progress = progress, max_seconds = opts["max-seconds"],
+  local r, msg = eng:work { progress = on_progress, max_seconds = opts["max-seconds"],
     max_batches = opts["max-batches"] }
   signal.default()
-  if tty and not opts.quiet then io.stdout:write("\n") end
+  if not opts.quiet then meter:finish() end
   if not r then
     eng:close()
     return failed("worker", msg)

@@ -188,7 +188,7 @@ function M.meter(o)
   local self = {
     tty = o.tty, color = o.color and o.tty, write = o.write,
     clock = o.clock or M.clock, interval = o.interval or 1, redraw = o.redraw or 0.1,
-    width = o.width or M.DEFAULT_WIDTH, rows = 0, shown = false,
+    width = o.width or M.DEFAULT_WIDTH, rows = 0,
     min_elapsed = o.min_elapsed or 1,
   }
   self.t0 = self.clock()
@@ -213,7 +213,6 @@ function M.meter(o)
     else
       self.write(M.plain(p.run_done, p.run_total, elapsed, nil, opts) .. "\n")
     end
-    self.shown = true
   end
 
   -- One progress report from the worker (a batch committed).

@@ -754,7 +754,9 @@ command("matrix", { db = "text", rules = "text", json = "flag", junit = "text", 
     usage_error("--list runs nothing: it does not go with --junit, --mutate, --strict or "
       .. "--verbose")
   end
-  if opts.list and opts.log then usage_error("--list decides nothing: it does not go with --log") end
+  if opts.list and opts.log then
+    usage_error("--list decides nothing: it does not go with --log")
+  end
   local eng = open_engine(opts)
   local rules = eng:rules()
   if opts.list then

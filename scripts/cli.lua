@@ -318,17 +318,30 @@ usage: tenantguard resolve --db FILE --user U --workspace W [--tenant T]
                            (--family NAME | --exception NAME) --path PATH
                            [--id K | --ids K1,K2,...] [--owner K] [--query TEXT]
                            [--limit N] [--after K] [--capability CAP] [--rules DIR] [--json]
+                           [--log FILE]
 
 Prints the decision tenantguard makes for one request: status, reason, and the records it
 returns. PATH is one of index, detail, row_action, bulk_action, relation_manager,
 global_search, canonical_viewer. Keys (U, W, T, K) are integers when they parse as 64-bit
-integers and text otherwise; "text:42" is the text 42. Exit 0 when a decision was made
+integers and text otherwise; "text:42" is the text 42. --log FILE appends the decision to
+FILE as a JSON line (`tenantguard log FILE` summarises it). Exit 0 when a decision was made
 (whatever its status).]]
+
+-- --log FILE: the engine appends each decision to FILE as a JSON line. A file that cannot be
+-- opened stops the command before it decides anything (exit 2).
+local function decision_log(eng, path)
+  if not path then return end
+  local ok, err = eng:set_decision_log(path)
+  if not ok then
+    eng:close()
+    error(err, 0)
+  end
+end
 
 command("resolve", { db = "text", user = "key", workspace = "key", tenant = "key",
   family = "text", exception = "text", path = "text", id = "key", ids = "keys", owner = "key",
   query = "text", limit = POSITIVE, after = "key", capability = "text", rules = "text",
-  json = "flag" }, function(opts)
+  json = "flag", log = "text" }, function(opts)
   for _, need in ipairs { "db", "user", "workspace", "path" } do
     if opts[need] == nil then usage_error("--" .. need .. " is required") end
   end
@@ -336,6 +349,7 @@ command("resolve", { db = "text", user = "key", workspace = "key", tenant = "key
     usage_error("give one of --family NAME or --exception NAME")
   end
   local eng = tg.open { rules = rules_dir(opts), db = existing_db(opts) }
+  decision_log(eng, opts.log)
   local ctx = eng:context { user = opts.user, workspace = opts.workspace, tenant = opts.tenant }
   local d, err = ctx:resolve { family = opts.family, exception = opts.exception,
     path = opts.path, id = opts.id, ids = opts.ids, owner = opts.owner, query = opts.query,
@@ -513,48 +527,36 @@ usage: tenantguard worker --db FILE [--rules DIR] [--max-seconds N] [--max-batch
 
 Executes queued backfill work in batches until none is left (or a limit is reached). Safe
 to run as several processes at once and to kill at any moment: a new worker resumes where
-the last committed batch ended. Shows a progress bar with rate and ETA on a terminal,
-plain lines otherwise. Ctrl-C stops it once the batch in progress has committed (exit 130;
-a second Ctrl-C ends it at once, which is safe too).]]
+the last committed batch ended. Progress goes to stderr (--quiet: none): on a terminal one
+bar that fits its width (COLUMNS, else the terminal's, else 80), in color unless NO_COLOR
+is set; otherwise one plain line a second. The rate (rows/s) and the ETA are over
+wall-clock time, pauses included; done never shows more than the total. The summary goes
+to stdout. Ctrl-C stops it once the batch in progress has committed (exit 130; a second
+Ctrl-C ends it at once, which is safe too).]]
 
-local function is_tty()
-  local ok, _, code = os.execute("test -t 1")
+-- Whether stderr (where the progress goes) is a terminal.
+local function stderr_is_tty()
+  local ok, _, code = os.execute("test -t 2")
   return ok == true or code == 0
 end
 
 command("worker", { db = "text", rules = "text", ["max-seconds"] = "seconds",
   ["max-batches"] = POSITIVE, quiet = "flag" }, function(opts)
   local eng = open_engine(opts)
-  local tty = is_tty()
-  local last_line, last_table = 0, nil
-  local function progress(p)
+  local progress = require "tenantguard.progress"
+  local tty = stderr_is_tty()
+  local meter = progress.meter { tty = tty, color = progress.use_color(tty),
+    width = tty and progress.terminal_width() or progress.DEFAULT_WIDTH,
+    write = function(text) io.stderr:write(text) io.stderr:flush() end }
+  local function on_progress(p)
     if signal.interrupted() then return false end
-    if opts.quiet then return end
-    local frac = p.run_total > 0 and math.min(1, p.run_done / p.run_total) or 1
-    local eta = p.rows_per_second > 0 and (p.run_total - p.run_done) / p.rows_per_second or 0
-    if tty then
-      local width = 30
-      local filled = math.floor(frac * width + 0.5)
-      io.stdout:write(("\r[%s%s] %5.1f%% %9d/%d rows  %8.0f rows/s  ETA %5.1fs  %-22s")
-        :format(("#"):rep(filled), ("."):rep(width - filled), frac * 100, p.run_done,
-          p.run_total, p.rows_per_second, math.max(0, eta), p.table))
-      io.stdout:flush()
-    else
-      local now = os.time()
-      if p.table ~= last_table or now - last_line >= 1 then
-        printf("run %d: %s %d/%d (run %d/%d rows, %.0f rows/s, batch %d rows in %.1f ms)\n",
-          p.run, p.table, p.table_done, p.table_total, p.run_done, p.run_total,
-          p.rows_per_second, p.batch_rows, p.batch_ms)
-        io.stdout:flush()
-        last_line, last_table = now, p.table
-      end
-    end
+    if not opts.quiet then meter:update(p) end
   end
   signal.trap()
-  local r, msg = eng:work { progress = progress, max_seconds = opts["max-seconds"],
+  local r, msg = eng:work { progress = on_progress, max_seconds = opts["max-seconds"],
     max_batches = opts["max-batches"] }
   signal.default()
-  if tty and not opts.quiet then io.stdout:write("\n") end
+  if not opts.quiet then meter:finish() end
   if not r then
     eng:close()
     return failed("worker", msg)
@@ -607,7 +609,7 @@ end)
 
 usage.matrix = [[
 usage: tenantguard matrix --db FILE [--rules DIR] [--json] [--junit FILE] [--list]
-                          [--mutate] [--strict] [--verbose]
+                          [--mutate] [--strict] [--verbose] [--log FILE]
 
 Runs the guard-scenario matrix the rules define against the database, inside a
 transaction that is rolled back (nothing persists), and prints each scenario's result,
@@ -616,7 +618,8 @@ exception checks no scenario exercises, and drift (tables with the tenant column
 rule covers). --list prints the scenarios without running them. --mutate weakens the
 enforcement one way at a time and reruns the matrix for each: every mutant must make at
 least one scenario fail; survivors are listed. Exit 1 on any failing scenario or surviving
-mutant (with --strict, also on coverage gaps and drift).]]
+mutant (with --strict, also on coverage gaps and drift). --log FILE appends every decision
+of the matrix run (not of the mutants) to FILE as JSON lines.]]
 
 local function outcome_text(o)
   if o == "hidden_or_disabled_without_side_effect" then return "hidden" end
@@ -746,10 +749,13 @@ local function print_results(results, verbose)
 end
 
 command("matrix", { db = "text", rules = "text", json = "flag", junit = "text", list = "flag",
-  mutate = "flag", strict = "flag", verbose = "flag" }, function(opts)
+  mutate = "flag", strict = "flag", verbose = "flag", log = "text" }, function(opts)
   if opts.list and (opts.junit or opts.mutate or opts.strict or opts.verbose) then
     usage_error("--list runs nothing: it does not go with --junit, --mutate, --strict or "
       .. "--verbose")
+  end
+  if opts.list and opts.log then
+    usage_error("--list decides nothing: it does not go with --log")
   end
   local eng = open_engine(opts)
   local rules = eng:rules()
@@ -765,8 +771,10 @@ command("matrix", { db = "text", rules = "text", json = "flag", junit = "text", 
     printf("%d scenarios (* declared in the rules)\n", #rows)
     return 0
   end
+  decision_log(eng, opts.log)
   local t0 = os.clock()
   local results, err = eng:run_matrix()
+  if opts.log then eng:set_decision_log(nil) end -- the mutants' decisions are not logged
   if not results then
     eng:close()
     return failed("matrix", err)
@@ -817,6 +825,34 @@ command("matrix", { db = "text", rules = "text", json = "flag", junit = "text", 
   end
   if n_failed > 0 or #survivors > 0 then return EXIT_FINDINGS end
   if opts.strict and (#gaps > 0 or #drift > 0) then return EXIT_FINDINGS end
+  return EXIT_OK
+end)
+
+-- ---------------------------------------------------------------------------------------
+usage.log = [[
+usage: tenantguard log FILE [--json] [--top N]
+
+Summarises a JSON-lines decision log (written by resolve --log, matrix --log or
+eng:set_decision_log(path); FILE - reads standard input): decisions by status, by reason,
+by family and by path, and the users and the tenants with the most 404s (the top N,
+default 10), since a spike of wrong-tenant 404s is how an attack or a broken link shows
+up. Lines that are not decisions are counted and the first few listed by line number.
+Exit 0 when the log was read (malformed lines included), 2 when FILE cannot be read.]]
+
+command("log", { json = "flag", top = POSITIVE,
+  { min = 1, max = 1, name = "FILE", missing = "needs one FILE (a JSON-lines decision log)" } },
+function(opts, pos)
+  local logsum = require "tenantguard.logsum"
+  local s, err, why = logsum.file(pos[1], { top = opts.top })
+  if not s then
+    if why == "missing" then usage_error("no such decision log: " .. pos[1]) end
+    error(err, 0)
+  end
+  if opts.json then
+    print(json.encode(logsum.shape(s, json.array)))
+  else
+    print(logsum.report(s))
+  end
   return EXIT_OK
 end)
 
@@ -941,7 +977,7 @@ end)
 
 -- ---------------------------------------------------------------------------------------
 local order = { "demo", "lint", "rules", "resolve", "rollout", "backfill", "worker", "validate",
-  "matrix", "checks", "refdb" }
+  "matrix", "log", "checks", "refdb" }
 
 local SUMMARY = {
   demo = "the whole story on a fresh reference database, step by step",
@@ -953,6 +989,7 @@ local SUMMARY = {
   worker = "execute queued backfill work in batches",
   validate = "the post-rollout checks, all of which must be zero",
   matrix = "run the guard-scenario matrix (and its mutation check)",
+  log = "summarise a JSON-lines decision log (statuses, reasons, who gets 404s)",
   checks = "list every check code",
   refdb = "create the reference database (the only command that creates one)",
 }

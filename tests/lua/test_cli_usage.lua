@@ -400,7 +400,7 @@ cd %s
 env --default-signal=INT %s worker --db %s >out 2>err &
 pid=$!
 i=0
-while [ ! -s out ] && [ $i -lt 600 ]; do sleep 0.1; i=$((i+1)); done
+while [ ! -s err ] && [ $i -lt 600 ]; do sleep 0.1; i=$((i+1)); done
 kill -INT $pid
 wait $pid
 echo "rc=$?"

@@ -14,7 +14,7 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 
-PACKAGES="build-essential cmake pkg-config liblua5.4-dev lua5.4 lua-unit libsqlite3-dev sqlite3"
+PACKAGES="build-essential cmake pkg-config liblua5.4-dev lua5.4 lua-unit libsqlite3-dev sqlite3 luarocks"
 FUZZ_PACKAGES="clang libclang-rt-14-dev"   # libFuzzer: only `test` and `fuzz` need them
 
 ensure_packages() { # [extra packages...]

@@ -976,8 +976,28 @@ command("demo", { dir = "text", rows = ROWS, rules = "text" }, function(opts)
 end)
 
 -- ---------------------------------------------------------------------------------------
+usage.version = [[
+usage: tenantguard version [--rules DIR]
+       tenantguard --version [--rules DIR]
+
+Prints the version of the tenantguard library. With --rules DIR, also loads the rules of DIR
+and prints their rule version (the content hash the decision log and the matrix carry).]]
+
+command("version", { rules = "text" }, function(opts)
+  local r
+  if opts.rules then
+    local eng = tg.open { rules = rules_dir(opts) }
+    r = eng:rules()
+    eng:close()
+  end
+  printf("tenantguard %s\n", tg.VERSION)
+  if r then printf("rules %s version %s\n", r.dir, r.version) end
+  return EXIT_OK
+end)
+
+-- ---------------------------------------------------------------------------------------
 local order = { "demo", "lint", "rules", "resolve", "rollout", "backfill", "worker", "validate",
-  "matrix", "log", "checks", "refdb" }
+  "matrix", "log", "checks", "refdb", "version" }
 
 local SUMMARY = {
   demo = "the whole story on a fresh reference database, step by step",
@@ -992,6 +1012,7 @@ local SUMMARY = {
   log = "summarise a JSON-lines decision log (statuses, reasons, who gets 404s)",
   checks = "list every check code",
   refdb = "create the reference database (the only command that creates one)",
+  version = "print the library version (with --rules DIR, the rule version too)",
 }
 
 local function help(out)
@@ -1027,10 +1048,7 @@ local function main(args)
     help(io.stdout)
     return EXIT_OK
   end
-  if name == "--version" or name == "version" then
-    print("tenantguard " .. tg.VERSION)
-    return EXIT_OK
-  end
+  if name == "--version" then name = "version" end
   local cmd = commands[name]
   if not cmd then
     eprintf("tenantguard: unknown command '%s' (tenantguard --help lists them)\n", name)

@@ -606,10 +606,12 @@ static int bulk_checks(ex *e, tg__table_plan *tp, const char *fam, const tg_requ
         return s;
     if (first_bad >= 0) {
         *reason = bad;
-        e->decided = first_bad;
+        if (e->decided < 0)
+            e->decided = first_bad;
     } else if (first_missing >= 0) {
         *reason = "not_found";
-        e->decided = first_missing;
+        if (e->decided < 0)
+            e->decided = first_missing;
     }
     return TG_OK;
 }

@@ -433,9 +433,9 @@ static void filter_text(ex *e, const tg_row_filter *f) {
 
 /* The record with key id of tp in the route tenant's scope, as fetch_scoped decides it:
  * adds the record's items and sets *reason (NULL: in scope). `owner` makes it the owner
- * record of a relation (reasons owner_*); with via_col >= 0 the row's via column must hold
- * `via` (wrong_owner). `label` names the row ("Policy 42"). *item_at is the index of the
- * item that refused (or the last one). */
+ * record of a relation (reasons owner_*); with `via`, the row's column via_col must hold it
+ * (wrong_owner; via_col -1: no such column, never). Of a row of another tenant nothing more
+ * than that is read. */
 static int record_checks(ex *e, tg__table_plan *tp, const char *fam, const tg_value *id,
                          int owner, int via_col, const tg_value *via, const char **reason) {
     static const char *const plain[] = {"not_found", "foreign_tenant", "workspace_mismatch",
@@ -910,7 +910,6 @@ static int explain_family(ex *e, const tg_request *req, int extra) {
     }
     if (s != TG_OK)
         return s;
-    (void)reason;
     return capability_check(e, pname, need, extra, e->member ? role : NULL, from);
 }
 

@@ -614,7 +614,8 @@ TG_API TG_WUR int tg_ctx_update(tg_ctx *ctx, const char *family, const tg_value 
 typedef enum {
     TG_EXPLAIN_PASS, /* the check held */
     TG_EXPLAIN_FAIL, /* the check refused */
-    TG_EXPLAIN_SKIP  /* the check could not be evaluated (nothing to check it against) */
+    TG_EXPLAIN_SKIP  /* reserved: a check that cannot be evaluated (no route tenant to compare
+                      * a record with, say) is left out of the list today */
 } tg_explain_result;
 
 typedef struct tg_explain_check {

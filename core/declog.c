@@ -1,5 +1,6 @@
 /* The decision log: every decision goes to an optional callback and an optional file of
- * JSON lines (user, workspace, tenant, family, path, ids, status, reason, rule version). */
+ * JSON lines (user, workspace, tenant, family, path, ids, status, reason, rule version, and
+ * with TG_DECLOG_CHECK the check that decided, mapped from the reason). */
 #include "ctx.h"
 
 #include <string.h>
@@ -70,8 +71,55 @@ void tg__declog_emit(tg_engine *eng, const tg_decision_event *ev) {
     json_string(f, ev->reason);
     fputs(",\"rule_version\":", f);
     json_string(f, ev->rule_version);
+    if (eng->declog_flags & TG_DECLOG_CHECK) {
+        const char *check = tg_reason_check(ev->reason);
+        fputs(",\"check\":", f);
+        if (check)
+            json_string(f, check);
+        else
+            fputs("null", f);
+    }
     fputs("}\n", f);
 }
+
+/* The reasons the resolver and the write guard decide with, and the check each names. */
+static const struct {
+    const char *reason, *check;
+} reason_checks[] = {
+    {"ok", "capability"},
+    {"missing_capability", "capability"},
+    {"not_found", "record"},
+    {"foreign_tenant", "record"},
+    {"foreign_workspace", "record"},
+    {"workspace_mismatch", "record"},
+    {"wrong_owner", "record"},
+    {"not_member", "membership"},
+    {"not_entitled", "entitlement"},
+    {"tenant_not_in_workspace", "tenant_workspace"},
+    {"no_tenant_context", "tenant_context"},
+    {"owner_not_found", "owner"},
+    {"owner_foreign_tenant", "owner"},
+    {"owner_foreign_workspace", "owner"},
+    {"owner_workspace_mismatch", "owner"},
+    {"path_not_declared", "path"},
+    {"search_disabled", "path"},
+};
+
+const char *tg_reason_check(const char *reason) {
+    if (!reason)
+        return NULL;
+    for (size_t i = 0; i < sizeof reason_checks / sizeof *reason_checks; i++)
+        if (strcmp(reason, reason_checks[i].reason) == 0)
+            return reason_checks[i].check;
+    return NULL;
+}
+
+void tg_engine_set_decision_options(tg_engine *eng, unsigned flags) {
+    if (eng)
+        eng->declog_flags = flags & TG_DECLOG_CHECK;
+}
+
+unsigned tg_engine_decision_options(const tg_engine *eng) { return eng ? eng->declog_flags : 0; }
 
 void tg_engine_set_decision_sink(tg_engine *eng, tg_decision_sink sink, void *ud) {
     if (!eng)

@@ -14,6 +14,7 @@ struct tg_engine {
     tg_decision_sink sink;
     void *sink_ud;
     FILE *decision_file;
+    unsigned declog_flags; /* TG_DECLOG_* (tg_engine_set_decision_options) */
     struct tg_ctx *spare; /* a closed context whose storage the next one reuses */
     sqlite3 *db;
     char *db_path;

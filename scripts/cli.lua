@@ -384,6 +384,14 @@ command("resolve", { db = "text", user = "key", workspace = "key", tenant = "key
   return EXIT_OK
 end)
 
+-- explain: the body is in bindings/lua/tenantguard/explain.lua
+local explain = require "tenantguard.explain"
+usage.explain = explain.usage
+command("explain", explain.spec, function(opts)
+  return explain.run(opts, { tg = tg, json = json, rules_dir = rules_dir,
+    existing_db = existing_db, usage_error = usage_error })
+end)
+
 -- ---------------------------------------------------------------------------------------
 -- the rollout
 
@@ -996,14 +1004,15 @@ command("version", { rules = "text" }, function(opts)
 end)
 
 -- ---------------------------------------------------------------------------------------
-local order = { "demo", "lint", "rules", "resolve", "rollout", "backfill", "worker", "validate",
-  "matrix", "log", "checks", "refdb", "version" }
+local order = { "demo", "lint", "rules", "resolve", "explain", "rollout", "backfill", "worker",
+  "validate", "matrix", "log", "checks", "refdb", "version" }
 
 local SUMMARY = {
   demo = "the whole story on a fresh reference database, step by step",
   lint = "check rule scripts (and their mapping against a database)",
   rules = "print what the rules describe",
   resolve = "the decision for one request",
+  explain = "every check of one request and the one that decided it",
   rollout = "run one schema phase of the workspace_id rollout",
   backfill = "dry-run, queue or control the workspace_id backfill",
   worker = "execute queued backfill work in batches",

@@ -98,49 +98,132 @@ static const char *const request_fields[] = {"family", "exception", "path",  "id
                                              "ids",    "owner",     "query", "limit",
                                              "after",  "capability", NULL};
 
+/* Reads the request table at argument 2 into *req (what: "resolve", "explain"). Everything
+ * req points to is anchored by the copy of the table and the ids userdata on the stack.
+ * Returns 1 when the request names one record (the decision carries `record`). */
+static int check_request(lua_State *L, lctx *c, const char *what, tg_request *req) {
+    int t = tgl_fields(L, 2, what, request_fields);
+    memset(req, 0, sizeof *req);
+    req->family = tgl_field_string(L, t, what, "family");
+    req->exception = tgl_field_string(L, t, what, "exception");
+    if (!req->family && !req->exception)
+        return luaL_error(L, "%s needs 'family' (or 'exception')", what);
+    if (req->family && req->exception)
+        return luaL_error(L, "%s takes 'family' or 'exception', not both", what);
+    const char *path = tgl_field_string(L, t, what, "path");
+    if (!path)
+        return luaL_error(L, "%s needs 'path'", what);
+    int pi = tg_path_type_index(path);
+    if (pi < 0)
+        return luaL_error(L, "%s: unknown path '%s'", what, path);
+    req->path = (tg_path_type)pi;
+    lua_Integer v;
+    tgl_field_key(L, t, what, "id", &req->id);
+    tgl_field_key(L, t, what, "owner", &req->owner);
+    if (tgl_field_integer(L, t, what, "limit", 1, LUA_MAXINTEGER, &v))
+        req->limit = v;
+    tgl_field_key(L, t, what, "after", &req->after);
+    req->query = tgl_field_string(L, t, what, "query");
+    if (req->path == TG_PATH_GLOBAL_SEARCH && !req->query)
+        return luaL_error(L, "%s: global_search needs 'query' (\"\" matches everything)", what);
+    req->capability = tgl_field_string(L, t, what, "capability");
+    int64_t max_ids = tg_ctx_rules(c->ctx)->app.max_bulk_ids;
+    req->ids = tgl_field_ids(L, t, what, "ids", max_ids > 0 ? (size_t)max_ids : 0, &req->n_ids);
+    return req->path == TG_PATH_DETAIL || req->path == TG_PATH_ROW_ACTION ||
+           req->path == TG_PATH_CANONICAL_VIEWER ||
+           (req->path == TG_PATH_RELATION_MANAGER && req->id.type != TG_NULL);
+}
+
 /* ctx:resolve{ family =, path =, id =, ids =, owner =, query =, limit =, after =,
  *              capability =, exception = } -> decision */
 static int ctx_resolve(lua_State *L) {
     lctx *c = check_ctx(L, 1);
-    const char *what = "resolve";
-    int t = tgl_fields(L, 2, what, request_fields);
-    tg_request req = {0};
-    req.family = tgl_field_string(L, t, what, "family");
-    req.exception = tgl_field_string(L, t, what, "exception");
-    if (!req.family && !req.exception)
-        return luaL_error(L, "resolve needs 'family' (or 'exception')");
-    if (req.family && req.exception)
-        return luaL_error(L, "resolve takes 'family' or 'exception', not both");
-    const char *path = tgl_field_string(L, t, what, "path");
-    if (!path)
-        return luaL_error(L, "resolve needs 'path'");
-    int pi = tg_path_type_index(path);
-    if (pi < 0)
-        return luaL_error(L, "resolve: unknown path '%s'", path);
-    req.path = (tg_path_type)pi;
-    lua_Integer v;
-    tgl_field_key(L, t, what, "id", &req.id);
-    tgl_field_key(L, t, what, "owner", &req.owner);
-    if (tgl_field_integer(L, t, what, "limit", 1, LUA_MAXINTEGER, &v))
-        req.limit = v;
-    tgl_field_key(L, t, what, "after", &req.after);
-    req.query = tgl_field_string(L, t, what, "query");
-    if (req.path == TG_PATH_GLOBAL_SEARCH && !req.query)
-        return luaL_error(L, "resolve: global_search needs 'query' (\"\" matches everything)");
-    req.capability = tgl_field_string(L, t, what, "capability");
-    int64_t max_ids = tg_ctx_rules(c->ctx)->app.max_bulk_ids;
-    req.ids = tgl_field_ids(L, t, what, "ids", max_ids > 0 ? (size_t)max_ids : 0, &req.n_ids);
-    /* everything req points to is anchored by the copy at t and the ids userdata */
+    tg_request req;
+    int single = check_request(L, c, "resolve", &req);
     const tg_decision *d = NULL;
     lua_State *prev = enter(c, L);
     int st = tg_ctx_resolve(c->ctx, &req, &d);
     leave(c, prev);
     if (st != TG_OK)
         return fail(L, c->ctx, st);
-    int single = req.path == TG_PATH_DETAIL || req.path == TG_PATH_ROW_ACTION ||
-                 req.path == TG_PATH_CANONICAL_VIEWER ||
-                 (req.path == TG_PATH_RELATION_MANAGER && req.id.type != TG_NULL);
     tgl_push_decision(L, d, single);
+    return 1;
+}
+
+/* Pushes the checks of explanation x as a list of { check =, step =, result =, passed =,
+ * read =, reason =, decided = }. */
+static void push_checks(lua_State *L, const tg_explanation *x) {
+    static const char *const results[] = {"pass", "fail", "skip"};
+    lua_createtable(L, (int)x->n_checks, 0);
+    for (size_t i = 0; i < x->n_checks; i++) {
+        const tg_explain_check *k = &x->checks[i];
+        lua_createtable(L, 0, 7);
+        lua_pushstring(L, k->check);
+        lua_setfield(L, -2, "check");
+        lua_pushstring(L, k->step);
+        lua_setfield(L, -2, "step");
+        lua_pushstring(L, results[k->result >= 0 && k->result <= 2 ? k->result : 2]);
+        lua_setfield(L, -2, "result");
+        if (k->result != TG_EXPLAIN_SKIP) {
+            lua_pushboolean(L, k->result == TG_EXPLAIN_PASS);
+            lua_setfield(L, -2, "passed");
+        }
+        lua_pushstring(L, k->read);
+        lua_setfield(L, -2, "read");
+        if (k->reason) {
+            lua_pushstring(L, k->reason);
+            lua_setfield(L, -2, "reason");
+        }
+        if (i == x->decided_at) {
+            lua_pushboolean(L, 1);
+            lua_setfield(L, -2, "decided");
+        }
+        lua_rawseti(L, -2, (lua_Integer)i + 1);
+    }
+}
+
+static int free_explanation(lua_State *L) {
+    tg_explanation **box = lua_touserdata(L, 1);
+    if (box && *box) {
+        tg_explanation_free(*box);
+        *box = NULL;
+    }
+    return 0;
+}
+
+/* ctx:explain{ the request of ctx:resolve } -> the decision (status, reason, record or
+ * records) with `checks` (every check in order: what it read, whether it passed) and
+ * `decided_by` (the check that decided the status). Not logged as a decision. */
+static int ctx_explain(lua_State *L) {
+    lctx *c = check_ctx(L, 1);
+    tg_request req;
+    int single = check_request(L, c, "explain", &req);
+    /* the explanation is held by a box whose __gc frees it: a memory error while the
+     * tables are built cannot leak it */
+    tg_explanation **box = lua_newuserdatauv(L, sizeof *box, 0);
+    *box = NULL;
+    if (luaL_newmetatable(L, "tenantguard.Explanation")) {
+        lua_pushcfunction(L, free_explanation);
+        lua_setfield(L, -2, "__gc");
+    }
+    lua_setmetatable(L, -2);
+    lua_State *prev = enter(c, L);
+    int st = tg_ctx_explain(c->ctx, &req, box);
+    leave(c, prev);
+    if (st != TG_OK)
+        return fail(L, c->ctx, st);
+    const tg_explanation *x = *box;
+    tgl_push_decision(L, x->decision, single);
+    lua_pushinteger(L, x->status);
+    lua_setfield(L, -2, "status");
+    lua_pushstring(L, x->reason);
+    lua_setfield(L, -2, "reason");
+    lua_pushstring(L, x->decided_by);
+    lua_setfield(L, -2, "decided_by");
+    push_checks(L, x);
+    lua_setfield(L, -2, "checks");
+    tg_explanation_free(*box);
+    *box = NULL;
     return 1;
 }
 
@@ -211,7 +294,8 @@ void tgl_context_register(lua_State *L) {
                                     {"__close", ctx_close},
                                     {"__tostring", ctx_tostring},
                                     {NULL, NULL}};
-    static const luaL_Reg methods[] = {{"resolve", ctx_resolve}, {"insert", ctx_insert},
+    static const luaL_Reg methods[] = {{"resolve", ctx_resolve}, {"explain", ctx_explain},
+                                       {"insert", ctx_insert},
                                        {"update", ctx_update},   {"version", ctx_version},
                                        {"close", ctx_close},     {NULL, NULL}};
     tgl_new_class(L, TG_CONTEXT_MT, meta, methods);

@@ -108,6 +108,10 @@ static int call_log(lua_State *L) {
     lua_setfield(L, -2, "reason");
     lua_pushstring(L, ev->rule_version);
     lua_setfield(L, -2, "rule_version");
+    if (tg_engine_decision_options(e->eng) & TG_DECLOG_CHECK) {
+        lua_pushstring(L, tg_reason_check(ev->reason));
+        lua_setfield(L, -2, "check");
+    }
     lua_call(L, 1, 0);
     return 0;
 }
@@ -131,12 +135,20 @@ static void lua_sink(void *ud, const tg_decision_event *ev) {
     }
 }
 
-/* eng:set_decision_log(fn | "path/to/file.jsonl" | nil) */
+static const char *const declog_fields[] = {"deciding_check", NULL};
+
+/* eng:set_decision_log(fn | "path/to/file.jsonl" | nil [, { deciding_check = true }]):
+ * with deciding_check, every event carries `check`, the check that decided it. */
 static int engine_set_decision_log(lua_State *L) {
     lengine *e = check_engine(L, 1);
+    int check = 0;
+    if (!lua_isnoneornil(L, 3))
+        tgl_field_boolean(L, tgl_fields(L, 3, "set_decision_log", declog_fields),
+                          "set_decision_log", "deciding_check", &check);
     int t = lua_type(L, 2);
     if (t != LUA_TNONE && t != LUA_TNIL && t != LUA_TFUNCTION && t != LUA_TSTRING)
         return luaL_argerror(L, 2, "a function, a file path or nil");
+    tg_engine_set_decision_options(e->eng, check ? TG_DECLOG_CHECK : 0);
     const char *path = t == LUA_TSTRING ? tgl_check_cstring(L, 2) : NULL;
     luaL_unref(L, LUA_REGISTRYINDEX, e->log_ref);
     e->log_ref = LUA_NOREF;

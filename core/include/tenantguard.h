@@ -597,6 +597,64 @@ TG_API TG_WUR int tg_ctx_update(tg_ctx *ctx, const char *family, const tg_value 
                                 const tg_column_value *values, size_t n_values,
                                 const char *capability, const tg_decision **out);
 
+/* ---- explaining a decision ------------------------------------------------------------------
+ * tg_ctx_explain decides a request as tg_ctx_resolve does and says why: every check of the
+ * request in the order the resolver applies them, what each read and whether it passed, and
+ * which one decided the status. It is for operators debugging a refusal, not for the hot
+ * path: it reads the facts again with statements of its own (membership, the tenant's
+ * workspace, entitlement, the record) and costs tg_ctx_resolve nothing. Its status and reason
+ * are derived from its own checks and are always those of tg_ctx_resolve: when they are not
+ * (a bug), it returns TG_ERROR rather than an explanation that contradicts the decision.
+ *
+ * Fail closed: an explanation names only keys the caller sent (user, workspace, tenant, ids,
+ * owner), role and capability names, and rule names; of a row that is not the caller's it
+ * says which check refused it ("belongs to another tenant of this workspace"), never a
+ * column value of it. */
+
+typedef enum {
+    TG_EXPLAIN_PASS, /* the check held */
+    TG_EXPLAIN_FAIL, /* the check refused */
+    TG_EXPLAIN_SKIP  /* reserved: a check that cannot be evaluated (no route tenant to compare
+                      * a record with, say) is left out of the list today */
+} tg_explain_result;
+
+typedef struct tg_explain_check {
+    const char *check;  /* the check as the decision log names it (tg_reason_check): "path",
+                         * "membership", "tenant_context", "tenant_workspace", "entitlement",
+                         * "record", "owner", "capability" */
+    const char *step;   /* the finer step: the check's name, or "row_filter", "record_tenant",
+                         * "record_workspace", "relation", "query", ... */
+    int result;         /* tg_explain_result */
+    const char *read;   /* one line: what the check read and found */
+    const char *reason; /* the decision's reason when this check refuses, else NULL */
+} tg_explain_check;
+
+typedef struct tg_explanation {
+    int status;                     /* 200, 403 or 404, as tg_ctx_resolve decides */
+    const char *reason;             /* as tg_ctx_resolve's */
+    const char *decided_by;         /* checks[decided_at].check */
+    size_t decided_at;              /* the first check that refused; the last check on 200 */
+    const tg_explain_check *checks; /* in the order the resolver applies them */
+    size_t n_checks;
+    const tg_decision *decision;    /* the decision itself (records on 200): valid until the
+                                     * next call on the context, as tg_ctx_resolve's */
+} tg_explanation;
+
+/* Explains request req (see above). The decision is not sent to the decision log. Errors as
+ * tg_ctx_resolve (a malformed request is TG_MISUSE, ...), plus TG_ERROR when the explanation
+ * disagrees with the decision. *out is owned by the caller (tg_explanation_free) and NULL
+ * unless TG_OK; its strings live as long as it does. */
+TG_API TG_WUR int tg_ctx_explain(tg_ctx *ctx, const tg_request *req, tg_explanation **out);
+TG_API void tg_explanation_free(tg_explanation *e);
+
+/* The check a decision's reason names: "path" (path_not_declared, search_disabled),
+ * "membership" (not_member), "tenant_context" (no_tenant_context), "tenant_workspace"
+ * (tenant_not_in_workspace), "entitlement" (not_entitled), "record" (not_found,
+ * foreign_tenant, foreign_workspace, workspace_mismatch, wrong_owner), "owner" (owner_*),
+ * "capability" (missing_capability, and ok: the last check, which held); NULL for NULL or a
+ * reason the library does not make. Static strings. */
+TG_API const char *tg_reason_check(const char *reason);
+
 /* ---- the workspace_id rollout ---------------------------------------------------------------- */
 
 /* Runs one schema phase on every tenant-owned table the rules name (families and residual
@@ -807,6 +865,14 @@ TG_API void tg_engine_set_decision_sink(tg_engine *eng, tg_decision_sink sink, v
 /* Appends every decision as one JSON line to the file at path (NULL stops). Keys keep their
  * type: an integer is a JSON number, text a JSON string, a blob {"blob":"<hex>"}. */
 TG_API TG_WUR int tg_engine_set_decision_file(tg_engine *eng, const char *path);
+
+/* Options of the decision log, as bits: TG_DECLOG_CHECK adds the check that decided each
+ * decision (tg_reason_check of its reason) to every JSON line ("check":"record"); a sink
+ * reads it with tg_reason_check(ev->reason). Mapped from the reason: no statement is run. */
+#define TG_DECLOG_CHECK 1u
+TG_API void tg_engine_set_decision_options(tg_engine *eng, unsigned flags);
+/* The options set by tg_engine_set_decision_options (0 for NULL). */
+TG_API unsigned tg_engine_decision_options(const tg_engine *eng);
 
 #ifdef __cplusplus
 }

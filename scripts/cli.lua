@@ -708,10 +708,17 @@ command("matrix", { db = "text", rules = "text", json = "flag", junit = "text", 
     printf("drift: %s\n", #drift == 0 and "none" or (#drift .. " uncovered table(s)"))
     for _, d in ipairs(drift) do printf("  - %s\n", d) end
     if opts.mutate then
-      printf("\nmutation check: %d mutants, %d caught\n", #mutants, #mutants - #survivors)
+      local caught, na = 0, 0
       for _, m in ipairs(mutants) do
-        printf("  %-28s %-8s %3d failing  %s\n", m.name, m.caught and "caught" or "SURVIVED",
-          m.failed, m.description)
+        if m.caught then caught = caught + 1 elseif m.not_applicable then na = na + 1 end
+      end
+      printf("\nmutation check: %d mutants, %d caught%s\n", #mutants, caught,
+        na > 0 and (", %d not applicable"):format(na) or "")
+      for _, m in ipairs(mutants) do
+        printf("  %-28s %-8s %3d failing  %s%s\n", m.name, m.caught and "caught"
+          or (m.not_applicable and "n/a" or "SURVIVED"), m.failed, m.description,
+          m.not_applicable and not m.caught and (" (not applicable: " .. m.not_applicable .. ")")
+          or "")
       end
       if #survivors > 0 then printf("survivors: %s\n", table.concat(survivors, ", ")) end
     end

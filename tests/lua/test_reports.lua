@@ -440,6 +440,34 @@ scenario { family_name = "EntraGroup", scenario_type = "safe_search", expected_o
   lu.assertStrContains(text, "actor full")
 end
 
+-- A mutation the rules cannot express (the run says what they lack) is skipped, neither
+-- caught nor a survivor, in every report.
+function TestJunit:test_not_applicable_mutant_is_skipped()
+  local report = require "tenantguard.report"
+  local path = H.refdb(20)
+  local eng = tg.open { db = path, rules = H.shipped_rules }
+  local rules, results = eng:rules(), eng:run_matrix()
+  local caught = eng:run_matrix("drop_tenant_condition")
+  eng:close()
+  local na = { not_applicable = "no global_search path" }
+  for i, r in ipairs(results) do na[i] = r end
+  local data = report.build { rules = rules, results = results, mutants = {
+    { name = "drop_tenant_condition", description = "d1", results = caught },
+    { name = "like_unescaped", description = "d2", results = na } } }
+  lu.assertEquals(#data.survivors, 0)
+  local xml = report.junit(data)
+  lu.assertStrContains(xml, '<testsuite name="mutation check" tests="2" failures="0" errors="0" '
+    .. 'skipped="1"')
+  lu.assertStrContains(xml, '<skipped message="not applicable: no global_search path"/>')
+  local html = report.html(data)
+  lu.assertStrContains(html, "n/a: no global_search path")
+  local v = strict_decode(report.json(data))
+  lu.assertEquals(v.mutants[2].not_applicable, "no global_search path")
+  lu.assertEquals(v.mutants[2].caught, false)
+  lu.assertEquals(v.mutants[1].not_applicable, json.null)
+  lu.assertTrue(is_arr(v.survivors) and #v.survivors == 0)
+end
+
 -- ---- HTML --------------------------------------------------------------------------------
 
 local VOID = { meta = true, br = true, hr = true, img = true, link = true, input = true }

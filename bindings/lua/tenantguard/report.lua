@@ -226,10 +226,13 @@ function M.build(opts)
         first = first or x.message
       end
     end
+    -- a mutation the rules cannot express (m.results.not_applicable names what they lack)
+    -- proves nothing: neither caught nor a survivor
+    local na = m.results.not_applicable
     data.mutants[#data.mutants + 1] = { name = m.name, description = m.description,
-      failed = failing, caught = failing > 0, first = first,
+      failed = failing, caught = failing > 0, first = first, not_applicable = na,
       seconds = sum_seconds(m.results) }
-    if failing == 0 then data.survivors[#data.survivors + 1] = m.name end
+    if failing == 0 and not na then data.survivors[#data.survivors + 1] = m.name end
   end
   return data
 end
@@ -265,7 +268,8 @@ function M.json(data)
   local mutants = json.array()
   for i, m in ipairs(data.mutants) do
     mutants[i] = { name = m.name, description = m.description, failed = m.failed,
-      caught = m.caught, first = opt(m.first), seconds = m.seconds }
+      caught = m.caught, first = opt(m.first), not_applicable = opt(m.not_applicable),
+      seconds = m.seconds }
   end
   return json.encode {
     rules = opt(data.rules_dir), db = opt(data.db), rule_version = opt(data.rule_version),
@@ -348,16 +352,24 @@ function M.junit(data)
     body[#body + 1] = "  </testsuite>"
   end
   if data.mutation_check then
-    local f, t = #data.survivors, 0.0
-    for _, m in ipairs(data.mutants) do t = t + m.seconds end
+    local f, t, skipped = #data.survivors, 0.0, 0
+    for _, m in ipairs(data.mutants) do
+      t = t + m.seconds
+      if m.not_applicable and not m.caught then skipped = skipped + 1 end
+    end
     total_tests, total_fail, total_time = total_tests + #data.mutants, total_fail + f, total_time + t
     body[#body + 1] = ('  <testsuite name="mutation check" tests="%d" failures="%d" errors="0" '
-      .. 'skipped="0" time="%s">'):format(#data.mutants, f, secs(t))
+      .. 'skipped="%d" time="%s">'):format(#data.mutants, f, skipped, secs(t))
     for _, m in ipairs(data.mutants) do
       local open = ('    <testcase classname="tenantguard.mutation" name="%s" time="%s"'):format(
         esc(m.name), secs(m.seconds))
       if m.caught then
         body[#body + 1] = open .. "/>"
+      elseif m.not_applicable then
+        body[#body + 1] = open .. ">"
+        body[#body + 1] = ('      <skipped message="%s"/>'):format(esc("not applicable: "
+          .. m.not_applicable))
+        body[#body + 1] = "    </testcase>"
       else
         body[#body + 1] = open .. ">"
         body[#body + 1] = ('      <failure message="%s" type="tenantguard.mutant_survived">%s'
@@ -423,8 +435,10 @@ function M.html(data)
   w('<p class="summary">', esc(("%d scenarios: %d passed, %d failed."):format(data.scenarios,
     data.passed, data.failed)))
   if data.mutation_check then
-    w(" ", esc(("Mutation check: %d mutants, %d caught."):format(#data.mutants,
-      #data.mutants - #data.survivors)))
+    local caught = 0
+    for _, m in ipairs(data.mutants) do if m.caught then caught = caught + 1 end end
+    w(" ", esc(("Mutation check: %d mutants, %d caught, %d survived."):format(#data.mutants,
+      caught, #data.survivors)))
   end
   w("</p>\n<p class=\"muted\">rules <code>", esc(data.rules_dir or "?"), "</code>, version <code>",
     esc(data.rule_version or "?"), "</code>; database <code>", esc(data.db or "?"),
@@ -492,9 +506,14 @@ function M.html(data)
     w('<table class="mutants">\n<thead>\n<tr><th>mutant</th><th>result</th><th>failing '
       .. "scenarios</th><th>what it weakens</th><th>first failure</th></tr>\n</thead>\n<tbody>\n")
     for _, m in ipairs(data.mutants) do
-      local k = m.caught and CELL.pass or CELL.fail
-      w('<tr><td class="mono">', esc(m.name), '</td><td class="', m.caught and "pass" or "fail",
-        '">', k.symbol, " ", m.caught and "caught" or "SURVIVED", "</td><td>", tostring(m.failed),
+      local cls, word = "fail", "SURVIVED"
+      if m.caught then
+        cls, word = "pass", "caught"
+      elseif m.not_applicable then
+        cls, word = "none", "n/a: " .. m.not_applicable
+      end
+      w('<tr><td class="mono">', esc(m.name), '</td><td class="', cls, '">', CELL[cls].symbol,
+        " ", esc(word), "</td><td>", tostring(m.failed),
         "</td><td>", esc(m.description), '</td><td class="mono">', esc(m.first or ""),
         "</td></tr>\n")
     end

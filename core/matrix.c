@@ -17,6 +17,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 static const struct {
     const char *name, *description;
@@ -89,6 +90,13 @@ typedef struct report {
 } report;
 
 static report *report_new(void) { return calloc(1, sizeof(report)); }
+
+/* Monotonic seconds, for each scenario's time in reports. */
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
 
 void tg_matrix_free(tg_matrix_report *r) {
     if (!r)
@@ -278,7 +286,7 @@ static const char *const actor_names[N_USERS] = {"full", "no_capability", "not_e
                                                  "not_member", "no_role"};
 
 static void add_check(runner *rn, const char *actor, const char *what, int expected, int actual,
-                      const char *reason, const char *failure) {
+                      const char *reason, const char *failure, const char *row) {
     report *rep = rn->rep;
     if (rep->n_checks == rep->cap_checks) {
         size_t cap = rep->cap_checks ? rep->cap_checks * 2 : 256;
@@ -298,6 +306,7 @@ static void add_check(runner *rn, const char *actor, const char *what, int expec
     c->reason = keep(rep, reason);
     c->pass = failure == NULL;
     c->failure = keep(rep, failure);
+    c->row = failure && row && row[0] ? keep(rep, row) : NULL;
     tg_matrix_result *res = rn->cur;
     res->n_checks++;
     if (!c->pass && res->pass) {
@@ -338,11 +347,49 @@ static const char *key_str(const tg_value *v, char *buf, size_t size) {
     return buf;
 }
 
+/* The table and column names of the scenario being run (its family's or exception's). */
+static const char *cur_table(const runner *rn, const tg_columns **names) {
+    const tg_rules *r = rn->fx->r;
+    *names = NULL;
+    if (!rn->cur->row.is_exception) {
+        int fi = tg_rules_family_index(r, rn->cur->row.family);
+        if (fi < 0)
+            return NULL;
+        *names = &r->families[fi].columns;
+        return r->families[fi].table;
+    }
+    for (size_t ei = 0; ei < r->n_exceptions; ei++)
+        if (strcmp(r->exceptions[ei].name, rn->cur->row.family) == 0) {
+            *names = &r->exceptions[ei].columns;
+            return r->exceptions[ei].table;
+        }
+    return NULL;
+}
+
+/* "policies row 12 (tenant 8)": the offending row of a failed check, for reports. */
+static void row_str(char *buf, size_t size, const char *table, const tg_value *id,
+                    const tg_value *tenant) {
+    char k1[64], k2[64];
+    if (!id || id->type == TG_NULL) {
+        buf[0] = '\0';
+        return;
+    }
+    key_str(id, k1, sizeof k1);
+    if (tenant && tenant->type != TG_NULL)
+        snprintf(buf, size, "%s row %s (tenant %s)", table ? table : "", k1,
+                 key_str(tenant, k2, sizeof k2));
+    else
+        snprintf(buf, size, "%s row %s", table ? table : "", k1);
+    if (!table) /* no table: drop the leading space */
+        memmove(buf, buf + 1, strlen(buf));
+}
+
 /* Runs one request as `user` in `tenant` (-1: none) and records the check. */
 static void check(runner *rn, int user, int tenant, tg_request *req, int expected,
                   const char *what, const expect_rows *ex, int is_main) {
     tg_ctx *ctx = ctx_for(rn, user, tenant);
     char failure[300] = "";
+    char row[200] = "";
     const tg_decision *d = NULL;
     sqlite3 *db = rn->fx->eng->db;
     int64_t changes = sqlite3_total_changes64(db);
@@ -362,44 +409,66 @@ static void check(runner *rn, int user, int tenant, tg_request *req, int expecte
         /* the columns of the row's family or exception table */
         const tg_rules *r = rn->fx->r;
         const tg_columns *names = NULL;
-        int fi = rn->cur->row.is_exception ? -1 : tg_rules_family_index(r, rn->cur->row.family);
-        if (fi >= 0)
-            names = &r->families[fi].columns;
-        for (size_t ei = 0; !names && rn->cur->row.is_exception && ei < r->n_exceptions; ei++)
-            if (strcmp(r->exceptions[ei].name, rn->cur->row.family) == 0)
-                names = &r->exceptions[ei].columns;
+        const char *table = cur_table(rn, &names);
         const char *tcol = names ? names->tenant : r->app.tenant_column;
         int tc = column_of(d, tcol), ic = column_of(d, names ? names->id : r->app.id_column);
         char k1[64], k2[64];
         static const tg_value none = {TG_NULL, 0, 0, NULL, 0};
         for (size_t i = 0; i < d->n_records && !failure[0]; i++) {
-            const tg_value *row = &d->values[i * d->n_columns];
-            const tg_value *rid = ic >= 0 ? &row[ic] : &none;
-            if (ex->tenant.type != TG_NULL && tc >= 0 && !tg__value_eq(&row[tc], &ex->tenant))
+            const tg_value *rec = &d->values[i * d->n_columns];
+            const tg_value *rid = ic >= 0 ? &rec[ic] : &none;
+            const tg_value *rtenant = tc >= 0 ? &rec[tc] : NULL;
+            if (ex->tenant.type != TG_NULL && tc >= 0 && !tg__value_eq(&rec[tc], &ex->tenant)) {
                 snprintf(failure, sizeof failure, "returned row %s of tenant %s",
-                         key_str(rid, k1, sizeof k1), key_str(&row[tc], k2, sizeof k2));
+                         key_str(rid, k1, sizeof k1), key_str(&rec[tc], k2, sizeof k2));
+                row_str(row, sizeof row, table, rid, rtenant);
+            }
             for (size_t k = 0; k < ex->n_must_not && ic >= 0 && !failure[0]; k++)
-                if (tg__value_eq(rid, &ex->must_not[k]))
+                if (tg__value_eq(rid, &ex->must_not[k])) {
                     snprintf(failure, sizeof failure, "returned row %s, which it must not",
                              key_str(rid, k1, sizeof k1));
+                    row_str(row, sizeof row, table, rid, rtenant);
+                }
         }
         for (size_t k = 0; k < ex->n_must && ic >= 0 && !failure[0]; k++) {
             int found = 0;
             for (size_t i = 0; i < d->n_records; i++)
                 found |= tg__value_eq(&d->values[i * d->n_columns + ic], &ex->must[k]);
-            if (!found)
+            if (!found) {
                 snprintf(failure, sizeof failure, "row %s is missing",
                          key_str(&ex->must[k], k1, sizeof k1));
+                row_str(row, sizeof row, table, &ex->must[k], NULL);
+            }
         }
         if (!failure[0] && ex->exact_count >= 0 && d->n_records != (size_t)ex->exact_count)
             snprintf(failure, sizeof failure, "returned %zu rows, expected %d", d->n_records,
                      ex->exact_count);
     }
+    if (failure[0] && !row[0]) {
+        /* no returned row was at fault: the first row served where none should have been,
+         * else the record the request named */
+        const tg_columns *names = NULL;
+        const char *table = cur_table(rn, &names);
+        const tg_rules *r = rn->fx->r;
+        if (d && d->n_records) {
+            int ic = column_of(d, names ? names->id : r->app.id_column);
+            int tc = column_of(d, names ? names->tenant : r->app.tenant_column);
+            if (ic >= 0)
+                row_str(row, sizeof row, table, &d->values[ic], tc >= 0 ? &d->values[tc] : NULL);
+        } else if (req->id.type != TG_NULL) {
+            row_str(row, sizeof row, table, &req->id, NULL);
+        } else if (req->n_ids) {
+            row_str(row, sizeof row, table, &req->ids[0], NULL);
+        } else if (req->owner.type != TG_NULL) {
+            char k1[64];
+            snprintf(row, sizeof row, "owner row %s", key_str(&req->owner, k1, sizeof k1));
+        }
+    }
     if (is_main)
         rn->cur->actual_outcome = actual == 404 && expected == TG_OUTCOME_HIDDEN ? TG_OUTCOME_HIDDEN
                                                                                 : actual;
     add_check(rn, actor_names[user], what, expected, actual, reason,
-              failure[0] ? failure : NULL);
+              failure[0] ? failure : NULL, row);
 }
 
 /* Attempts an update of a foreign record: it must be refused and change nothing. */
@@ -419,8 +488,13 @@ static void check_write(runner *rn, const tg_family *fam, const fam_rows *rows, 
         snprintf(failure, sizeof failure, "the update changed a row of another tenant");
     else if (st == TG_OK && actual != 404)
         snprintf(failure, sizeof failure, "expected 404, got %d", actual);
+    char row[200] = "";
+    if (failure[0]) {
+        const tg_columns *names = NULL;
+        row_str(row, sizeof row, cur_table(rn, &names), &id, NULL);
+    }
     add_check(rn, "full", what, 404, actual, d ? d->reason : tg_ctx_errmsg(ctx),
-              failure[0] ? failure : NULL);
+              failure[0] ? failure : NULL, row);
 }
 
 /* The full actor on the same request under the probe plan (no capability anywhere): 403. */
@@ -738,6 +812,7 @@ static int run_matrix(tg_engine *eng, const char *mutation, tg_matrix_report **o
         tg_matrix_result *res = &rep->results[i];
         rn.cur = res;
         size_t first = rep->n_checks;
+        double t0 = now_s();
         if (res->row.is_exception) {
             for (size_t ei = 0; ei < fx.r->n_exceptions; ei++)
                 if (strcmp(fx.r->exceptions[ei].name, res->row.family) == 0)
@@ -745,6 +820,7 @@ static int run_matrix(tg_engine *eng, const char *mutation, tg_matrix_report **o
         } else {
             run_family_row(&rn, res, (size_t)tg_rules_family_index(fx.r, res->row.family));
         }
+        res->seconds = now_s() - t0;
         res->checks = (const tg_matrix_check *)(uintptr_t)first; /* fixed up below */
         if (res->pass)
             rep->pub.passed++;

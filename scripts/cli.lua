@@ -222,7 +222,8 @@ command("lint", { rules = "text", db = "text", json = "flag", strict = "flag",
     if f.level == "error" then errors = errors + 1 else warnings = warnings + 1 end
   end
   if opts.json then
-    print(json.encode { rules = rules, db = opts.db, errors = errors, warnings = warnings,
+    print(json.encode { rules = rules, db = opts.db or json.null, errors = errors,
+      warnings = warnings,
       findings = json.array(findings) })
   else
     for _, f in ipairs(findings) do print(finding_line(f)) end
@@ -282,12 +283,15 @@ Loads the rules in DIR and prints what they describe: families with their access
 scope exceptions, residual tables, roles. Exit 2 when the rules do not load (`tenantguard
 lint DIR` lists why).]]
 
+-- The maps of the rule model (docs/json.md): "{}" when empty, never "[]".
+local RULES_MAPS = { roles = true, paths = true, fixture = true, columns = true, limits = true }
+
 command("rules", { rules = "text", json = "flag", { min = 0, max = 1, name = "DIR" } },
 function(opts, pos)
   local eng = tg.open { rules = rules_dir(opts, pos) }
   local r = eng:rules()
   eng:close()
-  if opts.json then print(json.encode(r)) return 0 end
+  if opts.json then print(json.encode(json.mark_objects(r, RULES_MAPS))) return 0 end
   printf("rules %s, version %s, %d files\n", r.dir, r.version, r.files)
   printf("\n%-15s %-18s %-15s %-19s %s\n", "family", "table", "search", "action surface",
     "paths")
@@ -359,8 +363,7 @@ command("resolve", { db = "text", user = "key", workspace = "key", tenant = "key
   if not d then error(err, 0) end
   local records = d.records or (d.record and { d.record }) or {}
   if opts.json then
-    if d.records then d.records = json.array(d.records) end
-    print(json.encode(d))
+    print(json.encode(require("tenantguard.report").decision(d)))
     return 0
   end
   printf("%d %s\n", d.status, d.reason)
@@ -616,8 +619,8 @@ end)
 -- the guard-scenario matrix
 
 usage.matrix = [[
-usage: tenantguard matrix --db FILE [--rules DIR] [--json] [--junit FILE] [--list]
-                          [--mutate] [--strict] [--verbose] [--log FILE]
+usage: tenantguard matrix --db FILE [--rules DIR] [--json] [--junit FILE] [--html FILE]
+                          [--list] [--mutate] [--strict] [--verbose] [--log FILE]
 
 Runs the guard-scenario matrix the rules define against the database, inside a
 transaction that is rolled back (nothing persists), and prints each scenario's result,
@@ -626,118 +629,19 @@ exception checks no scenario exercises, and drift (tables with the tenant column
 rule covers). --list prints the scenarios without running them. --mutate weakens the
 enforcement one way at a time and reruns the matrix for each: every mutant must make at
 least one scenario fail; survivors are listed. Exit 1 on any failing scenario or surviving
-mutant (with --strict, also on coverage gaps and drift). --log FILE appends every decision
-of the matrix run (not of the mutants) to FILE as JSON lines.]]
+mutant (with --strict, also on coverage gaps and drift). --junit FILE writes JUnit XML (a
+suite per family, a time on every test case, the mutants as a suite of their own); --html
+FILE writes one self-contained page (the grid of families by scenario type, failures,
+coverage gaps, drift, mutants) to read in a browser or print; --json prints the same data
+(docs/json.md). --log FILE appends every decision of the matrix run (not of the mutants) to
+FILE as JSON lines.]]
 
 local function outcome_text(o)
   if o == "hidden_or_disabled_without_side_effect" then return "hidden" end
   return tostring(o)
 end
 
-local STANDARD = { "positive_scope", "wrong_tenant_index", "wrong_tenant_detail",
-  "wrong_tenant_row_action", "wrong_tenant_bulk_action", "wrong_tenant_relation_manager",
-  "safe_search" }
-local TYPE_PATH = { wrong_tenant_index = "index", wrong_tenant_detail = "detail",
-  wrong_tenant_row_action = "row_action", wrong_tenant_bulk_action = "bulk_action",
-  wrong_tenant_relation_manager = "relation_manager" }
-
--- Coverage of the rules by the scenarios that ran.
-local function coverage(rules, results)
-  local gaps = {}
-  local by_family = {}
-  for _, r in ipairs(results) do
-    local f = by_family[r.family] or { paths = {}, types = {}, actors = {}, whats = {} }
-    by_family[r.family] = f
-    f.paths[r.path] = true
-    f.types[r.scenario_type] = true
-    for _, c in ipairs(r.checks or {}) do
-      f.actors[c.actor] = true
-      f.whats[#f.whats + 1] = c.what
-    end
-  end
-  for _, fam in ipairs(rules.families) do
-    local f = by_family[fam.name] or { paths = {}, types = {}, actors = {}, whats = {} }
-    for _, p in ipairs(fam.path_order) do
-      if not f.paths[p] then
-        gaps[#gaps + 1] = ("family %s: path %s has no scenario"):format(fam.name, p)
-      end
-    end
-    for _, t in ipairs(STANDARD) do
-      local applicable = TYPE_PATH[t] == nil or fam.paths[TYPE_PATH[t]] ~= nil
-      if applicable and not f.types[t] then
-        gaps[#gaps + 1] = ("family %s: no %s scenario"):format(fam.name, t)
-      end
-    end
-  end
-  for _, e in ipairs(rules.exceptions) do
-    local f = by_family[e.name]
-    for _, check in ipairs(e.still_required_checks) do
-      local hit
-      if not f then
-        hit = false
-      elseif check == "workspace_member" then
-        hit = f.actors.not_member
-      elseif check == "tenant_entitled" then
-        hit = f.actors.not_entitled
-      elseif check == "capability" then
-        hit = f.actors.no_capability
-      elseif check == "record_in_workspace" then
-        hit = false
-        for _, w in ipairs(f.whats) do hit = hit or w:find("another workspace", 1, true) ~= nil end
-      else
-        hit = f.types.wrong_tenant_detail
-      end
-      if not hit then
-        gaps[#gaps + 1] = ("exception %s: no scenario exercises its %s check%s"):format(e.name,
-          check, check == "capability" and " (every role grants the capability)" or "")
-      end
-    end
-  end
-  return gaps
-end
-
-local function xml_escape(s)
-  return (tostring(s):gsub("[&<>\"]", { ["&"] = "&amp;", ["<"] = "&lt;", [">"] = "&gt;",
-    ['"'] = "&quot;" }))
-end
-
-local function write_junit(path, results, elapsed)
-  local suites, order = {}, {}
-  for _, r in ipairs(results) do
-    if not suites[r.family] then
-      suites[r.family] = {}
-      order[#order + 1] = r.family
-    end
-    table.insert(suites[r.family], r)
-  end
-  local out = { '<?xml version="1.0" encoding="UTF-8"?>' }
-  local failed = 0
-  for _, r in ipairs(results) do if not r.pass then failed = failed + 1 end end
-  out[#out + 1] = ('<testsuites name="tenantguard matrix" tests="%d" failures="%d" time="%.3f">')
-    :format(#results, failed, elapsed)
-  for _, fam in ipairs(order) do
-    local list = suites[fam]
-    local f = 0
-    for _, r in ipairs(list) do if not r.pass then f = f + 1 end end
-    out[#out + 1] = ('  <testsuite name="%s" tests="%d" failures="%d">'):format(xml_escape(fam),
-      #list, f)
-    for _, r in ipairs(list) do
-      local name = ("%s %s%s"):format(r.scenario_type, r.path, r.declared and " (declared)" or "")
-      out[#out + 1] = ('    <testcase classname="tenantguard.%s" name="%s">'):format(
-        xml_escape(fam), xml_escape(name))
-      if not r.pass then
-        out[#out + 1] = ('      <failure message="%s">%s</failure>'):format(
-          xml_escape(r.message or "failed"), xml_escape(r.message or ""))
-      end
-      out[#out + 1] = "    </testcase>"
-    end
-    out[#out + 1] = "  </testsuite>"
-  end
-  out[#out + 1] = "</testsuites>"
-  local fh = assert(io.open(path, "w"))
-  fh:write(table.concat(out, "\n"), "\n")
-  fh:close()
-end
+local report = require "tenantguard.report"
 
 local function print_results(results, verbose)
   printf("%-24s %-30s %-17s %-9s %-9s %s\n", "family", "scenario", "path", "expected",
@@ -756,11 +660,14 @@ local function print_results(results, verbose)
   end
 end
 
-command("matrix", { db = "text", rules = "text", json = "flag", junit = "text", list = "flag",
-  mutate = "flag", strict = "flag", verbose = "flag", log = "text" }, function(opts)
-  if opts.list and (opts.junit or opts.mutate or opts.strict or opts.verbose) then
-    usage_error("--list runs nothing: it does not go with --junit, --mutate, --strict or "
-      .. "--verbose")
+command("matrix", { db = "text", rules = "text", json = "flag", junit = "text", html = "text",
+  list = "flag", mutate = "flag", strict = "flag", verbose = "flag", log = "text" }, function(opts)
+  if opts.list and (opts.junit or opts.html or opts.mutate or opts.strict or opts.verbose) then
+    usage_error("--list runs nothing: it does not go with --junit, --html, --mutate, --strict "
+      .. "or --verbose")
+  end
+  if opts.junit and opts.html and opts.junit == opts.html then
+    usage_error("--junit and --html name the same file")
   end
   if opts.list and opts.log then
     usage_error("--list decides nothing: it does not go with --log")
@@ -770,7 +677,7 @@ command("matrix", { db = "text", rules = "text", json = "flag", junit = "text", 
   if opts.list then
     local rows = eng:matrix()
     eng:close()
-    if opts.json then print(json.encode(json.array(rows))) return 0 end
+    if opts.json then print(json.encode(json.list(rows))) return 0 end
     printf("%-24s %-30s %-17s %s\n", "family", "scenario", "path", "expected")
     for _, r in ipairs(rows) do
       printf("%-24s %-30s %-17s %s\n", r.family, r.scenario_type .. (r.declared and "*" or ""),
@@ -780,39 +687,33 @@ command("matrix", { db = "text", rules = "text", json = "flag", junit = "text", 
     return 0
   end
   decision_log(eng, opts.log)
-  local t0 = os.clock()
   local results, err = eng:run_matrix()
   if opts.log then eng:set_decision_log(nil) end -- the mutants' decisions are not logged
   if not results then
     eng:close()
     return failed("matrix", err)
   end
-  local elapsed = os.clock() - t0
-  local gaps = coverage(rules, results)
   local drift = {}
   for _, f in ipairs(tg.check { rules = rules_dir(opts), db = opts.db }) do
     if f.code == "drift" then drift[#drift + 1] = f.message end
   end
-  local survivors, mutants = {}, {}
+  local runs
   if opts.mutate then
+    runs = {}
     for _, m in ipairs(tg.mutations()) do
-      local r = assert(eng:run_matrix(m.name))
-      local first
-      for _, x in ipairs(r) do if not x.pass then first = first or x.message end end
-      mutants[#mutants + 1] = { name = m.name, description = m.description, failed = r.failed,
-        caught = r.failed > 0, first = first }
-      if r.failed == 0 then survivors[#survivors + 1] = m.name end
+      runs[#runs + 1] = { name = m.name, description = m.description,
+        results = assert(eng:run_matrix(m.name)) }
     end
   end
   eng:close()
-  if opts.junit then write_junit(opts.junit, results, elapsed) end
+  local data = report.build { rules = rules, results = results, drift = drift, mutants = runs,
+    rules_dir = rules_dir(opts), db = opts.db }
+  local gaps, mutants, survivors = data.coverage, data.mutants, data.survivors
+  if opts.junit then report.write(opts.junit, report.junit(data)) end
+  if opts.html then report.write(opts.html, report.html(data)) end
   local n_failed = results.failed
   if opts.json then
-    for _, r in ipairs(results) do r.checks = json.array(r.checks) end
-    print(json.encode { passed = results.passed, failed = n_failed,
-      results = json.array({ table.unpack(results) }), coverage = json.array(gaps),
-      drift = json.array(drift), mutants = json.array(mutants),
-      survivors = json.array(survivors) })
+    print(report.json(data))
   else
     print_results(results, opts.verbose)
     printf("\nmatrix: %d scenarios, %d passed, %d failed (the fixture was rolled back)\n",
@@ -823,10 +724,17 @@ command("matrix", { db = "text", rules = "text", json = "flag", junit = "text", 
     printf("drift: %s\n", #drift == 0 and "none" or (#drift .. " uncovered table(s)"))
     for _, d in ipairs(drift) do printf("  - %s\n", d) end
     if opts.mutate then
-      printf("\nmutation check: %d mutants, %d caught\n", #mutants, #mutants - #survivors)
+      local caught, na = 0, 0
       for _, m in ipairs(mutants) do
-        printf("  %-28s %-8s %3d failing  %s\n", m.name, m.caught and "caught" or "SURVIVED",
-          m.failed, m.description)
+        if m.caught then caught = caught + 1 elseif m.not_applicable then na = na + 1 end
+      end
+      printf("\nmutation check: %d mutants, %d caught%s\n", #mutants, caught,
+        na > 0 and (", %d not applicable"):format(na) or "")
+      for _, m in ipairs(mutants) do
+        printf("  %-28s %-8s %3d failing  %s%s\n", m.name, m.caught and "caught"
+          or (m.not_applicable and "n/a" or "SURVIVED"), m.failed, m.description,
+          m.not_applicable and not m.caught and (" (not applicable: " .. m.not_applicable .. ")")
+          or "")
       end
       if #survivors > 0 then printf("survivors: %s\n", table.concat(survivors, ", ")) end
     end

@@ -20,7 +20,7 @@ static void push_report(lua_State *L, const tg_matrix_report *r, int with_result
     for (size_t i = 0; i < r->n_results; i++) {
         const tg_matrix_result *res = &r->results[i];
         const tg_matrix_row *row = &res->row;
-        lua_createtable(L, 0, 12);
+        lua_createtable(L, 0, 13);
         set_str(L, "family", row->family);
         lua_pushboolean(L, row->is_exception);
         lua_setfield(L, -2, "is_exception");
@@ -41,7 +41,7 @@ static void push_report(lua_State *L, const tg_matrix_report *r, int with_result
             lua_createtable(L, (int)res->n_checks, 0);
             for (size_t k = 0; k < res->n_checks; k++) {
                 const tg_matrix_check *c = &res->checks[k];
-                lua_createtable(L, 0, 7);
+                lua_createtable(L, 0, 8);
                 set_str(L, "actor", c->actor);
                 set_str(L, "what", c->what);
                 push_outcome(L, c->expected);
@@ -52,9 +52,12 @@ static void push_report(lua_State *L, const tg_matrix_report *r, int with_result
                 lua_pushboolean(L, c->pass);
                 lua_setfield(L, -2, "pass");
                 set_str(L, "failure", c->failure);
+                set_str(L, "row", c->row);
                 lua_rawseti(L, -2, (lua_Integer)k + 1);
             }
             lua_setfield(L, -2, "checks");
+            lua_pushnumber(L, res->seconds);
+            lua_setfield(L, -2, "seconds");
         }
         lua_rawseti(L, -2, (lua_Integer)i + 1);
     }

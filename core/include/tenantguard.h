@@ -798,6 +798,9 @@ typedef struct tg_matrix_check {
     const char *reason; /* the decision's reason */
     int pass;
     const char *failure; /* why it failed (NULL when it passed) */
+    const char *row;     /* when it failed: the offending row, "policies row 12 (tenant 8)"
+                          * (a returned row that should not be there, a missing one, or the
+                          * record the request named); NULL when it passed or named none */
 } tg_matrix_check;
 
 typedef struct tg_matrix_result {
@@ -807,6 +810,7 @@ typedef struct tg_matrix_result {
     const char *message; /* first failure, "family Policy, wrong_tenant_detail: ..." */
     const tg_matrix_check *checks;
     size_t n_checks;
+    double seconds;      /* wall-clock time its checks took (0 for tg_matrix) */
 } tg_matrix_result;
 
 typedef struct tg_matrix_report {

@@ -7,6 +7,9 @@
 --
 -- and runs with LuaUnit's usual options and outputs (-v, -p PATTERN, -o junit -n FILE).
 -- The matrix runs once, when the first test asks for it, inside a rolled-back transaction.
+-- A broken guard is a test FAILURE (LuaUnit's failure, counted with the failures), its
+-- message naming the family, scenario, actor and offending row; a matrix that cannot run at
+-- all is an error.
 local tg = require "tenantguard"
 
 local M = {}
@@ -27,14 +30,32 @@ local function test_name(row, seen)
   return name
 end
 
+-- The failure message: the scenario's first failure ("family F, scenario (path): what as
+-- actor: failure"), then every failed check with its actor and the offending row.
 local function describe(result)
   local lines = { result.message or "failed" }
   for _, c in ipairs(result.checks or {}) do
     if not c.pass then
-      lines[#lines + 1] = ("  - %s as %s: %s"):format(c.what, c.actor, c.failure)
+      lines[#lines + 1] = ("  - family %s, scenario %s (%s), actor %s: %s: %s%s"):format(
+        result.family, result.scenario_type, result.path, c.actor, c.what,
+        c.failure or "failed", c.row and ("; row: " .. c.row) or "")
     end
   end
   return table.concat(lines, "\n")
+end
+
+-- Fails the running test the way LuaUnit's own assertions do, so LuaUnit counts a failure
+-- (not an error) and prints no traceback into tenantguard. The failure is LuaUnit's
+-- FAILURE_PREFIX on a message without a position (lu.fail would add this file's line);
+-- without LuaUnit loaded it is a plain error.
+local function fail(msg)
+  local ok, lu = pcall(require, "luaunit")
+  if ok and type(lu) == "table" and type(lu.FAILURE_PREFIX) == "string" then
+    error(lu.FAILURE_PREFIX .. msg, 0)
+  elseif ok and type(lu) == "table" and lu.fail then
+    lu.fail(msg)
+  end
+  error(msg, 0)
 end
 
 -- Defines the test classes as globals (LuaUnit finds classes by their global name) and
@@ -71,7 +92,7 @@ function M.install(opts)
       assert(result and result.family == row.family
         and result.scenario_type == row.scenario_type,
         "tenantguard: the matrix changed while running")
-      if not result.pass then error(describe(result), 0) end
+      if not result.pass then fail(describe(result)) end
     end
   end
   return classes, eng

@@ -207,15 +207,40 @@ end
 -- ---------------------------------------------------------------------------------------
 usage.lint = [[
 usage: tenantguard lint [DIR | --rules DIR] [--db FILE] [--json] [--strict]
+                        [--watch] [--interval MS]
 
 Checks the rule scripts in DIR (and, with --db, the mapping against the database schema and
 drift: tables with the tenant column that no rule covers). Prints every finding with
-file:line and a stable code. Exit 1 on errors (with --strict, also on warnings).]]
+file:line and a stable code. Exit 1 on errors (with --strict, also on warnings).
+--watch keeps going for an editing session: it lints again whenever a rule file is added,
+removed or written (looking every MS milliseconds, default 300, 50 to 60000), printing a
+separator line before each new report (with --json: one JSON object per line, no
+separator), and stops on Ctrl-C with exit 130.]]
+
+local WATCH_INTERVAL = { int = true, min = 50, max = 60000 }
+
+local lint_once
 
 command("lint", { rules = "text", db = "text", json = "flag", strict = "flag",
+  watch = "flag", interval = WATCH_INTERVAL,
   { min = 0, max = 1, name = "DIR" } }, function(opts, pos)
   local rules = rules_dir(opts, pos)
   local db = existing_db(opts, true)
+  if opts.interval and not opts.watch then usage_error("--interval goes with --watch") end
+  if not opts.watch then return lint_once(opts, rules, db) end
+  require("tenantguard.watch").loop(rules, { interval = opts.interval,
+    run = function() lint_once(opts, rules, db) end,
+    before_rerun = function()
+      if opts.json then return end
+      printf("---- %s: rules changed, lint again ----\n", os.date("%H:%M:%S"))
+    end,
+    on_error = function(err) eprintf("tenantguard lint: %s\n", tostring(err)) end })
+  eprintf("tenantguard lint: interrupted\n")
+  return EXIT_INTERRUPTED
+end)
+
+-- One lint report of rules (against db when given); the exit code it deserves.
+function lint_once(opts, rules, db)
   local findings = tg.check { rules = rules, db = db }
   local errors, warnings = 0, 0
   for _, f in ipairs(findings) do
@@ -231,7 +256,7 @@ command("lint", { rules = "text", db = "text", json = "flag", strict = "flag",
   end
   if errors > 0 or (opts.strict and warnings > 0) then return EXIT_FINDINGS end
   return EXIT_OK
-end)
+end
 
 -- ---------------------------------------------------------------------------------------
 usage.refdb = [[

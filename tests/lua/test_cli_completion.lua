@@ -15,6 +15,9 @@ local function sh(cmd)
   return out, ok and 0 or code
 end
 
+-- Other programs run without the sanitizer runtime the ASan build preloads for the tool.
+local function ext(cmd) return "env -u LD_PRELOAD " .. cmd end
+
 local function have(prog) return select(2, sh("command -v " .. prog .. " >/dev/null 2>&1")) == 0 end
 
 local function skipped(what) print("SKIPPED: " .. what) end
@@ -43,7 +46,7 @@ end
 local function complete(path, words)
   local quoted = {}
   for i, w in ipairs(words) do quoted[i] = q(w) end
-  local cmd = ([[bash -c 'source "$0"; COMP_WORDS=(%s); COMP_CWORD=%d; _tenantguard;
+  local cmd = ext([[bash -c 'source "$0"; COMP_WORDS=(%s); COMP_CWORD=%d; _tenantguard;
 printf "%%s\n" "${COMPREPLY[@]}"' %s]]):format(table.concat(quoted, " "):gsub("'", "'\\''"),
     #words - 1, q(path))
   local out, rc = sh(cmd)
@@ -93,13 +96,13 @@ function TestCompletion:test_zsh_script_loads()
   lu.assertStrMatches(text, "^#compdef tenantguard\n.*")
   lu.assertStrContains(text, "'--junit=:file:_files'")
   if not have("zsh") then return skipped("zsh is not installed (package zsh): syntax not checked") end
-  local out, rc = sh("zsh -n " .. q(path) .. " 2>&1")
+  local out, rc = sh(ext("zsh -n " .. q(path) .. " 2>&1"))
   lu.assertEquals(rc, 0, out)
   -- loaded by compinit from a directory of $fpath, it is registered for the tool
   local dir = H.tmpdir()
   assert(os.execute(("cp %s %s/_tenantguard"):format(q(path), q(dir))))
-  out = sh(("zsh -f -c 'fpath=(%s $fpath); autoload -U compinit; compinit -u -D; "
-    .. "print -r -- $_comps[tenantguard]' 2>&1"):format(dir))
+  out = sh(ext(("zsh -f -c 'fpath=(%s $fpath); autoload -U compinit; compinit -u -D; "
+    .. "print -r -- $_comps[tenantguard]' 2>&1"):format(dir)))
   lu.assertEquals(out, "_tenantguard\n")
 end
 
@@ -125,7 +128,8 @@ end
 function TestManPage:test_groff_and_man_find_nothing_to_warn_about()
   local path = man_page()
   if not have("groff") then return skipped("groff is not installed (package groff-base)") end
-  local out = sh(("groff -man -Tutf8 -ww -rHY=0 -P-cbou %s 2>%s.err"):format(q(path), q(path)))
+  local out = sh(ext(("groff -man -Tutf8 -ww -rHY=0 -P-cbou %s 2>%s.err"):format(q(path),
+    q(path))))
   lu.assertEquals(H.read(path .. ".err"), "")
   -- the same words as --help, command by command (filled and adjusted differently)
   local words = " " .. out:gsub("%s+", " ") .. " "
@@ -135,7 +139,7 @@ function TestManPage:test_groff_and_man_find_nothing_to_warn_about()
     lu.assertTrue(words:find(body, 1, true) ~= nil, "the help of " .. name .. " in the man page")
   end
   if not have("man") then return skipped("man is not installed (package man-db)") end
-  local warnings = sh(("MANWIDTH=80 man --warnings -l %s 2>&1 >/dev/null"):format(q(path)))
+  local warnings = sh(ext(("MANWIDTH=80 man --warnings -l %s 2>&1 >/dev/null"):format(q(path))))
   lu.assertEquals(warnings, "")
 end
 

@@ -144,3 +144,32 @@ int tg_engine_set_decision_file(tg_engine *eng, const char *path) {
     eng->decision_file = f;
     return TG_OK;
 }
+
+/* An automatic reload as one line of the decision file, beside the decisions:
+ * {"time":..., "kind":"reload", "ok":true|false, "rules":DIR, "rule_version": the version
+ * serving now, "previous_version": the one before, "error": "rules/x.lua:3: ..." | null}. */
+void tg__declog_reload(tg_engine *eng, int status, const char *previous_version,
+                       const char *message) {
+    FILE *f = eng->decision_file;
+    if (!f)
+        return;
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    struct tm tm;
+    gmtime_r(&ts.tv_sec, &tm);
+    char when[40];
+    strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%S", &tm);
+    fprintf(f, "{\"time\":\"%s.%03ldZ\",\"kind\":\"reload\",\"ok\":%s,\"rules\":", when,
+            ts.tv_nsec / 1000000, status == TG_OK ? "true" : "false");
+    json_string(f, eng->rules_dir);
+    fputs(",\"rule_version\":", f);
+    json_string(f, tg_engine_rules(eng)->version);
+    fputs(",\"previous_version\":", f);
+    json_string(f, previous_version);
+    fputs(",\"error\":", f);
+    if (message)
+        json_string(f, message);
+    else
+        fputs("null", f);
+    fputs("}\n", f);
+}

@@ -59,6 +59,10 @@ static int check_settings(tg_engine *eng, const tg_open_options *o) {
                                "%d to %lld KiB, got %lld",
                                MIN_CACHE_KIB, (long long)MAX_CACHE_KIB,
                                (long long)o->cache_size_kib);
+    if (o->auto_reload_ms < 0)
+        return tg__engine_fail(eng, TG_MISUSE,
+                               "tg_engine_open: auto_reload must be 0 (off) to %d ms, got %d",
+                               INT_MAX, o->auto_reload_ms);
     if (o->mmap_size < 0 || o->mmap_size > MAX_MMAP)
         return tg__engine_fail(eng, TG_MISUSE,
                                "tg_engine_open: the mmap size must be 0 (none) to %lld bytes, "
@@ -194,6 +198,7 @@ int tg_engine_open(const tg_open_options *opts, tg_engine **out) {
     eng->findings = tg__findings_new();
     if (!eng->findings)
         return tg__engine_fail(eng, TG_NOMEM, "out of memory");
+    tg__watch_start(eng);
     st = load_rules(&eng->opts, eng->db, eng->findings, &eng->rules);
     if (st != TG_OK)
         return fail_rules(eng, st, eng->findings);

@@ -33,6 +33,12 @@ struct tg_engine {
     sqlite3_stmt *read_commit;
     tg_settings settings;     /* as applied to the connection at open */
     char journal_mode[16];    /* settings.journal_mode points here */
+    /* automatic reload (watch.c): the stamp of the rule files as last loaded or tried, the
+     * monotonic time (ms) before which tg_ctx_open does not look again, and whether a look
+     * is in progress (its callback may open contexts) */
+    uint64_t watch_stamp;
+    int64_t watch_next_ms;
+    int watch_busy;
 };
 
 /* The plan for the serving rules and the current schema (built on first use). */
@@ -52,6 +58,16 @@ TG_HIDDEN int tg__engine_writable(tg_engine *eng, const char *what);
 #define TG__SNAPSHOT_WRITE_MSG                                                                 \
     "%s inside a read snapshot: writes are refused until it ends (eng:read returns, "          \
     "tg_engine_read_end, or the snapshot context closes)"
+
+/* Automatic reload (watch.c). tg__watch_start records the stamp of the rule files before
+ * the first load; tg__watch_check, at every tg_ctx_open, reloads when the interval has
+ * passed and the stamp changed. TG_MISUSE when the reload callback closed the engine (then
+ * the engine may be freed already). */
+TG_HIDDEN void tg__watch_start(tg_engine *eng);
+TG_HIDDEN int tg__watch_check(tg_engine *eng);
+/* Writes a reload event to the decision file (declog.c). */
+TG_HIDDEN void tg__declog_reload(tg_engine *eng, int status, const char *previous_version,
+                                 const char *message);
 
 /* Sets the engine's message and returns status. */
 TG_HIDDEN int tg__engine_fail(tg_engine *eng, int status, const char *fmt, ...) TG_PRINTF(3, 4);

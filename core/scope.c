@@ -40,6 +40,9 @@ int tg_ctx_open(tg_engine *eng, const tg_ctx_options *o, tg_ctx **out) {
         return TG_NOMEM;
     }
     *out = ctx;
+    /* automatic reload, before this context takes its rules (the callback may close eng) */
+    if (tg__watch_check(eng) != TG_OK)
+        return tg__ctx_fail(ctx, TG_MISUSE, "the engine was closed by its reload callback");
     tg__plan *plan = NULL;
     int st = tg__engine_plan(eng, &plan);
     if (st != TG_OK)

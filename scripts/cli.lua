@@ -10,6 +10,7 @@ local DEFAULT_RULES = os.getenv("TENANTGUARD_RULES") or TENANTGUARD_DEFAULT_RULE
 
 local commands = {}
 local usage = {}
+local specs = {} -- each command's option spec, for completion and the man page
 
 local function printf(fmt, ...) io.stdout:write(fmt:format(...)) end
 local function eprintf(fmt, ...) io.stderr:write(fmt:format(...)) end
@@ -189,6 +190,7 @@ end
 -- Defines a command: its options, and its body run with the parsed options. -h/--help
 -- prints usage[name] and runs nothing.
 local function command(name, spec, fn)
+  specs[name] = spec
   commands[name] = function(args)
     local opts, pos = parse(args, spec)
     if opts.help then
@@ -207,15 +209,40 @@ end
 -- ---------------------------------------------------------------------------------------
 usage.lint = [[
 usage: tenantguard lint [DIR | --rules DIR] [--db FILE] [--json] [--strict]
+                        [--watch] [--interval MS]
 
 Checks the rule scripts in DIR (and, with --db, the mapping against the database schema and
 drift: tables with the tenant column that no rule covers). Prints every finding with
-file:line and a stable code. Exit 1 on errors (with --strict, also on warnings).]]
+file:line and a stable code. Exit 1 on errors (with --strict, also on warnings).
+--watch keeps going for an editing session: it lints again whenever a rule file is added,
+removed or written (looking every MS milliseconds, default 300, 50 to 60000), printing a
+separator line before each new report (with --json: one JSON object per line, no
+separator), and stops on Ctrl-C with exit 130.]]
+
+local WATCH_INTERVAL = { int = true, min = 50, max = 60000 }
+
+local lint_once
 
 command("lint", { rules = "text", db = "text", json = "flag", strict = "flag",
+  watch = "flag", interval = WATCH_INTERVAL,
   { min = 0, max = 1, name = "DIR" } }, function(opts, pos)
   local rules = rules_dir(opts, pos)
   local db = existing_db(opts, true)
+  if opts.interval and not opts.watch then usage_error("--interval goes with --watch") end
+  if not opts.watch then return lint_once(opts, rules, db) end
+  require("tenantguard.watch").loop(rules, { interval = opts.interval,
+    run = function() lint_once(opts, rules, db) end,
+    before_rerun = function()
+      if opts.json then return end
+      printf("---- %s: rules changed, lint again ----\n", os.date("%H:%M:%S"))
+    end,
+    on_error = function(err) eprintf("tenantguard lint: %s\n", tostring(err)) end })
+  eprintf("tenantguard lint: interrupted\n")
+  return EXIT_INTERRUPTED
+end)
+
+-- One lint report of rules (against db when given); the exit code it deserves.
+function lint_once(opts, rules, db)
   local findings = tg.check { rules = rules, db = db }
   local errors, warnings = 0, 0
   for _, f in ipairs(findings) do
@@ -232,7 +259,7 @@ command("lint", { rules = "text", db = "text", json = "flag", strict = "flag",
   end
   if errors > 0 or (opts.strict and warnings > 0) then return EXIT_FINDINGS end
   return EXIT_OK
-end)
+end
 
 -- ---------------------------------------------------------------------------------------
 usage.refdb = [[
@@ -941,6 +968,40 @@ local function help(out)
     :format(DEFAULT_RULES), EXIT_HELP, "\n")
 end
 
+-- ---------------------------------------------------------------------------------------
+-- shell completion and the man page, made from the tables above (tenantguard.completion,
+-- tenantguard.man)
+usage.completion = [[
+usage: tenantguard completion bash|zsh
+
+Prints a completion script for the shell, made from this tool's commands and options.
+bash: source it, or install it as share/bash-completion/completions/tenantguard (the build
+does); zsh: install it as _tenantguard in a directory of $fpath (the build installs
+share/zsh/vendor-completions/_tenantguard). `tenantguard help --man` prints the man page.]]
+
+order[#order + 1] = "completion"
+SUMMARY.completion = "print a bash or zsh completion script"
+
+local function cli_tables()
+  local phases = {}
+  for p in pairs(PHASES) do phases[#phases + 1] = p end
+  table.sort(phases)
+  return { order = order, summary = SUMMARY, usage = usage, specs = specs,
+    positionals = { rollout = phases, completion = { "bash", "zsh" } },
+    option_values = { keys = { "integer", "text" }, path = { "index", "detail", "row_action",
+      "bulk_action", "relation_manager", "global_search", "canonical_viewer" } },
+    exit_help = EXIT_HELP, default_rules = DEFAULT_RULES, version = tg.VERSION }
+end
+
+command("completion", { { min = 1, max = 1, name = "SHELL", missing = "needs bash or zsh" } },
+function(_, pos)
+  if pos[1] ~= "bash" and pos[1] ~= "zsh" then
+    usage_error(("unknown shell '%s' (bash or zsh)"):format(pos[1]))
+  end
+  io.stdout:write(require("tenantguard.completion")[pos[1]](cli_tables()))
+  return EXIT_OK
+end)
+
 local function main(args)
   -- Ctrl-C ends a command at once (status 130) unless it chose to stop at a safe point
   -- (the worker, refdb); the standalone interpreter would otherwise turn it into an error.
@@ -951,6 +1012,10 @@ local function main(args)
     return EXIT_USAGE
   end
   if name == "help" or name == "--help" or name == "-h" then
+    if name == "help" and args[2] == "--man" and not args[3] then
+      io.stdout:write(require("tenantguard.man").render(cli_tables()))
+      return EXIT_OK
+    end
     if name == "help" and args[2] then
       if args[3] then
         eprintf("tenantguard help: unexpected argument '%s'\n", args[3])

@@ -21,6 +21,8 @@ typedef struct lengine {
     int log_failed;
     int working;   /* eng:work and eng:run_matrix calls in progress */
     int in_matrix; /* eng:run_matrix calls in progress (a reload is refused) */
+    int reload_ref;    /* tg.open{ on_reload = fn }: the function (LUA_NOREF: none) */
+    int reload_failed; /* it raised once (reported once on stderr) */
 } lengine;
 
 lengine *tgl_check_engine(lua_State *L, int idx);
@@ -40,6 +42,8 @@ void tgl_database_register(lua_State *L);
 /* tg.open{...} and tg.check{...} */
 int tgl_engine_open(lua_State *L);
 int tgl_rules_check(lua_State *L);
+/* tg.rules_stamp(dir) */
+int tgl_rules_stamp(lua_State *L);
 /* tg.connect(path) */
 int tgl_database_connect(lua_State *L);
 

@@ -57,7 +57,10 @@ int tgl_context_open(lua_State *L) {
     lua_pushvalue(L, 1);
     lua_setiuservalue(L, -2, 1);
     tg_ctx *ctx = NULL;
+    lua_State *prev = e->L; /* an automatic reload's on_reload runs in this call */
+    e->L = L;
     int st = tg_ctx_open(e->eng, &o, &ctx);
+    e->L = prev;
     if (st != TG_OK) {
         lua_pushstring(L, tg_ctx_errmsg(ctx));
         tg_ctx_close(ctx);

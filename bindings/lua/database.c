@@ -3,9 +3,11 @@
  * it has no rules and decides nothing. Values are always bound, never pasted into SQL. */
 #include "binding.h"
 
+#include <errno.h>
 #include <signal.h>
 #include <sqlite3.h>
 #include <string.h>
+#include <time.h>
 
 typedef struct ldb {
     sqlite3 *db; /* NULL once closed */
@@ -238,12 +240,25 @@ static int sig_interrupted(lua_State *L) {
     return 1;
 }
 
+/* signal.sleep(ms) -> true when a trapped SIGINT cut it short (or had come before), else
+ * false. Wakes at once on Ctrl-C, so a polling loop (lint --watch) stops without delay. */
+static int sig_sleep(lua_State *L) {
+    lua_Integer ms = luaL_checkinteger(L, 1);
+    luaL_argcheck(L, ms >= 0 && ms <= 3600000, 1, "0 to 3,600,000 ms");
+    struct timespec ts = {(time_t)(ms / 1000), (long)(ms % 1000) * 1000000L};
+    while (tgl_sigint_count == 0 && nanosleep(&ts, &ts) != 0 && errno == EINTR) {
+    }
+    lua_pushboolean(L, tgl_sigint_count > 0);
+    return 1;
+}
+
 __attribute__((visibility("default"))) int luaopen_tenantguard_signal(lua_State *L);
 
 int luaopen_tenantguard_signal(lua_State *L) {
     static const luaL_Reg fns[] = {{"trap", sig_trap},
                                    {"default", sig_default},
                                    {"interrupted", sig_interrupted},
+                                   {"sleep", sig_sleep},
                                    {NULL, NULL}};
     luaL_newlib(L, fns);
     return 1;

@@ -19,12 +19,56 @@ static int raise_plain(lua_State *L, const char *msg) {
     return lua_error(L);
 }
 
-/* tg.open{ db = "app.db", rules = "rules" [, create = true] } -> engine; raises on failure
- * ("no such database: PATH" unless create is true). The userdata is made closed first, so an
- * error while opening cannot leave it half-made. */
+/* An automatic reload's outcome, passed to call_reload. */
+typedef struct reload_event {
+    int status;
+    const char *message, *version;
+} reload_event;
+
+/* Calls on_reload(ok, err, version); runs under lua_pcall. */
+static int call_reload(lua_State *L) {
+    const reload_event *ev = lua_touserdata(L, 1);
+    lengine *e = lua_touserdata(L, 2);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, e->reload_ref);
+    lua_pushboolean(L, ev->status == TG_OK);
+    if (ev->message)
+        lua_pushstring(L, ev->message);
+    else
+        lua_pushnil(L);
+    lua_pushstring(L, ev->version);
+    lua_call(L, 3, 0);
+    return 0;
+}
+
+/* The C reload callback: the Lua function always runs under lua_pcall, in the Lua state of
+ * the eng:context call that noticed the change. One that raises is reported once on stderr
+ * and changes nothing (the reload has happened or failed already). */
+static void lua_on_reload(void *ud, int status, const char *message, const char *version) {
+    lengine *e = ud;
+    lua_State *L = e->L;
+    if (!L || e->reload_ref == LUA_NOREF || !lua_checkstack(L, 8))
+        return;
+    reload_event ev = {status, message, version};
+    lua_pushcfunction(L, call_reload);
+    lua_pushlightuserdata(L, &ev);
+    lua_pushlightuserdata(L, e);
+    if (lua_pcall(L, 2, 0, 0) != LUA_OK) {
+        if (!e->reload_failed)
+            fprintf(stderr, "tenantguard: the on_reload function failed: %.300s\n",
+                    lua_isstring(L, -1) ? lua_tostring(L, -1) : luaL_typename(L, -1));
+        e->reload_failed = 1;
+        lua_pop(L, 1);
+    }
+}
+
+/* tg.open{ db = "app.db", rules = "rules" [, create = true] [, auto_reload = ms,
+ * on_reload = fn] } -> engine; raises on failure ("no such database: PATH" unless create is
+ * true). The userdata is made closed first, so an error while opening cannot leave it
+ * half-made. */
 int tgl_engine_open(lua_State *L) {
     tg_open_options o;
     tgl_check_open_options(L, 1, "open", &o); /* its strings stay anchored on the stack */
+    int on_reload = tgl_field_function(L, lua_gettop(L), "open", "on_reload");
     lengine *e = lua_newuserdatauv(L, sizeof *e, 1);
     e->eng = NULL;
     e->L = NULL;
@@ -32,13 +76,21 @@ int tgl_engine_open(lua_State *L) {
     e->log_failed = 0;
     e->working = 0;
     e->in_matrix = 0;
+    e->reload_ref = LUA_NOREF;
+    e->reload_failed = 0;
     luaL_setmetatable(L, TG_ENGINE_MT);
+    if (on_reload) {
+        lua_pushvalue(L, on_reload);
+        e->reload_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+        o.on_reload = lua_on_reload;
+        o.reload_ud = e;
+    }
     tg_engine *eng = NULL;
     int st = tg_engine_open(&o, &eng);
     if (st != TG_OK) {
         lua_pushstring(L, tg_engine_errmsg(eng));
         tg_engine_close(eng);
-        return lua_error(L);
+        return lua_error(L); /* __gc drops the function's reference */
     }
     e->eng = eng;
     return 1;
@@ -59,6 +111,18 @@ int tgl_rules_check(lua_State *L) {
     return 1;
 }
 
+/* tg.rules_stamp(dir) -> 16 hex digits that change whenever a rule file there is added,
+ * removed, renamed or written (stat calls only: cheap enough to poll) */
+int tgl_rules_stamp(lua_State *L) {
+    uint64_t stamp = 0;
+    if (tg_rules_stamp(tgl_check_cstring(L, 1), &stamp) != TG_OK)
+        return luaL_error(L, "tenantguard.rules_stamp: cannot stat the rules");
+    char hex[17];
+    snprintf(hex, sizeof hex, "%016llx", (unsigned long long)stamp);
+    lua_pushstring(L, hex);
+    return 1;
+}
+
 /* eng:close(), __close and __gc: safe twice. Refused (raises 'engine is busy') from a
  * callback of eng:work or eng:run_matrix, which still use the engine; allowed from a
  * decision log callback (the context deciding keeps the engine's memory alive, and then
@@ -75,6 +139,8 @@ static int engine_close(lua_State *L) {
     }
     luaL_unref(L, LUA_REGISTRYINDEX, e->log_ref);
     e->log_ref = LUA_NOREF;
+    luaL_unref(L, LUA_REGISTRYINDEX, e->reload_ref);
+    e->reload_ref = LUA_NOREF;
     return 0;
 }
 

@@ -25,6 +25,7 @@ int luaopen_tenantguard(lua_State *L) {
     tgl_context_register(L);
     static const luaL_Reg fns[] = {{"open", tgl_engine_open},
                                    {"check", tgl_rules_check},
+                                   {"rules_stamp", tgl_rules_stamp},
                                    {"connect", tgl_database_connect},
                                    {"checks", l_checks},
                                    {"mutations", tgl_mutations},

@@ -419,6 +419,16 @@ TG_API const tg_check_info *tg_check_info_get(size_t i);
 
 typedef struct tg_engine tg_engine;
 
+/* Told the outcome of each automatic reload (tg_open_options.auto_reload_ms): status TG_OK
+ * when the new rules now serve, else the failure (TG_RULES, TG_IO, ...) and the old rules
+ * keep serving; message NULL on success, else "rules/x.lua:12: ..."; rule_version the
+ * version serving now. Runs inside the tg_ctx_open that noticed the change, before that
+ * context takes its rules; the strings are valid only during the call. It may call the
+ * library (opening a context from it does not check again); closing the engine from it makes
+ * that tg_ctx_open return TG_MISUSE. */
+typedef void (*tg_reload_fn)(void *ud, int status, const char *message,
+                             const char *rule_version);
+
 typedef struct tg_open_options {
     const char *db;    /* SQLite file; NULL or "" to check rules without a database */
     int create;        /* create db when it does not exist; by default that is TG_IO
@@ -434,6 +444,17 @@ typedef struct tg_open_options {
     int64_t mmap_size;              /* bytes of the file read through memory mapping, 0 to
                                      * 1,099,511,627,776 (1 TiB); 0: none. Above what this
                                      * SQLite build allows (2 GiB by default) is TG_LIMIT. */
+    /* Automatic reload: 0 (the default) is off. Otherwise tg_ctx_open looks at the rule
+     * files (name, size, mtime, ctime and inode of each *.lua file and of the directory: a
+     * few stat calls, no reading) at most once per this many milliseconds, and reloads them
+     * when anything changed, as tg_engine_reload does: a broken edit keeps the old rules
+     * (and is not tried again until the files change again). Contexts already open keep
+     * their rules. No look happens inside a read snapshot, during tg_run_matrix or tg_work
+     * (the next tg_ctx_open after them looks). Each reload is reported to on_reload and, as a
+     * line with "kind":"reload", to the decision file. Negative is TG_MISUSE. */
+    int auto_reload_ms;
+    tg_reload_fn on_reload; /* NULL: none */
+    void *reload_ud;        /* passed to on_reload */
 } tg_open_options;
 
 /* Opens the database and loads the rules. On return *out is an engine whenever memory
@@ -509,6 +530,12 @@ TG_API TG_WUR int tg_engine_lint(tg_engine *eng, tg_findings **out);
 
 /* The serving rules. Valid until the next successful reload or close. */
 TG_API const tg_rules *tg_engine_rules(const tg_engine *eng);
+
+/* A stamp of the rule files at `rules` (a directory or one file) as they are on disk now:
+ * it changes when a *.lua file is added, removed, renamed or written (size, mtime, ctime,
+ * inode), by stat calls only. What automatic reload compares; for tools that watch the
+ * rules (tenantguard lint --watch). A directory that cannot be read has a stamp too. */
+TG_API TG_WUR int tg_rules_stamp(const char *rules, uint64_t *out);
 
 /* Loads and checks rules without an engine (no database checks unless db is given).
  * *out is owned by the caller. */

@@ -291,6 +291,24 @@ function TestLogSummary:test_keys_keep_their_type()
   lu.assertNotStrContains(logsum.report(s), "\27")
 end
 
+-- An automatic reload's line (tg.open{ auto_reload = }) is counted as a reload: neither a
+-- decision nor a malformed line.
+function TestLogSummary:test_reload_lines()
+  local s = logsum.lines(lines_iter {
+    '{"user":1,"workspace":1,"tenant":1,"family":"F","path":"detail","status":200,"reason":"ok"}',
+    '{"time":"2026-01-01T12:00:00.000Z","kind":"reload","ok":true,"rules":"rules",'
+      .. '"rule_version":"a","previous_version":"b","error":null}',
+    '{"time":"2026-01-01T12:00:01.000Z","kind":"reload","ok":false,"rules":"rules",'
+      .. '"rule_version":"a","previous_version":"a","error":"rules/f.lua:7: boom"}',
+  })
+  lu.assertEquals(s.decisions, 1)
+  lu.assertEquals(s.malformed, 0)
+  lu.assertEquals(s.reloads, 2)
+  lu.assertEquals(s.failed_reloads, 1)
+  lu.assertEquals(logsum.shape(s).reloads, 2)
+  lu.assertStrContains(logsum.report(s), "rule reloads: 2 (1 failed, the old rules kept)")
+end
+
 -- The decoder: exact 64-bit integers, escapes, and every kind of broken text refused.
 function TestLogSummary:test_decoder()
   lu.assertEquals(logsum.decode("9223372036854775807"), math.maxinteger)

@@ -237,7 +237,7 @@ function M.lines(iter, opts)
   opts = opts or {}
   local top = opts.top or M.DEFAULT_TOP
   local s = { lines = 0, decisions = 0, blank = 0, malformed = 0, malformed_lines = {},
-    from = "", to = "", without_tenant_404 = 0, top = top }
+    from = "", to = "", without_tenant_404 = 0, top = top, reloads = 0, failed_reloads = 0 }
   local status, reason, family, path, users, tenants = {}, {}, {}, {}, {}, {}
   for line in iter do
     s.lines = s.lines + 1
@@ -247,8 +247,15 @@ function M.lines(iter, opts)
     else
       local v, err = M.decode(line)
       local d
-      if v ~= nil then d, err = as_decision(v) end
-      if not d then
+      local reload = type(v) == "table" and v.kind == "reload"
+      if reload then
+        -- an automatic reload's line (tg.open{ auto_reload = }): counted, not a decision
+        s.reloads = s.reloads + 1
+        if v.ok ~= true then s.failed_reloads = s.failed_reloads + 1 end
+      elseif v ~= nil then d, err = as_decision(v) end
+      if reload then
+        -- counted above
+      elseif not d then
         s.malformed = s.malformed + 1
         if #s.malformed_lines < M.MALFORMED_SHOWN then
           s.malformed_lines[#s.malformed_lines + 1] = { line = s.lines,
@@ -343,6 +350,7 @@ function M.shape(s, array)
   return {
     file = s.file, lines = s.lines, decisions = s.decisions, blank = s.blank,
     malformed = s.malformed, from = s.from, to = s.to, top = s.top,
+    reloads = s.reloads, failed_reloads = s.failed_reloads,
     malformed_lines = list(s.malformed_lines, function(m) return { line = m.line,
       error = m.error } end),
     by_status = list(s.by_status, function(e) return { status = e.status, count = e.count } end),
@@ -462,6 +470,10 @@ function M.report(s)
       s.without_tenant_404 == 1 and "" or "s")
   end
   out[#out + 1] = ""
+  if s.reloads > 0 then
+    out[#out + 1] = ("rule reloads: %d (%d failed, the old rules kept)"):format(s.reloads,
+      s.failed_reloads)
+  end
   if s.malformed == 0 then
     out[#out + 1] = "malformed lines: none"
   else

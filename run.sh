@@ -14,8 +14,10 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 
-PACKAGES="build-essential cmake pkg-config liblua5.4-dev lua5.4 lua-unit libsqlite3-dev sqlite3 luarocks"
+PACKAGES="build-essential cmake pkg-config liblua5.4-dev lua5.4 lua-unit libsqlite3-dev sqlite3"
 FUZZ_PACKAGES="clang libclang-rt-14-dev"   # libFuzzer: only `test` and `fuzz` need them
+# only `test`: the rock's install test, zsh completion, the man page check, xmllint on JUnit
+TEST_PACKAGES="$FUZZ_PACKAGES luarocks zsh groff-base man-db libxml2-utils"
 
 ensure_packages() { # [extra packages...]
   local missing=()
@@ -61,7 +63,7 @@ case "${1:-}" in
     exec ./build/tenantguard demo --dir demo
     ;;
   test)
-    ensure_packages $FUZZ_PACKAGES
+    ensure_packages $TEST_PACKAGES
     build ci
     ctest --preset ci
     build asan

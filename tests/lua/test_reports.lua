@@ -264,6 +264,40 @@ function TestJsonCommands:test_resolve_shape_and_bytes()
   for _, r in ipairs(v.records) do lu.assertTrue(is_obj(r)) end
 end
 
+-- explain and log: strict JSON too, lists always arrays, bad bytes escaped.
+function TestJsonCommands:test_explain_and_log()
+  local path = H.refdb(20)
+  local db = tg.connect(path)
+  local id = db:value("SELECT id FROM policies WHERE tenant_id = 1 ORDER BY id LIMIT 1")
+  db:exec("UPDATE policies SET display_name = 'bad ' || x'ff' || ' name' WHERE id = " .. id)
+  db:close()
+  local log = path .. ".jsonl"
+  local base = ("--db %s --user 2 --workspace 1 --tenant 1 --family Policy "):format(sq(path))
+  local v, raw = tool_json("explain --json " .. base .. "--path detail --id " .. id)
+  lu.assertEquals(v.status, 200, raw)
+  lu.assertEquals(v.decided_by, "capability")
+  lu.assertTrue(is_arr(v.checks) and #v.checks >= 3, raw)
+  lu.assertEquals(v.record.display_name, "bad \u{FFFD} name")
+  v, raw = tool_json("explain --json " .. base .. "--path detail --id 999999")
+  lu.assertEquals(v.status, 404, raw)
+  lu.assertTrue(is_arr(v.checks), raw)
+  -- a log of one decision, summarised: every list an array, the empty ones []
+  lu.assertEquals((tool("resolve " .. base .. "--path detail --id 999999 --log " .. sq(log))), 0)
+  v, raw = tool_json("log --json " .. sq(log))
+  lu.assertEquals(v.decisions, 1, raw)
+  lu.assertTrue(is_arr(v.malformed_lines) and #v.malformed_lines == 0, raw)
+  lu.assertTrue(is_arr(v.by_status) and is_arr(v.top_users_404), raw)
+  -- an empty log
+  H.write(log, "")
+  v, raw = tool_json("log --json " .. sq(log))
+  lu.assertEquals(v.decisions, 0)
+  for _, k in ipairs { "by_status", "by_reason", "by_family", "by_path", "top_users_404",
+    "top_tenants_404", "malformed_lines" } do
+    lu.assertTrue(is_arr(v[k]) and #v[k] == 0, k .. ": " .. raw)
+  end
+  os.remove(log)
+end
+
 function TestJsonCommands:test_backfill_and_validate()
   local path = H.refdb(20)
   local db = tg.connect(path)

@@ -1,0 +1,170 @@
+/* The store: one interface to the database, whatever the backend. The resolver, the write
+ * guard, the matrix and the catalog checks talk only to this; no SQLite or libpq type or
+ * call is visible outside a backend's own file (store_sqlite.c, store_pg.c).
+ *
+ * It mirrors the shape of a prepared-statement API (prepare once, bind typed values, step
+ * through rows, reset, finalize), so one statement per decision stays one statement on every
+ * backend. Result codes and value types have the values SQLite gives them, so code reads the
+ * same whichever backend answers. */
+#ifndef TG_STORE_H
+#define TG_STORE_H
+
+#include "util.h"
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* Result codes. */
+enum {
+    TG__ST_OK = 0,
+    TG__ST_ERROR = 1,
+    TG__ST_BUSY = 5,      /* locked by another connection, or the statement timed out */
+    TG__ST_NOMEM = 7,
+    TG__ST_IOERR = 10,    /* the connection is lost (PostgreSQL) or the file unreadable */
+    TG__ST_CONSTRAINT = 19,
+    TG__ST_MISUSE = 21,
+    TG__ST_ROW = 100,
+    TG__ST_DONE = 101
+};
+
+/* Value types of a result column. */
+enum { TG__T_INTEGER = 1, TG__T_FLOAT = 2, TG__T_TEXT = 3, TG__T_BLOB = 4, TG__T_NULL = 5 };
+
+/* Backends. */
+enum { TG__BACKEND_SQLITE = 1, TG__BACKEND_POSTGRES = 2 };
+
+/* Flags of tg__st_prepare. */
+enum {
+    TG__PREP_PERSISTENT = 1 /* kept for the connection's life: prepared once, reused */
+};
+
+typedef struct tg__db tg__db;
+typedef struct tg__stmt tg__stmt;
+struct tg__dialect;
+
+typedef struct tg__stmt_ops {
+    int (*step)(tg__stmt *st);
+    int (*reset)(tg__stmt *st);
+    int (*clear_bindings)(tg__stmt *st);
+    void (*finalize)(tg__stmt *st);
+    int (*bind_int64)(tg__stmt *st, int i, int64_t v);
+    int (*bind_double)(tg__stmt *st, int i, double v);
+    /* copy: the store keeps its own copy; else s must stay valid until the next step or
+     * reset that follows (what the callers here always do) */
+    int (*bind_text)(tg__stmt *st, int i, const char *s, size_t n, int copy);
+    int (*bind_blob)(tg__stmt *st, int i, const void *p, size_t n, int copy);
+    int (*bind_null)(tg__stmt *st, int i);
+    int (*param_count)(tg__stmt *st);
+    const char *(*param_name)(tg__stmt *st, int i); /* ":name", or NULL for positional */
+    int (*column_count)(tg__stmt *st);
+    int (*column_type)(tg__stmt *st, int col);
+    int64_t (*column_int64)(tg__stmt *st, int col);
+    double (*column_double)(tg__stmt *st, int col);
+    /* text and blob bytes stay valid until the next step, reset or finalize */
+    const char *(*column_text)(tg__stmt *st, int col);
+    const void *(*column_blob)(tg__stmt *st, int col);
+    size_t (*column_bytes)(tg__stmt *st, int col);
+    const char *(*sql)(tg__stmt *st);
+} tg__stmt_ops;
+
+struct tg__stmt {
+    const tg__stmt_ops *ops;
+    tg__db *db;
+};
+
+typedef struct tg__db_ops {
+    int (*prepare)(tg__db *db, const char *sql, size_t len, unsigned flags, tg__stmt **out);
+    /* runs statements without results (several, separated by ';' on SQLite) */
+    int (*exec)(tg__db *db, const char *sql);
+    const char *(*errmsg)(tg__db *db);
+    int64_t (*changes)(tg__db *db);       /* rows the last statement changed */
+    int64_t (*total_changes)(tg__db *db); /* rows changed since the connection opened */
+    int (*in_transaction)(tg__db *db);    /* an explicit transaction is open */
+    void (*close)(tg__db *db);
+} tg__db_ops;
+
+struct tg__db {
+    const tg__db_ops *ops;
+    const struct tg__dialect *dialect;
+    int backend; /* TG__BACKEND_* */
+};
+
+/* ---- calls (thin: one indirect call each) ---- */
+
+static inline int tg__st_prepare(tg__db *db, const char *sql, size_t len, unsigned flags,
+                                 tg__stmt **out) {
+    return db->ops->prepare(db, sql, len, flags, out);
+}
+static inline int tg__st_step(tg__stmt *st) { return st->ops->step(st); }
+static inline int tg__st_reset(tg__stmt *st) { return st ? st->ops->reset(st) : TG__ST_OK; }
+static inline int tg__st_clear_bindings(tg__stmt *st) { return st->ops->clear_bindings(st); }
+static inline void tg__st_finalize(tg__stmt *st) {
+    if (st)
+        st->ops->finalize(st);
+}
+static inline int tg__st_bind_int64(tg__stmt *st, int i, int64_t v) {
+    return st->ops->bind_int64(st, i, v);
+}
+static inline int tg__st_bind_double(tg__stmt *st, int i, double v) {
+    return st->ops->bind_double(st, i, v);
+}
+static inline int tg__st_bind_text(tg__stmt *st, int i, const char *s, size_t n, int copy) {
+    return st->ops->bind_text(st, i, s, n, copy);
+}
+static inline int tg__st_bind_blob(tg__stmt *st, int i, const void *p, size_t n, int copy) {
+    return st->ops->bind_blob(st, i, p, n, copy);
+}
+static inline int tg__st_bind_null(tg__stmt *st, int i) { return st->ops->bind_null(st, i); }
+static inline int tg__st_param_count(tg__stmt *st) { return st->ops->param_count(st); }
+static inline const char *tg__st_param_name(tg__stmt *st, int i) {
+    return st->ops->param_name(st, i);
+}
+static inline int tg__st_column_count(tg__stmt *st) { return st->ops->column_count(st); }
+static inline int tg__st_column_type(tg__stmt *st, int c) { return st->ops->column_type(st, c); }
+static inline int64_t tg__st_column_int64(tg__stmt *st, int c) {
+    return st->ops->column_int64(st, c);
+}
+static inline double tg__st_column_double(tg__stmt *st, int c) {
+    return st->ops->column_double(st, c);
+}
+static inline const char *tg__st_column_text(tg__stmt *st, int c) {
+    return st->ops->column_text(st, c);
+}
+static inline const void *tg__st_column_blob(tg__stmt *st, int c) {
+    return st->ops->column_blob(st, c);
+}
+static inline size_t tg__st_column_bytes(tg__stmt *st, int c) {
+    return st->ops->column_bytes(st, c);
+}
+static inline const char *tg__st_sql(tg__stmt *st) { return st->ops->sql(st); }
+
+static inline int tg__db_exec(tg__db *db, const char *sql) { return db->ops->exec(db, sql); }
+static inline const char *tg__db_errmsg(tg__db *db) { return db->ops->errmsg(db); }
+static inline int64_t tg__db_changes(tg__db *db) { return db->ops->changes(db); }
+static inline int64_t tg__db_total_changes(tg__db *db) { return db->ops->total_changes(db); }
+static inline int tg__db_in_transaction(tg__db *db) { return db->ops->in_transaction(db); }
+static inline void tg__db_close(tg__db *db) {
+    if (db)
+        db->ops->close(db);
+}
+
+/* Prepares sql (a NUL-terminated buffer) for a one-off use. */
+static inline int tg__st_prepare_once(tg__db *db, const char *sql, tg__stmt **out) {
+    return tg__st_prepare(db, sql, (size_t)-1, 0, out);
+}
+
+/* ---- backends ---- */
+
+/* True when target names a PostgreSQL database: a "postgresql://" or "postgres://" URI,
+ * or a libpq keyword/value string ("host=... dbname=..."). Anything else is a SQLite file. */
+TG_HIDDEN int tg__store_is_postgres(const char *target);
+
+/* SQLite: opens the file at path (create: make it when missing). *out is set even on
+ * failure, to read its message; close it either way. */
+TG_HIDDEN int tg__store_sqlite_open(const char *path, int create, int readonly, tg__db **out);
+/* The SQLite connection behind db (NULL for another backend): for the SQLite-only modules
+ * (rollout, backfill, validation) until they have a PostgreSQL version. Typed void * so no
+ * SQLite type leaks; those modules cast it back. */
+TG_HIDDEN void *tg__store_sqlite_handle(tg__db *db);
+
+#endif

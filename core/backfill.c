@@ -7,6 +7,7 @@
 #include "rollout.h"
 #include "sql.h"
 
+#include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>

@@ -9,35 +9,32 @@
 #include <stdlib.h>
 #include <string.h>
 
-int tg__table_exists(sqlite3 *db, const char *table) {
-    sqlite3_stmt *st = NULL;
+int tg__table_exists(tg__db *db, const char *table) {
+    tg__stmt *st = NULL;
     int found = 0;
-    if (sqlite3_prepare_v2(db,
-                           "SELECT 1 FROM sqlite_schema WHERE type IN ('table', 'view') AND name = ?1",
-                           -1, &st, NULL) != SQLITE_OK)
+    if (tg__st_prepare_once(db, "SELECT 1 FROM sqlite_schema WHERE type IN ('table', 'view') AND name = ?1", &st) != TG__ST_OK)
         return -1;
-    sqlite3_bind_text(st, 1, table, -1, SQLITE_STATIC);
-    int rc = sqlite3_step(st);
-    found = rc == SQLITE_ROW ? 1 : rc == SQLITE_DONE ? 0 : -1;
-    sqlite3_finalize(st);
+    tg__st_bind_str(st, 1, table);
+    int rc = tg__st_step(st);
+    found = rc == TG__ST_ROW ? 1 : rc == TG__ST_DONE ? 0 : -1;
+    tg__st_finalize(st);
     return found;
 }
 
-int tg__column_exists(sqlite3 *db, const char *table, const char *column) {
-    sqlite3_stmt *st = NULL;
-    if (sqlite3_prepare_v2(db, "SELECT 1 FROM pragma_table_info(?1) WHERE name = ?2", -1, &st,
-                           NULL) != SQLITE_OK)
+int tg__column_exists(tg__db *db, const char *table, const char *column) {
+    tg__stmt *st = NULL;
+    if (tg__st_prepare_once(db, "SELECT 1 FROM pragma_table_info(?1) WHERE name = ?2", &st) != TG__ST_OK)
         return -1;
-    sqlite3_bind_text(st, 1, table, -1, SQLITE_STATIC);
-    sqlite3_bind_text(st, 2, column, -1, SQLITE_STATIC);
-    int rc = sqlite3_step(st);
-    int found = rc == SQLITE_ROW ? 1 : rc == SQLITE_DONE ? 0 : -1;
-    sqlite3_finalize(st);
+    tg__st_bind_str(st, 1, table);
+    tg__st_bind_str(st, 2, column);
+    int rc = tg__st_step(st);
+    int found = rc == TG__ST_ROW ? 1 : rc == TG__ST_DONE ? 0 : -1;
+    tg__st_finalize(st);
     return found;
 }
 
 typedef struct checker {
-    sqlite3 *db;
+    tg__db *db;
     tg_findings *f;
     const char *file;
     int line;
@@ -51,7 +48,7 @@ static void schema_failed(checker *k) {
         return;
     tg__findings_add(k->f, TG_LEVEL_ERROR, "file_error", k->file, k->line,
                      "%s: cannot read the database schema: %s", k->what ? k->what : "rules",
-                     sqlite3_errmsg(k->db));
+                     tg__db_errmsg(k->db));
 }
 
 static int need_table(checker *k, const char *table) {
@@ -203,13 +200,12 @@ static void tenant_names(const tg_rules *r, tg__buf *json) {
  * or a column named like a tenant column the rules use) and that nothing covers. One warning
  * per table, naming the column that made it tenant-owned. */
 static void check_drift(checker *k, const tg_rules *r) {
-    sqlite3_stmt *st = NULL;
+    tg__stmt *st = NULL;
     /* the names as a JSON array: one bound value, however many there are */
     tg__buf json = {0};
     tenant_names(r, &json);
     if (json.oom ||
-        sqlite3_prepare_v2(k->db,
-                           "SELECT m.name, coalesce("
+        tg__st_prepare_once(k->db, "SELECT m.name, coalesce("
                            " (SELECT f.\"from\" FROM pragma_foreign_key_list(m.name) f"
                            "  WHERE f.\"table\" = ?1 COLLATE NOCASE ORDER BY f.id, f.seq LIMIT 1),"
                            " (SELECT c.name FROM pragma_table_info(m.name) c, json_each(?2) j"
@@ -218,19 +214,18 @@ static void check_drift(checker *k, const tg_rules *r) {
                            "  WHERE f.\"table\" = ?1 COLLATE NOCASE) "
                            "FROM sqlite_schema m "
                            "WHERE m.type = 'table' AND m.name NOT LIKE 'sqlite\\_%' ESCAPE '\\' "
-                           "AND m.name NOT LIKE 'tenantguard\\_%' ESCAPE '\\' ORDER BY m.name",
-                           -1, &st, NULL) != SQLITE_OK) {
+                           "AND m.name NOT LIKE 'tenantguard\\_%' ESCAPE '\\' ORDER BY m.name", &st) != TG__ST_OK) {
         tg__buf_free(&json);
         schema_failed(k);
         return;
     }
-    sqlite3_bind_text(st, 1, r->app.tenants.table, -1, SQLITE_STATIC);
-    sqlite3_bind_text(st, 2, tg__buf_str(&json), -1, SQLITE_STATIC);
+    tg__st_bind_str(st, 1, r->app.tenants.table);
+    tg__st_bind_str(st, 2, tg__buf_str(&json));
     int rc;
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        const char *t = (const char *)sqlite3_column_text(st, 0);
-        const char *col = (const char *)sqlite3_column_text(st, 1);
-        int by_fk = sqlite3_column_int(st, 2);
+    while ((rc = tg__st_step(st)) == TG__ST_ROW) {
+        const char *t = (const char *)tg__st_column_text(st, 0);
+        const char *col = (const char *)tg__st_column_text(st, 1);
+        int by_fk = (int)tg__st_column_int64(st, 2);
         if (!t || !col || covered(r, t))
             continue;
         if (by_fk)
@@ -246,9 +241,9 @@ static void check_drift(checker *k, const tg_rules *r) {
                              "reached unguarded",
                              t, col);
     }
-    if (rc != SQLITE_DONE)
+    if (rc != TG__ST_DONE)
         schema_failed(k);
-    sqlite3_finalize(st);
+    tg__st_finalize(st);
     tg__buf_free(&json);
 }
 
@@ -256,17 +251,16 @@ static void check_drift(checker *k, const tg_rules *r) {
  * alias included), or NOT NULL with a single-column UNIQUE index that is not partial. A view
  * qualifies when the column comes straight from such a column of a table. 0 when not, -1
  * on a database error. */
-static int key_unique(sqlite3 *db, const char *table, const char *column, int depth) {
-    sqlite3_stmt *st = NULL;
+static int key_unique(tg__db *db, const char *table, const char *column, int depth) {
+    tg__stmt *st = NULL;
     int type_view = 0, found = 0;
-    if (sqlite3_prepare_v2(db, "SELECT type = 'view' FROM sqlite_schema WHERE name = ?1 "
-                               "AND type IN ('table', 'view')",
-                           -1, &st, NULL) != SQLITE_OK)
+    if (tg__st_prepare_once(db, "SELECT type = 'view' FROM sqlite_schema WHERE name = ?1 "
+                               "AND type IN ('table', 'view')", &st) != TG__ST_OK)
         return -1;
-    sqlite3_bind_text(st, 1, table, -1, SQLITE_STATIC);
-    if (sqlite3_step(st) == SQLITE_ROW)
-        type_view = sqlite3_column_int(st, 0);
-    sqlite3_finalize(st);
+    tg__st_bind_str(st, 1, table);
+    if (tg__st_step(st) == TG__ST_ROW)
+        type_view = (int)tg__st_column_int64(st, 0);
+    tg__st_finalize(st);
     if (type_view) {
         if (depth > 8)
             return 0;
@@ -274,39 +268,37 @@ static int key_unique(sqlite3 *db, const char *table, const char *column, int de
         tg__buf sql = {0};
         tg__sqlf(&sql, &tg__sqlite, "SELECT %I FROM %I", column, table);
         st = NULL;
-        if (sql.oom || sqlite3_prepare_v2(db, tg__buf_str(&sql), -1, &st, NULL) != SQLITE_OK) {
+        if (sql.oom || tg__st_prepare_once(db, tg__buf_str(&sql), &st) != TG__ST_OK) {
             tg__buf_free(&sql);
             return -1;
         }
         tg__buf_free(&sql);
-        const char *bt = sqlite3_column_table_name(st, 0);
-        const char *bc = sqlite3_column_origin_name(st, 0);
+        const char *bt = NULL, *bc = NULL;
+        tg__store_column_origin(st, 0, &bt, &bc);
         char base_t[128], base_c[128];
         int ok = bt && bc && strlen(bt) < sizeof base_t && strlen(bc) < sizeof base_c;
         if (ok) {
             snprintf(base_t, sizeof base_t, "%s", bt);
             snprintf(base_c, sizeof base_c, "%s", bc);
         }
-        sqlite3_finalize(st);
+        tg__st_finalize(st);
         return ok ? key_unique(db, base_t, base_c, depth + 1) : 0;
     }
-    if (sqlite3_prepare_v2(db,
-                           "SELECT (SELECT count(*) FROM pragma_table_info(?1) WHERE pk > 0) = 1 "
+    if (tg__st_prepare_once(db, "SELECT (SELECT count(*) FROM pragma_table_info(?1) WHERE pk > 0) = 1 "
                            "AND EXISTS (SELECT 1 FROM pragma_table_info(?1) WHERE pk > 0 AND "
                            "name = ?2 COLLATE NOCASE) OR EXISTS (SELECT 1 FROM "
                            "pragma_table_info(?1) c, pragma_index_list(?1) l WHERE c.name = ?2 "
                            "COLLATE NOCASE AND c.\"notnull\" AND l.\"unique\" AND NOT l.partial "
                            "AND (SELECT count(*) FROM pragma_index_info(l.name)) = 1 AND "
-                           "(SELECT name FROM pragma_index_info(l.name)) = c.name)",
-                           -1, &st, NULL) != SQLITE_OK)
+                           "(SELECT name FROM pragma_index_info(l.name)) = c.name)", &st) != TG__ST_OK)
         return -1;
-    sqlite3_bind_text(st, 1, table, -1, SQLITE_STATIC);
-    sqlite3_bind_text(st, 2, column, -1, SQLITE_STATIC);
-    int rc = sqlite3_step(st);
-    if (rc == SQLITE_ROW)
-        found = sqlite3_column_int(st, 0);
-    sqlite3_finalize(st);
-    return rc == SQLITE_ROW ? found : -1;
+    tg__st_bind_str(st, 1, table);
+    tg__st_bind_str(st, 2, column);
+    int rc = tg__st_step(st);
+    if (rc == TG__ST_ROW)
+        found = (int)tg__st_column_int64(st, 0);
+    tg__st_finalize(st);
+    return rc == TG__ST_ROW ? found : -1;
 }
 
 static void check_family_key(checker *k, const tg_family *fam) {
@@ -324,7 +316,7 @@ static void check_family_key(checker *k, const tg_family *fam) {
                          k->what, fam->table, fam->columns.id);
 }
 
-void tg__rules_check_db(const tg__ruleset *rs, sqlite3 *db, tg_findings *f) {
+void tg__rules_check_db(const tg__ruleset *rs, tg__db *db, tg_findings *f) {
     const tg_rules *r = &rs->pub;
     checker k = {db, f, NULL, 0, NULL, 0};
     char what[160];

@@ -5,8 +5,8 @@
 #include "rules.h"
 
 /* 1 when the table exists, 0 when not, -1 on a database error. */
-TG_HIDDEN int tg__table_exists(sqlite3 *db, const char *table);
+TG_HIDDEN int tg__table_exists(tg__db *db, const char *table);
 /* 1 when table.column exists, 0 when not, -1 on a database error. */
-TG_HIDDEN int tg__column_exists(sqlite3 *db, const char *table, const char *column);
+TG_HIDDEN int tg__column_exists(tg__db *db, const char *table, const char *column);
 
 #endif

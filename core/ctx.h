@@ -52,10 +52,10 @@ struct tg_ctx {
 TG_HIDDEN int tg__ctx_scope(tg_ctx *ctx);
 /* The role named `name` in the context's rules, NULL when none is declared by that name
  * (and then no capability is granted: fail closed). */
-TG_HIDDEN const tg_role *tg__ctx_role(const tg_ctx *ctx, const unsigned char *name);
+TG_HIDDEN const tg_role *tg__ctx_role(const tg_ctx *ctx, const char *name);
 /* Prepares *slot (persistent, once per plan) from the SQL built in sql, which it frees.
  * On failure the context's message names `what`. */
-TG_HIDDEN int tg__ctx_prepare(tg_ctx *ctx, sqlite3_stmt **slot, tg__buf *sql, const char *what);
+TG_HIDDEN int tg__ctx_prepare(tg_ctx *ctx, tg__stmt **slot, tg__buf *sql, const char *what);
 /* Sets the context's message and returns status. */
 TG_HIDDEN int tg__ctx_fail(tg_ctx *ctx, int status, const char *fmt, ...) TG_PRINTF(3, 4);
 /* Starts a decision: clears the records. */
@@ -77,11 +77,11 @@ static inline int tg__ctx_key(tg_ctx *ctx, const tg__keycol *kc, const char *fie
     return tg__ctx_key_slow(ctx, kc, field, in, out);
 }
 /* Appends the current row of st as one record (columns as in the table plan). */
-TG_HIDDEN int tg__ctx_take_row(tg_ctx *ctx, sqlite3_stmt *st, int n_columns);
+TG_HIDDEN int tg__ctx_take_row(tg_ctx *ctx, tg__stmt *st, int n_columns);
 /* The same from column `first` on. */
-TG_HIDDEN int tg__ctx_take_row_at(tg_ctx *ctx, sqlite3_stmt *st, int first, int n_columns);
+TG_HIDDEN int tg__ctx_take_row_at(tg_ctx *ctx, tg__stmt *st, int first, int n_columns);
 /* Reads the scope from the first five columns of the current row (see tg__sql_scope). */
-TG_HIDDEN void tg__ctx_scope_from_row(tg_ctx *ctx, sqlite3_stmt *st);
+TG_HIDDEN void tg__ctx_scope_from_row(tg_ctx *ctx, tg__stmt *st);
 /* Frees a context's storage. */
 TG_HIDDEN void tg__ctx_free(tg_ctx *ctx);
 /* Drops the records taken so far (a decision that must return nothing). */

@@ -3,6 +3,7 @@
 #include "grants.h"
 
 #include <errno.h>
+#include <sqlite3.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -31,7 +32,7 @@ static int fail_rules(tg_engine *eng, int status, const tg_findings *f) {
 /* Loads the rules and, with a database, the roles its role_grants table grants: every
  * load that sees a database (open, reload, lint, check) reads the table once, so what a
  * rule set grants is fixed when it is built, like everything else in it. */
-static int load_rules(const tg_open_options *opts, sqlite3 *db, tg_findings *f,
+static int load_rules(const tg_open_options *opts, tg__db *db, tg_findings *f,
                       tg__ruleset **out) {
     int st = tg__rules_load(opts, db, f, out);
     if (st == TG_OK && (st = tg__grants_read(*out, db, f)) != TG_OK) {
@@ -169,6 +170,8 @@ static int open_db(tg_engine *eng) {
         sqlite3_free(msg);
         return st;
     }
+    if (!(eng->store = tg__store_sqlite_wrap(eng->db, 0)))
+        return tg__engine_fail(eng, TG_NOMEM, "out of memory");
     return apply_settings(eng);
 }
 
@@ -199,7 +202,7 @@ int tg_engine_open(const tg_open_options *opts, tg_engine **out) {
     if (!eng->findings)
         return tg__engine_fail(eng, TG_NOMEM, "out of memory");
     tg__watch_start(eng);
-    st = load_rules(&eng->opts, eng->db, eng->findings, &eng->rules);
+    st = load_rules(&eng->opts, eng->store, eng->findings, &eng->rules);
     if (st != TG_OK)
         return fail_rules(eng, st, eng->findings);
     return TG_OK;
@@ -223,12 +226,13 @@ void tg__engine_release(tg_engine *eng) {
         return;
     tg__plan_release(eng->plan);
     tg__ctx_free(eng->spare);
-    sqlite3_finalize(eng->read_begin);
-    sqlite3_finalize(eng->read_commit);
+    tg__st_finalize(eng->read_begin);
+    tg__st_finalize(eng->read_commit);
     if (eng->decision_file)
         fclose(eng->decision_file);
     tg__ruleset_release(eng->rules);
     tg_findings_free(eng->findings);
+    tg__db_close(eng->store);
     if (eng->db)
         sqlite3_close_v2(eng->db);
     free(eng->rules_dir);
@@ -253,7 +257,7 @@ int tg_engine_reload(tg_engine *eng) {
     if (!f)
         return tg__engine_fail(eng, TG_NOMEM, "out of memory");
     tg__ruleset *fresh = NULL;
-    int st = load_rules(&eng->opts, eng->db, f, &fresh);
+    int st = load_rules(&eng->opts, eng->store, f, &fresh);
     tg_findings_free(eng->findings);
     eng->findings = f;
     if (st != TG_OK)
@@ -268,7 +272,7 @@ int tg_engine_reload(tg_engine *eng) {
 }
 
 int tg__engine_plan(tg_engine *eng, tg__plan **out) {
-    if (!eng->db)
+    if (!eng->store)
         return tg__engine_fail(eng, TG_MISUSE, "this engine was opened without a database");
     if (eng->plan && eng->plan->schema_gen == eng->schema_gen &&
         eng->plan->mutation == eng->mutation) {
@@ -278,7 +282,7 @@ int tg__engine_plan(tg_engine *eng, tg__plan **out) {
     tg__plan_release(eng->plan);
     eng->plan = NULL;
     tg__buf msg = {0};
-    int st = tg__plan_new(eng->rules, eng->db, eng->schema_gen, eng->mutation, &msg, &eng->plan);
+    int st = tg__plan_new(eng->rules, eng->store, eng->schema_gen, eng->mutation, &msg, &eng->plan);
     if (st != TG_OK)
         tg__engine_fail(eng, st, "%s", msg.len ? tg__buf_str(&msg) : tg_strerror(st));
     tg__buf_free(&msg);
@@ -297,7 +301,7 @@ int tg_engine_lint(tg_engine *eng, tg_findings **out) {
     if (!*out)
         return TG_NOMEM;
     tg__ruleset *rs = NULL;
-    int st = load_rules(&eng->opts, eng->db, *out, &rs);
+    int st = load_rules(&eng->opts, eng->store, *out, &rs);
     tg__ruleset_release(rs);
     /* findings are the answer; a rule error is not a failure of the lint itself */
     return st == TG_RULES ? TG_OK : st;
@@ -328,8 +332,10 @@ int tg_rules_check(const tg_open_options *opts, tg_findings **out) {
         }
     }
     tg__ruleset *rs = NULL;
-    int st = load_rules(opts, db, *out, &rs);
+    tg__db *store = db ? tg__store_sqlite_wrap(db, 0) : NULL;
+    int st = db && !store ? TG_NOMEM : load_rules(opts, store, *out, &rs);
     tg__ruleset_release(rs);
+    tg__db_close(store);
     sqlite3_close(db);
     return st == TG_RULES ? TG_OK : st;
 }
@@ -346,15 +352,15 @@ int tg_engine_settings(const tg_engine *eng, tg_settings *out) {
 /* ---- read snapshots ---- */
 
 /* Runs one of the prepared transaction statements. */
-static int step_once(tg_engine *eng, sqlite3_stmt **slot, const char *sql) {
-    int rc = SQLITE_OK;
+static int step_once(tg_engine *eng, tg__stmt **slot, const char *sql) {
+    int rc = TG__ST_OK;
     if (!*slot)
-        rc = sqlite3_prepare_v3(eng->db, sql, -1, SQLITE_PREPARE_PERSISTENT, slot, NULL);
-    if (rc == SQLITE_OK) {
-        rc = sqlite3_step(*slot);
-        sqlite3_reset(*slot);
-        if (rc == SQLITE_DONE)
-            rc = SQLITE_OK;
+        rc = tg__st_prepare(eng->store, sql, (size_t)-1, TG__PREP_PERSISTENT, slot);
+    if (rc == TG__ST_OK) {
+        rc = tg__st_step(*slot);
+        tg__st_reset(*slot);
+        if (rc == TG__ST_DONE)
+            rc = TG__ST_OK;
     }
     return rc;
 }
@@ -366,14 +372,14 @@ int tg__engine_read_begin(tg_engine *eng) {
         eng->read_depth++;
         return TG_OK;
     }
-    if (!sqlite3_get_autocommit(eng->db))
+    if (tg__db_in_transaction(eng->store))
         return tg__engine_fail(eng, TG_MISUSE,
                                "cannot begin a read snapshot: the engine's connection is inside "
                                "a write transaction (a callback of run_matrix?)");
-    int rc = step_once(eng, &eng->read_begin, "BEGIN");
-    if (rc != SQLITE_OK)
-        return tg__engine_fail(eng, (rc & 0xff) == SQLITE_BUSY ? TG_BUSY : TG_DB,
-                               "cannot begin a read snapshot: %s", sqlite3_errmsg(eng->db));
+    int rc = step_once(eng, &eng->read_begin, eng->store->dialect->read_begin);
+    if (rc != TG__ST_OK)
+        return tg__engine_fail(eng, (rc & 0xff) == TG__ST_BUSY ? TG_BUSY : TG_DB,
+                               "cannot begin a read snapshot: %s", tg__db_errmsg(eng->store));
     eng->read_depth = 1;
     return TG_OK;
 }
@@ -384,15 +390,15 @@ int tg__engine_read_end(tg_engine *eng) {
     if (--eng->read_depth > 0)
         return TG_OK;
     /* SQLite may have ended the transaction itself (an I/O error rolls it back) */
-    if (sqlite3_get_autocommit(eng->db))
+    if (!tg__db_in_transaction(eng->store))
         return TG_OK;
     int rc = step_once(eng, &eng->read_commit, "COMMIT");
-    if (rc != SQLITE_OK) {
+    if (rc != TG__ST_OK) {
         /* nothing was written: ending the transaction any way is enough */
-        tg__engine_fail(eng, TG_DB, "ending the read snapshot: %s", sqlite3_errmsg(eng->db));
-        if (!sqlite3_get_autocommit(eng->db))
-            sqlite3_exec(eng->db, "ROLLBACK", NULL, NULL, NULL);
-        return sqlite3_get_autocommit(eng->db) ? TG_OK : TG_DB;
+        tg__engine_fail(eng, TG_DB, "ending the read snapshot: %s", tg__db_errmsg(eng->store));
+        if (tg__db_in_transaction(eng->store))
+            tg__db_exec(eng->store, "ROLLBACK");
+        return tg__db_in_transaction(eng->store) ? TG_DB : TG_OK;
     }
     return TG_OK;
 }

@@ -6,6 +6,10 @@
 
 #include <stdio.h>
 
+/* The SQLite connection, for the SQLite-only modules (rollout.c, backfill.c, validate.c and
+ * the engine's own connection set-up); everything else uses the store. */
+typedef struct sqlite3 sqlite3;
+
 struct tg_engine {
     int refs;             /* the caller's handle plus one per open context */
     unsigned schema_gen;  /* bumped by every schema change the engine makes */
@@ -16,7 +20,8 @@ struct tg_engine {
     FILE *decision_file;
     unsigned declog_flags; /* TG_DECLOG_* (tg_engine_set_decision_options) */
     struct tg_ctx *spare; /* a closed context whose storage the next one reuses */
-    sqlite3 *db;
+    sqlite3 *db;          /* SQLite only: for the rollout, backfill and validation */
+    tg__db *store;        /* the connection every other part talks to (store.h) */
     char *db_path;
     tg_open_options opts; /* strings point into rules_dir/db_path below */
     char *rules_dir;
@@ -29,8 +34,8 @@ struct tg_engine {
     /* read snapshots (tg_engine_read_begin/end, contexts opened with `snapshot`): how many
      * holders share the connection's read transaction; 0: autocommit */
     int read_depth;
-    sqlite3_stmt *read_begin; /* "BEGIN" and "COMMIT", prepared once */
-    sqlite3_stmt *read_commit;
+    tg__stmt *read_begin; /* "BEGIN" and "COMMIT", prepared once */
+    tg__stmt *read_commit;
     tg_settings settings;     /* as applied to the connection at open */
     char journal_mode[16];    /* settings.journal_mode points here */
     /* automatic reload (watch.c): the stamp of the rule files as last loaded or tried, the

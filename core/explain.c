@@ -48,7 +48,7 @@ typedef struct ex {
     tg__buf bytes; /* a row's tenant, copied as a key */
     int oom;
     int failed; /* the status of the last database failure (step) */
-    sqlite3_stmt *ent; /* the entitlement statement (tg__sql_entitlement) */
+    tg__stmt *ent; /* the entitlement statement (tg__sql_entitlement) */
     /* the scope */
     int member, ws_has_role;
     size_t ws_role_at;
@@ -137,21 +137,21 @@ static const char *role_name(const ex *e, size_t at) { return e->names.p + at; }
 /* ---- statements of the explanation's own ---- */
 
 /* Binds the values of filter f, numbered from `first`, that st uses (as the plan does). */
-static int bind_filter(sqlite3_stmt *st, const tg_row_filter *f, int first) {
-    int last = sqlite3_bind_parameter_count(st), n = first, rc = SQLITE_OK;
-    for (size_t i = 0; f && i < f->n_conds && rc == SQLITE_OK; i++) {
-        for (size_t k = 0; k < f->conds[i].n_values && rc == SQLITE_OK; k++, n++) {
+static int bind_filter(tg__stmt *st, const tg_row_filter *f, int first) {
+    int last = tg__st_param_count(st), n = first, rc = TG__ST_OK;
+    for (size_t i = 0; f && i < f->n_conds && rc == TG__ST_OK; i++) {
+        for (size_t k = 0; k < f->conds[i].n_values && rc == TG__ST_OK; k++, n++) {
             const tg_value *v = &f->conds[i].values[k];
-            if (n > last || !sqlite3_bind_parameter_name(st, n))
+            if (n > last || !tg__st_param_name(st, n))
                 continue;
             switch (v->type) {
             case TG_INTEGER:
             case TG_BOOLEAN:
-                rc = sqlite3_bind_int64(st, n, v->type == TG_BOOLEAN ? !!v->i : v->i);
+                rc = tg__st_bind_int64(st, n, v->type == TG_BOOLEAN ? !!v->i : v->i);
                 break;
-            case TG_REAL: rc = sqlite3_bind_double(st, n, v->r); break;
-            case TG_TEXT: rc = sqlite3_bind_text64(st, n, v->s, v->n, SQLITE_STATIC, SQLITE_UTF8); break;
-            default: rc = SQLITE_MISUSE;
+            case TG_REAL: rc = tg__st_bind_double(st, n, v->r); break;
+            case TG_TEXT: rc = tg__st_bind_text(st, n, v->s, v->n, 0); break;
+            default: rc = TG__ST_MISUSE;
             }
         }
     }
@@ -160,48 +160,47 @@ static int bind_filter(sqlite3_stmt *st, const tg_row_filter *f, int first) {
 
 /* Prepares sql (which it frees) and binds the tenants', workspaces' and, with tp, the
  * family's row filter values. */
-static int prepare(ex *e, tg__buf *sql, const tg__table_plan *tp, sqlite3_stmt **out) {
+static int prepare(ex *e, tg__buf *sql, const tg__table_plan *tp, tg__stmt **out) {
     *out = NULL;
-    int rc = sql->oom ? SQLITE_NOMEM
-                      : sqlite3_prepare_v2(e->p->db, tg__buf_str(sql), (int)sql->len + 1, out,
-                                           NULL);
+    int rc = sql->oom ? TG__ST_NOMEM
+                      : tg__st_prepare(e->p->db, tg__buf_str(sql), sql->len + 1, 0, out);
     tg__buf_free(sql);
-    if (rc == SQLITE_OK)
+    if (rc == TG__ST_OK)
         rc = bind_filter(*out, &e->app->tenants.row_filter,
                          tg__sql_filter_param(e->app, TG__FILTER_TENANTS));
-    if (rc == SQLITE_OK)
+    if (rc == TG__ST_OK)
         rc = bind_filter(*out, &e->app->workspaces.row_filter,
                          tg__sql_filter_param(e->app, TG__FILTER_WORKSPACES));
-    if (rc == SQLITE_OK && tp)
+    if (rc == TG__ST_OK && tp)
         rc = bind_filter(*out, tp->shape.filter, tp->shape.filter_param);
-    if (rc != SQLITE_OK) {
-        sqlite3_finalize(*out);
+    if (rc != TG__ST_OK) {
+        tg__st_finalize(*out);
         *out = NULL;
-        return tg__ctx_fail(e->ctx, rc == SQLITE_NOMEM ? TG_NOMEM : TG_DB,
+        return tg__ctx_fail(e->ctx, rc == TG__ST_NOMEM ? TG_NOMEM : TG_DB,
                             "explain: cannot prepare a statement: %s",
-                            sqlite3_errmsg(e->p->db));
+                            tg__db_errmsg(e->p->db));
     }
     return TG_OK;
 }
 
 /* Steps st once: 1 a row, 0 none, -1 an error (on the context). */
-static int step(ex *e, sqlite3_stmt *st) {
-    int rc = sqlite3_step(st);
-    if (rc == SQLITE_ROW)
+static int step(ex *e, tg__stmt *st) {
+    int rc = tg__st_step(st);
+    if (rc == TG__ST_ROW)
         return 1;
-    if (rc == SQLITE_DONE)
+    if (rc == TG__ST_DONE)
         return 0;
-    e->failed = tg__ctx_fail(e->ctx, rc == SQLITE_BUSY || rc == SQLITE_LOCKED ? TG_BUSY : TG_DB,
-                             "explain: database error: %s", sqlite3_errmsg(e->p->db));
+    e->failed = tg__ctx_fail(e->ctx, rc == TG__ST_BUSY || rc == TG__ST_LOCKED ? TG_BUSY : TG_DB,
+                             "explain: database error: %s", tg__db_errmsg(e->p->db));
     return -1;
 }
 
 static int failed_status(const ex *e) { return e->failed ? e->failed : TG_DB; }
 
 /* Keeps a role's name (the text of column col, NULL: none) in e->names. */
-static size_t keep_name(ex *e, sqlite3_stmt *st, int col) {
+static size_t keep_name(ex *e, tg__stmt *st, int col) {
     size_t at = e->names.len;
-    const unsigned char *s = sqlite3_column_text(st, col);
+    const char *s = tg__st_column_text(st, col);
     tg__buf_add(&e->names, s ? (const char *)s : "");
     tg__buf_addn(&e->names, "", 1);
     return at;
@@ -214,7 +213,7 @@ static size_t keep_name(ex *e, sqlite3_stmt *st, int col) {
 static int membership(ex *e) {
     const tg_app *a = e->app;
     tg__buf sql = {0};
-    sqlite3_stmt *st = NULL;
+    tg__stmt *st = NULL;
     if (a->workspace_members.role)
         tg__sqlf(&sql, &tg__sqlite, "SELECT tg_wm.%I", a->workspace_members.role);
     else
@@ -229,11 +228,11 @@ static int membership(ex *e) {
     tg__bind_key(st, TG__P_WORKSPACE, &e->ctx->workspace);
     int row = step(e, st);
     if (row > 0) {
-        e->ws_has_role = sqlite3_column_type(st, 0) != SQLITE_NULL;
+        e->ws_has_role = tg__st_column_type(st, 0) != TG__T_NULL;
         e->ws_role_at = keep_name(e, st, 0);
-        e->ws_role = e->ws_has_role ? tg__ctx_role(e->ctx, sqlite3_column_text(st, 0)) : NULL;
+        e->ws_role = e->ws_has_role ? tg__ctx_role(e->ctx, tg__st_column_text(st, 0)) : NULL;
     }
-    sqlite3_finalize(st);
+    tg__st_finalize(st);
     if (row < 0)
         return failed_status(e);
     int ws_ok = 1;
@@ -246,7 +245,7 @@ static int membership(ex *e) {
             return s;
         tg__bind_key(st, TG__P_WORKSPACE, &e->ctx->workspace);
         ws_ok = step(e, st);
-        sqlite3_finalize(st);
+        tg__st_finalize(st);
         if (ws_ok < 0)
             return failed_status(e);
     }
@@ -298,35 +297,35 @@ static int tenant_facts(ex *e, const tg_value *t, tfacts *f) {
         if ((s = prepare(e, &sql, NULL, &e->ent)) != TG_OK)
             return s;
     }
-    sqlite3_stmt *st = e->ent;
-    sqlite3_reset(st);
+    tg__stmt *st = e->ent;
+    tg__st_reset(st);
     tg__bind_key(st, TG__P_TENANT, t);
     tg__bind_key(st, TG__P_USER, &e->ctx->user);
     int row = step(e, st);
     if (row < 0)
         return failed_status(e);
     if (row > 0) {
-        f->known = sqlite3_column_type(st, 0) != SQLITE_NULL;
+        f->known = tg__st_column_type(st, 0) != TG__T_NULL;
         f->in_ws = f->known && tg__col_eq(st, 0, &e->ctx->workspace);
-        f->entitled = sqlite3_column_type(st, 1) != SQLITE_NULL;
-        f->has_role = f->entitled && sqlite3_column_type(st, 2) != SQLITE_NULL;
+        f->entitled = tg__st_column_type(st, 1) != TG__T_NULL;
+        f->has_role = f->entitled && tg__st_column_type(st, 2) != TG__T_NULL;
         if (f->has_role) {
             f->role_at = keep_name(e, st, 2);
-            f->role = tg__ctx_role(e->ctx, sqlite3_column_text(st, 2));
+            f->role = tg__ctx_role(e->ctx, tg__st_column_text(st, 2));
         }
     }
-    sqlite3_reset(st);
+    tg__st_reset(st);
     f->exists = f->known;
     if (!f->known) {
         tg__buf sql = {0};
-        sqlite3_stmt *raw = NULL;
+        tg__stmt *raw = NULL;
         tg__sqlf(&sql, &tg__sqlite, "SELECT 1 FROM %I WHERE %I = ?%d", e->app->tenants.table,
                  e->app->tenants.id, TG__P_TENANT);
         if ((s = prepare(e, &sql, NULL, &raw)) != TG_OK)
             return s;
         tg__bind_key(raw, TG__P_TENANT, t);
         row = step(e, raw);
-        sqlite3_finalize(raw);
+        tg__st_finalize(raw);
         if (row < 0)
             return failed_status(e);
         f->exists = row > 0;
@@ -410,7 +409,7 @@ static int column_index(const tg__table_plan *tp, const char *col) {
 /* Whether a row of tp with key id exists at all, its row filter aside. */
 static int exists_raw(ex *e, const tg__table_plan *tp, const tg_value *id, int *out) {
     tg__buf sql = {0};
-    sqlite3_stmt *st = NULL;
+    tg__stmt *st = NULL;
     tg__sqlf(&sql, &tg__sqlite, "SELECT 1 FROM %I WHERE %I = ?1", tp->shape.table,
              tp->shape.id);
     int s = prepare(e, &sql, NULL, &st);
@@ -418,7 +417,7 @@ static int exists_raw(ex *e, const tg__table_plan *tp, const tg_value *id, int *
         return s;
     tg__bind_key(st, 1, id);
     int row = step(e, st);
-    sqlite3_finalize(st);
+    tg__st_finalize(st);
     if (row < 0)
         return failed_status(e);
     *out = row > 0;
@@ -447,7 +446,7 @@ static int record_checks(ex *e, tg__table_plan *tp, const char *fam, const tg_va
     tg_ctx *ctx = e->ctx;
     *reason = NULL;
     tg__buf sql = {0};
-    sqlite3_stmt *st = NULL;
+    tg__stmt *st = NULL;
     tg__sql_record(&tg__sqlite, e->app, &tp->shape, &sql);
     int s = prepare(e, &sql, tp, &st);
     if (s != TG_OK)
@@ -456,13 +455,13 @@ static int record_checks(ex *e, tg__table_plan *tp, const char *fam, const tg_va
     tg__bind_key(st, TG__P_ID, id);
     int row = step(e, st);
     if (row < 0) {
-        sqlite3_finalize(st);
+        tg__st_finalize(st);
         return failed_status(e);
     }
     tg__buf_printf(&e->line, "%s%s ", owner ? "owner " : "", fam);
     key(e, id);
     if (row == 0) {
-        sqlite3_finalize(st);
+        tg__st_finalize(st);
         int raw = 0;
         if ((s = exists_raw(e, tp, id, &raw)) != TG_OK)
             return s;
@@ -496,11 +495,11 @@ static int record_checks(ex *e, tg__table_plan *tp, const char *fam, const tg_va
         key(e, &ctx->tenant);
         add(e, check, "record_tenant", TG_EXPLAIN_PASS, NULL);
     } else {
-        int t = sqlite3_column_type(st, tp->col_tenant);
+        int t = tg__st_column_type(st, tp->col_tenant);
         tg_value as_key = {0};
-        as_key.type = t == SQLITE_INTEGER ? TG_INTEGER
-                      : t == SQLITE_TEXT  ? TG_TEXT
-                      : t == SQLITE_BLOB  ? TG_BLOB
+        as_key.type = t == TG__T_INTEGER ? TG_INTEGER
+                      : t == TG__T_TEXT  ? TG_TEXT
+                      : t == TG__T_BLOB  ? TG_BLOB
                                           : TG_NULL;
         int other_ws = as_key.type == TG_NULL ||
                        tg__key_coerces(e->p->tenant_key.aff, &as_key) ||
@@ -517,14 +516,14 @@ static int record_checks(ex *e, tg__table_plan *tp, const char *fam, const tg_va
             key(e, &ctx->workspace);
         }
         add(e, check, "record_tenant", TG_EXPLAIN_FAIL, *reason);
-        sqlite3_finalize(st);
+        tg__st_finalize(st);
         return TG_OK; /* nothing more of a foreign row is read */
     }
     if (tp->col_workspace < 0) {
         tg__buf_printf(&e->line, "%s has no %s column yet: its tenant's workspace applies",
                        tp->shape.table, tp->names->workspace);
         add(e, check, "record_workspace", TG_EXPLAIN_PASS, NULL);
-    } else if (sqlite3_column_type(st, tp->col_workspace) == SQLITE_NULL) {
+    } else if (tg__st_column_type(st, tp->col_workspace) == TG__T_NULL) {
         tg__buf_printf(&e->line, "its %s is NULL (not backfilled yet): its tenant's workspace "
                                  "applies",
                        tp->shape.workspace);
@@ -539,7 +538,7 @@ static int record_checks(ex *e, tg__table_plan *tp, const char *fam, const tg_va
                        tp->shape.workspace);
         key(e, &ctx->workspace);
         add(e, check, "record_workspace", TG_EXPLAIN_FAIL, *reason);
-        sqlite3_finalize(st);
+        tg__st_finalize(st);
         return TG_OK;
     }
     if (via) {
@@ -556,7 +555,7 @@ static int record_checks(ex *e, tg__table_plan *tp, const char *fam, const tg_va
         }
         add(e, "record", "relation", ok ? TG_EXPLAIN_PASS : TG_EXPLAIN_FAIL, "wrong_owner");
     }
-    sqlite3_finalize(st);
+    tg__st_finalize(st);
     return TG_OK;
 }
 
@@ -623,16 +622,16 @@ static int grant_source(ex *e, const tg_role *role, int cap) {
     const tg_app *a = e->app;
     if (a->role_grants.table) {
         tg__buf sql = {0};
-        sqlite3_stmt *st = NULL;
+        tg__stmt *st = NULL;
         tg__sqlf(&sql, &tg__sqlite, "SELECT 1 FROM %I WHERE %I = ?1 AND %I IN (?2, '*')",
                  a->role_grants.table, a->role_grants.role, a->role_grants.capability);
         int s = prepare(e, &sql, NULL, &st);
         if (s != TG_OK)
             return s;
-        sqlite3_bind_text(st, 1, role->name, -1, SQLITE_STATIC);
-        sqlite3_bind_text(st, 2, e->r->capabilities[cap], -1, SQLITE_STATIC);
+        tg__st_bind_str(st, 1, role->name);
+        tg__st_bind_str(st, 2, e->r->capabilities[cap]);
         int row = step(e, st);
-        sqlite3_finalize(st);
+        tg__st_finalize(st);
         if (row < 0)
             return failed_status(e);
         if (row > 0) {
@@ -818,20 +817,20 @@ static int explain_family(ex *e, const tg_request *req, int extra) {
     case TG_PATH_CANONICAL_VIEWER: {
         /* the record names its tenant: read by id within the row filter */
         tg__buf sql = {0};
-        sqlite3_stmt *st = NULL;
+        tg__stmt *st = NULL;
         tg__sql_by_id(&tg__sqlite, &tp->shape, &sql);
         if ((s = prepare(e, &sql, tp, &st)) != TG_OK)
             return s;
         tg__bind_key(st, 1, &id);
         int row = step(e, st);
         if (row < 0) {
-            sqlite3_finalize(st);
+            tg__st_finalize(st);
             return failed_status(e);
         }
         tg__buf_printf(&e->line, "%s ", fam->name);
         key(e, &id);
         if (row == 0) {
-            sqlite3_finalize(st);
+            tg__st_finalize(st);
             int raw = 0;
             if ((s = exists_raw(e, tp, &id, &raw)) != TG_OK)
                 return s;
@@ -849,9 +848,9 @@ static int explain_family(ex *e, const tg_request *req, int extra) {
         tg_value t;
         tg__key_from_col(st, tp->col_tenant, &e->bytes, &t);
         int ws_null = tp->col_workspace < 0 ||
-                      sqlite3_column_type(st, tp->col_workspace) == SQLITE_NULL;
+                      tg__st_column_type(st, tp->col_workspace) == TG__T_NULL;
         int ws_ok = ws_null || tg__col_eq(st, tp->col_workspace, &ctx->workspace);
-        sqlite3_finalize(st);
+        tg__st_finalize(st);
         tfacts ti;
         memset(&ti, 0, sizeof ti);
         if (t.type != TG_NULL && !(ctx->has_tenant && !tg__value_eq(&t, &ctx->tenant)) &&
@@ -967,34 +966,34 @@ static int explain_exception(ex *e, const tg_request *req, int extra) {
     if (tg__key_check(&tp->id_key, "id", &req->id, &id, msg, sizeof msg))
         return tg__ctx_fail(ctx, TG_MISUSE, "explain: the id is no key");
     tg__buf sql = {0};
-    sqlite3_stmt *st = NULL;
+    tg__stmt *st = NULL;
     tg__sql_by_id(&tg__sqlite, &tp->shape, &sql);
     if ((s = prepare(e, &sql, NULL, &st)) != TG_OK)
         return s;
     tg__bind_key(st, 1, &id);
     int row = step(e, st);
     if (row < 0) {
-        sqlite3_finalize(st);
+        tg__st_finalize(st);
         return failed_status(e);
     }
     tg__buf_printf(&e->line, "%s ", x->name);
     key(e, &id);
     if (row == 0) {
-        sqlite3_finalize(st);
+        tg__st_finalize(st);
         tg__buf_printf(&e->line, ": no row of %s", tp->shape.table);
         add(e, "record", "record", TG_EXPLAIN_FAIL, "not_found");
         return TG_OK;
     }
     tg__buf_printf(&e->line, ": a row of %s", tp->shape.table);
     add(e, "record", "record", TG_EXPLAIN_PASS, NULL);
-    int has_t = tp->col_tenant >= 0 && sqlite3_column_type(st, tp->col_tenant) != SQLITE_NULL;
+    int has_t = tp->col_tenant >= 0 && tg__st_column_type(st, tp->col_tenant) != TG__T_NULL;
     tg_value t = {0};
     if (has_t)
         tg__key_from_col(st, tp->col_tenant, &e->bytes, &t);
     int t_key = !has_t || t.type != TG_NULL;
-    int has_w = tp->col_workspace >= 0 && sqlite3_column_type(st, tp->col_workspace) != SQLITE_NULL;
+    int has_w = tp->col_workspace >= 0 && tg__st_column_type(st, tp->col_workspace) != TG__T_NULL;
     int w_ok = has_w && tg__col_eq(st, tp->col_workspace, &ctx->workspace);
-    sqlite3_finalize(st);
+    tg__st_finalize(st);
     const char *reason = NULL;
     tfacts ti;
     memset(&ti, 0, sizeof ti);
@@ -1145,7 +1144,7 @@ int tg_ctx_explain(tg_ctx *ctx, const tg_request *req, tg_explanation **out) {
         if (s == TG_OK)
             s = build(&e, req, d, out);
     }
-    sqlite3_finalize(e.ent);
+    tg__st_finalize(e.ent);
     free(e.items);
     tg__buf_free(&e.text);
     tg__buf_free(&e.line);

@@ -27,12 +27,29 @@
 
 /* ---- values ---- */
 
+/* The integer the one-row query sql returns (0 for no row); *rc the store's code. */
+static int64_t one_int(tg__db *db, const char *sql, int *rc) {
+    tg__stmt *st = NULL;
+    int64_t v = 0;
+    if ((*rc = tg__st_prepare_once(db, sql, &st)) != TG__ST_OK)
+        return 0;
+    int s = tg__st_step(st);
+    if (s == TG__ST_ROW) {
+        v = tg__st_column_int64(st, 0);
+        *rc = TG__ST_OK;
+    } else {
+        *rc = s == TG__ST_DONE ? TG__ST_OK : s;
+    }
+    tg__st_finalize(st);
+    return v;
+}
+
 static tg_value v_random_blob(tg__fixture *fx) {
     tg_value v = {TG_BLOB, 0, 0, NULL, 16};
     char *p = tg__arena_alloc(&fx->arena, 16);
     if (!p)
         return v_null();
-    sqlite3_randomness(16, p);
+    tg__store_random(p, 16);
     v.s = p;
     return v;
 }
@@ -40,7 +57,7 @@ static tg_value v_random_blob(tg__fixture *fx) {
 /* Random version-4 UUID text, e.g. 0b9c4e2a-1f0d-4c3b-9a8e-5d6f7a8b9c0d. */
 static tg_value v_uuid(tg__fixture *fx) {
     unsigned char b[16];
-    sqlite3_randomness(16, b);
+    tg__store_random(b, 16);
     b[6] = (unsigned char)((b[6] & 0x0f) | 0x40);
     b[8] = (unsigned char)((b[8] & 0x3f) | 0x80);
     char s[40];
@@ -61,28 +78,28 @@ static void v_describe(const tg_value *v, char *out, size_t cap) {
     }
 }
 
-static void bind_value(sqlite3_stmt *st, int k, const tg_value *v) {
+static void bind_value(tg__stmt *st, int k, const tg_value *v) {
     switch (v->type) {
     case TG_INTEGER:
-    case TG_BOOLEAN: sqlite3_bind_int64(st, k, v->i); break;
-    case TG_REAL: sqlite3_bind_double(st, k, v->r); break;
-    case TG_TEXT: sqlite3_bind_text(st, k, v->s, (int)v->n, SQLITE_TRANSIENT); break;
-    case TG_BLOB: sqlite3_bind_blob(st, k, v->s, (int)v->n, SQLITE_TRANSIENT); break;
-    default: sqlite3_bind_null(st, k);
+    case TG_BOOLEAN: tg__st_bind_int64(st, k, v->i); break;
+    case TG_REAL: tg__st_bind_double(st, k, v->r); break;
+    case TG_TEXT: tg__st_bind_text(st, k, v->s, v->n, 1); break;
+    case TG_BLOB: tg__st_bind_blob(st, k, v->s, v->n, 1); break;
+    default: tg__st_bind_null(st, k);
     }
 }
 
-static tg_value column_value(tg__fixture *fx, sqlite3_stmt *st, int k) {
-    switch (sqlite3_column_type(st, k)) {
-    case SQLITE_INTEGER: return v_int(sqlite3_column_int64(st, k));
-    case SQLITE_FLOAT: return v_real(sqlite3_column_double(st, k));
-    case SQLITE_TEXT: return v_text(fx, (const char *)sqlite3_column_text(st, k));
-    case SQLITE_BLOB: {
-        int n = sqlite3_column_bytes(st, k);
+static tg_value column_value(tg__fixture *fx, tg__stmt *st, int k) {
+    switch (tg__st_column_type(st, k)) {
+    case TG__T_INTEGER: return v_int(tg__st_column_int64(st, k));
+    case TG__T_FLOAT: return v_real(tg__st_column_double(st, k));
+    case TG__T_TEXT: return v_text(fx, (const char *)tg__st_column_text(st, k));
+    case TG__T_BLOB: {
+        int n = tg__st_column_bytes(st, k);
         char *p = tg__arena_alloc(&fx->arena, (size_t)n + 1);
         if (!p)
             return v_null();
-        memcpy(p, sqlite3_column_blob(st, k), (size_t)n);
+        memcpy(p, tg__st_column_blob(st, k), (size_t)n);
         tg_value v = {TG_BLOB, 0, 0, p, (size_t)n};
         return v;
     }
@@ -96,7 +113,7 @@ typedef struct fx_ctx {
 } fx_ctx;
 
 static int db_fail(tg__fixture *fx, const char *what) {
-    return tg__fx_error(fx, TG_DB, "%s: %s", what, sqlite3_errmsg(fx->eng->db));
+    return tg__fx_error(fx, TG_DB, "%s: %s", what, tg__db_errmsg(fx->eng->store));
 }
 
 /* ---- making values ---- */
@@ -287,15 +304,15 @@ static int fk_value(tg__fixture *fx, const fx_col *c, const fx_ctx *ctx, tg_valu
                  c->fk_table, to);
     else
         tg__sqlf(&sql, &tg__sqlite, "SELECT rowid FROM %I LIMIT 1", c->fk_table);
-    sqlite3_stmt *st;
+    tg__stmt *st;
     int found = 0;
     if (!sql.oom &&
-        sqlite3_prepare_v2(fx->eng->db, tg__buf_str(&sql), -1, &st, NULL) == SQLITE_OK) {
-        if (sqlite3_step(st) == SQLITE_ROW) {
+        tg__st_prepare_once(fx->eng->store, tg__buf_str(&sql), &st) == TG__ST_OK) {
+        if (tg__st_step(st) == TG__ST_ROW) {
             *out = column_value(fx, st, 0);
             found = 1;
         }
-        sqlite3_finalize(st);
+        tg__st_finalize(st);
     }
     tg__buf_free(&sql);
     if (found)
@@ -315,7 +332,7 @@ static int fk_value(tg__fixture *fx, const fx_col *c, const fx_ctx *ctx, tg_valu
     int st2 = insert_row(fx, c->fk_table, NULL, 0, to[0] ? to : NULL, &sub, out);
     fx->depth--;
     if (st2 == TG_OK && !to[0]) {
-        *out = v_int(sqlite3_last_insert_rowid(fx->eng->db));
+        *out = v_int(tg__db_last_insert_id(fx->eng->store));
     }
     return st2;
 }
@@ -347,7 +364,7 @@ static int msg_names(const char *msg, const char *table, const char *col) {
 }
 
 static int exec(tg__fixture *fx, const char *sql) {
-    return sqlite3_exec(fx->eng->db, sql, NULL, NULL, NULL);
+    return tg__db_exec(fx->eng->store, sql);
 }
 
 /* Inserts one row into `table` (a table, a view with an INSTEAD OF INSERT trigger, or a
@@ -356,7 +373,7 @@ static int exec(tg__fixture *fx, const char *sql) {
  * given; *key is the key the row got. */
 static int insert_row(tg__fixture *fx, const char *table, const colval *given, size_t n,
                       const char *key_col, const fx_ctx *ctx, tg_value *key) {
-    sqlite3 *db = fx->eng->db;
+    tg__db *db = fx->eng->store;
     tg__fx_table *view = NULL, *t = NULL;
     int st = tg__fx_load_table(fx, table, &t);
     if (st != TG_OK)
@@ -367,7 +384,7 @@ static int insert_row(tg__fixture *fx, const char *table, const colval *given, s
     }
     slot *slots = calloc((size_t)t->n_cols + n + 20, sizeof *slots);
     tg__buf sql = {0};
-    sqlite3_stmt *ins = NULL;
+    tg__stmt *ins = NULL;
     size_t ns = 0;
     if (!slots)
         return tg__fx_error(fx, TG_NOMEM, "%s: out of memory", table);
@@ -424,7 +441,7 @@ static int insert_row(tg__fixture *fx, const char *table, const colval *given, s
                      "FROM %I",
                      key_col, key_col, table);
             int rc;
-            int64_t mx = tg__count(db, tg__buf_str(&q), NULL, NULL, &rc);
+            int64_t mx = one_int(db, tg__buf_str(&q), &rc);
             tg__buf_free(&q);
             if (mx == INT64_MAX) {
                 st =
@@ -467,7 +484,7 @@ static int insert_row(tg__fixture *fx, const char *table, const colval *given, s
         tg__buf_printf(&sql, j ? ", ?%zu" : "?%zu", j + 1);
     if (ns)
         tg__buf_add(&sql, ")");
-    if (sql.oom || sqlite3_prepare_v2(db, tg__buf_str(&sql), -1, &ins, NULL) != SQLITE_OK) {
+    if (sql.oom || tg__st_prepare_once(db, tg__buf_str(&sql), &ins) != TG__ST_OK) {
         st = db_fail(fx, t->name);
         goto done;
     }
@@ -479,24 +496,24 @@ static int insert_row(tg__fixture *fx, const char *table, const colval *given, s
                               FX_ATTEMPTS, last_msg, ctx->hint);
             goto done;
         }
-        sqlite3_reset(ins);
+        tg__st_reset(ins);
         for (size_t j = 0; j < ns; j++)
             bind_value(ins, (int)j + 1, &slots[j].v);
-        if (exec(fx, "SAVEPOINT tg_fixture") != SQLITE_OK) {
+        if (exec(fx, "SAVEPOINT tg_fixture") != TG__ST_OK) {
             st = db_fail(fx, t->name);
             goto done;
         }
-        int rc = sqlite3_step(ins);
-        if (rc == SQLITE_DONE) {
+        int rc = tg__st_step(ins);
+        if (rc == TG__ST_DONE) {
             exec(fx, "RELEASE tg_fixture");
             break;
         }
-        int xrc = sqlite3_extended_errcode(db);
-        snprintf(last_msg, sizeof last_msg, "%s", sqlite3_errmsg(db));
-        sqlite3_reset(ins);
+        int xrc = tg__db_constraint(db);
+        snprintf(last_msg, sizeof last_msg, "%s", tg__db_errmsg(db));
+        tg__st_reset(ins);
         exec(fx, "ROLLBACK TO tg_fixture");
         exec(fx, "RELEASE tg_fixture");
-        if (xrc == SQLITE_CONSTRAINT_UNIQUE || xrc == SQLITE_CONSTRAINT_PRIMARYKEY) {
+        if (xrc == TG__CONSTRAINT_UNIQUE) {
             int moved = 0;
             for (size_t j = 0; j < ns; j++)
                 if (slots[j].filled && msg_names(last_msg, t->name, slots[j].col->name)) {
@@ -513,7 +530,7 @@ static int insert_row(tg__fixture *fx, const char *table, const colval *given, s
             }
             continue;
         }
-        if (xrc == SQLITE_CONSTRAINT_NOTNULL) {
+        if (xrc == TG__CONSTRAINT_NOTNULL) {
             const char *dot = strrchr(last_msg, '.');
             fx_col *c = dot ? tg__fx_find_col(t, dot + 1) : NULL;
             size_t j = 0;
@@ -525,13 +542,13 @@ static int insert_row(tg__fixture *fx, const char *table, const colval *given, s
                 goto done;
             }
             c->force = 1; /* NOT NULL with a NULL default, or a trigger's base column */
-            sqlite3_finalize(ins);
+            tg__st_finalize(ins);
             ins = NULL;
             tg__buf_free(&sql);
             free(slots);
             return insert_row(fx, table, given, n, key_col, ctx, key);
         }
-        if (xrc != SQLITE_CONSTRAINT_CHECK) {
+        if (xrc != TG__CONSTRAINT_CHECK) {
             st = tg__fx_error(fx, TG_REFUSED, "%s: %s (inserting a fixture row; give values in %s)",
                               t->name, last_msg, ctx->hint);
             goto done;
@@ -585,7 +602,7 @@ static int insert_row(tg__fixture *fx, const char *table, const colval *given, s
     for (int i = 0; i < t->n_cols; i++)
         t->cols[i].uses++;
     if (key) {
-        *key = v_int(sqlite3_last_insert_rowid(db));
+        *key = v_int(tg__db_last_insert_id(db));
         for (size_t j = 0; j < ns; j++)
             if (slots[j].key)
                 *key = slots[j].v;
@@ -597,15 +614,15 @@ static int insert_row(tg__fixture *fx, const char *table, const colval *given, s
         for (size_t i = 0; i < n; i++)
             if (tg__fx_written_col(view, given[i].col))
                 tg__sqlf(&q, &tg__sqlite, " AND %I IS ?%d", given[i].col, (int)i + 1);
-        sqlite3_stmt *chk;
+        tg__stmt *chk;
         int seen = 0;
-        if (!q.oom && sqlite3_prepare_v2(db, tg__buf_str(&q), -1, &chk, NULL) == SQLITE_OK) {
+        if (!q.oom && tg__st_prepare_once(db, tg__buf_str(&q), &chk) == TG__ST_OK) {
             for (size_t i = 0; i < n; i++)
                 if (tg__fx_written_col(view, given[i].col))
                     bind_value(chk, (int)i + 1, &given[i].v);
-            if (sqlite3_step(chk) == SQLITE_ROW)
-                seen = sqlite3_column_int(chk, 0) > 0;
-            sqlite3_finalize(chk);
+            if (tg__st_step(chk) == TG__ST_ROW)
+                seen = (int)tg__st_column_int64(chk, 0) > 0;
+            tg__st_finalize(chk);
         }
         tg__buf_free(&q);
         if (!seen)
@@ -616,7 +633,7 @@ static int insert_row(tg__fixture *fx, const char *table, const colval *given, s
                               view->name, t->name, t->name, ctx->hint, view->name);
     }
 done:
-    sqlite3_finalize(ins);
+    tg__st_finalize(ins);
     tg__buf_free(&sql);
     free(slots);
     return st;
@@ -757,9 +774,9 @@ static int link_children(tg__fixture *fx, const unsigned char *before_owner) {
         tg__buf sql = {0};
         tg__sqlf(&sql, &tg__sqlite, "UPDATE %I SET %I = ?1 WHERE %I = ?2", r->families[fi].table,
                  p->via, r->families[fi].columns.id);
-        sqlite3_stmt *st;
+        tg__stmt *st;
         if (sql.oom ||
-            sqlite3_prepare_v2(fx->eng->db, tg__buf_str(&sql), -1, &st, NULL) != SQLITE_OK) {
+            tg__st_prepare_once(fx->eng->store, tg__buf_str(&sql), &st) != TG__ST_OK) {
             tg__buf_free(&sql);
             return db_fail(fx, r->families[fi].table);
         }
@@ -768,13 +785,13 @@ static int link_children(tg__fixture *fx, const unsigned char *before_owner) {
             for (int k = 0; k < 2; k++) {
                 bind_value(st, 1, &fx->fams[p->owner_family].rows[t][k]);
                 bind_value(st, 2, &fx->fams[fi].rows[t][k]);
-                if (sqlite3_step(st) != SQLITE_DONE) {
-                    sqlite3_finalize(st);
+                if (tg__st_step(st) != TG__ST_DONE) {
+                    tg__st_finalize(st);
                     return db_fail(fx, r->families[fi].table);
                 }
-                sqlite3_reset(st);
+                tg__st_reset(st);
             }
-        sqlite3_finalize(st);
+        tg__st_finalize(st);
     }
     return TG_OK;
 }

@@ -232,7 +232,7 @@ int tg__fx_error(tg__fixture *fx, int st, const char *fmt, ...) {
 }
 
 static int db_fail(tg__fixture *fx, const char *what) {
-    return tg__fx_error(fx, TG_DB, "%s: %s", what, sqlite3_errmsg(fx->eng->db));
+    return tg__fx_error(fx, TG_DB, "%s: %s", what, tg__db_errmsg(fx->eng->store));
 }
 
 fx_col *tg__fx_find_col(tg__fx_table *t, const char *name) {
@@ -565,42 +565,40 @@ unread:
 /* ---- loading a table ---- */
 
 static int load_columns(tg__fixture *fx, tg__fx_table *t) {
-    sqlite3 *db = fx->eng->db;
-    sqlite3_stmt *st;
-    if (sqlite3_prepare_v2(db,
-                           "SELECT name, coalesce(type, ''), \"notnull\", dflt_value, pk, hidden "
-                           "FROM pragma_table_xinfo(?1) ORDER BY cid",
-                           -1, &st, NULL) != SQLITE_OK)
+    tg__db *db = fx->eng->store;
+    tg__stmt *st;
+    if (tg__st_prepare_once(db, "SELECT name, coalesce(type, ''), \"notnull\", dflt_value, pk, hidden "
+                           "FROM pragma_table_xinfo(?1) ORDER BY cid", &st) != TG__ST_OK)
         return db_fail(fx, t->name);
-    sqlite3_bind_text(st, 1, t->name, -1, SQLITE_STATIC);
+    tg__st_bind_str(st, 1, t->name);
     int pks = 0;
-    while (sqlite3_step(st) == SQLITE_ROW) {
+    while (tg__st_step(st) == TG__ST_ROW) {
         if (t->n_cols == FX_MAX_COLS) {
-            sqlite3_finalize(st);
+            tg__st_finalize(st);
             return tg__fx_error(fx, TG_REFUSED, "%s has more than %d columns", t->name,
                                 FX_MAX_COLS);
         }
         fx_col *c = &t->cols[t->n_cols++];
-        snprintf(c->name, sizeof c->name, "%s", (const char *)sqlite3_column_text(st, 0));
-        snprintf(c->type, sizeof c->type, "%s", (const char *)sqlite3_column_text(st, 1));
+        snprintf(c->name, sizeof c->name, "%s", (const char *)tg__st_column_text(st, 0));
+        snprintf(c->type, sizeof c->type, "%s", (const char *)tg__st_column_text(st, 1));
         c->aff = affinity(c->type);
-        c->notnull = sqlite3_column_int(st, 2);
-        c->has_default = sqlite3_column_type(st, 3) != SQLITE_NULL;
-        c->pk = sqlite3_column_int(st, 4);
-        c->generated = sqlite3_column_int(st, 5) != 0;
+        c->notnull = (int)tg__st_column_int64(st, 2);
+        c->has_default = tg__st_column_type(st, 3) != TG__T_NULL;
+        c->pk = (int)tg__st_column_int64(st, 4);
+        c->generated = (int)tg__st_column_int64(st, 5) != 0;
         c->fk = -1;
         c->cand = -1;
         c->cons.maxlen = -1;
         pks += c->pk > 0;
     }
-    sqlite3_finalize(st);
+    tg__st_finalize(st);
     if (t->n_cols == 0)
         return tg__fx_error(fx, TG_REFUSED, "no table or view named %s", t->name);
     return pks;
 }
 
 static int load_constraints(tg__fixture *fx, tg__fx_table *t, int pks) {
-    sqlite3 *db = fx->eng->db;
+    tg__db *db = fx->eng->store;
     for (int i = 0; i < t->n_cols; i++) {
         fx_col *c = &t->cols[i];
         c->rowid_alias =
@@ -609,58 +607,51 @@ static int load_constraints(tg__fixture *fx, tg__fx_table *t, int pks) {
             c->unique = 1;
     }
     /* UNIQUE constraints and indexes, alone or composite */
-    sqlite3_stmt *st;
-    if (sqlite3_prepare_v2(
-            db,
-            "SELECT ii.name FROM pragma_index_list(?1) il, "
-            "pragma_index_info(il.name) ii WHERE il.\"unique\" AND ii.name IS NOT NULL",
-            -1, &st, NULL) != SQLITE_OK)
+    tg__stmt *st;
+    if (tg__st_prepare_once(db, "SELECT ii.name FROM pragma_index_list(?1) il, "
+            "pragma_index_info(il.name) ii WHERE il.\"unique\" AND ii.name IS NOT NULL", &st) != TG__ST_OK)
         return db_fail(fx, t->name);
-    sqlite3_bind_text(st, 1, t->name, -1, SQLITE_STATIC);
-    while (sqlite3_step(st) == SQLITE_ROW) {
-        fx_col *c = tg__fx_find_col(t, (const char *)sqlite3_column_text(st, 0));
+    tg__st_bind_str(st, 1, t->name);
+    while (tg__st_step(st) == TG__ST_ROW) {
+        fx_col *c = tg__fx_find_col(t, (const char *)tg__st_column_text(st, 0));
         if (c)
             c->unique = 1;
     }
-    sqlite3_finalize(st);
-    if (sqlite3_prepare_v2(db,
-                           "SELECT id, \"table\", \"from\", \"to\" FROM "
-                           "pragma_foreign_key_list(?1) ORDER BY id, seq",
-                           -1, &st, NULL) != SQLITE_OK)
+    tg__st_finalize(st);
+    if (tg__st_prepare_once(db, "SELECT id, \"table\", \"from\", \"to\" FROM "
+                           "pragma_foreign_key_list(?1) ORDER BY id, seq", &st) != TG__ST_OK)
         return db_fail(fx, t->name);
-    sqlite3_bind_text(st, 1, t->name, -1, SQLITE_STATIC);
-    while (sqlite3_step(st) == SQLITE_ROW) {
-        fx_col *c = tg__fx_find_col(t, (const char *)sqlite3_column_text(st, 2));
+    tg__st_bind_str(st, 1, t->name);
+    while (tg__st_step(st) == TG__ST_ROW) {
+        fx_col *c = tg__fx_find_col(t, (const char *)tg__st_column_text(st, 2));
         if (!c || c->fk >= 0)
             continue;
-        c->fk = sqlite3_column_int(st, 0);
-        snprintf(c->fk_table, sizeof c->fk_table, "%s", (const char *)sqlite3_column_text(st, 1));
-        const unsigned char *to = sqlite3_column_text(st, 3);
+        c->fk = (int)tg__st_column_int64(st, 0);
+        snprintf(c->fk_table, sizeof c->fk_table, "%s", (const char *)tg__st_column_text(st, 1));
+        const char *to = tg__st_column_text(st, 3);
         snprintf(c->fk_col, sizeof c->fk_col, "%s", to ? (const char *)to : "");
     }
-    sqlite3_finalize(st);
+    tg__st_finalize(st);
     return TG_OK;
 }
 
 static int has_instead_of_insert(tg__fixture *fx, const char *view) {
-    sqlite3_stmt *st;
+    tg__stmt *st;
     int found = 0;
-    if (sqlite3_prepare_v2(fx->eng->db,
-                           "SELECT sql FROM sqlite_schema WHERE type = 'trigger' AND "
-                           "tbl_name = ?1 COLLATE NOCASE AND sql IS NOT NULL",
-                           -1, &st, NULL) != SQLITE_OK)
+    if (tg__st_prepare_once(fx->eng->store, "SELECT sql FROM sqlite_schema WHERE type = 'trigger' AND "
+                           "tbl_name = ?1 COLLATE NOCASE AND sql IS NOT NULL", &st) != TG__ST_OK)
         return 0;
-    sqlite3_bind_text(st, 1, view, -1, SQLITE_STATIC);
-    while (!found && sqlite3_step(st) == SQLITE_ROW) {
+    tg__st_bind_str(st, 1, view);
+    while (!found && tg__st_step(st) == TG__ST_ROW) {
         toks ts;
-        if (!tokenize((const char *)sqlite3_column_text(st, 0), &ts))
+        if (!tokenize((const char *)tg__st_column_text(st, 0), &ts))
             continue;
         for (size_t i = 0; i + 2 < ts.n && !is_kw(&ts, i, "BEGIN"); i++)
             if (is_kw(&ts, i, "INSTEAD") && is_kw(&ts, i + 1, "OF") && is_kw(&ts, i + 2, "INSERT"))
                 found = 1;
         free(ts.t);
     }
-    sqlite3_finalize(st);
+    tg__st_finalize(st);
     return found;
 }
 
@@ -865,24 +856,22 @@ int tg__fx_load_table(tg__fixture *fx, const char *name, tg__fx_table **out) {
     snprintf(t->name, sizeof t->name, "%s", name);
     t->next = fx->tables;
     fx->tables = t;
-    sqlite3_stmt *st;
+    tg__stmt *st;
     int rc = TG_OK;
-    if (sqlite3_prepare_v2(fx->eng->db,
-                           "SELECT type, sql FROM sqlite_schema WHERE name = ?1 COLLATE NOCASE "
-                           "AND type IN ('table', 'view')",
-                           -1, &st, NULL) != SQLITE_OK) {
+    if (tg__st_prepare_once(fx->eng->store, "SELECT type, sql FROM sqlite_schema WHERE name = ?1 COLLATE NOCASE "
+                           "AND type IN ('table', 'view')", &st) != TG__ST_OK) {
         fx->depth--;
         return db_fail(fx, name);
     }
-    sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
+    tg__st_bind_str(st, 1, name);
     char *sql = NULL;
     int view = 0;
-    if (sqlite3_step(st) == SQLITE_ROW) {
-        view = strcmp((const char *)sqlite3_column_text(st, 0), "view") == 0;
-        const unsigned char *s = sqlite3_column_text(st, 1);
+    if (tg__st_step(st) == TG__ST_ROW) {
+        view = strcmp((const char *)tg__st_column_text(st, 0), "view") == 0;
+        const char *s = tg__st_column_text(st, 1);
         sql = s ? tg__arena_strdup(&fx->arena, (const char *)s) : NULL;
     }
-    sqlite3_finalize(st);
+    tg__st_finalize(st);
     int pks = load_columns(fx, t);
     if (pks < 0 || fx->err.len) {
         rc = pks < 0 ? pks : TG_REFUSED;

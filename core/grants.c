@@ -68,20 +68,20 @@ static uint64_t *role_grants_of(reader *rd, const char *name) {
 }
 
 /* Text of column col of the current row, NULL when it is NULL; *bad when it holds a NUL. */
-static const char *cell(sqlite3_stmt *st, int col, size_t *len, int *bad) {
+static const char *cell(tg__stmt *st, int col, size_t *len, int *bad) {
     *bad = 0;
     *len = 0;
-    if (sqlite3_column_type(st, col) == SQLITE_NULL)
+    if (tg__st_column_type(st, col) == TG__T_NULL)
         return NULL;
-    const char *s = (const char *)sqlite3_column_text(st, col);
-    *len = (size_t)sqlite3_column_bytes(st, col);
+    const char *s = (const char *)tg__st_column_text(st, col);
+    *len = (size_t)tg__st_column_bytes(st, col);
     if (s && strlen(s) != *len)
         *bad = 1;
     return s;
 }
 
 /* One row: checked, hashed into the version, granted. Returns 0 to stop reading. */
-static int take_row(reader *rd, sqlite3_stmt *st, tg__strmap *seen_roles) {
+static int take_row(reader *rd, tg__stmt *st, tg__strmap *seen_roles) {
     const tg_rules *r = &rd->rs->pub;
     const char *table = rd->a->role_grants.table;
     size_t rlen, clen;
@@ -198,7 +198,7 @@ static int merge_added(reader *rd) {
     return 1;
 }
 
-int tg__grants_read(tg__ruleset *rs, sqlite3 *db, tg_findings *f) {
+int tg__grants_read(tg__ruleset *rs, tg__db *db, tg_findings *f) {
     tg_rules *r = &rs->pub;
     const tg_app *a = &r->app;
     if (!db || !a->role_grants.table)
@@ -209,7 +209,7 @@ int tg__grants_read(tg__ruleset *rs, sqlite3 *db, tg_findings *f) {
     rd.a = a;
     rd.hash = tg__fnv1a(TG__FNV_INIT, r->version, strlen(r->version) + 1);
     size_t errors_before = tg_findings_errors(f);
-    sqlite3_stmt *st = NULL;
+    tg__stmt *st = NULL;
     tg__buf sql = {0};
     tg__strmap seen = {0};
     int status = TG_OK;
@@ -231,15 +231,15 @@ int tg__grants_read(tg__ruleset *rs, sqlite3 *db, tg_findings *f) {
         status = TG_NOMEM;
         goto cleanup;
     }
-    if (sqlite3_prepare_v2(db, tg__buf_str(&sql), -1, &st, NULL) != SQLITE_OK) {
+    if (tg__st_prepare_once(db, tg__buf_str(&sql), &st) != TG__ST_OK) {
         finding(&rd, TG_LEVEL_ERROR, "file_error", "role_grants: cannot read %s: %s",
-                a->role_grants.table, sqlite3_errmsg(db));
+                a->role_grants.table, tg__db_errmsg(db));
         status = TG_RULES;
         goto cleanup;
     }
     size_t rows = 0;
     int rc;
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+    while ((rc = tg__st_step(st)) == TG__ST_ROW) {
         if (++rows > TG__MAX_GRANT_ROWS) {
             finding(&rd, TG_LEVEL_ERROR, "limit_exceeded",
                     "role_grants: %s has more than %d rows (limit %d)", a->role_grants.table,
@@ -253,9 +253,9 @@ int tg__grants_read(tg__ruleset *rs, sqlite3 *db, tg_findings *f) {
         status = TG_NOMEM;
         goto cleanup;
     }
-    if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
+    if (rc != TG__ST_ROW && rc != TG__ST_DONE) {
         finding(&rd, TG_LEVEL_ERROR, "file_error", "role_grants: cannot read %s: %s",
-                a->role_grants.table, sqlite3_errmsg(db));
+                a->role_grants.table, tg__db_errmsg(db));
         status = TG_RULES;
         goto cleanup;
     }
@@ -279,7 +279,7 @@ int tg__grants_read(tg__ruleset *rs, sqlite3 *db, tg_findings *f) {
     if (rd.oom)
         status = TG_NOMEM;
 cleanup:
-    sqlite3_finalize(st);
+    tg__st_finalize(st);
     tg__buf_free(&sql);
     free(rd.added);
     tg__arena_free(&rd.tmp);

@@ -15,6 +15,6 @@
  * or a table past its limits is an error finding at the app declaration. Does nothing
  * without db or without the mapping. Returns TG_OK, TG_RULES (findings say why) or
  * TG_NOMEM; rs is unusable unless TG_OK. */
-TG_HIDDEN int tg__grants_read(tg__ruleset *rs, sqlite3 *db, tg_findings *f);
+TG_HIDDEN int tg__grants_read(tg__ruleset *rs, tg__db *db, tg_findings *f);
 
 #endif

@@ -14,16 +14,15 @@ static int find_column(const tg__table_plan *tp, const char *name) {
     return -1;
 }
 
-static int bind_value(sqlite3_stmt *st, int i, const tg_value *v) {
+static int bind_value(tg__stmt *st, int i, const tg_value *v) {
     switch (v->type) {
     case TG_INTEGER:
-    case TG_BOOLEAN: return sqlite3_bind_int64(st, i, v->i);
-    case TG_REAL: return sqlite3_bind_double(st, i, v->r);
+    case TG_BOOLEAN: return tg__st_bind_int64(st, i, v->i);
+    case TG_REAL: return tg__st_bind_double(st, i, v->r);
     case TG_TEXT:
-        return sqlite3_bind_text64(st, i, v->s ? v->s : "", v->s ? (v->n ? v->n : strlen(v->s)) : 0,
-                                   SQLITE_STATIC, SQLITE_UTF8);
-    case TG_BLOB: return sqlite3_bind_blob64(st, i, v->s, v->n, SQLITE_STATIC);
-    default: return sqlite3_bind_null(st, i);
+        return tg__st_bind_text(st, i, v->s ? v->s : "", v->s ? (v->n ? v->n : strlen(v->s)) : 0, 0);
+    case TG_BLOB: return tg__st_bind_blob(st, i, v->s, v->n, 0);
+    default: return tg__st_bind_null(st, i);
     }
 }
 
@@ -130,34 +129,34 @@ static int check_values(tg_ctx *ctx, const tg__table_plan *tp, const tg_column_v
 /* Runs an insert or update; with `returning` (an insert ending in RETURNING id), the new
  * row's id goes to ctx->dec.row_id (bytes in ctx->row_id_buf). */
 static int run_write(tg_ctx *ctx, const tg__buf *sql, const tg_value *const *vals, size_t n,
-                     const tg_value *tail, size_t n_tail, int returning, sqlite3_stmt **used) {
-    sqlite3_stmt *st = NULL;
+                     const tg_value *tail, size_t n_tail, int returning, tg__stmt **used) {
+    tg__stmt *st = NULL;
     if (sql->oom)
         return tg__ctx_fail(ctx, TG_NOMEM, "out of memory");
-    if (tg__plan_write_stmt(ctx->plan, sql, &st) != SQLITE_OK)
+    if (tg__plan_write_stmt(ctx->plan, sql, &st) != TG__ST_OK)
         return tg__ctx_fail(ctx, TG_DB, "cannot prepare the write: %s",
-                            sqlite3_errmsg(ctx->plan->db));
+                            tg__db_errmsg(ctx->plan->db));
     for (size_t i = 0; i < n; i++)
         bind_value(st, (int)i + 1, vals[i]);
     for (size_t i = 0; i < n_tail; i++)
         tg__bind_key(st, (int)(n + i) + 1, &tail[i]);
-    int rc = sqlite3_step(st);
+    int rc = tg__st_step(st);
     *used = st;
-    if (returning && rc == SQLITE_ROW) {
+    if (returning && rc == TG__ST_ROW) {
         tg__key_from_col(st, 0, &ctx->row_id_buf, &ctx->dec.row_id);
-        rc = sqlite3_step(st);
+        rc = tg__st_step(st);
     }
-    if (rc != SQLITE_DONE) {
-        int code = (rc & 0xff) == SQLITE_CONSTRAINT ? TG_REJECTED
-                   : (rc & 0xff) == SQLITE_BUSY     ? TG_BUSY
+    if (rc != TG__ST_DONE) {
+        int code = (rc & 0xff) == TG__ST_CONSTRAINT ? TG_REJECTED
+                   : (rc & 0xff) == TG__ST_BUSY     ? TG_BUSY
                                                     : TG_DB;
-        tg__ctx_fail(ctx, code, "%s", sqlite3_errmsg(ctx->plan->db));
-        sqlite3_reset(st);
-        sqlite3_clear_bindings(st);
+        tg__ctx_fail(ctx, code, "%s", tg__db_errmsg(ctx->plan->db));
+        tg__st_reset(st);
+        tg__st_clear_bindings(st);
         return code;
     }
-    sqlite3_reset(st);
-    sqlite3_clear_bindings(st);
+    tg__st_reset(st);
+    tg__st_clear_bindings(st);
     return TG_OK;
 }
 
@@ -238,7 +237,7 @@ int tg_ctx_insert(tg_ctx *ctx, const char *family, const tg_column_value *values
     tg__sql_insert(&tg__sqlite, tp->shape.table, cols, n, &ctx->scratch);
     /* the id of the new row as stored, of whatever type: not only a rowid */
     tg__sqlf(&ctx->scratch, &tg__sqlite, " RETURNING %I", tp->shape.id);
-    sqlite3_stmt *st = NULL;
+    tg__stmt *st = NULL;
     if ((s = run_write(ctx, &ctx->scratch, vals, n, NULL, 0, 1, &st)) != TG_OK)
         return s;
     DECIDE(200, "ok");
@@ -299,7 +298,7 @@ int tg_ctx_update(tg_ctx *ctx, const char *family, const tg_value *id,
     tg__sql_update(&tg__sqlite, tp->shape.table, cols, n, tp->shape.id,
                    any_tenant ? NULL : tp->shape.tenant, &ctx->scratch);
     tg_value tail[2] = {key, ctx->tenant};
-    sqlite3_stmt *st = NULL;
+    tg__stmt *st = NULL;
     tg__ctx_drop_records(ctx);
     if (n == 0) {
         tg__ctx_decide(ctx, 200, "ok", fam->name, "update", ctx->log_ids, 1);

@@ -878,7 +878,7 @@ static void open_safe_libs(lua_State *L) {
     lua_pop(L, 1);
 }
 
-int tg__rules_load(const tg_open_options *opts, sqlite3 *db, tg_findings *f, tg__ruleset **out) {
+int tg__rules_load(const tg_open_options *opts, tg__db *db, tg_findings *f, tg__ruleset **out) {
     *out = NULL;
     const char *dir = opts && opts->rules ? opts->rules : "";
     if (!*dir) {

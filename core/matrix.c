@@ -391,8 +391,8 @@ static void check(runner *rn, int user, int tenant, tg_request *req, int expecte
     char failure[300] = "";
     char row[200] = "";
     const tg_decision *d = NULL;
-    sqlite3 *db = rn->fx->eng->db;
-    int64_t changes = sqlite3_total_changes64(db);
+    tg__db *db = rn->fx->eng->store;
+    int64_t changes = tg__db_total_changes(db);
     int st = ctx ? tg_ctx_resolve(ctx, req, &d) : TG_ERROR;
     int actual = d ? d->status : -1;
     const char *reason = d ? d->reason : (ctx ? tg_ctx_errmsg(ctx) : "no context");
@@ -403,7 +403,7 @@ static void check(runner *rn, int user, int tenant, tg_request *req, int expecte
         snprintf(failure, sizeof failure, "expected %d, got %d (%s)", want, actual, reason);
     } else if (actual != 200 && d->n_records) {
         snprintf(failure, sizeof failure, "a %d decision returned %zu rows", actual, d->n_records);
-    } else if (sqlite3_total_changes64(db) != changes) {
+    } else if (tg__db_total_changes(db) != changes) {
         snprintf(failure, sizeof failure, "the attempt changed rows");
     } else if (actual == 200 && ex) {
         /* the columns of the row's family or exception table */
@@ -477,14 +477,14 @@ static void check_write(runner *rn, const tg_family *fam, const fam_rows *rows, 
     if (!rows->write_column)
         return;
     tg_ctx *ctx = ctx_for(rn, U_FULL, T_A);
-    sqlite3 *db = rn->fx->eng->db;
-    int64_t changes = sqlite3_total_changes64(db);
+    tg__db *db = rn->fx->eng->store;
+    int64_t changes = tg__db_total_changes(db);
     tg_column_value v = {rows->write_column, {TG_TEXT, 0, 0, "tgmatrix-overwritten", 0}};
     const tg_decision *d = NULL;
     int st = ctx ? tg_ctx_update(ctx, fam->name, &id, &v, 1, NULL, &d) : TG_ERROR;
     char failure[200] = "";
     int actual = d ? d->status : -1;
-    if (sqlite3_total_changes64(db) != changes)
+    if (tg__db_total_changes(db) != changes)
         snprintf(failure, sizeof failure, "the update changed a row of another tenant");
     else if (st == TG_OK && actual != 404)
         snprintf(failure, sizeof failure, "expected 404, got %d", actual);
@@ -724,7 +724,7 @@ static int probe_plan_new(tg_engine *eng, tg__ruleset *src, tg__buf *err, tg__pl
         }
         rs->pub.families = fams;
         rs->pub.exceptions = excs;
-        st = tg__plan_new(rs, eng->db, eng->schema_gen, eng->mutation, err, out);
+        st = tg__plan_new(rs, eng->store, eng->schema_gen, eng->mutation, err, out);
     }
     tg__ruleset_release(rs); /* the plan holds its own reference */
     return st;
@@ -737,7 +737,7 @@ int tg_run_matrix(tg_engine *eng, const char *mutation, tg_matrix_report **out) 
     if (!eng || !out || eng->closed)
         return TG_MISUSE;
     *out = NULL;
-    if (!eng->db)
+    if (!eng->store)
         return tg__engine_fail(eng, TG_MISUSE, "this engine was opened without a database");
     if (eng->in_matrix)
         return tg__engine_fail(eng, TG_BUSY, "the engine is busy: the matrix is already running "
@@ -790,7 +790,7 @@ static int run_matrix(tg_engine *eng, const char *mutation, tg_matrix_report **o
     /* one transaction, rolled back: nothing the matrix does persists */
     if ((st = tg__begin(eng)) != TG_OK)
         goto done;
-    sqlite3_exec(eng->db, "PRAGMA defer_foreign_keys = ON", NULL, NULL, NULL);
+    tg__db_exec(eng->store, eng->store->dialect->defer_foreign_keys);
     if ((st = tg__fixture_build(&fx)) != TG_OK) {
         tg__engine_fail(eng, st, "%s", tg__buf_str(&fx.err));
         goto rollback;

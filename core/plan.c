@@ -28,18 +28,17 @@ int tg__affinity(const char *decltype) {
     return TG__AFF_NUMERIC;
 }
 
-int tg__column_affinity(sqlite3 *db, const char *table, const char *column) {
-    sqlite3_stmt *st = NULL;
+int tg__column_affinity(tg__db *db, const char *table, const char *column) {
+    tg__stmt *st = NULL;
     int aff = TG__AFF_NONE;
     if (!db || !table || !column ||
-        sqlite3_prepare_v2(db, "SELECT type FROM pragma_table_info(?1) WHERE name = ?2", -1, &st,
-                           NULL) != SQLITE_OK)
+        tg__st_prepare_once(db, "SELECT type FROM pragma_table_info(?1) WHERE name = ?2", &st) != TG__ST_OK)
         return aff;
-    sqlite3_bind_text(st, 1, table, -1, SQLITE_STATIC);
-    sqlite3_bind_text(st, 2, column, -1, SQLITE_STATIC);
-    if (sqlite3_step(st) == SQLITE_ROW)
-        aff = tg__affinity((const char *)sqlite3_column_text(st, 0));
-    sqlite3_finalize(st);
+    tg__st_bind_str(st, 1, table);
+    tg__st_bind_str(st, 2, column);
+    if (tg__st_step(st) == TG__ST_ROW)
+        aff = tg__affinity((const char *)tg__st_column_text(st, 0));
+    tg__st_finalize(st);
     return aff;
 }
 
@@ -88,14 +87,14 @@ int tg__key_check(const tg__keycol *kc, const char *field, const tg_value *in, t
     return 0;
 }
 
-int tg__col_eq_bytes(sqlite3_stmt *st, int col, int type, const tg_value *v) {
-    if (type != SQLITE_TEXT && type != SQLITE_BLOB)
+int tg__col_eq_bytes(tg__stmt *st, int col, int type, const tg_value *v) {
+    if (type != TG__T_TEXT && type != TG__T_BLOB)
         return 0;
-    if (v->type != (type == SQLITE_TEXT ? TG_TEXT : TG_BLOB))
+    if (v->type != (type == TG__T_TEXT ? TG_TEXT : TG_BLOB))
         return 0;
-    const void *p = type == SQLITE_TEXT ? (const void *)sqlite3_column_text(st, col)
-                                        : sqlite3_column_blob(st, col);
-    size_t n = (size_t)sqlite3_column_bytes(st, col);
+    const void *p = type == TG__T_TEXT ? (const void *)tg__st_column_text(st, col)
+                                        : tg__st_column_blob(st, col);
+    size_t n = (size_t)tg__st_column_bytes(st, col);
     return n == v->n && (n == 0 || (p && memcmp(p, v->s, n) == 0));
 }
 
@@ -118,20 +117,20 @@ int tg__value_eq(const tg_value *a, const tg_value *b) {
     return a->type != TG_NULL && tg__value_cmp(a, b) == 0;
 }
 
-void tg__key_from_col(sqlite3_stmt *st, int col, tg__buf *buf, tg_value *out) {
+void tg__key_from_col(tg__stmt *st, int col, tg__buf *buf, tg_value *out) {
     memset(out, 0, sizeof *out);
     tg__buf_reset(buf);
-    switch (sqlite3_column_type(st, col)) {
-    case SQLITE_INTEGER:
+    switch (tg__st_column_type(st, col)) {
+    case TG__T_INTEGER:
         out->type = TG_INTEGER;
-        out->i = sqlite3_column_int64(st, col);
+        out->i = tg__st_column_int64(st, col);
         return;
-    case SQLITE_TEXT:
-    case SQLITE_BLOB: {
-        int text = sqlite3_column_type(st, col) == SQLITE_TEXT;
-        const void *p = text ? (const void *)sqlite3_column_text(st, col)
-                             : sqlite3_column_blob(st, col);
-        size_t n = (size_t)sqlite3_column_bytes(st, col);
+    case TG__T_TEXT:
+    case TG__T_BLOB: {
+        int text = tg__st_column_type(st, col) == TG__T_TEXT;
+        const void *p = text ? (const void *)tg__st_column_text(st, col)
+                             : tg__st_column_blob(st, col);
+        size_t n = (size_t)tg__st_column_bytes(st, col);
         tg__buf_addn(buf, p ? p : "", n);
         tg__buf_addn(buf, "", 1);
         if (buf->oom)
@@ -158,38 +157,35 @@ int tg__key_coerces(int aff, const tg_value *v) {
 /* "rowid" when `table` is an ordinary table with a rowid that no column of that name hides,
  * else NULL (a view's rowid is NULL, a WITHOUT ROWID or virtual table has none or its own):
  * a statement reading it to tell a row exists then copies no text key. */
-static const char *rowid_mark(sqlite3 *db, const char *table) {
-    sqlite3_stmt *st = NULL;
+static const char *rowid_mark(tg__db *db, const char *table) {
+    tg__stmt *st = NULL;
     int ok = 0;
-    if (table && sqlite3_prepare_v2(db,
-                                    "SELECT count(*) = 1 AND sum(schema = 'main' AND type = "
+    if (table && tg__st_prepare_once(db, "SELECT count(*) = 1 AND sum(schema = 'main' AND type = "
                                     "'table' AND wr = 0) = 1 AND NOT EXISTS (SELECT 1 FROM "
                                     "pragma_table_info(?1) WHERE lower(name) IN ('rowid', "
-                                    "'_rowid_', 'oid')) FROM pragma_table_list(?1)",
-                                    -1, &st, NULL) == SQLITE_OK) {
-        sqlite3_bind_text(st, 1, table, -1, SQLITE_STATIC);
-        ok = sqlite3_step(st) == SQLITE_ROW && sqlite3_column_int(st, 0) == 1; /* one, a table */
+                                    "'_rowid_', 'oid')) FROM pragma_table_list(?1)", &st) == TG__ST_OK) {
+        tg__st_bind_str(st, 1, table);
+        ok = tg__st_step(st) == TG__ST_ROW && (int)tg__st_column_int64(st, 0) == 1; /* one, a table */
     }
-    sqlite3_finalize(st);
+    tg__st_finalize(st);
     return ok ? "rowid" : NULL;
 }
 
 /* Reads the columns of `table` into the shape. Returns 0 when the table does not exist. */
 static int read_shape(tg__plan *p, tg__table_plan *tp, const char *table,
                       const tg_columns *names) {
-    sqlite3_stmt *st = NULL;
+    tg__stmt *st = NULL;
     tp->col_id = tp->col_tenant = tp->col_workspace = -1;
     tp->names = names;
     tp->shape.table = table;
-    if (sqlite3_prepare_v2(p->db, "SELECT name, type FROM pragma_table_info(?1) ORDER BY cid",
-                           -1, &st, NULL) != SQLITE_OK)
+    if (tg__st_prepare_once(p->db, "SELECT name, type FROM pragma_table_info(?1) ORDER BY cid", &st) != TG__ST_OK)
         return -1;
-    sqlite3_bind_text(st, 1, table, -1, SQLITE_STATIC);
+    tg__st_bind_str(st, 1, table);
     size_t cap = 16, n = 0;
     const char **cols = tg__arena_alloc(&p->arena, cap * sizeof *cols);
     unsigned char *affs = tg__arena_alloc(&p->arena, cap);
     int rc;
-    while (cols && affs && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+    while (cols && affs && (rc = tg__st_step(st)) == TG__ST_ROW) {
         if (n == cap) {
             const char **more = tg__arena_alloc(&p->arena, cap * 2 * sizeof *more);
             unsigned char *more_affs = tg__arena_alloc(&p->arena, cap * 2);
@@ -203,9 +199,9 @@ static int read_shape(tg__plan *p, tg__table_plan *tp, const char *table,
             affs = more_affs;
             cap *= 2;
         }
-        const char *name = (const char *)sqlite3_column_text(st, 0);
+        const char *name = (const char *)tg__st_column_text(st, 0);
         cols[n] = tg__arena_strdup(&p->arena, name);
-        affs[n] = (unsigned char)tg__affinity((const char *)sqlite3_column_text(st, 1));
+        affs[n] = (unsigned char)tg__affinity((const char *)tg__st_column_text(st, 1));
         if (!cols[n]) {
             cols = NULL;
             break;
@@ -218,7 +214,7 @@ static int read_shape(tg__plan *p, tg__table_plan *tp, const char *table,
             tp->col_workspace = (int)n;
         n++;
     }
-    sqlite3_finalize(st);
+    tg__st_finalize(st);
     if (!cols || !affs)
         return -1;
     tp->affs = affs;
@@ -242,7 +238,7 @@ static int need_of(int capability, int mutation) {
     return mutation == TG__MUT_CAPABILITY_LESS_PATH_GRANTS ? TG__NEED_NOTHING : TG__NEED_DENY;
 }
 
-int tg__plan_new(tg__ruleset *rs, sqlite3 *db, unsigned schema_gen, int mutation, tg__buf *err,
+int tg__plan_new(tg__ruleset *rs, tg__db *db, unsigned schema_gen, int mutation, tg__buf *err,
                  tg__plan **out) {
     *out = NULL;
     tg__plan *p = calloc(1, sizeof *p);
@@ -320,15 +316,15 @@ tg__plan *tg__plan_retain(tg__plan *p) {
 }
 
 static void finalize_table(tg__table_plan *tp) {
-    sqlite3_finalize(tp->by_id);
-    sqlite3_finalize(tp->by_ids);
-    sqlite3_finalize(tp->page);
-    sqlite3_finalize(tp->relation);
-    sqlite3_finalize(tp->search);
-    sqlite3_finalize(tp->first);
-    sqlite3_finalize(tp->record);
+    tg__st_finalize(tp->by_id);
+    tg__st_finalize(tp->by_ids);
+    tg__st_finalize(tp->page);
+    tg__st_finalize(tp->relation);
+    tg__st_finalize(tp->search);
+    tg__st_finalize(tp->first);
+    tg__st_finalize(tp->record);
     for (int i = 0; i < 4; i++)
-        sqlite3_finalize(tp->ws_page[i]);
+        tg__st_finalize(tp->ws_page[i]);
 }
 
 void tg__plan_release(tg__plan *p) {
@@ -339,33 +335,33 @@ void tg__plan_release(tg__plan *p) {
         finalize_table(&p->fams[i]);
     for (size_t i = 0; p->excs && i < r->n_exceptions; i++)
         finalize_table(&p->excs[i]);
-    sqlite3_finalize(p->scope);
-    sqlite3_finalize(p->entitlement);
+    tg__st_finalize(p->scope);
+    tg__st_finalize(p->entitlement);
     for (int i = 0; i < TG__WCACHE; i++)
-        sqlite3_finalize(p->wcache[i].st);
+        tg__st_finalize(p->wcache[i].st);
     tg__ruleset_release(p->rs);
     tg__arena_free(&p->arena);
     free(p);
 }
 
 /* Binds the values of filter f, numbered from `first`, that statement st uses. */
-static int bind_filter(sqlite3_stmt *st, const tg_row_filter *f, int first) {
-    int last = sqlite3_bind_parameter_count(st), n = first, rc = SQLITE_OK;
-    for (size_t i = 0; f && i < f->n_conds && rc == SQLITE_OK; i++) {
-        for (size_t k = 0; k < f->conds[i].n_values && rc == SQLITE_OK; k++, n++) {
+static int bind_filter(tg__stmt *st, const tg_row_filter *f, int first) {
+    int last = tg__st_param_count(st), n = first, rc = TG__ST_OK;
+    for (size_t i = 0; f && i < f->n_conds && rc == TG__ST_OK; i++) {
+        for (size_t k = 0; k < f->conds[i].n_values && rc == TG__ST_OK; k++, n++) {
             const tg_value *v = &f->conds[i].values[k];
-            if (n > last || !sqlite3_bind_parameter_name(st, n))
+            if (n > last || !tg__st_param_name(st, n))
                 continue; /* not in this statement */
             switch (v->type) {
             case TG_INTEGER:
             case TG_BOOLEAN:
-                rc = sqlite3_bind_int64(st, n, v->type == TG_BOOLEAN ? !!v->i : v->i);
+                rc = tg__st_bind_int64(st, n, v->type == TG_BOOLEAN ? !!v->i : v->i);
                 break;
-            case TG_REAL: rc = sqlite3_bind_double(st, n, v->r); break;
+            case TG_REAL: rc = tg__st_bind_double(st, n, v->r); break;
             case TG_TEXT: /* the rules outlive the plan's statements */
-                rc = sqlite3_bind_text64(st, n, v->s, v->n, SQLITE_STATIC, SQLITE_UTF8);
+                rc = tg__st_bind_text(st, n, v->s, v->n, 0);
                 break;
-            default: rc = SQLITE_MISUSE; /* the compiler makes no other value */
+            default: rc = TG__ST_MISUSE; /* the compiler makes no other value */
             }
         }
     }
@@ -373,7 +369,7 @@ static int bind_filter(sqlite3_stmt *st, const tg_row_filter *f, int first) {
 }
 
 /* The family plan whose statement slot this is, NULL for a statement of no family table. */
-static const tg__table_plan *family_of(const tg__plan *p, sqlite3_stmt *const *slot) {
+static const tg__table_plan *family_of(const tg__plan *p, tg__stmt *const *slot) {
     const char *at = (const char *)slot, *base = (const char *)p->fams;
     size_t n = p->rs->pub.n_families;
     if (!p->fams || at < base || at >= base + n * sizeof *p->fams)
@@ -381,45 +377,44 @@ static const tg__table_plan *family_of(const tg__plan *p, sqlite3_stmt *const *s
     return &p->fams[(size_t)(at - base) / sizeof *p->fams];
 }
 
-int tg__plan_prepare(tg__plan *p, sqlite3_stmt **slot, const tg__buf *sql) {
+int tg__plan_prepare(tg__plan *p, tg__stmt **slot, const tg__buf *sql) {
     if (*slot)
-        return SQLITE_OK;
-    int rc = sqlite3_prepare_v3(p->db, tg__buf_str(sql), (int)sql->len + 1,
-                                SQLITE_PREPARE_PERSISTENT, slot, NULL);
-    if (rc != SQLITE_OK || sqlite3_bind_parameter_count(*slot) < TG__P_FILTER)
+        return TG__ST_OK;
+    int rc = tg__st_prepare(p->db, tg__buf_str(sql), sql->len + 1, TG__PREP_PERSISTENT, slot);
+    if (rc != TG__ST_OK || tg__st_param_count(*slot) < TG__P_FILTER)
         return rc;
     /* row filter values, bound once: the statement is reset between uses, never cleared */
     const tg_app *app = &p->rs->pub.app;
     const tg__table_plan *tp = family_of(p, slot);
     rc = bind_filter(*slot, &app->tenants.row_filter,
                      tg__sql_filter_param(app, TG__FILTER_TENANTS));
-    if (rc == SQLITE_OK)
+    if (rc == TG__ST_OK)
         rc = bind_filter(*slot, &app->workspaces.row_filter,
                          tg__sql_filter_param(app, TG__FILTER_WORKSPACES));
-    if (rc == SQLITE_OK && tp)
+    if (rc == TG__ST_OK && tp)
         rc = bind_filter(*slot, tp->shape.filter, tp->shape.filter_param);
-    if (rc != SQLITE_OK) {
+    if (rc != TG__ST_OK) {
         /* an unbound value would filter on NULL: never run such a statement */
-        sqlite3_finalize(*slot);
+        tg__st_finalize(*slot);
         *slot = NULL;
     }
     return rc;
 }
 
-int tg__plan_write_stmt(tg__plan *p, const tg__buf *sql, sqlite3_stmt **out) {
+int tg__plan_write_stmt(tg__plan *p, const tg__buf *sql, tg__stmt **out) {
     uint64_t h = tg__fnv1a(TG__FNV_INIT, tg__buf_str(sql), sql->len);
     for (int i = 0; i < TG__WCACHE; i++) {
         if (p->wcache[i].st && p->wcache[i].hash == h &&
-            strcmp(sqlite3_sql(p->wcache[i].st), tg__buf_str(sql)) == 0) {
+            strcmp(tg__st_sql(p->wcache[i].st), tg__buf_str(sql)) == 0) {
             *out = p->wcache[i].st;
-            return SQLITE_OK;
+            return TG__ST_OK;
         }
     }
     unsigned slot = p->wnext++ % TG__WCACHE;
-    sqlite3_finalize(p->wcache[slot].st);
+    tg__st_finalize(p->wcache[slot].st);
     p->wcache[slot].st = NULL;
-    int rc = sqlite3_prepare_v3(p->db, tg__buf_str(sql), (int)sql->len + 1,
-                                SQLITE_PREPARE_PERSISTENT, &p->wcache[slot].st, NULL);
+    int rc = tg__st_prepare(p->db, tg__buf_str(sql), sql->len + 1, TG__PREP_PERSISTENT,
+                            &p->wcache[slot].st);
     p->wcache[slot].hash = h;
     *out = p->wcache[slot].st;
     return rc;

@@ -24,10 +24,10 @@ typedef struct tg__table_plan {
     const unsigned char *affs;              /* affinity of each column */
     tg__keycol id_key;                      /* the id column, for request keys */
     int present;                            /* the table exists */
-    sqlite3_stmt *by_id, *by_ids, *page, *relation, *search;
-    sqlite3_stmt *first;                    /* scope and record in one (tg__sql_scope_and_record) */
-    sqlite3_stmt *record;                   /* a record and its foreign tenant (tg__sql_record) */
-    sqlite3_stmt *ws_page[4];               /* exceptions: [entitled_only | tenant_only<<1] */
+    tg__stmt *by_id, *by_ids, *page, *relation, *search;
+    tg__stmt *first;                    /* scope and record in one (tg__sql_scope_and_record) */
+    tg__stmt *record;                   /* a record and its foreign tenant (tg__sql_record) */
+    tg__stmt *ws_page[4];               /* exceptions: [entitled_only | tenant_only<<1] */
     int need[TG_PATH_COUNT]; /* the capability each path requires (TG__NEED_*); for an
                               * exception, need[0] applies to every path */
 } tg__table_plan;
@@ -73,18 +73,18 @@ typedef struct tg__plan {
     int refs;
     int mutation;
     tg__ruleset *rs;
-    sqlite3 *db;
+    tg__db *db;
     unsigned schema_gen;
     tg__arena arena;
     tg__table_plan *fams; /* one per family */
     tg__table_plan *excs; /* one per exception */
-    sqlite3_stmt *scope, *entitlement;
+    tg__stmt *scope, *entitlement;
     tg__scope_marks marks; /* how the scope statements tell a membership row exists */
     tg__keycol user_keys[2]; /* the membership tables' user columns */
     tg__keycol workspace_key, tenant_key;
     struct {
         uint64_t hash;
-        sqlite3_stmt *st;
+        tg__stmt *st;
     } wcache[TG__WCACHE]; /* insert/update statements by SQL text hash */
     unsigned wnext;
 } tg__plan;
@@ -94,7 +94,7 @@ typedef struct tg__plan {
  * TG__AFF_BLOB, no declared type TG__AFF_NONE. */
 TG_HIDDEN int tg__affinity(const char *decltype);
 /* The affinity of table.column, TG__AFF_NONE when it cannot be read. */
-TG_HIDDEN int tg__column_affinity(sqlite3 *db, const char *table, const char *column);
+TG_HIDDEN int tg__column_affinity(tg__db *db, const char *table, const char *column);
 /* Checks that key `in` (not TG_NULL) can be a key of column kc and writes the key to bind and
  * compare to *out (text for a declared BLOB column becomes a blob; a text length of 0 is
  * filled in from strlen). Returns 0, or -1 with "<field>: expected ... for t.c, got ..." in
@@ -108,28 +108,26 @@ static inline int tg__key_plain_integer(const tg__keycol *kc, const tg_value *in
 }
 /* Binds a key (integer, text, blob; anything else binds NULL). Returns an SQLite code.
  * Inline: it is on every decision's path. */
-static inline int tg__bind_key(sqlite3_stmt *st, int i, const tg_value *v) {
+static inline int tg__bind_key(tg__stmt *st, int i, const tg_value *v) {
     switch (v->type) {
-    case TG_INTEGER: return sqlite3_bind_int64(st, i, v->i);
-    case TG_TEXT: return sqlite3_bind_text64(st, i, v->s, v->n, SQLITE_STATIC, SQLITE_UTF8);
+    case TG_INTEGER: return tg__st_bind_int64(st, i, v->i);
+    case TG_TEXT: return tg__st_bind_text(st, i, v->s, v->n, 0);
     case TG_BLOB:
-        /* a NULL pointer would bind NULL: an empty blob is still a key */
-        return v->n ? sqlite3_bind_blob64(st, i, v->s, v->n, SQLITE_STATIC)
-                    : sqlite3_bind_zeroblob(st, i, 0);
-    default: return sqlite3_bind_null(st, i);
+        return tg__st_bind_blob(st, i, v->s, v->n, 0); /* an empty blob is still a key */
+    default: return tg__st_bind_null(st, i);
     }
 }
 
 /* True when column col of the current row has the type and value of key v (NULL never). */
-TG_HIDDEN int tg__col_eq_bytes(sqlite3_stmt *st, int col, int type, const tg_value *v);
+TG_HIDDEN int tg__col_eq_bytes(tg__stmt *st, int col, int type, const tg_value *v);
 /* The same when the column's type is known already. */
-static inline int tg__col_eq_typed(sqlite3_stmt *st, int col, int type, const tg_value *v) {
-    if (type == SQLITE_INTEGER)
-        return v->type == TG_INTEGER && sqlite3_column_int64(st, col) == v->i;
+static inline int tg__col_eq_typed(tg__stmt *st, int col, int type, const tg_value *v) {
+    if (type == TG__T_INTEGER)
+        return v->type == TG_INTEGER && tg__st_column_int64(st, col) == v->i;
     return tg__col_eq_bytes(st, col, type, v);
 }
-static inline int tg__col_eq(sqlite3_stmt *st, int col, const tg_value *v) {
-    return tg__col_eq_typed(st, col, sqlite3_column_type(st, col), v);
+static inline int tg__col_eq(tg__stmt *st, int col, const tg_value *v) {
+    return tg__col_eq_typed(st, col, tg__st_column_type(st, col), v);
 }
 /* True when a and b are keys of the same type and value (TG_NULL never equals). */
 TG_HIDDEN int tg__value_eq(const tg_value *a, const tg_value *b);
@@ -137,7 +135,7 @@ TG_HIDDEN int tg__value_eq(const tg_value *a, const tg_value *b);
 TG_HIDDEN int tg__value_cmp(const tg_value *a, const tg_value *b);
 /* Copies column col of the current row as a key into buf (reset first): *out points into
  * buf until its next change; TG_NULL for NULL or a real. */
-TG_HIDDEN void tg__key_from_col(sqlite3_stmt *st, int col, tg__buf *buf, tg_value *out);
+TG_HIDDEN void tg__key_from_col(tg__stmt *st, int col, tg__buf *buf, tg_value *out);
 /* True when binding key v against a column of affinity aff may compare equal to a value of
  * another type (SQLite converts it): a C check must then confirm every row. */
 TG_HIDDEN int tg__key_coerces(int aff, const tg_value *v);
@@ -145,7 +143,7 @@ TG_HIDDEN int tg__key_coerces(int aff, const tg_value *v);
 TG_HIDDEN const char *tg__value_type_name(int type);
 
 /* Builds a plan for rs on db (reads table shapes; prepares nothing yet). */
-TG_HIDDEN int tg__plan_new(tg__ruleset *rs, sqlite3 *db, unsigned schema_gen, int mutation,
+TG_HIDDEN int tg__plan_new(tg__ruleset *rs, tg__db *db, unsigned schema_gen, int mutation,
                            tg__buf *err, tg__plan **out);
 TG_HIDDEN tg__plan *tg__plan_retain(tg__plan *p);
 TG_HIDDEN void tg__plan_release(tg__plan *p);
@@ -154,9 +152,9 @@ TG_HIDDEN void tg__plan_release(tg__plan *p);
  * uses (app.tenants', app.workspaces' and, for a slot inside a family's table plan, that
  * family's): these statements are reset between uses but never cleared. Returns an SQLite
  * code. */
-TG_HIDDEN int tg__plan_prepare(tg__plan *p, sqlite3_stmt **slot, const tg__buf *sql);
+TG_HIDDEN int tg__plan_prepare(tg__plan *p, tg__stmt **slot, const tg__buf *sql);
 
 /* A cached insert/update statement for this SQL text. Returns an SQLite code. */
-TG_HIDDEN int tg__plan_write_stmt(tg__plan *p, const tg__buf *sql, sqlite3_stmt **out);
+TG_HIDDEN int tg__plan_write_stmt(tg__plan *p, const tg__buf *sql, tg__stmt **out);
 
 #endif

@@ -18,8 +18,8 @@ enum { S_BY_ID, S_BY_IDS, S_PAGE, S_RELATION, S_SEARCH, S_RECORD };
 
 /* The statement of kind `kind` for table plan tp (of family fam, when a family). */
 static int get_stmt(tg_ctx *ctx, tg__table_plan *tp, const tg_family *fam, int kind,
-                    sqlite3_stmt **out) {
-    sqlite3_stmt **slot = kind == S_BY_ID      ? &tp->by_id
+                    tg__stmt **out) {
+    tg__stmt **slot = kind == S_BY_ID      ? &tp->by_id
                           : kind == S_BY_IDS   ? &tp->by_ids
                           : kind == S_PAGE     ? &tp->page
                           : kind == S_RELATION ? &tp->relation
@@ -53,10 +53,10 @@ static int get_stmt(tg_ctx *ctx, tg__table_plan *tp, const tg_family *fam, int k
     return TG_OK;
 }
 
-static int step_failed(tg_ctx *ctx, sqlite3_stmt *st, int rc) {
-    int code = rc == SQLITE_BUSY || rc == SQLITE_LOCKED ? TG_BUSY : TG_DB;
-    tg__ctx_fail(ctx, code, "database error: %s", sqlite3_errmsg(ctx->plan->db));
-    sqlite3_reset(st);
+static int step_failed(tg_ctx *ctx, tg__stmt *st, int rc) {
+    int code = rc == TG__ST_BUSY || rc == TG__ST_LOCKED ? TG_BUSY : TG_DB;
+    tg__ctx_fail(ctx, code, "database error: %s", tg__db_errmsg(ctx->plan->db));
+    tg__st_reset(st);
     return code;
 }
 
@@ -90,19 +90,19 @@ static int tenant_info(tg_ctx *ctx, const tg_value *tenant, tinfo *ti) {
         if (s != TG_OK)
             return s;
     }
-    sqlite3_stmt *st = p->entitlement;
+    tg__stmt *st = p->entitlement;
     tg__bind_key(st, TG__P_TENANT, tenant);
     tg__bind_key(st, TG__P_USER, &ctx->user);
-    int rc = sqlite3_step(st);
-    if (rc != SQLITE_ROW)
+    int rc = tg__st_step(st);
+    if (rc != TG__ST_ROW)
         return step_failed(ctx, st, rc);
-    ti->known = sqlite3_column_type(st, 0) != SQLITE_NULL;
+    ti->known = tg__st_column_type(st, 0) != TG__T_NULL;
     ti->in_ws = tg__col_eq(st, 0, &ctx->workspace);
-    ti->entitled = sqlite3_column_type(st, 1) != SQLITE_NULL;
-    ti->role = ti->entitled && sqlite3_column_type(st, 2) != SQLITE_NULL
-                   ? tg__ctx_role(ctx, sqlite3_column_text(st, 2))
+    ti->entitled = tg__st_column_type(st, 1) != TG__T_NULL;
+    ti->role = ti->entitled && tg__st_column_type(st, 2) != TG__T_NULL
+                   ? tg__ctx_role(ctx, tg__st_column_text(st, 2))
                    : ctx->workspace_role;
-    sqlite3_reset(st);
+    tg__st_reset(st);
     return TG_OK;
 }
 
@@ -111,11 +111,11 @@ enum { REC_OK, REC_FOREIGN, REC_WS_MISMATCH };
 
 /* The row's tenant and workspace must be the route tenant's by type and value (a NULL or
  * differently typed tenant is never in anyone's scope). */
-static int row_scope_at(tg_ctx *ctx, const tg__table_plan *tp, sqlite3_stmt *st, int off) {
+static int row_scope_at(tg_ctx *ctx, const tg__table_plan *tp, tg__stmt *st, int off) {
     int tc = off + tp->col_tenant, wc = off + tp->col_workspace;
     if (!tg__col_eq(st, tc, &ctx->tenant))
         return REC_FOREIGN;
-    if (tp->col_workspace >= 0 && sqlite3_column_type(st, wc) != SQLITE_NULL &&
+    if (tp->col_workspace >= 0 && tg__st_column_type(st, wc) != TG__T_NULL &&
         !tg__col_eq(st, wc, &ctx->workspace))
         return REC_WS_MISMATCH;
     return REC_OK;
@@ -143,7 +143,7 @@ static int taken_scope(const tg_ctx *ctx, const tg__table_plan *tp, const tg_val
     return REC_OK;
 }
 
-static int row_scope(tg_ctx *ctx, const tg__table_plan *tp, sqlite3_stmt *st) {
+static int row_scope(tg_ctx *ctx, const tg__table_plan *tp, tg__stmt *st) {
     return row_scope_at(ctx, tp, st, 0);
 }
 
@@ -152,7 +152,7 @@ static int row_scope(tg_ctx *ctx, const tg__table_plan *tp, sqlite3_stmt *st) {
  * one of this workspace's, "foreign_workspace" when not (or gone, or no key of the tenants'
  * type: the text '10' is no tenant where tenant keys are integers). The tenant's workspace
  * was read by the same statement, in column `ws_col` (see tg__sql_record): no second one. */
-static const char *foreign_reason(tg_ctx *ctx, const tg__table_plan *tp, sqlite3_stmt *st,
+static const char *foreign_reason(tg_ctx *ctx, const tg__table_plan *tp, tg__stmt *st,
                                   int off, int ws_col, int rec, const char *prefix) {
     static const char *const plain[] = {"ok", "foreign_tenant", "workspace_mismatch",
                                         "foreign_workspace"};
@@ -161,11 +161,11 @@ static const char *foreign_reason(tg_ctx *ctx, const tg__table_plan *tp, sqlite3
     const char *const *names = prefix ? owner : plain;
     if (rec != REC_FOREIGN)
         return names[rec];
-    int t = sqlite3_column_type(st, off + tp->col_tenant);
+    int t = tg__st_column_type(st, off + tp->col_tenant);
     tg_value as_key = {0};
-    as_key.type = t == SQLITE_INTEGER ? TG_INTEGER
-                  : t == SQLITE_TEXT  ? TG_TEXT
-                  : t == SQLITE_BLOB  ? TG_BLOB
+    as_key.type = t == TG__T_INTEGER ? TG_INTEGER
+                  : t == TG__T_TEXT  ? TG_TEXT
+                  : t == TG__T_BLOB  ? TG_BLOB
                                       : TG_NULL; /* NULL or a real: no key */
     if (as_key.type == TG_NULL || tg__key_coerces(ctx->plan->tenant_key.aff, &as_key) ||
         !tg__col_eq(st, ws_col, &ctx->workspace))
@@ -187,31 +187,31 @@ static int finish(tg_ctx *ctx, const tg_decision **out, int status, const char *
 }
 
 /* Decides whether a listed row may be returned; NULL: every row may. */
-typedef int (*row_filter)(tg_ctx *ctx, const tg__table_plan *tp, sqlite3_stmt *st, void *ud,
+typedef int (*row_filter)(tg_ctx *ctx, const tg__table_plan *tp, tg__stmt *st, void *ud,
                           int *keep);
 
 /* Runs a page statement that is already bound except for keyset and limit. Rows the filter
  * drops do not count towards the limit. */
-static int run_page_filtered(tg_ctx *ctx, tg__table_plan *tp, sqlite3_stmt *st,
+static int run_page_filtered(tg_ctx *ctx, tg__table_plan *tp, tg__stmt *st,
                              const tg_value *after, int64_t limit, row_filter filter, void *ud) {
     if (after->type != TG_NULL) {
         tg__bind_key(st, TG__P_AFTER, after); /* checked with the request */
     } else if (tp->id_key.aff == TG__AFF_TEXT) {
         /* the lowest text ('' itself, were it a key, is never listed: TEXT affinity turns any
          * lower bound into text) */
-        sqlite3_bind_text(st, TG__P_AFTER, "", 0, SQLITE_STATIC);
+        tg__st_bind_text(st, TG__P_AFTER, "", 0, 0);
     } else {
         /* integers, and below any text or blob */
-        sqlite3_bind_int64(st, TG__P_AFTER, INT64_MIN);
+        tg__st_bind_int64(st, TG__P_AFTER, INT64_MIN);
     }
     /* with a filter the statement cannot know how many rows will be kept */
-    sqlite3_bind_int64(st, TG__P_LIMIT, filter ? -1 : limit + 1);
+    tg__st_bind_int64(st, TG__P_LIMIT, filter ? -1 : limit + 1);
     int rc, taken = 0;
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+    while ((rc = tg__st_step(st)) == TG__ST_ROW) {
         if (filter) {
             int keep = 0, s = filter(ctx, tp, st, ud, &keep);
             if (s != TG_OK) {
-                sqlite3_reset(st);
+                tg__st_reset(st);
                 return s;
             }
             if (!keep)
@@ -223,15 +223,15 @@ static int run_page_filtered(tg_ctx *ctx, tg__table_plan *tp, sqlite3_stmt *st,
         }
         int s = tg__ctx_take_row(ctx, st, tp->shape.n_columns);
         if (s != TG_OK) {
-            sqlite3_reset(st);
+            tg__st_reset(st);
             return s;
         }
         ctx->next_after_at = ctx->n_vals - (size_t)tp->shape.n_columns + (size_t)tp->col_id + 1;
         taken++;
     }
-    if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+    if (rc != TG__ST_ROW && rc != TG__ST_DONE)
         return step_failed(ctx, st, rc);
-    sqlite3_reset(st);
+    tg__st_reset(st);
     return TG_OK;
 }
 
@@ -244,7 +244,7 @@ typedef struct exact_filter {
     const tg_value *via;
 } exact_filter;
 
-static int keep_exact(tg_ctx *ctx, const tg__table_plan *tp, sqlite3_stmt *st, void *ud,
+static int keep_exact(tg_ctx *ctx, const tg__table_plan *tp, tg__stmt *st, void *ud,
                       int *keep) {
     const exact_filter *f = ud;
     *keep = (!f->tenant || tg__col_eq(st, tp->col_tenant, &ctx->tenant)) &&
@@ -252,7 +252,7 @@ static int keep_exact(tg_ctx *ctx, const tg__table_plan *tp, sqlite3_stmt *st, v
     return TG_OK;
 }
 
-static int run_page(tg_ctx *ctx, tg__table_plan *tp, sqlite3_stmt *st, const tg_value *after,
+static int run_page(tg_ctx *ctx, tg__table_plan *tp, tg__stmt *st, const tg_value *after,
                     int64_t limit, int via_col, const tg_value *via) {
     exact_filter f = {tg__key_coerces(tp->affs[tp->col_tenant], &ctx->tenant), -1, NULL};
     if (via_col >= 0 && tg__key_coerces(tp->affs[via_col], via)) {
@@ -318,7 +318,7 @@ static int bulk_keys(tg_ctx *ctx, tg__table_plan *tp, const tg_request *req, siz
 static int resolve_bulk(tg_ctx *ctx, tg__table_plan *tp, const tg_family *fam,
                         const tg_request *req, size_t m, const char **reason) {
     const tg_value *ids = ctx->ids + req->n_ids;
-    sqlite3_stmt *st = NULL;
+    tg__stmt *st = NULL;
     int s = get_stmt(ctx, tp, fam, S_BY_IDS, &st);
     if (s != TG_OK)
         return s;
@@ -331,10 +331,10 @@ static int resolve_bulk(tg_ctx *ctx, tg__table_plan *tp, const tg_family *fam,
             if (at + (size_t)k < m)
                 tg__bind_key(st, k + 1, &ids[at + (size_t)k]);
             else
-                sqlite3_bind_null(st, k + 1);
+                tg__st_bind_null(st, k + 1);
         }
         int rc;
-        while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        while ((rc = tg__st_step(st)) == TG__ST_ROW) {
             bad = row_scope(ctx, tp, st);
             if (MUTANT(ctx, TG__MUT_SKIP_BULK_CONGRUENCE))
                 bad = REC_OK;
@@ -343,14 +343,14 @@ static int resolve_bulk(tg_ctx *ctx, tg__table_plan *tp, const tg_family *fam,
                 break;
             }
             if ((s = tg__ctx_take_row(ctx, st, tp->shape.n_columns)) != TG_OK) {
-                sqlite3_reset(st);
+                tg__st_reset(st);
                 return s;
             }
             found++;
         }
-        if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+        if (rc != TG__ST_ROW && rc != TG__ST_DONE)
             return step_failed(ctx, st, rc);
-        sqlite3_reset(st);
+        tg__st_reset(st);
     }
     if (bad != REC_OK)
         *reason = bad_reason;
@@ -367,19 +367,19 @@ static int resolve_bulk(tg_ctx *ctx, tg__table_plan *tp, const tg_family *fam,
 static int fetch_scoped(tg_ctx *ctx, tg__table_plan *tp, const tg_family *fam,
                         const tg_value *id, const char *prefix, int via_col,
                         const tg_value *via, int *via_ok, const char **reason) {
-    sqlite3_stmt *st = NULL;
+    tg__stmt *st = NULL;
     int s = get_stmt(ctx, tp, fam, S_RECORD, &st);
     if (s != TG_OK)
         return s;
     tg__bind_key(st, TG__P_TENANT, &ctx->tenant);
     tg__bind_key(st, TG__P_ID, id);
-    int rc = sqlite3_step(st);
-    if (rc == SQLITE_DONE) {
-        sqlite3_reset(st);
+    int rc = tg__st_step(st);
+    if (rc == TG__ST_DONE) {
+        tg__st_reset(st);
         *reason = prefix ? "owner_not_found" : "not_found";
         return TG_OK;
     }
-    if (rc != SQLITE_ROW)
+    if (rc != TG__ST_ROW)
         return step_failed(ctx, st, rc);
     int rec = row_scope(ctx, tp, st);
     if (via_col >= 0)
@@ -389,7 +389,7 @@ static int fetch_scoped(tg_ctx *ctx, tg__table_plan *tp, const tg_family *fam,
         *reason = foreign_reason(ctx, tp, st, 0, tp->shape.n_columns, rec, prefix);
     else if (!prefix)
         s = tg__ctx_take_row(ctx, st, tp->shape.n_columns);
-    sqlite3_reset(st);
+    tg__st_reset(st);
     return s;
 }
 
@@ -408,18 +408,18 @@ static int first_by_id(tg_ctx *ctx, tg__table_plan *tp, const tg_value *id, int 
         if (s != TG_OK)
             return s;
     }
-    sqlite3_stmt *st = tp->first;
+    tg__stmt *st = tp->first;
     tg__bind_key(st, TG__P_USER, &ctx->user);
     tg__bind_key(st, TG__P_WORKSPACE, &ctx->workspace);
     tg__bind_key(st, TG__P_TENANT, &ctx->tenant); /* TG_NULL binds NULL */
     tg__bind_key(st, TG__P_ID, id);
-    int rc = sqlite3_step(st);
-    if (rc == SQLITE_DONE && ctx->plan->marks.gate) {
-        sqlite3_reset(st);
+    int rc = tg__st_step(st);
+    if (rc == TG__ST_DONE && ctx->plan->marks.gate) {
+        tg__st_reset(st);
         tg__ctx_scope_from_row(ctx, NULL); /* gated, no row: not a member */
         return TG_OK;
     }
-    if (rc != SQLITE_ROW)
+    if (rc != TG__ST_ROW)
         return step_failed(ctx, st, rc);
     tg__ctx_scope_from_row(ctx, st);
     int s = TG_OK;
@@ -429,11 +429,11 @@ static int first_by_id(tg_ctx *ctx, tg__table_plan *tp, const tg_value *id, int 
         /* a row of another tenant is refused before it is taken; the rest is checked on
          * the values taken: no column read twice on the in-scope path */
         if (!tg__col_eq(st, 5 + tp->col_tenant, &ctx->tenant)) {
-            *reason = sqlite3_column_type(st, 5 + tp->col_id) == SQLITE_NULL
+            *reason = tg__st_column_type(st, 5 + tp->col_id) == TG__T_NULL
                           ? "not_found"
                           : foreign_reason(ctx, tp, st, 5, 5 + tp->shape.n_columns,
                                            REC_FOREIGN, NULL);
-            sqlite3_reset(st);
+            tg__st_reset(st);
             return TG_OK;
         }
         size_t at = ctx->n_vals, text_at = ctx->text.len;
@@ -453,10 +453,10 @@ static int first_by_id(tg_ctx *ctx, tg__table_plan *tp, const tg_value *id, int 
                 ctx->dec.n_records--;
             }
         }
-        sqlite3_reset(st);
+        tg__st_reset(st);
         return s;
     }
-    sqlite3_reset(st);
+    tg__st_reset(st);
     return TG_OK;
 }
 
@@ -472,29 +472,29 @@ static int column_index(const tg__table_plan *tp, const char *name) {
  * never widens to another tenant. */
 static int resolve_canonical(tg_ctx *ctx, tg__table_plan *tp, const tg_family *fam,
                              const tg_value *id, const char **reason, const tg_role **role) {
-    sqlite3_stmt *st = NULL;
+    tg__stmt *st = NULL;
     int s = get_stmt(ctx, tp, fam, S_BY_ID, &st);
     if (s != TG_OK)
         return s;
     tg__bind_key(st, 1, id);
-    int rc = sqlite3_step(st);
-    if (rc == SQLITE_DONE) {
-        sqlite3_reset(st);
+    int rc = tg__st_step(st);
+    if (rc == TG__ST_DONE) {
+        tg__st_reset(st);
         *reason = "not_found";
         return TG_OK;
     }
-    if (rc != SQLITE_ROW)
+    if (rc != TG__ST_ROW)
         return step_failed(ctx, st, rc);
     /* the record names its tenant; its own workspace, when set, must be the context's */
     tg__key_from_col(st, tp->col_tenant, &ctx->row_tenant_buf, &ctx->row_tenant);
     int ws_null = tp->col_workspace < 0 ||
-                  sqlite3_column_type(st, tp->col_workspace) == SQLITE_NULL;
+                  tg__st_column_type(st, tp->col_workspace) == TG__T_NULL;
     int ws_ok = ws_null || tg__col_eq(st, tp->col_workspace, &ctx->workspace);
     if ((s = tg__ctx_take_row(ctx, st, tp->shape.n_columns)) != TG_OK) {
-        sqlite3_reset(st);
+        tg__st_reset(st);
         return s;
     }
-    sqlite3_reset(st);
+    tg__st_reset(st);
     tinfo ti;
     if (ctx->row_tenant.type == TG_NULL) {
         *reason = "foreign_workspace";
@@ -678,7 +678,7 @@ int tg_ctx_resolve(tg_ctx *ctx, const tg_request *req, const tg_decision **out) 
             DECIDE(404, "tenant_not_in_workspace");
         if (!ctx->entitled && !MUTANT(ctx, TG__MUT_SKIP_ENTITLEMENT))
             DECIDE(404, "not_entitled");
-        sqlite3_stmt *st = NULL;
+        tg__stmt *st = NULL;
         switch (req->path) {
         case TG_PATH_INDEX:
         case TG_PATH_GLOBAL_SEARCH:
@@ -696,8 +696,7 @@ int tg_ctx_resolve(tg_ctx *ctx, const tg_request *req, const tg_decision **out) 
                     tg__like_contains(&ctx->scratch, q, strlen(q));
                 if (ctx->scratch.oom)
                     return tg__ctx_fail(ctx, TG_NOMEM, "out of memory");
-                sqlite3_bind_text(st, TG__P_LIKE, tg__buf_str(&ctx->scratch),
-                                  (int)ctx->scratch.len, SQLITE_STATIC);
+                tg__st_bind_text(st, TG__P_LIKE, tg__buf_str(&ctx->scratch), ctx->scratch.len, 0);
             }
             if ((s = run_page(ctx, tp, st, &after, limit, -1, NULL)) != TG_OK)
                 return s;
@@ -756,7 +755,7 @@ int tg_ctx_resolve(tg_ctx *ctx, const tg_request *req, const tg_decision **out) 
 
 /* ---- scope exceptions ---- */
 
-static int ws_page_stmt(tg_ctx *ctx, tg__table_plan *tp, int flags, sqlite3_stmt **out) {
+static int ws_page_stmt(tg_ctx *ctx, tg__table_plan *tp, int flags, tg__stmt **out) {
     if (!tp->ws_page[flags]) {
         tg__buf sql = {0};
         tg__sql_workspace_page(&tg__sqlite, &tp->shape, &ctx->rules->app, flags & 1, flags & 2,
@@ -783,11 +782,11 @@ typedef struct cap_filter {
 /* Keeps a listed row only when the role the user holds in the row's tenant (the tenant role
  * when set, else the workspace role) grants the capability: a list never shows a row its
  * own detail view would refuse. */
-static int keep_if_capable(tg_ctx *ctx, const tg__table_plan *tp, sqlite3_stmt *st, void *ud,
+static int keep_if_capable(tg_ctx *ctx, const tg__table_plan *tp, tg__stmt *st, void *ud,
                            int *keep) {
     cap_filter *f = ud;
     *keep = 1;
-    if (tp->col_tenant < 0 || sqlite3_column_type(st, tp->col_tenant) == SQLITE_NULL)
+    if (tp->col_tenant < 0 || tg__st_column_type(st, tp->col_tenant) == TG__T_NULL)
         return TG_OK; /* a workspace-level row: the workspace role was checked already */
     for (int i = 0; i < f->n; i++)
         if (tg__col_eq(st, tp->col_tenant, &f->tenants[i])) {
@@ -870,7 +869,7 @@ static int resolve_exception(tg_ctx *ctx, int ei, const tg_request *req, int ext
     if (req->path == TG_PATH_INDEX) {
         int flags = (checks & TG_CHECK_TENANT_ENTITLED ? 1 : 0) |
                     (checks & TG_CHECK_RECORD_IN_TENANT ? 2 : 0);
-        sqlite3_stmt *st = NULL;
+        tg__stmt *st = NULL;
         if ((s = ws_page_stmt(ctx, tp, flags, &st)) != TG_OK)
             return s;
         tg__bind_key(st, TG__P_WORKSPACE, &ctx->workspace);
@@ -887,30 +886,30 @@ static int resolve_exception(tg_ctx *ctx, int ei, const tg_request *req, int ext
             return s;
     } else if (req->path == TG_PATH_DETAIL || req->path == TG_PATH_ROW_ACTION ||
                req->path == TG_PATH_CANONICAL_VIEWER) {
-        sqlite3_stmt *st = NULL;
+        tg__stmt *st = NULL;
         if ((s = get_stmt(ctx, tp, NULL, S_BY_ID, &st)) != TG_OK)
             return s;
         tg__bind_key(st, 1, &id);
-        int rc = sqlite3_step(st);
-        if (rc == SQLITE_DONE) {
-            sqlite3_reset(st);
+        int rc = tg__st_step(st);
+        if (rc == TG__ST_DONE) {
+            tg__st_reset(st);
             DECIDE(404, "not_found");
         }
-        if (rc != SQLITE_ROW)
+        if (rc != TG__ST_ROW)
             return step_failed(ctx, st, rc);
-        int has_t = tp->col_tenant >= 0 && sqlite3_column_type(st, tp->col_tenant) != SQLITE_NULL;
+        int has_t = tp->col_tenant >= 0 && tg__st_column_type(st, tp->col_tenant) != TG__T_NULL;
         tg_value t = {0};
         if (has_t)
             tg__key_from_col(st, tp->col_tenant, &ctx->row_tenant_buf, &t);
         int t_key = !has_t || t.type != TG_NULL; /* a real or the like places the row nowhere */
         int has_w = tp->col_workspace >= 0 &&
-                    sqlite3_column_type(st, tp->col_workspace) != SQLITE_NULL;
+                    tg__st_column_type(st, tp->col_workspace) != TG__T_NULL;
         int w_ok = has_w && tg__col_eq(st, tp->col_workspace, &ctx->workspace);
         if ((s = tg__ctx_take_row(ctx, st, tp->shape.n_columns)) != TG_OK) {
-            sqlite3_reset(st);
+            tg__st_reset(st);
             return s;
         }
-        sqlite3_reset(st);
+        tg__st_reset(st);
         if (!t_key)
             DECIDE(404, "foreign_workspace");
         tinfo ti = {0};

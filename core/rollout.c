@@ -6,6 +6,7 @@
 #include "sql.h"
 
 #include <ctype.h>
+#include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -353,8 +354,9 @@ static int is_strict(sqlite3 *db, const char *table) {
 /* The type the new workspace column is declared with: that of the workspaces' key, so a key
  * keeps its type in it (a text key "42" would turn into the integer 42 in an INTEGER column
  * and then never equal its workspace). One of a fixed set of keywords, never the app's text. */
-static const char *workspace_column_type(sqlite3 *db, const tg_app *a, const char *table) {
-    switch (tg__column_affinity(db, a->workspaces.table, a->workspaces.id)) {
+static const char *workspace_column_type(tg_engine *eng, const tg_app *a, const char *table) {
+    sqlite3 *db = eng->db;
+    switch (tg__column_affinity(eng->store, a->workspaces.table, a->workspaces.id)) {
     case TG__AFF_INTEGER: return " INTEGER";
     case TG__AFF_TEXT: return " TEXT";
     case TG__AFF_BLOB: return " BLOB";
@@ -374,7 +376,7 @@ static int add_columns(tg_engine *eng, const tg__target *tt, size_t n) {
         const char *t = tt[i].table, *W = tt[i].cols->workspace, *T = tt[i].cols->tenant;
         if (!tg__column(eng->db, t, W, &nn)) {
             tg__sqlf(&sql, d, "ALTER TABLE %I ADD COLUMN %I%s REFERENCES %I(%I)", t, W,
-                     workspace_column_type(eng->db, a, t), a->workspaces.table, a->workspaces.id);
+                     workspace_column_type(eng, a, t), a->workspaces.table, a->workspaces.id);
             st = run_buf(eng, &sql, t);
             added++;
         }

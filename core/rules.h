@@ -6,7 +6,7 @@
 
 #include "util.h"
 
-#include <sqlite3.h>
+#include "store.h"
 
 typedef struct tg__ruleset {
     tg_rules pub;
@@ -19,14 +19,14 @@ typedef struct tg__ruleset {
  * to findings (which must exist). With db, the mapping is also checked against its schema.
  * Returns TG_OK and *out (one reference) when no finding is an error; otherwise TG_RULES
  * (or TG_NOMEM/TG_IO) and *out is NULL. */
-TG_HIDDEN int tg__rules_load(const tg_open_options *opts, sqlite3 *db, tg_findings *findings,
+TG_HIDDEN int tg__rules_load(const tg_open_options *opts, tg__db *db, tg_findings *findings,
                              tg__ruleset **out);
 
 TG_HIDDEN tg__ruleset *tg__ruleset_retain(tg__ruleset *rs);
 TG_HIDDEN void tg__ruleset_release(tg__ruleset *rs);
 
 /* Checks the compiled rules against the database schema (tables, columns, drift). */
-TG_HIDDEN void tg__rules_check_db(const tg__ruleset *rs, sqlite3 *db, tg_findings *findings);
+TG_HIDDEN void tg__rules_check_db(const tg__ruleset *rs, tg__db *db, tg_findings *findings);
 
 /* True when role `role` grants capability `cap`. */
 static inline int tg__role_grants(const tg_role *role, int cap) {

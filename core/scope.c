@@ -154,21 +154,21 @@ const char *tg_ctx_errmsg(const tg_ctx *ctx) {
 
 const tg_rules *tg_ctx_rules(const tg_ctx *ctx) { return ctx ? ctx->rules : NULL; }
 
-const tg_role *tg__ctx_role(const tg_ctx *ctx, const unsigned char *name) {
+const tg_role *tg__ctx_role(const tg_ctx *ctx, const char *name) {
     if (!name)
         return NULL;
     for (size_t i = 0; i < ctx->rules->n_roles; i++)
-        if (strcmp(ctx->rules->roles[i].name, (const char *)name) == 0)
+        if (strcmp(ctx->rules->roles[i].name, name) == 0)
             return &ctx->rules->roles[i];
     return NULL;
 }
 
-int tg__ctx_prepare(tg_ctx *ctx, sqlite3_stmt **slot, tg__buf *sql, const char *what) {
-    int rc = sql->oom ? SQLITE_NOMEM : tg__plan_prepare(ctx->plan, slot, sql);
+int tg__ctx_prepare(tg_ctx *ctx, tg__stmt **slot, tg__buf *sql, const char *what) {
+    int rc = sql->oom ? TG__ST_NOMEM : tg__plan_prepare(ctx->plan, slot, sql);
     tg__buf_free(sql);
-    if (rc != SQLITE_OK)
+    if (rc != TG__ST_OK)
         return tg__ctx_fail(ctx, TG_DB, "cannot prepare the statement for %s: %s", what,
-                            sqlite3_errmsg(ctx->plan->db));
+                            tg__db_errmsg(ctx->plan->db));
     return TG_OK;
 }
 
@@ -183,28 +183,28 @@ int tg__ctx_scope(tg_ctx *ctx) {
         if (s != TG_OK)
             return s;
     }
-    sqlite3_stmt *st = p->scope;
+    tg__stmt *st = p->scope;
     tg__bind_key(st, TG__P_USER, &ctx->user);
     tg__bind_key(st, TG__P_WORKSPACE, &ctx->workspace);
     tg__bind_key(st, TG__P_TENANT, &ctx->tenant); /* TG_NULL binds NULL */
-    int rc = sqlite3_step(st);
-    if (rc == SQLITE_DONE && p->marks.gate) {
+    int rc = tg__st_step(st);
+    if (rc == TG__ST_DONE && p->marks.gate) {
         tg__ctx_scope_from_row(ctx, NULL); /* gated, no row: not a member */
-        sqlite3_reset(st);
+        tg__st_reset(st);
         return TG_OK;
     }
-    if (rc != SQLITE_ROW) {
-        int st_code = rc == SQLITE_BUSY ? TG_BUSY : TG_DB;
-        tg__ctx_fail(ctx, st_code, "scope query failed: %s", sqlite3_errmsg(p->db));
-        sqlite3_reset(st);
+    if (rc != TG__ST_ROW) {
+        int st_code = rc == TG__ST_BUSY ? TG_BUSY : TG_DB;
+        tg__ctx_fail(ctx, st_code, "scope query failed: %s", tg__db_errmsg(p->db));
+        tg__st_reset(st);
         return st_code;
     }
     tg__ctx_scope_from_row(ctx, st);
-    sqlite3_reset(st);
+    tg__st_reset(st);
     return TG_OK;
 }
 
-void tg__ctx_scope_from_row(tg_ctx *ctx, sqlite3_stmt *st) {
+void tg__ctx_scope_from_row(tg_ctx *ctx, tg__stmt *st) {
     if (!st) {
         ctx->member = ctx->tenant_known = ctx->tenant_in_ws = ctx->entitled = 0;
         ctx->workspace_role = ctx->role = NULL;
@@ -216,20 +216,20 @@ void tg__ctx_scope_from_row(tg_ctx *ctx, sqlite3_stmt *st) {
     /* gated, a row is a membership; the entitlement lookup ran only for a tenant of this
      * workspace, and where the tenants lookup compared the workspace its column is a
      * marker (never a mutant's: they are not gated) */
-    ctx->member = m->gate || sqlite3_column_type(st, 0) != SQLITE_NULL;
-    ctx->workspace_role = ctx->member ? tg__ctx_role(ctx, sqlite3_column_text(st, 1)) : NULL;
-    ctx->entitled = sqlite3_column_type(st, 3) != SQLITE_NULL;
+    ctx->member = m->gate || tg__st_column_type(st, 0) != TG__T_NULL;
+    ctx->workspace_role = ctx->member ? tg__ctx_role(ctx, tg__st_column_text(st, 1)) : NULL;
+    ctx->entitled = tg__st_column_type(st, 3) != TG__T_NULL;
     if (m->gate && m->workspace_in_sql) {
         ctx->tenant_known = ctx->tenant_in_ws =
-            ctx->entitled || sqlite3_column_type(st, 2) != SQLITE_NULL;
+            ctx->entitled || tg__st_column_type(st, 2) != TG__T_NULL;
     } else {
-        int tw = sqlite3_column_type(st, 2);
-        ctx->tenant_known = tw != SQLITE_NULL;
+        int tw = tg__st_column_type(st, 2);
+        ctx->tenant_known = tw != TG__T_NULL;
         ctx->tenant_in_ws = tg__col_eq_typed(st, 2, tw, &ctx->workspace);
     }
     /* a tenant role replaces the workspace role; a NULL one keeps it */
-    ctx->role = ctx->entitled && sqlite3_column_type(st, 4) != SQLITE_NULL
-                    ? tg__ctx_role(ctx, sqlite3_column_text(st, 4))
+    ctx->role = ctx->entitled && tg__st_column_type(st, 4) != TG__T_NULL
+                    ? tg__ctx_role(ctx, tg__st_column_text(st, 4))
                     : ctx->workspace_role;
     ctx->scope_loaded = 1;
 }
@@ -250,7 +250,7 @@ void tg__ctx_drop_records(tg_ctx *ctx) {
     tg__buf_reset(&ctx->text);
 }
 
-int tg__ctx_take_row_at(tg_ctx *ctx, sqlite3_stmt *st, int first, int n) {
+int tg__ctx_take_row_at(tg_ctx *ctx, tg__stmt *st, int first, int n) {
     if (ctx->n_vals + (size_t)n > ctx->cap_vals) {
         size_t cap = ctx->cap_vals ? ctx->cap_vals * 2 : 256;
         while (cap < ctx->n_vals + (size_t)n)
@@ -261,32 +261,23 @@ int tg__ctx_take_row_at(tg_ctx *ctx, sqlite3_stmt *st, int first, int n) {
         ctx->vals = v;
         ctx->cap_vals = cap;
     }
-    /* one sqlite3_column_value per column, its type and bytes read from that value (the
-     * engine's connection is opened without a mutex: the value needs no protection), and a
-     * value's bytes and terminator copied in one append */
+    /* one read per column (type and value together), and a value's bytes and terminator
+     * copied in one append */
     for (int c = first; c < first + n; c++) {
         tg_value *v = &ctx->vals[ctx->n_vals++];
-        sqlite3_value *cv = sqlite3_column_value(st, c);
-        switch (sqlite3_value_type(cv)) {
-        case SQLITE_INTEGER: *v = (tg_value){TG_INTEGER, sqlite3_value_int64(cv), 0, NULL, 0}; break;
-        case SQLITE_FLOAT: *v = (tg_value){TG_REAL, 0, sqlite3_value_double(cv), NULL, 0}; break;
-        case SQLITE_TEXT: {
-            const unsigned char *p = sqlite3_value_text(cv);
-            size_t len = (size_t)sqlite3_value_bytes(cv);
+        tg__cell cv;
+        tg__st_column(st, c, &cv);
+        switch (cv.type) {
+        case TG__T_INTEGER: *v = (tg_value){TG_INTEGER, cv.i, 0, NULL, 0}; break;
+        case TG__T_FLOAT: *v = (tg_value){TG_REAL, 0, cv.d, NULL, 0}; break;
+        case TG__T_TEXT:
+        case TG__T_BLOB:
             /* an offset until tg__ctx_decide */
-            *v = (tg_value){TG_TEXT, (int64_t)ctx->text.len, 0, NULL, len};
-            tg__buf_addn(&ctx->text, p ? (const char *)p : "", len);
+            *v = (tg_value){cv.type == TG__T_TEXT ? TG_TEXT : TG_BLOB, (int64_t)ctx->text.len, 0,
+                            NULL, cv.n};
+            tg__buf_addn(&ctx->text, cv.p, cv.n);
             ctx->text.len += !ctx->text.oom; /* the terminator tg__buf_addn wrote */
             break;
-        }
-        case SQLITE_BLOB: {
-            const void *p = sqlite3_value_blob(cv);
-            size_t len = (size_t)sqlite3_value_bytes(cv);
-            *v = (tg_value){TG_BLOB, (int64_t)ctx->text.len, 0, NULL, len};
-            tg__buf_addn(&ctx->text, p ? p : "", len);
-            ctx->text.len += !ctx->text.oom;
-            break;
-        }
         default: *v = (tg_value){TG_NULL, 0, 0, NULL, 0};
         }
     }
@@ -296,7 +287,7 @@ int tg__ctx_take_row_at(tg_ctx *ctx, sqlite3_stmt *st, int first, int n) {
     return TG_OK;
 }
 
-int tg__ctx_take_row(tg_ctx *ctx, sqlite3_stmt *st, int n) {
+int tg__ctx_take_row(tg_ctx *ctx, tg__stmt *st, int n) {
     return tg__ctx_take_row_at(ctx, st, 0, n);
 }
 

@@ -18,7 +18,8 @@ static void sqlite_ident(tg__buf *b, const char *name) {
 
 static void sqlite_param(tg__buf *b, int n) { tg__buf_printf(b, "?%d", n); }
 
-const tg__dialect tg__sqlite = {"sqlite", sqlite_ident, sqlite_param, " ESCAPE '\\'"};
+const tg__dialect tg__sqlite = {"sqlite", sqlite_ident, sqlite_param, " ESCAPE '\\'",
+                                "PRAGMA defer_foreign_keys = ON", "BEGIN"};
 
 static void col(const tg__dialect *d, tg__buf *b, const char *alias, const char *name) {
     if (alias) {

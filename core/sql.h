@@ -14,6 +14,10 @@ typedef struct tg__dialect {
     void (*param)(tg__buf *b, int n);
     /* the clause that makes '\' the LIKE escape character */
     const char *like_escape;
+    /* the statement that defers foreign key checks to the end of the transaction */
+    const char *defer_foreign_keys;
+    /* the statement that begins a read snapshot */
+    const char *read_begin;
 } tg__dialect;
 
 TG_HIDDEN extern const tg__dialect tg__sqlite;

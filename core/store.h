@@ -13,12 +13,14 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 /* Result codes. */
 enum {
     TG__ST_OK = 0,
     TG__ST_ERROR = 1,
     TG__ST_BUSY = 5,      /* locked by another connection, or the statement timed out */
+    TG__ST_LOCKED = 6,
     TG__ST_NOMEM = 7,
     TG__ST_IOERR = 10,    /* the connection is lost (PostgreSQL) or the file unreadable */
     TG__ST_CONSTRAINT = 19,
@@ -42,6 +44,16 @@ typedef struct tg__db tg__db;
 typedef struct tg__stmt tg__stmt;
 struct tg__dialect;
 
+/* One column of the current row, read in one call: its type and value (p and n for text and
+ * blobs, valid as column_text's bytes are; text is NUL-terminated). */
+typedef struct tg__cell {
+    int type; /* TG__T_* */
+    int64_t i;
+    double d;
+    const void *p;
+    size_t n;
+} tg__cell;
+
 typedef struct tg__stmt_ops {
     int (*step)(tg__stmt *st);
     int (*reset)(tg__stmt *st);
@@ -64,6 +76,7 @@ typedef struct tg__stmt_ops {
     const char *(*column_text)(tg__stmt *st, int col);
     const void *(*column_blob)(tg__stmt *st, int col);
     size_t (*column_bytes)(tg__stmt *st, int col);
+    void (*column)(tg__stmt *st, int col, tg__cell *out);
     const char *(*sql)(tg__stmt *st);
 } tg__stmt_ops;
 
@@ -80,6 +93,8 @@ typedef struct tg__db_ops {
     int64_t (*changes)(tg__db *db);       /* rows the last statement changed */
     int64_t (*total_changes)(tg__db *db); /* rows changed since the connection opened */
     int (*in_transaction)(tg__db *db);    /* an explicit transaction is open */
+    int (*constraint)(tg__db *db);        /* TG__CONSTRAINT_* of the last failure */
+    int64_t (*last_insert_id)(tg__db *db); /* the key the last INSERT generated */
     void (*close)(tg__db *db);
 } tg__db_ops;
 
@@ -115,6 +130,10 @@ static inline int tg__st_bind_blob(tg__stmt *st, int i, const void *p, size_t n,
     return st->ops->bind_blob(st, i, p, n, copy);
 }
 static inline int tg__st_bind_null(tg__stmt *st, int i) { return st->ops->bind_null(st, i); }
+/* A NUL-terminated string, bound without a copy. */
+static inline int tg__st_bind_str(tg__stmt *st, int i, const char *s) {
+    return s ? st->ops->bind_text(st, i, s, strlen(s), 0) : st->ops->bind_null(st, i);
+}
 static inline int tg__st_param_count(tg__stmt *st) { return st->ops->param_count(st); }
 static inline const char *tg__st_param_name(tg__stmt *st, int i) {
     return st->ops->param_name(st, i);
@@ -136,6 +155,9 @@ static inline const void *tg__st_column_blob(tg__stmt *st, int c) {
 static inline size_t tg__st_column_bytes(tg__stmt *st, int c) {
     return st->ops->column_bytes(st, c);
 }
+static inline void tg__st_column(tg__stmt *st, int c, tg__cell *out) {
+    st->ops->column(st, c, out);
+}
 static inline const char *tg__st_sql(tg__stmt *st) { return st->ops->sql(st); }
 
 static inline int tg__db_exec(tg__db *db, const char *sql) { return db->ops->exec(db, sql); }
@@ -143,6 +165,7 @@ static inline const char *tg__db_errmsg(tg__db *db) { return db->ops->errmsg(db)
 static inline int64_t tg__db_changes(tg__db *db) { return db->ops->changes(db); }
 static inline int64_t tg__db_total_changes(tg__db *db) { return db->ops->total_changes(db); }
 static inline int tg__db_in_transaction(tg__db *db) { return db->ops->in_transaction(db); }
+static inline int64_t tg__db_last_insert_id(tg__db *db) { return db->ops->last_insert_id(db); }
 static inline void tg__db_close(tg__db *db) {
     if (db)
         db->ops->close(db);
@@ -153,15 +176,26 @@ static inline int tg__st_prepare_once(tg__db *db, const char *sql, tg__stmt **ou
     return tg__st_prepare(db, sql, (size_t)-1, 0, out);
 }
 
+/* Which constraint the last failed statement broke (fixtures retry with other values). */
+enum { TG__CONSTRAINT_OTHER, TG__CONSTRAINT_UNIQUE, TG__CONSTRAINT_NOTNULL,
+       TG__CONSTRAINT_CHECK, TG__CONSTRAINT_FOREIGN_KEY };
+TG_HIDDEN int tg__db_constraint(tg__db *db);
+/* The table and column a result column of a view reads (SQLite only: both NULL elsewhere
+ * or for an expression). */
+TG_HIDDEN void tg__store_column_origin(tg__stmt *st, int col, const char **table,
+                                       const char **column);
+/* n random bytes (fixture keys). */
+TG_HIDDEN void tg__store_random(void *p, size_t n);
+
 /* ---- backends ---- */
 
 /* True when target names a PostgreSQL database: a "postgresql://" or "postgres://" URI,
  * or a libpq keyword/value string ("host=... dbname=..."). Anything else is a SQLite file. */
 TG_HIDDEN int tg__store_is_postgres(const char *target);
 
-/* SQLite: opens the file at path (create: make it when missing). *out is set even on
- * failure, to read its message; close it either way. */
-TG_HIDDEN int tg__store_sqlite_open(const char *path, int create, int readonly, tg__db **out);
+/* SQLite: the store over an open connection (a sqlite3 *, typed void * so no SQLite type
+ * leaks); owns: close the connection with the store. NULL when out of memory. */
+TG_HIDDEN tg__db *tg__store_sqlite_wrap(void *handle, int owns);
 /* The SQLite connection behind db (NULL for another backend): for the SQLite-only modules
  * (rollout, backfill, validation) until they have a PostgreSQL version. Typed void * so no
  * SQLite type leaks; those modules cast it back. */

@@ -4,6 +4,7 @@
 #include "rollout.h"
 #include "sql.h"
 
+#include <sqlite3.h>
 #include <stdlib.h>
 #include <string.h>
 

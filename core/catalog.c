@@ -266,7 +266,7 @@ static int key_unique(tg__db *db, const char *table, const char *column, int dep
             return 0;
         /* where the view's column comes from (column metadata) */
         tg__buf sql = {0};
-        tg__sqlf(&sql, &tg__sqlite, "SELECT %I FROM %I", column, table);
+        tg__sqlf(&sql, db->dialect, "SELECT %I FROM %I", column, table);
         st = NULL;
         if (sql.oom || tg__st_prepare_once(db, tg__buf_str(&sql), &st) != TG__ST_OK) {
             tg__buf_free(&sql);

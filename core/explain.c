@@ -215,10 +215,10 @@ static int membership(ex *e) {
     tg__buf sql = {0};
     tg__stmt *st = NULL;
     if (a->workspace_members.role)
-        tg__sqlf(&sql, &tg__sqlite, "SELECT tg_wm.%I", a->workspace_members.role);
+        tg__sqlf(&sql, e->p->db->dialect, "SELECT tg_wm.%I", a->workspace_members.role);
     else
-        tg__sqlf(&sql, &tg__sqlite, "SELECT NULL");
-    tg__sqlf(&sql, &tg__sqlite, " FROM %I AS tg_wm WHERE tg_wm.%I = ?%d AND tg_wm.%I = ?%d",
+        tg__sqlf(&sql, e->p->db->dialect, "SELECT NULL");
+    tg__sqlf(&sql, e->p->db->dialect, " FROM %I AS tg_wm WHERE tg_wm.%I = %P AND tg_wm.%I = %P",
              a->workspace_members.table, a->workspace_members.user, TG__P_USER,
              a->workspace_members.workspace, TG__P_WORKSPACE);
     int s = prepare(e, &sql, NULL, &st);
@@ -237,9 +237,9 @@ static int membership(ex *e) {
         return failed_status(e);
     int ws_ok = 1;
     if (row > 0 && a->workspaces.row_filter.n_conds) {
-        tg__sqlf(&sql, &tg__sqlite, "SELECT 1 FROM %I AS tg_w WHERE tg_w.%I = ?%d",
+        tg__sqlf(&sql, e->p->db->dialect, "SELECT 1 FROM %I AS tg_w WHERE tg_w.%I = %P",
                  a->workspaces.table, a->workspaces.id, TG__P_WORKSPACE);
-        tg__sql_filter(&tg__sqlite, &a->workspaces.row_filter, "tg_w",
+        tg__sql_filter(e->p->db->dialect, &a->workspaces.row_filter, "tg_w",
                        tg__sql_filter_param(a, TG__FILTER_WORKSPACES), &sql);
         if ((s = prepare(e, &sql, NULL, &st)) != TG_OK)
             return s;
@@ -293,7 +293,7 @@ static int tenant_facts(ex *e, const tg_value *t, tfacts *f) {
     int s;
     if (!e->ent) {
         tg__buf sql = {0};
-        tg__sql_entitlement(&tg__sqlite, e->app, &sql);
+        tg__sql_entitlement(e->p->db->dialect, e->app, &sql);
         if ((s = prepare(e, &sql, NULL, &e->ent)) != TG_OK)
             return s;
     }
@@ -319,7 +319,7 @@ static int tenant_facts(ex *e, const tg_value *t, tfacts *f) {
     if (!f->known) {
         tg__buf sql = {0};
         tg__stmt *raw = NULL;
-        tg__sqlf(&sql, &tg__sqlite, "SELECT 1 FROM %I WHERE %I = ?%d", e->app->tenants.table,
+        tg__sqlf(&sql, e->p->db->dialect, "SELECT 1 FROM %I WHERE %I = %P", e->app->tenants.table,
                  e->app->tenants.id, TG__P_TENANT);
         if ((s = prepare(e, &sql, NULL, &raw)) != TG_OK)
             return s;
@@ -410,8 +410,8 @@ static int column_index(const tg__table_plan *tp, const char *col) {
 static int exists_raw(ex *e, const tg__table_plan *tp, const tg_value *id, int *out) {
     tg__buf sql = {0};
     tg__stmt *st = NULL;
-    tg__sqlf(&sql, &tg__sqlite, "SELECT 1 FROM %I WHERE %I = ?1", tp->shape.table,
-             tp->shape.id);
+    tg__sqlf(&sql, e->p->db->dialect, "SELECT 1 FROM %I WHERE %I = %P", tp->shape.table,
+             tp->shape.id, 1);
     int s = prepare(e, &sql, NULL, &st);
     if (s != TG_OK)
         return s;
@@ -447,7 +447,7 @@ static int record_checks(ex *e, tg__table_plan *tp, const char *fam, const tg_va
     *reason = NULL;
     tg__buf sql = {0};
     tg__stmt *st = NULL;
-    tg__sql_record(&tg__sqlite, e->app, &tp->shape, &sql);
+    tg__sql_record(e->p->db->dialect, e->app, &tp->shape, &sql);
     int s = prepare(e, &sql, tp, &st);
     if (s != TG_OK)
         return s;
@@ -623,8 +623,8 @@ static int grant_source(ex *e, const tg_role *role, int cap) {
     if (a->role_grants.table) {
         tg__buf sql = {0};
         tg__stmt *st = NULL;
-        tg__sqlf(&sql, &tg__sqlite, "SELECT 1 FROM %I WHERE %I = ?1 AND %I IN (?2, '*')",
-                 a->role_grants.table, a->role_grants.role, a->role_grants.capability);
+        tg__sqlf(&sql, e->p->db->dialect, "SELECT 1 FROM %I WHERE %I = %P AND %I IN (%P, '*')",
+                 a->role_grants.table, a->role_grants.role, 1, a->role_grants.capability, 2);
         int s = prepare(e, &sql, NULL, &st);
         if (s != TG_OK)
             return s;
@@ -818,7 +818,7 @@ static int explain_family(ex *e, const tg_request *req, int extra) {
         /* the record names its tenant: read by id within the row filter */
         tg__buf sql = {0};
         tg__stmt *st = NULL;
-        tg__sql_by_id(&tg__sqlite, &tp->shape, &sql);
+        tg__sql_by_id(e->p->db->dialect, &tp->shape, &sql);
         if ((s = prepare(e, &sql, tp, &st)) != TG_OK)
             return s;
         tg__bind_key(st, 1, &id);
@@ -967,7 +967,7 @@ static int explain_exception(ex *e, const tg_request *req, int extra) {
         return tg__ctx_fail(ctx, TG_MISUSE, "explain: the id is no key");
     tg__buf sql = {0};
     tg__stmt *st = NULL;
-    tg__sql_by_id(&tg__sqlite, &tp->shape, &sql);
+    tg__sql_by_id(e->p->db->dialect, &tp->shape, &sql);
     if ((s = prepare(e, &sql, NULL, &st)) != TG_OK)
         return s;
     tg__bind_key(st, 1, &id);

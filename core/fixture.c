@@ -613,7 +613,7 @@ static int insert_row(tg__fixture *fx, const char *table, const colval *given, s
         tg__sqlf(&q, &tg__sqlite, "SELECT count(*) FROM %I WHERE 1", view->name);
         for (size_t i = 0; i < n; i++)
             if (tg__fx_written_col(view, given[i].col))
-                tg__sqlf(&q, &tg__sqlite, " AND %I IS ?%d", given[i].col, (int)i + 1);
+                tg__sqlf(&q, &tg__sqlite, " AND %I IS %P", given[i].col, (int)i + 1);
         tg__stmt *chk;
         int seen = 0;
         if (!q.oom && tg__st_prepare_once(db, tg__buf_str(&q), &chk) == TG__ST_OK) {

@@ -225,7 +225,7 @@ int tg__grants_read(tg__ruleset *rs, tg__db *db, tg_findings *f) {
         tg__strmap_put(&rd.roles, r->roles[k].name, (int)k);
     /* ordered, so the same rows always hash to the same version; one past the limit, so a
      * table too large is noticed without reading all of it */
-    tg__sqlf(&sql, &tg__sqlite, "SELECT %I, %I FROM %I ORDER BY 1, 2 LIMIT %d", a->role_grants.role,
+    tg__sqlf(&sql, db->dialect, "SELECT %I, %I FROM %I ORDER BY 1, 2 LIMIT %d", a->role_grants.role,
              a->role_grants.capability, a->role_grants.table, TG__MAX_GRANT_ROWS + 1);
     if (sql.oom) {
         status = TG_NOMEM;

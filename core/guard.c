@@ -234,9 +234,9 @@ int tg_ctx_insert(tg_ctx *ctx, const char *family, const tg_column_value *values
         vals[n++] = &wv;
     }
     tg__buf_reset(&ctx->scratch);
-    tg__sql_insert(&tg__sqlite, tp->shape.table, cols, n, &ctx->scratch);
+    tg__sql_insert(ctx->plan->db->dialect, tp->shape.table, cols, n, &ctx->scratch);
     /* the id of the new row as stored, of whatever type: not only a rowid */
-    tg__sqlf(&ctx->scratch, &tg__sqlite, " RETURNING %I", tp->shape.id);
+    tg__sqlf(&ctx->scratch, ctx->plan->db->dialect, " RETURNING %I", tp->shape.id);
     tg__stmt *st = NULL;
     if ((s = run_write(ctx, &ctx->scratch, vals, n, NULL, 0, 1, &st)) != TG_OK)
         return s;
@@ -295,7 +295,7 @@ int tg_ctx_update(tg_ctx *ctx, const char *family, const tg_value *id,
         vals[n++] = &wv;
     }
     tg__buf_reset(&ctx->scratch);
-    tg__sql_update(&tg__sqlite, tp->shape.table, cols, n, tp->shape.id,
+    tg__sql_update(ctx->plan->db->dialect, tp->shape.table, cols, n, tp->shape.id,
                    any_tenant ? NULL : tp->shape.tenant, &ctx->scratch);
     tg_value tail[2] = {key, ctx->tenant};
     tg__stmt *st = NULL;

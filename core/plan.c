@@ -32,12 +32,12 @@ int tg__column_affinity(tg__db *db, const char *table, const char *column) {
     tg__stmt *st = NULL;
     int aff = TG__AFF_NONE;
     if (!db || !table || !column ||
-        tg__st_prepare_once(db, "SELECT type FROM pragma_table_info(?1) WHERE name = ?2", &st) != TG__ST_OK)
+        tg__st_prepare_once(db, db->dialect->sql_column_type, &st) != TG__ST_OK)
         return aff;
     tg__st_bind_str(st, 1, table);
     tg__st_bind_str(st, 2, column);
     if (tg__st_step(st) == TG__ST_ROW)
-        aff = tg__affinity((const char *)tg__st_column_text(st, 0));
+        aff = db->dialect->affinity(tg__st_column_text(st, 1));
     tg__st_finalize(st);
     return aff;
 }
@@ -160,15 +160,12 @@ int tg__key_coerces(int aff, const tg_value *v) {
 static const char *rowid_mark(tg__db *db, const char *table) {
     tg__stmt *st = NULL;
     int ok = 0;
-    if (table && tg__st_prepare_once(db, "SELECT count(*) = 1 AND sum(schema = 'main' AND type = "
-                                    "'table' AND wr = 0) = 1 AND NOT EXISTS (SELECT 1 FROM "
-                                    "pragma_table_info(?1) WHERE lower(name) IN ('rowid', "
-                                    "'_rowid_', 'oid')) FROM pragma_table_list(?1)", &st) == TG__ST_OK) {
+    if (table && tg__st_prepare_once(db, db->dialect->sql_has_row_marker, &st) == TG__ST_OK) {
         tg__st_bind_str(st, 1, table);
         ok = tg__st_step(st) == TG__ST_ROW && (int)tg__st_column_int64(st, 0) == 1; /* one, a table */
     }
     tg__st_finalize(st);
-    return ok ? "rowid" : NULL;
+    return ok ? db->dialect->row_marker : NULL;
 }
 
 /* Reads the columns of `table` into the shape. Returns 0 when the table does not exist. */
@@ -178,7 +175,7 @@ static int read_shape(tg__plan *p, tg__table_plan *tp, const char *table,
     tp->col_id = tp->col_tenant = tp->col_workspace = -1;
     tp->names = names;
     tp->shape.table = table;
-    if (tg__st_prepare_once(p->db, "SELECT name, type FROM pragma_table_info(?1) ORDER BY cid", &st) != TG__ST_OK)
+    if (tg__st_prepare_once(p->db, p->db->dialect->sql_columns, &st) != TG__ST_OK)
         return -1;
     tg__st_bind_str(st, 1, table);
     size_t cap = 16, n = 0;
@@ -201,7 +198,10 @@ static int read_shape(tg__plan *p, tg__table_plan *tp, const char *table,
         }
         const char *name = (const char *)tg__st_column_text(st, 0);
         cols[n] = tg__arena_strdup(&p->arena, name);
-        affs[n] = (unsigned char)tg__affinity((const char *)tg__st_column_text(st, 1));
+        const char *decl = tg__st_column_text(st, 1);
+        affs[n] = (unsigned char)p->db->dialect->affinity(decl);
+        if (strcmp(name, names->id) == 0 && affs[n] == TG__AFF_TEXT)
+            tp->id_key.lowest = p->db->dialect->lowest_text(decl);
         if (!cols[n]) {
             cols = NULL;
             break;
@@ -252,10 +252,10 @@ int tg__plan_new(tg__ruleset *rs, tg__db *db, unsigned schema_gen, int mutation,
     const tg_rules *r = &rs->pub;
     const tg_app *a = &r->app;
     const tg__keycol keys[] = {
-        {a->workspace_members.table, a->workspace_members.user, 0},
-        {a->tenant_members.table, a->tenant_members.user, 0},
-        {a->workspaces.table, a->workspaces.id, 0},
-        {a->tenants.table, a->tenants.id, 0},
+        {a->workspace_members.table, a->workspace_members.user, 0, NULL},
+        {a->tenant_members.table, a->tenant_members.user, 0, NULL},
+        {a->workspaces.table, a->workspaces.id, 0, NULL},
+        {a->tenants.table, a->tenants.id, 0, NULL},
     };
     tg__keycol *slots[] = {&p->user_keys[0], &p->user_keys[1], &p->workspace_key,
                            &p->tenant_key};

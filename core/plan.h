@@ -7,14 +7,12 @@
 #include "rules.h"
 #include "sql.h"
 
-/* The affinity of a column's declared type, which says what a key of that column may be
- * (see tg__key_check). */
-enum { TG__AFF_NONE, TG__AFF_INTEGER, TG__AFF_TEXT, TG__AFF_BLOB, TG__AFF_NUMERIC };
 
 /* A key column: where a request key is looked up, for its type and for messages. */
 typedef struct tg__keycol {
     const char *table, *column;
     int aff;
+    const char *lowest; /* text affinity: the lowest key (the dialect's lowest_text) */
 } tg__keycol;
 
 typedef struct tg__table_plan {
@@ -92,7 +90,6 @@ typedef struct tg__plan {
 /* The affinity of a declared type (SQLite's rules: INT, then CHAR/CLOB/TEXT, then BLOB or
  * none, then REAL/FLOA/DOUB and NUMERIC, both TG__AFF_NUMERIC). A declared BLOB is
  * TG__AFF_BLOB, no declared type TG__AFF_NONE. */
-TG_HIDDEN int tg__affinity(const char *decltype);
 /* The affinity of table.column, TG__AFF_NONE when it cannot be read. */
 TG_HIDDEN int tg__column_affinity(tg__db *db, const char *table, const char *column);
 /* Checks that key `in` (not TG_NULL) can be a key of column kc and writes the key to bind and

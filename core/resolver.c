@@ -27,7 +27,7 @@ static int get_stmt(tg_ctx *ctx, tg__table_plan *tp, const tg_family *fam, int k
                                                : &tp->search;
     if (!*slot) {
         tg__buf sql = {0};
-        const tg__dialect *d = &tg__sqlite;
+        const tg__dialect *d = ctx->plan->db->dialect;
         const tg_app *app = &ctx->rules->app;
         int widen = MUTANT(ctx, TG__MUT_DROP_TENANT_CONDITION) ? 1 : 0;
         switch (kind) {
@@ -85,7 +85,7 @@ static int tenant_info(tg_ctx *ctx, const tg_value *tenant, tinfo *ti) {
     tg__plan *p = ctx->plan;
     if (!p->entitlement) {
         tg__buf sql = {0};
-        tg__sql_entitlement(&tg__sqlite, &ctx->rules->app, &sql);
+        tg__sql_entitlement(ctx->plan->db->dialect, &ctx->rules->app, &sql);
         int s = tg__ctx_prepare(ctx, &p->entitlement, &sql, "an entitlement");
         if (s != TG_OK)
             return s;
@@ -197,9 +197,9 @@ static int run_page_filtered(tg_ctx *ctx, tg__table_plan *tp, tg__stmt *st,
     if (after->type != TG_NULL) {
         tg__bind_key(st, TG__P_AFTER, after); /* checked with the request */
     } else if (tp->id_key.aff == TG__AFF_TEXT) {
-        /* the lowest text ('' itself, were it a key, is never listed: TEXT affinity turns any
-         * lower bound into text) */
-        tg__st_bind_text(st, TG__P_AFTER, "", 0, 0);
+        /* the lowest text of the column's type (the dialect's lowest_text) */
+        const char *lo = tp->id_key.lowest ? tp->id_key.lowest : "";
+        tg__st_bind_text(st, TG__P_AFTER, lo, strlen(lo), 0);
     } else {
         /* integers, and below any text or blob */
         tg__st_bind_int64(st, TG__P_AFTER, INT64_MIN);
@@ -402,7 +402,7 @@ static int first_by_id(tg_ctx *ctx, tg__table_plan *tp, const tg_value *id, int 
     *fetched = 0;
     if (!tp->first) {
         tg__buf sql = {0};
-        tg__sql_scope_and_record(&tg__sqlite, &ctx->rules->app, &tp->shape, &ctx->plan->marks,
+        tg__sql_scope_and_record(ctx->plan->db->dialect, &ctx->rules->app, &tp->shape, &ctx->plan->marks,
                                  &sql);
         int s = tg__ctx_prepare(ctx, &tp->first, &sql, tp->shape.table);
         if (s != TG_OK)
@@ -758,7 +758,7 @@ int tg_ctx_resolve(tg_ctx *ctx, const tg_request *req, const tg_decision **out) 
 static int ws_page_stmt(tg_ctx *ctx, tg__table_plan *tp, int flags, tg__stmt **out) {
     if (!tp->ws_page[flags]) {
         tg__buf sql = {0};
-        tg__sql_workspace_page(&tg__sqlite, &tp->shape, &ctx->rules->app, flags & 1, flags & 2,
+        tg__sql_workspace_page(ctx->plan->db->dialect, &tp->shape, &ctx->rules->app, flags & 1, flags & 2,
                                &sql);
         int s = tg__ctx_prepare(ctx, &tp->ws_page[flags], &sql, tp->shape.table);
         if (s != TG_OK)

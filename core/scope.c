@@ -178,7 +178,7 @@ int tg__ctx_scope(tg_ctx *ctx) {
     tg__plan *p = ctx->plan;
     if (!p->scope) {
         tg__buf sql = {0};
-        tg__sql_scope(&tg__sqlite, &ctx->rules->app, &p->marks, &sql);
+        tg__sql_scope(p->db->dialect, &ctx->rules->app, &p->marks, &sql);
         int s = tg__ctx_prepare(ctx, &p->scope, &sql, "the scope");
         if (s != TG_OK)
             return s;

@@ -18,8 +18,97 @@ static void sqlite_ident(tg__buf *b, const char *name) {
 
 static void sqlite_param(tg__buf *b, int n) { tg__buf_printf(b, "?%d", n); }
 
-const tg__dialect tg__sqlite = {"sqlite", sqlite_ident, sqlite_param, " ESCAPE '\\'",
-                                "PRAGMA defer_foreign_keys = ON", "BEGIN"};
+/* '' itself, were it a key, is never listed: TEXT affinity turns any lower bound into text */
+static const char *lowest_empty(const char *decltype) {
+    (void)decltype;
+    return "";
+}
+
+const tg__dialect tg__sqlite = {
+    .name = "sqlite",
+    .ident = sqlite_ident,
+    .param = sqlite_param,
+    .like_escape = " ESCAPE '\\'",
+    .defer_foreign_keys = "PRAGMA defer_foreign_keys = ON",
+    .read_begin = "BEGIN",
+    .exact = "+",
+    .binary = " COLLATE BINARY",
+    .is = " IS ",
+    .filter_close = ") = 1",
+    .row_marker = "rowid",
+    .null_key_gating = 1,
+    .like_open = "",
+    .like_close = "",
+    .like_param_open = "",
+    .like_param_close = "",
+    .affinity = tg__affinity,
+    .lowest_text = lowest_empty,
+    .sql_columns = "SELECT name, type FROM pragma_table_info(?1) ORDER BY cid",
+    .sql_column_type = "SELECT name, type FROM pragma_table_info(?1) WHERE name = ?2",
+    .sql_table_exists =
+        "SELECT 1 FROM sqlite_schema WHERE type IN ('table', 'view') AND name = ?1",
+    /* an ordinary table with a rowid that no column of that name hides (a view's rowid is
+     * NULL, a WITHOUT ROWID or virtual table has none or its own) */
+    .sql_has_row_marker =
+        "SELECT count(*) = 1 AND sum(schema = 'main' AND type = 'table' AND wr = 0) = 1 AND NOT "
+        "EXISTS (SELECT 1 FROM pragma_table_info(?1) WHERE lower(name) IN ('rowid', '_rowid_', "
+        "'oid')) FROM pragma_table_list(?1)",
+};
+
+/* ---- PostgreSQL ---- */
+
+static void pg_param(tg__buf *b, int n) { tg__buf_printf(b, "$%d", n); }
+
+/* PostgreSQL's type names, as format_type() writes them: integers take integer keys, the
+ * character types and uuid text keys, bytea blobs; anything else any key as given. */
+static int pg_affinity(const char *t) {
+    if (!t || !*t)
+        return TG__AFF_NONE;
+    if (!strcmp(t, "bigint") || !strcmp(t, "integer") || !strcmp(t, "smallint"))
+        return TG__AFF_INTEGER;
+    if (!strcmp(t, "text") || !strcmp(t, "uuid") || !strcmp(t, "citext") ||
+        !strncmp(t, "character", 9) || !strcmp(t, "name"))
+        return TG__AFF_TEXT;
+    if (!strcmp(t, "bytea"))
+        return TG__AFF_BLOB;
+    return TG__AFF_NUMERIC;
+}
+
+/* uuid takes no '' (the nil UUID is the lowest; it is never listed) */
+static const char *pg_lowest_text(const char *t) {
+    return t && !strcmp(t, "uuid") ? "00000000-0000-0000-0000-000000000000" : "";
+}
+
+#define TG__PG_COLUMNS                                                                           \
+    "SELECT a.attname, format_type(a.atttypid, a.atttypmod) FROM pg_catalog.pg_attribute a "    \
+    "WHERE a.attrelid = to_regclass(quote_ident($1)) AND a.attnum > 0 AND NOT a.attisdropped "
+
+const tg__dialect tg__postgres = {
+    .name = "postgresql",
+    .ident = sqlite_ident, /* the standard's double quotes */
+    .param = pg_param,
+    .like_escape = " ESCAPE '\\'",
+    .defer_foreign_keys = "SET CONSTRAINTS ALL DEFERRED",
+    .read_begin = "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY",
+    .exact = "",
+    .binary = "",
+    .is = " IS NOT DISTINCT FROM ",
+    .filter_close = ")",
+    .row_marker = "ctid",
+    .null_key_gating = 0,
+    .like_open = "lower(CAST(",
+    .like_close = " AS text) COLLATE \"C\")",
+    .like_param_open = "lower(",
+    .like_param_close = " COLLATE \"C\")",
+    .affinity = pg_affinity,
+    .lowest_text = pg_lowest_text,
+    .sql_columns = TG__PG_COLUMNS "ORDER BY a.attnum",
+    .sql_column_type = TG__PG_COLUMNS "AND a.attname = $2",
+    .sql_table_exists = "SELECT 1 WHERE to_regclass(quote_ident($1)) IS NOT NULL",
+    /* tables and partitioned tables have ctid; views do not */
+    .sql_has_row_marker = "SELECT CAST(c.relkind IN ('r', 'p') AS integer) FROM "
+                          "pg_catalog.pg_class c WHERE c.oid = to_regclass(quote_ident($1))",
+};
 
 static void col(const tg__dialect *d, tg__buf *b, const char *alias, const char *name) {
     if (alias) {
@@ -88,7 +177,7 @@ void tg__sql_filter(const tg__dialect *d, const tg_row_filter *f, const char *al
         if (c->op == TG_FILTER_IN || c->op == TG_FILTER_NOT_IN)
             tg__buf_add(b, ")");
     }
-    tg__buf_add(b, ") = 1");
+    tg__buf_add(b, d->filter_close);
 }
 
 static void record_filter(const tg__dialect *d, const tg__table_shape *t, const char *alias,
@@ -108,8 +197,8 @@ void tg__sql_by_id(const tg__dialect *d, const tg__table_shape *t, tg__buf *b) {
 /* The row's presence marker (see tg__table_shape.mark). */
 static void row_mark(const tg__dialect *d, tg__buf *b, const char *alias, const char *mark,
                      const char *fallback) {
-    if (mark && strcmp(mark, "rowid") == 0)
-        tg__sqlf(b, d, "%s.rowid", alias); /* the pseudo-column: never a quoted name */
+    if (mark && (strcmp(mark, "rowid") == 0 || strcmp(mark, "ctid") == 0))
+        tg__sqlf(b, d, "%s.%s", alias, mark); /* the pseudo-column: never a quoted name */
     else
         tg__sqlf(b, d, "%s.%I", alias, mark ? mark : fallback);
 }
@@ -123,11 +212,12 @@ static void foreign_workspace(const tg__dialect *d, const tg_app *a, const tg__t
     if (r_may_be_null)
         /* no row, a row without a tenant or no route tenant (read only with one): NULL <> is
          * not true, nothing is looked up */
-        tg__sqlf(b, d, ", CASE WHEN +r.%I <> ?%d THEN (", t->tenant, tenant);
+        tg__sqlf(b, d, ", CASE WHEN %sr.%I <> %P THEN (", d->exact, t->tenant, tenant);
     else
-        tg__sqlf(b, d, ", CASE WHEN +r.%I IS ?%d THEN NULL ELSE (", t->tenant, tenant);
-    tg__sqlf(b, d, "SELECT tg_ft.%I FROM %I AS tg_ft WHERE tg_ft.%I = +r.%I", a->tenants.workspace,
-             a->tenants.table, a->tenants.id, t->tenant);
+        tg__sqlf(b, d, ", CASE WHEN %sr.%I%s%P THEN NULL ELSE (", d->exact, t->tenant, d->is,
+                 tenant);
+    tg__sqlf(b, d, "SELECT tg_ft.%I FROM %I AS tg_ft WHERE tg_ft.%I = %sr.%I",
+             a->tenants.workspace, a->tenants.table, a->tenants.id, d->exact, t->tenant);
     tg__sql_filter(d, &a->tenants.row_filter, "tg_ft",
                    tg__sql_filter_param(a, TG__FILTER_TENANTS), b);
     tg__buf_add(b, ") END");
@@ -205,7 +295,7 @@ void tg__sql_tenant_page(const tg__dialect *d, const tg__table_shape *t, const t
     select_all(d, t, b);
     tg__buf_add(b, " WHERE ");
     if (widen == 2 && app) {
-        tg__sqlf(b, d, "r.%I IN (SELECT %I FROM %I WHERE %I = ?%d)", t->tenant, app->tenants.id,
+        tg__sqlf(b, d, "r.%I IN (SELECT %I FROM %I WHERE %I = %P)", t->tenant, app->tenants.id,
                  app->tenants.table, app->tenants.workspace, TG__P_WORKSPACE);
     } else {
         tg__buf_add(b, widen == 1 ? "(" : "");
@@ -227,9 +317,13 @@ void tg__sql_tenant_page(const tg__dialect *d, const tg__table_shape *t, const t
         for (size_t i = 0; i < n_search; i++) {
             if (i)
                 tg__buf_add(b, " OR ");
+            tg__buf_add(b, d->like_open);
             col(d, b, "r", search_columns[i]);
+            tg__buf_add(b, d->like_close);
             tg__buf_add(b, " LIKE ");
+            tg__buf_add(b, d->like_param_open);
             d->param(b, TG__P_LIKE);
+            tg__buf_add(b, d->like_param_close);
             tg__buf_add(b, d->like_escape);
         }
         tg__buf_add(b, ")");
@@ -309,11 +403,11 @@ static void role_of(const tg__dialect *d, tg__buf *b, const char *alias, const c
 
 /* The caller's membership row of the workspace: tg_wm's condition. */
 static void membership(const tg__dialect *d, const tg_app *a, tg__buf *b) {
-    tg__sqlf(b, d, "tg_wm.%I = ?%d AND tg_wm.%I = ?%d", a->workspace_members.user, TG__P_USER,
+    tg__sqlf(b, d, "tg_wm.%I = %P AND tg_wm.%I = %P", a->workspace_members.user, TG__P_USER,
              a->workspace_members.workspace, TG__P_WORKSPACE);
     if (a->workspaces.row_filter.n_conds) {
         /* a filtered-out workspace has no members */
-        tg__sqlf(b, d, " AND EXISTS (SELECT 1 FROM %I AS tg_w WHERE tg_w.%I = ?%d",
+        tg__sqlf(b, d, " AND EXISTS (SELECT 1 FROM %I AS tg_w WHERE tg_w.%I = %P",
                  a->workspaces.table, a->workspaces.id, TG__P_WORKSPACE);
         tg__sql_filter(d, &a->workspaces.row_filter, "tg_w",
                        tg__sql_filter_param(a, TG__FILTER_WORKSPACES), b);
@@ -369,38 +463,51 @@ static void scope_select(const tg__dialect *d, const tg_app *a, int with_workspa
         membership(d, a, b);
     }
     tg__sqlf(b, d, " LEFT JOIN %I AS tg_t ON ", a->tenants.table);
-    tg__sqlf(b, d, "tg_t.%I = ?%d", a->tenants.id, TG__P_TENANT);
+    tg__sqlf(b, d, "tg_t.%I = %P", a->tenants.id, TG__P_TENANT);
     tg__sql_filter(d, &a->tenants.row_filter, "tg_t", tg__sql_filter_param(a, TG__FILTER_TENANTS),
                    b);
     /* the unary + drops the column's affinity and COLLATE BINARY its collation: storage
      * class and bytes, as C compares */
     if (ws_in_sql)
-        tg__sqlf(b, d, " AND +tg_t.%I = ?%d COLLATE BINARY", a->tenants.workspace,
-                 TG__P_WORKSPACE);
+        tg__sqlf(b, d, " AND %stg_t.%I = %P%s", d->exact, a->tenants.workspace, TG__P_WORKSPACE,
+                 d->binary);
     /* Gated, a lookup's key is NULL when the check before it failed ("CASE WHEN passed
      * THEN key END"): SQLite tests an equality key for NULL before it seeks, so a failed
      * check costs the rest of the chain a jump, where a condition beside the key would be
      * tested only after the seek. */
     tg__sqlf(b, d, " LEFT JOIN %I AS tg_tm ON ", a->tenant_members.table);
-    tg__sqlf(b, d, "tg_tm.%I = ?%d AND tg_tm.%I = ", a->tenant_members.user, TG__P_USER,
+    if (!d->null_key_gating) {
+        /* the check before, as a join condition */
+        if (ws_in_sql) {
+            row_mark(d, b, "tg_t", m->tenant, a->tenants.id);
+            tg__buf_add(b, " IS NOT NULL AND ");
+        } else if (gate)
+            tg__sqlf(b, d, "tg_t.%I = %P AND ", a->tenants.workspace, TG__P_WORKSPACE);
+    }
+    tg__sqlf(b, d, "tg_tm.%I = %P AND tg_tm.%I = ", a->tenant_members.user, TG__P_USER,
              a->tenant_members.tenant);
-    if (ws_in_sql) {
+    if (ws_in_sql && d->null_key_gating) {
         tg__buf_add(b, "CASE WHEN ");
         row_mark(d, b, "tg_t", m->tenant, a->tenants.id);
-        tg__sqlf(b, d, " IS NOT NULL THEN ?%d END", TG__P_TENANT);
-    } else if (gate)
-        tg__sqlf(b, d, "CASE WHEN tg_t.%I = ?%d THEN ?%d END", a->tenants.workspace,
+        tg__sqlf(b, d, " IS NOT NULL THEN %P END", TG__P_TENANT);
+    } else if (gate && d->null_key_gating)
+        tg__sqlf(b, d, "CASE WHEN tg_t.%I = %P THEN %P END", a->tenants.workspace,
                  TG__P_WORKSPACE, TG__P_TENANT);
     else
-        tg__sqlf(b, d, "?%d", TG__P_TENANT);
+        tg__sqlf(b, d, "%P", TG__P_TENANT);
     if (record) {
-        tg__sqlf(b, d, " LEFT JOIN %I AS r ON r.%I = ", record->table, record->id);
-        if (gate) {
+        tg__sqlf(b, d, " LEFT JOIN %I AS r ON ", record->table);
+        if (gate && !d->null_key_gating) {
+            row_mark(d, b, "tg_tm", m->tenant_member, a->tenant_members.user);
+            tg__buf_add(b, " IS NOT NULL AND ");
+        }
+        tg__sqlf(b, d, "r.%I = ", record->id);
+        if (gate && d->null_key_gating) {
             tg__buf_add(b, "CASE WHEN ");
             row_mark(d, b, "tg_tm", m->tenant_member, a->tenant_members.user);
-            tg__sqlf(b, d, " IS NOT NULL THEN ?%d END", TG__P_ID);
+            tg__sqlf(b, d, " IS NOT NULL THEN %P END", TG__P_ID);
         } else
-            tg__sqlf(b, d, "?%d", TG__P_ID);
+            tg__sqlf(b, d, "%P", TG__P_ID);
         record_filter(d, record, "r", b);
     }
     if (gate) {
@@ -500,6 +607,9 @@ void tg__sqlf_(tg__buf *b, const tg__dialect *d, const char *fmt, ...) {
             tg__buf_add(b, "'");
         } else if (*p == 'd') {
             tg__buf_printf(b, "%d", va_arg(ap, int));
+        } else if (*p == 'P') {
+            /* the n-th positional parameter, as the dialect writes it (?n, $n) */
+            d->param(b, va_arg(ap, int));
         } else if (strncmp(p, "lld", 3) == 0) {
             tg__buf_printf(b, "%lld", va_arg(ap, long long));
             p += 2;

@@ -6,6 +6,13 @@
 
 #include "util.h"
 
+/* The affinity of a column's declared type, which says what a key of that column may be
+ * (see tg__key_check). */
+enum { TG__AFF_NONE, TG__AFF_INTEGER, TG__AFF_TEXT, TG__AFF_BLOB, TG__AFF_NUMERIC };
+
+/* SQLite's affinity rules for a declared type (plan.c). */
+TG_HIDDEN int tg__affinity(const char *decltype);
+
 typedef struct tg__dialect {
     const char *name;
     /* appends a quoted identifier */
@@ -18,9 +25,39 @@ typedef struct tg__dialect {
     const char *defer_foreign_keys;
     /* the statement that begins a read snapshot */
     const char *read_begin;
+    /* SQLite compares under affinity and collation rules: the unary "+" drops a column's
+     * affinity and " COLLATE BINARY" its collation, so a comparison is by type and bytes, as
+     * C compares. PostgreSQL's types compare exactly already: both empty. */
+    const char *exact, *binary;
+    const char *is; /* " IS " (NULL-safe equality), " IS NOT DISTINCT FROM " */
+    /* closes a row filter's conjunction: ") = 1" on SQLite (see tg__sql_filter), ")" where a
+     * boolean is no number */
+    const char *filter_close;
+    /* the pseudo-column every row of an ordinary table has (a presence marker that copies
+     * no key): "rowid", "ctid" */
+    const char *row_marker;
+    /* 1: a gated lookup's key is NULL when the check before it failed (CASE WHEN ... THEN
+     * key END), which SQLite tests before seeking; 0: the check is a join condition (an
+     * untyped CASE cannot carry a PostgreSQL parameter's type) */
+    int null_key_gating;
+    /* opens and closes the column side of a search term: SQLite's LIKE folds ASCII case;
+     * on PostgreSQL the same, as lower() under the "C" collation (ASCII only) on both sides */
+    const char *like_open, *like_close, *like_param_open, *like_param_close;
+    /* the affinity (TG__AFF_*) of a column's declared type on this backend */
+    int (*affinity)(const char *decltype);
+    /* the lowest key of a text-affinity column of that declared type, below every other
+     * (a keyset's first page starts after it) */
+    const char *(*lowest_text)(const char *decltype);
+    /* catalog questions, with the dialect's parameters: a table's columns in order (name,
+     * declared type) for ?1 table; one column's declared type (?1 table, ?2 column); whether
+     * a table or view ?1 exists */
+    const char *sql_columns, *sql_column_type, *sql_table_exists;
+    /* one row with 1 when table ?1 is an ordinary table whose rows have row_marker */
+    const char *sql_has_row_marker;
 } tg__dialect;
 
 TG_HIDDEN extern const tg__dialect tg__sqlite;
+TG_HIDDEN extern const tg__dialect tg__postgres;
 
 /* How many ids one bulk statement checks at once. */
 #define TG__BULK_CHUNK 64
@@ -134,7 +171,8 @@ TG_HIDDEN void tg__sql_update(const tg__dialect *d, const char *table, const cha
                               size_t n, const char *id, const char *tenant, tg__buf *b);
 
 /* Appends formatted SQL: %I is an identifier (quoted by the dialect), %L a string literal
- * (quotes doubled), %s a trusted SQL fragment, %d and %lld numbers, %% a percent sign.
+ * (quotes doubled), %s a trusted SQL fragment, %d and %lld numbers, %P the n-th positional
+ * parameter as the dialect writes it (?n on SQLite, $n on PostgreSQL), %% a percent sign.
  * Values never go through here: they are bound. The format is always a string literal (the
  * macro below does not compile otherwise), so SQL text is never a format: text with a '%'
  * in it (strftime, LIKE patterns) goes in through %s. Any other conversion poisons the

@@ -12,7 +12,7 @@
 int tg__table_exists(tg__db *db, const char *table) {
     tg__stmt *st = NULL;
     int found = 0;
-    if (tg__st_prepare_once(db, "SELECT 1 FROM sqlite_schema WHERE type IN ('table', 'view') AND name = ?1", &st) != TG__ST_OK)
+    if (tg__st_prepare_once(db, db->dialect->sql_table_exists, &st) != TG__ST_OK)
         return -1;
     tg__st_bind_str(st, 1, table);
     int rc = tg__st_step(st);
@@ -23,7 +23,7 @@ int tg__table_exists(tg__db *db, const char *table) {
 
 int tg__column_exists(tg__db *db, const char *table, const char *column) {
     tg__stmt *st = NULL;
-    if (tg__st_prepare_once(db, "SELECT 1 FROM pragma_table_info(?1) WHERE name = ?2", &st) != TG__ST_OK)
+    if (tg__st_prepare_once(db, db->dialect->sql_column_type, &st) != TG__ST_OK)
         return -1;
     tg__st_bind_str(st, 1, table);
     tg__st_bind_str(st, 2, column);
@@ -205,16 +205,7 @@ static void check_drift(checker *k, const tg_rules *r) {
     tg__buf json = {0};
     tenant_names(r, &json);
     if (json.oom ||
-        tg__st_prepare_once(k->db, "SELECT m.name, coalesce("
-                           " (SELECT f.\"from\" FROM pragma_foreign_key_list(m.name) f"
-                           "  WHERE f.\"table\" = ?1 COLLATE NOCASE ORDER BY f.id, f.seq LIMIT 1),"
-                           " (SELECT c.name FROM pragma_table_info(m.name) c, json_each(?2) j"
-                           "  WHERE c.name = j.value COLLATE NOCASE ORDER BY c.cid LIMIT 1)),"
-                           " EXISTS (SELECT 1 FROM pragma_foreign_key_list(m.name) f"
-                           "  WHERE f.\"table\" = ?1 COLLATE NOCASE) "
-                           "FROM sqlite_schema m "
-                           "WHERE m.type = 'table' AND m.name NOT LIKE 'sqlite\\_%' ESCAPE '\\' "
-                           "AND m.name NOT LIKE 'tenantguard\\_%' ESCAPE '\\' ORDER BY m.name", &st) != TG__ST_OK) {
+        tg__st_prepare_once(k->db, k->db->dialect->sql_drift, &st) != TG__ST_OK) {
         tg__buf_free(&json);
         schema_failed(k);
         return;
@@ -254,8 +245,7 @@ static void check_drift(checker *k, const tg_rules *r) {
 static int key_unique(tg__db *db, const char *table, const char *column, int depth) {
     tg__stmt *st = NULL;
     int type_view = 0, found = 0;
-    if (tg__st_prepare_once(db, "SELECT type = 'view' FROM sqlite_schema WHERE name = ?1 "
-                               "AND type IN ('table', 'view')", &st) != TG__ST_OK)
+    if (tg__st_prepare_once(db, db->dialect->sql_is_view, &st) != TG__ST_OK)
         return -1;
     tg__st_bind_str(st, 1, table);
     if (tg__st_step(st) == TG__ST_ROW)
@@ -284,13 +274,7 @@ static int key_unique(tg__db *db, const char *table, const char *column, int dep
         tg__st_finalize(st);
         return ok ? key_unique(db, base_t, base_c, depth + 1) : 0;
     }
-    if (tg__st_prepare_once(db, "SELECT (SELECT count(*) FROM pragma_table_info(?1) WHERE pk > 0) = 1 "
-                           "AND EXISTS (SELECT 1 FROM pragma_table_info(?1) WHERE pk > 0 AND "
-                           "name = ?2 COLLATE NOCASE) OR EXISTS (SELECT 1 FROM "
-                           "pragma_table_info(?1) c, pragma_index_list(?1) l WHERE c.name = ?2 "
-                           "COLLATE NOCASE AND c.\"notnull\" AND l.\"unique\" AND NOT l.partial "
-                           "AND (SELECT count(*) FROM pragma_index_info(l.name)) = 1 AND "
-                           "(SELECT name FROM pragma_index_info(l.name)) = c.name)", &st) != TG__ST_OK)
+    if (tg__st_prepare_once(db, db->dialect->sql_key_unique, &st) != TG__ST_OK)
         return -1;
     tg__st_bind_str(st, 1, table);
     tg__st_bind_str(st, 2, column);

@@ -53,6 +53,28 @@ const tg__dialect tg__sqlite = {
         "SELECT count(*) = 1 AND sum(schema = 'main' AND type = 'table' AND wr = 0) = 1 AND NOT "
         "EXISTS (SELECT 1 FROM pragma_table_info(?1) WHERE lower(name) IN ('rowid', '_rowid_', "
         "'oid')) FROM pragma_table_list(?1)",
+    .sql_drift = "SELECT m.name, coalesce("
+                 " (SELECT f.\"from\" FROM pragma_foreign_key_list(m.name) f"
+                 "  WHERE f.\"table\" = ?1 COLLATE NOCASE ORDER BY f.id, f.seq LIMIT 1),"
+                 " (SELECT c.name FROM pragma_table_info(m.name) c, json_each(?2) j"
+                 "  WHERE c.name = j.value COLLATE NOCASE ORDER BY c.cid LIMIT 1)),"
+                 " EXISTS (SELECT 1 FROM pragma_foreign_key_list(m.name) f"
+                 "  WHERE f.\"table\" = ?1 COLLATE NOCASE) "
+                 "FROM sqlite_schema m "
+                 "WHERE m.type = 'table' AND m.name NOT LIKE 'sqlite\\_%' ESCAPE '\\' "
+                 "AND m.name NOT LIKE 'tenantguard\\_%' ESCAPE '\\' ORDER BY m.name",
+    .sql_is_view = "SELECT type = 'view' FROM sqlite_schema WHERE name = ?1 "
+                   "AND type IN ('table', 'view')",
+    /* its only PRIMARY KEY column (the rowid alias included), or NOT NULL with a
+     * single-column UNIQUE index that is not partial */
+    .sql_key_unique =
+        "SELECT (SELECT count(*) FROM pragma_table_info(?1) WHERE pk > 0) = 1 "
+        "AND EXISTS (SELECT 1 FROM pragma_table_info(?1) WHERE pk > 0 AND "
+        "name = ?2 COLLATE NOCASE) OR EXISTS (SELECT 1 FROM "
+        "pragma_table_info(?1) c, pragma_index_list(?1) l WHERE c.name = ?2 "
+        "COLLATE NOCASE AND c.\"notnull\" AND l.\"unique\" AND NOT l.partial "
+        "AND (SELECT count(*) FROM pragma_index_info(l.name)) = 1 AND "
+        "(SELECT name FROM pragma_index_info(l.name)) = c.name)",
 };
 
 /* ---- PostgreSQL ---- */
@@ -108,6 +130,31 @@ const tg__dialect tg__postgres = {
     /* tables and partitioned tables have ctid; views do not */
     .sql_has_row_marker = "SELECT CAST(c.relkind IN ('r', 'p') AS integer) FROM "
                           "pg_catalog.pg_class c WHERE c.oid = to_regclass(quote_ident($1))",
+    /* the tables of the schemas on the search path (partitions through their parent) */
+    .sql_drift =
+        "SELECT c.relname, coalesce("
+        " (SELECT a.attname FROM pg_catalog.pg_constraint k JOIN pg_catalog.pg_attribute a"
+        "  ON a.attrelid = k.conrelid AND a.attnum = k.conkey[1] WHERE k.conrelid = c.oid"
+        "  AND k.contype = 'f' AND k.confrelid = to_regclass(quote_ident($1))"
+        "  ORDER BY k.conname LIMIT 1),"
+        " (SELECT a.attname FROM pg_catalog.pg_attribute a WHERE a.attrelid = c.oid"
+        "  AND a.attnum > 0 AND NOT a.attisdropped AND lower(a.attname) IN"
+        "  (SELECT lower(j) FROM json_array_elements_text(CAST($2 AS json)) j)"
+        "  ORDER BY a.attnum LIMIT 1)),"
+        " CAST(EXISTS (SELECT 1 FROM pg_catalog.pg_constraint k WHERE k.conrelid = c.oid"
+        "  AND k.contype = 'f' AND k.confrelid = to_regclass(quote_ident($1))) AS integer) "
+        "FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace "
+        "WHERE c.relkind IN ('r', 'p') AND NOT c.relispartition"
+        " AND n.nspname = ANY (current_schemas(false))"
+        " AND c.relname NOT LIKE 'tenantguard\\_%' ESCAPE '\\' ORDER BY c.relname",
+    .sql_is_view = "SELECT CAST(c.relkind IN ('v', 'm') AS integer) FROM pg_catalog.pg_class c "
+                   "WHERE c.oid = to_regclass(quote_ident($1))",
+    .sql_key_unique =
+        "SELECT CAST(EXISTS (SELECT 1 FROM pg_catalog.pg_index i JOIN pg_catalog.pg_attribute a"
+        " ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0]"
+        " WHERE i.indrelid = to_regclass(quote_ident($1)) AND i.indisunique AND i.indnatts = 1"
+        " AND i.indpred IS NULL AND i.indexprs IS NULL AND a.attname = $2"
+        " AND (i.indisprimary OR a.attnotnull)) AS integer)",
 };
 
 static void col(const tg__dialect *d, tg__buf *b, const char *alias, const char *name) {

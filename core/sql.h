@@ -54,6 +54,14 @@ typedef struct tg__dialect {
     const char *sql_columns, *sql_column_type, *sql_table_exists;
     /* one row with 1 when table ?1 is an ordinary table whose rows have row_marker */
     const char *sql_has_row_marker;
+    /* drift (catalog.c): every application table, the column that makes it tenant-owned (a
+     * foreign key to tenants table ?1, else a column named as one of the JSON array ?2),
+     * and 1 when that was a foreign key */
+    const char *sql_drift;
+    /* one row, 1 when ?1 is a view, 0 when a table */
+    const char *sql_is_view;
+    /* one row, 1 when column ?2 alone identifies a row of table ?1 (see catalog.c) */
+    const char *sql_key_unique;
 } tg__dialect;
 
 TG_HIDDEN extern const tg__dialect tg__sqlite;

@@ -14,10 +14,11 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 
-PACKAGES="build-essential cmake pkg-config liblua5.4-dev lua5.4 lua-unit libsqlite3-dev sqlite3"
+PACKAGES="build-essential cmake pkg-config liblua5.4-dev lua5.4 lua-unit libsqlite3-dev sqlite3 libpq-dev"
 FUZZ_PACKAGES="clang libclang-rt-14-dev"   # libFuzzer: only `test` and `fuzz` need them
-# only `test`: the rock's install test, zsh completion, the man page check, xmllint on JUnit
-TEST_PACKAGES="$FUZZ_PACKAGES luarocks zsh groff-base man-db libxml2-utils"
+# only `test`: the rock's install test, zsh completion, the man page check, xmllint on JUnit,
+# the PostgreSQL server the ctest fixture runs a throwaway cluster of (scripts/pg_cluster.sh)
+TEST_PACKAGES="$FUZZ_PACKAGES luarocks zsh groff-base man-db libxml2-utils postgresql-15"
 
 ensure_packages() { # [extra packages...]
   local missing=()

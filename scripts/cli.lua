@@ -938,9 +938,12 @@ command("version", { rules = "text" }, function(opts)
   return EXIT_OK
 end)
 
+require("tenantguard.pgload")(command, usage, { printf = printf, eprintf = eprintf,
+  usage_error = usage_error, file_exists = file_exists })
+
 -- ---------------------------------------------------------------------------------------
 local order = { "demo", "lint", "rules", "resolve", "explain", "rollout", "backfill", "worker",
-  "validate", "matrix", "log", "checks", "refdb", "version" }
+  "validate", "matrix", "log", "checks", "refdb", "pg-load", "version" }
 
 local SUMMARY = {
   demo = "the whole story on a fresh reference database, step by step",
@@ -956,6 +959,7 @@ local SUMMARY = {
   log = "summarise a JSON-lines decision log (statuses, reasons, who gets 404s)",
   checks = "list every check code",
   refdb = "create the reference database (the only command that creates one)",
+  ["pg-load"] = "copy a SQLite database's tables into PostgreSQL",
   version = "print the library version (with --rules DIR, the rule version too)",
 }
 

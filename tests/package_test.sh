@@ -110,8 +110,11 @@ cmake --build "$work/deb" >>"$work/deb.log" 2>&1 || { cat "$work/deb.log"; fail 
 deb=$(ls "$work"/deb/tenantguard_"$version"_*.deb)
 dpkg-deb -I "$deb"
 info=$(dpkg-deb -I "$deb")
+depends="liblua5.4-0, libsqlite3-0, lua5.4"
+# built with PostgreSQL support (libpq-dev here), the package needs libpq too
+if pkg-config --exists libpq; then depends="$depends, libpq5"; fi
 for want in "Package: tenantguard" "Version: $version" \
-            "Depends: liblua5.4-0, libsqlite3-0, lua5.4"; do
+            "Depends: $depends"; do
   echo "$info" | grep -q "^ $want\$" || fail "dpkg-deb -I: no '$want'"
 done
 paths=$(dpkg-deb -c "$deb" | awk '{ print $NF }')

@@ -46,6 +46,8 @@ int tgl_rules_check(lua_State *L);
 int tgl_rules_stamp(lua_State *L);
 /* tg.connect(path) */
 int tgl_database_connect(lua_State *L);
+/* tg.pg_load{...} (pg.c) */
+int tgl_pg_load(lua_State *L);
 
 /* ---- convert.c: every conversion between Lua values and C values ---- */
 

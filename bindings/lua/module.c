@@ -29,6 +29,7 @@ int luaopen_tenantguard(lua_State *L) {
                                    {"connect", tgl_database_connect},
                                    {"checks", l_checks},
                                    {"mutations", tgl_mutations},
+                                   {"pg_load", tgl_pg_load},
                                    {NULL, NULL}};
     luaL_newlib(L, fns);
     lua_pushstring(L, TG_VERSION);

@@ -23,6 +23,9 @@ local function have(prog) return select(2, sh("command -v " .. prog .. " >/dev/n
 local function skipped(what) print("SKIPPED: " .. what) end
 
 -- The commands `tenantguard --help` lists.
+-- A command's name as a man page section title (roff escapes '-').
+local function roff_name(name) return (name:gsub("%-", "\\-")) end
+
 local function listed_commands()
   local out = sh(q(H.tool) .. " --help")
   local names = {}
@@ -122,7 +125,7 @@ end
 function TestManPage:test_every_command_and_its_help_text()
   local _, roff = man_page()
   lu.assertStrMatches(roff, '^%.TH TENANTGUARD 1 .*')
-  for _, name in ipairs(listed_commands()) do lu.assertStrContains(roff, "\n.SS " .. name .. "\n") end
+  for _, name in ipairs(listed_commands()) do lu.assertStrContains(roff, "\n.SS " .. roff_name(name) .. "\n") end
   lu.assertStrContains(roff, '.SH "EXIT STATUS"')
   lu.assertStrContains(roff, "TENANTGUARD_RULES")
 end
@@ -163,7 +166,7 @@ function TestInstalled:test_installed_where_the_shells_and_man_look()
   lu.assertEquals(H.read(prefix .. "/share/zsh/vendor-completions/_tenantguard"),
     select(2, script("zsh")))
   local page = H.read(prefix .. "/share/man/man1/tenantguard.1")
-  for _, name in ipairs(listed_commands()) do lu.assertStrContains(page, "\n.SS " .. name .. "\n") end
+  for _, name in ipairs(listed_commands()) do lu.assertStrContains(page, "\n.SS " .. roff_name(name) .. "\n") end
   -- it names the installed rules, not the build's
   lu.assertNotStrContains(page, H.source_dir)
   lu.assertNotStrContains(page, (H.source_dir:gsub("%-", "\\-")))

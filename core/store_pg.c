@@ -10,6 +10,7 @@
  * are prepared again lazily, from their kept SQL) or says why it could not. A transaction
  * that was open when the connection went is gone: until the caller rolls back, every call
  * says so, so a later COMMIT cannot succeed on a new session as if nothing had happened. */
+#include "sql.h"
 #include "store_pg.h"
 
 #include <libpq-fe.h>
@@ -46,6 +47,7 @@ typedef struct pg_db {
     int lost;             /* the connection failed; reset it before the next call */
     int txn_lost;         /* ... while a transaction was open: only ROLLBACK is accepted */
     int64_t changes, total_changes;
+    char sqlstate[6]; /* of the last failure ("" after a success) */
 } pg_db;
 
 typedef struct pg_param {
@@ -155,6 +157,7 @@ void tg__store_pg_target(const char *conninfo, tg__buf *b) {
 static int result_error(pg_db *d, const PGresult *r) {
     const char *state = r ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : NULL;
     const char *primary = r ? PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY) : NULL;
+    snprintf(d->sqlstate, sizeof d->sqlstate, "%s", state ? state : "");
     if (!primary)
         primary = r ? PQresultErrorMessage(r) : NULL;
     if (!primary || !*primary)
@@ -685,18 +688,8 @@ static size_t pg_column_bytes(tg__stmt *base, int col) {
     return (size_t)PQgetlength(st->res, st->row, col);
 }
 
-/* One cell in one call: type and value. For the `column` operation the store interface is
- * gaining (see the report of issue 12's branch): add `.column = pg_column` to the table
- * below then, and drop the attribute. */
-typedef struct pg_cell {
-    int type;
-    int64_t i;
-    double d;
-    const void *p;
-    size_t n;
-} pg_cell;
-
-__attribute__((unused)) static void pg_column(tg__stmt *base, int col, pg_cell *out) {
+/* One cell in one call: type and value. */
+static void pg_column(tg__stmt *base, int col, tg__cell *out) {
     pg_stmt *st = (pg_stmt *)base;
     memset(out, 0, sizeof *out);
     out->type = pg_column_type(base, col);
@@ -726,7 +719,7 @@ static const tg__stmt_ops pg_stmt_ops = {
     pg_step,          pg_reset,          pg_clear_bindings, pg_finalize,     pg_bind_int64,
     pg_bind_double,   pg_bind_text,      pg_bind_blob,      pg_bind_null,    pg_param_count,
     pg_param_name,    pg_column_count,   pg_column_type,    pg_column_int64, pg_column_double,
-    pg_column_text,   pg_column_blob,    pg_column_bytes,   pg_sql};
+    pg_column_text,   pg_column_blob,    pg_column_bytes,   pg_column,       pg_sql};
 
 /* ---- the connection's operations ---- */
 
@@ -812,8 +805,36 @@ static void pg_close(tg__db *base) {
     free(d);
 }
 
-static const tg__db_ops pg_db_ops = {pg_prepare,       pg_exec,           pg_errmsg, pg_changes,
-                                     pg_total_changes, pg_in_transaction, pg_close};
+/* The constraint the last failure broke, from its SQLSTATE. */
+static int pg_constraint(tg__db *base) {
+    const char *s = ((pg_db *)base)->sqlstate;
+    if (!strcmp(s, "23505"))
+        return TG__CONSTRAINT_UNIQUE;
+    if (!strcmp(s, "23502"))
+        return TG__CONSTRAINT_NOTNULL;
+    if (!strcmp(s, "23514"))
+        return TG__CONSTRAINT_CHECK;
+    if (!strcmp(s, "23503"))
+        return TG__CONSTRAINT_FOREIGN_KEY;
+    return TG__CONSTRAINT_OTHER;
+}
+
+/* The value the session's sequence gave last (an identity or serial column), 0 when none. */
+static int64_t pg_last_insert_id(tg__db *base) {
+    pg_db *d = (pg_db *)base;
+    if (ready(d) != TG__ST_OK)
+        return 0;
+    PGresult *r = PQexec(d->conn, "SELECT lastval()");
+    int64_t v = 0;
+    if (r && PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1)
+        v = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
+    PQclear(r);
+    return v;
+}
+
+static const tg__db_ops pg_db_ops = {pg_prepare,       pg_exec,           pg_errmsg,
+                                     pg_changes,       pg_total_changes,  pg_in_transaction,
+                                     pg_constraint,    pg_last_insert_id, pg_close};
 
 /* Notices and warnings ("there is no transaction in progress") are not errors: libpq would
  * print them on stderr. */
@@ -831,7 +852,7 @@ int tg__store_pg_open(const char *conninfo, const tg__store_pg_options *o, tg__d
     if (!d)
         return TG__ST_NOMEM;
     d->base.ops = &pg_db_ops;
-    d->base.dialect = NULL; /* the PostgreSQL dialect of sql.c, once it has one */
+    d->base.dialect = &tg__postgres;
     d->base.backend = TG__BACKEND_POSTGRES;
     d->statement_timeout_ms = o->statement_timeout_ms > 0 ? o->statement_timeout_ms : 0;
     d->generation = 1;

@@ -118,8 +118,8 @@ int tg_backfill_dry_run(tg_engine *eng, tg_backfill_plan **out) {
     if (!eng || !out || eng->closed)
         return TG_MISUSE;
     *out = NULL;
-    if (!eng->db)
-        return tg__engine_fail(eng, TG_MISUSE, "this engine was opened without a database");
+    if (tg__engine_sqlite(eng, "the backfill") != TG_OK)
+        return TG_MISUSE;
     const tg_rules *r = &eng->rules->pub;
     tg__target t[TG__MAX_TARGETS];
     size_t n = tg__targets(r, t, TG__MAX_TARGETS);
@@ -181,8 +181,8 @@ int tg_backfill_start(tg_engine *eng, const tg_backfill_options *o, int64_t *run
     if (!eng || !run_id || eng->closed)
         return TG_MISUSE;
     *run_id = 0;
-    if (!eng->db)
-        return tg__engine_fail(eng, TG_MISUSE, "this engine was opened without a database");
+    if (tg__engine_sqlite(eng, "the backfill") != TG_OK)
+        return TG_MISUSE;
     if (tg__engine_writable(eng, "backfill") != TG_OK)
         return TG_MISUSE;
     const tg_rules *r = &eng->rules->pub;
@@ -1036,8 +1036,8 @@ static int work(tg_engine *eng, const tg_work_options *o, tg_work_result *out) {
 int tg_work(tg_engine *eng, const tg_work_options *o, tg_work_result *out) {
     if (!eng || eng->closed)
         return TG_MISUSE;
-    if (!eng->db)
-        return tg__engine_fail(eng, TG_MISUSE, "this engine was opened without a database");
+    if (tg__engine_sqlite(eng, "the backfill") != TG_OK)
+        return TG_MISUSE;
     if (eng->working)
         return tg__engine_fail(eng, TG_BUSY, "the engine is busy: its worker is already running "
                                              "(tg_work called from its progress callback?)");

@@ -1,6 +1,7 @@
 /* The engine: opens the database, loads the rules, reloads them atomically, and lints. */
 #include "ctx.h"
 #include "grants.h"
+#include "store_pg.h"
 
 #include <errno.h>
 #include <sqlite3.h>
@@ -64,6 +65,11 @@ static int check_settings(tg_engine *eng, const tg_open_options *o) {
         return tg__engine_fail(eng, TG_MISUSE,
                                "tg_engine_open: auto_reload must be 0 (off) to %d ms, got %d",
                                INT_MAX, o->auto_reload_ms);
+    if (o->statement_timeout_ms < -1)
+        return tg__engine_fail(eng, TG_MISUSE,
+                               "tg_engine_open: the statement timeout must be -1 (none), 0 "
+                               "(default 30000) or 1 to %d ms, got %d",
+                               INT_MAX, o->statement_timeout_ms);
     if (o->mmap_size < 0 || o->mmap_size > MAX_MMAP)
         return tg__engine_fail(eng, TG_MISUSE,
                                "tg_engine_open: the mmap size must be 0 (none) to %lld bytes, "
@@ -117,6 +123,7 @@ static int apply_settings(tg_engine *eng) {
     s->busy_timeout_ms = eng->opts.busy_timeout_ms > 0 ? eng->opts.busy_timeout_ms : 5000;
     s->synchronous = "normal";
     s->journal_mode = eng->journal_mode;
+    s->backend = "sqlite";
     if (s->mmap_size < eng->opts.mmap_size)
         return tg__engine_fail(eng, TG_LIMIT,
                                "mmap_size %lld is above what this SQLite build allows (%lld "
@@ -125,8 +132,33 @@ static int apply_settings(tg_engine *eng) {
     return TG_OK;
 }
 
+/* Opens a PostgreSQL database: a connection whose statements time out. The connection string
+ * never appears in a message (it may hold a password): its target does. */
+static int open_pg(tg_engine *eng) {
+    tg__store_pg_options o = TG__STORE_PG_DEFAULTS;
+    if (eng->opts.statement_timeout_ms)
+        o.statement_timeout_ms = eng->opts.statement_timeout_ms < 0 ? 0
+                                                                    : eng->opts.statement_timeout_ms;
+    int rc = tg__store_pg_open(eng->db_path, &o, &eng->store);
+    if (rc != TG__ST_OK) {
+        int st = tg__engine_fail(eng, rc == TG__ST_NOMEM ? TG_NOMEM : TG_DB, "%s",
+                                 eng->store ? tg__db_errmsg(eng->store) : "out of memory");
+        tg__db_close(eng->store);
+        eng->store = NULL;
+        return st;
+    }
+    tg_settings *s = &eng->settings;
+    memset(s, 0, sizeof *s);
+    s->backend = "postgresql";
+    s->journal_mode = s->synchronous = "";
+    s->statement_timeout_ms = o.statement_timeout_ms;
+    return TG_OK;
+}
+
 /* Opens the connection with the settings every writer and reader relies on. */
 static int open_db(tg_engine *eng) {
+    if (tg__store_is_postgres(eng->db_path))
+        return open_pg(eng);
     int create = eng->opts.create ? SQLITE_OPEN_CREATE : 0;
     int rc = sqlite3_open_v2(eng->db_path, &eng->db,
                              SQLITE_OPEN_READWRITE | create | SQLITE_OPEN_NOMUTEX, NULL);
@@ -292,6 +324,18 @@ int tg__engine_plan(tg_engine *eng, tg__plan **out) {
 
 void tg__engine_schema_changed(tg_engine *eng) { eng->schema_gen++; }
 
+int tg__engine_sqlite(tg_engine *eng, const char *what) {
+    if (eng->db)
+        return TG_OK;
+    if (eng->store)
+        return tg__engine_fail(eng, TG_MISUSE,
+                               "%s is not available on PostgreSQL yet (decisions, writes and the "
+                               "matrix are; the PostgreSQL rollout comes next): run it on a "
+                               "SQLite copy, or apply the migration with your own tooling",
+                               what);
+    return tg__engine_fail(eng, TG_MISUSE, "this engine was opened without a database");
+}
+
 const tg_findings *tg_engine_findings(const tg_engine *eng) { return eng ? eng->findings : NULL; }
 
 int tg_engine_lint(tg_engine *eng, tg_findings **out) {
@@ -318,6 +362,24 @@ int tg_rules_check(const tg_open_options *opts, tg_findings **out) {
     if (!*out)
         return TG_NOMEM;
     sqlite3 *db = NULL;
+    if (opts->db && tg__store_is_postgres(opts->db)) {
+        tg__db *pg = NULL;
+        tg__store_pg_options o = TG__STORE_PG_DEFAULTS;
+        if (tg__store_pg_open(opts->db, &o, &pg) != TG__ST_OK) {
+            tg__buf target = {0};
+            tg__store_pg_target(opts->db, &target);
+            tg__findings_add(*out, TG_LEVEL_ERROR, "file_error", tg__buf_str(&target), 0,
+                             "cannot read the database: %s", pg ? tg__db_errmsg(pg) : "?");
+            tg__buf_free(&target);
+            tg__db_close(pg);
+            return TG_DB;
+        }
+        tg__ruleset *rs = NULL;
+        int st = load_rules(opts, pg, *out, &rs);
+        tg__ruleset_release(rs);
+        tg__db_close(pg);
+        return st == TG_RULES ? TG_OK : st;
+    }
     if (opts->db && opts->db[0]) {
         /* SQLite opens lazily: a text file opens fine and only fails at the first read, so
          * read the schema once here; a database that cannot be read is an error finding,
@@ -343,7 +405,7 @@ int tg_rules_check(const tg_open_options *opts, tg_findings **out) {
 int tg_engine_settings(const tg_engine *eng, tg_settings *out) {
     if (!eng || !out || eng->closed)
         return TG_MISUSE;
-    if (!eng->db)
+    if (!eng->store)
         return TG_MISUSE;
     *out = eng->settings;
     return TG_OK;
@@ -406,7 +468,7 @@ int tg__engine_read_end(tg_engine *eng) {
 int tg_engine_read_begin(tg_engine *eng) {
     if (!eng || eng->closed)
         return TG_MISUSE;
-    if (!eng->db)
+    if (!eng->store)
         return tg__engine_fail(eng, TG_MISUSE, "this engine was opened without a database");
     return tg__engine_read_begin(eng);
 }

@@ -49,6 +49,9 @@ struct tg_engine {
 /* The plan for the serving rules and the current schema (built on first use). */
 TG_HIDDEN int tg__engine_plan(tg_engine *eng, tg__plan **out);
 TG_HIDDEN void tg__engine_release(tg_engine *eng);
+/* TG_OK on a SQLite engine; else TG_MISUSE with a message that `what` (the rollout, the
+ * backfill, validation) needs SQLite for now, or a database at all. */
+TG_HIDDEN int tg__engine_sqlite(tg_engine *eng, const char *what);
 /* Called after the engine changed the schema: later contexts get a fresh plan. */
 TG_HIDDEN void tg__engine_schema_changed(tg_engine *eng);
 

@@ -52,13 +52,11 @@ const char *tg__app_runs(tg_engine *eng) {
 }
 
 int tg__exec(tg_engine *eng, const char *sql, const char *what) {
-    char *msg = NULL;
-    int rc = sqlite3_exec(eng->db, sql, NULL, NULL, &msg);
-    if (rc == SQLITE_OK)
+    int rc = tg__db_exec(eng->store, sql);
+    if (rc == TG__ST_OK)
         return TG_OK;
-    int st = (rc & 0xff) == SQLITE_BUSY ? TG_BUSY : TG_DB;
-    tg__engine_fail(eng, st, "%s: %s", what, msg ? msg : sqlite3_errstr(rc));
-    sqlite3_free(msg);
+    int st = (rc & 0xff) == TG__ST_BUSY ? TG_BUSY : TG_DB;
+    tg__engine_fail(eng, st, "%s: %s", what, tg__db_errmsg(eng->store));
     return st;
 }
 
@@ -168,12 +166,13 @@ int tg__begin(tg_engine *eng) {
     if (tg__engine_writable(eng, "a write transaction") != TG_OK)
         return TG_MISUSE;
     for (int attempt = 0;; attempt++) {
-        int rc = sqlite3_exec(eng->db, "BEGIN IMMEDIATE", NULL, NULL, NULL);
-        if (rc == SQLITE_OK)
+        int rc = tg__db_exec(eng->store, eng->store->dialect->write_begin);
+        if (rc == TG__ST_OK)
             return TG_OK;
-        if ((rc & 0xff) != SQLITE_BUSY || attempt >= 12)
-            return tg__engine_fail(eng, (rc & 0xff) == SQLITE_BUSY ? TG_BUSY : TG_DB,
-                                   "cannot begin a write transaction: %s", sqlite3_errmsg(eng->db));
+        if ((rc & 0xff) != TG__ST_BUSY || attempt >= 12)
+            return tg__engine_fail(eng, (rc & 0xff) == TG__ST_BUSY ? TG_BUSY : TG_DB,
+                                   "cannot begin a write transaction: %s",
+                                   tg__db_errmsg(eng->store));
         sleep_ms(delay);
         delay = delay < 1000 ? delay * 2 : 1000;
     }
@@ -183,8 +182,8 @@ int tg__commit(tg_engine *eng) { return tg__exec(eng, "COMMIT", "commit"); }
 
 void tg__rollback(tg_engine *eng) {
     /* inside a read snapshot tg__begin refused: the transaction is the snapshot's */
-    if (!sqlite3_get_autocommit(eng->db) && !eng->read_depth)
-        sqlite3_exec(eng->db, "ROLLBACK", NULL, NULL, NULL);
+    if (tg__db_in_transaction(eng->store) && !eng->read_depth)
+        tg__db_exec(eng->store, "ROLLBACK");
 }
 
 int tg__column(sqlite3 *db, const char *table, const char *column, int *notnull) {
@@ -224,6 +223,8 @@ int64_t tg__count(sqlite3 *db, const char *sql, const char *a, const char *b, in
 }
 
 int tg__meta_ensure(tg_engine *eng) {
+    if (tg__engine_sqlite(eng, "the backfill") != TG_OK)
+        return TG_MISUSE;
     if (eng->read_depth) /* never a write in a read snapshot; the writers refuse first */
         return TG_OK;
     return tg__exec(eng,
@@ -1256,8 +1257,8 @@ static int enforce_constraints(tg_engine *eng, const tg__target *t, size_t n) {
 int tg_rollout(tg_engine *eng, const char *phase) {
     if (!eng || !phase || eng->closed)
         return TG_MISUSE;
-    if (!eng->db)
-        return tg__engine_fail(eng, TG_MISUSE, "this engine was opened without a database");
+    if (tg__engine_sqlite(eng, "the rollout") != TG_OK)
+        return TG_MISUSE;
     if (tg__engine_writable(eng, "rollout") != TG_OK)
         return TG_MISUSE;
     tg__target t[TG__MAX_TARGETS];

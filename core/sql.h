@@ -23,8 +23,8 @@ typedef struct tg__dialect {
     const char *like_escape;
     /* the statement that defers foreign key checks to the end of the transaction */
     const char *defer_foreign_keys;
-    /* the statement that begins a read snapshot */
-    const char *read_begin;
+    /* the statements that begin a read snapshot and a write transaction */
+    const char *read_begin, *write_begin;
     /* SQLite compares under affinity and collation rules: the unary "+" drops a column's
      * affinity and " COLLATE BINARY" its collation, so a comparison is by type and bytes, as
      * C compares. PostgreSQL's types compare exactly already: both empty. */

@@ -40,8 +40,8 @@ int tg_validate(tg_engine *eng, tg_validation **out) {
     if (!eng || !out || eng->closed)
         return TG_MISUSE;
     *out = NULL;
-    if (!eng->db)
-        return tg__engine_fail(eng, TG_MISUSE, "this engine was opened without a database");
+    if (tg__engine_sqlite(eng, "validation") != TG_OK)
+        return TG_MISUSE;
     const tg_rules *r = &eng->rules->pub;
     const tg_app *a = &r->app;
     const tg__dialect *d = &tg__sqlite;

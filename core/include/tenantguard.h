@@ -430,7 +430,10 @@ typedef void (*tg_reload_fn)(void *ud, int status, const char *message,
                              const char *rule_version);
 
 typedef struct tg_open_options {
-    const char *db;    /* SQLite file; NULL or "" to check rules without a database */
+    /* A SQLite file, or a PostgreSQL database: a libpq URI ("postgresql://app@host/db") or
+     * keyword/value string ("host=/run/postgresql dbname=app"). NULL or "" to check rules
+     * without a database. */
+    const char *db;
     int create;        /* create db when it does not exist; by default that is TG_IO
                         * "no such database: PATH" and no file appears */
     const char *rules; /* a directory of *.lua rule files, or one file */
@@ -455,6 +458,9 @@ typedef struct tg_open_options {
     int auto_reload_ms;
     tg_reload_fn on_reload; /* NULL: none */
     void *reload_ud;        /* passed to on_reload */
+    /* PostgreSQL: the server cancels any statement that runs longer (it fails with TG_BUSY
+     * and the connection stays usable). 0: 30,000 ms; -1: none; up to INT_MAX. */
+    int statement_timeout_ms;
 } tg_open_options;
 
 /* Opens the database and loads the rules. On return *out is an engine whenever memory
@@ -470,6 +476,9 @@ typedef struct tg_settings {
     int64_t page_size;        /* bytes per database page */
     const char *journal_mode; /* "wal" (valid until tg_engine_close) */
     const char *synchronous;  /* "normal" (static) */
+    const char *backend;      /* "sqlite" or "postgresql" (static); on PostgreSQL the SQLite
+                               * fields above are 0 or "" */
+    int statement_timeout_ms; /* PostgreSQL: the statement timeout; 0: none */
 } tg_settings;
 
 /* Fills *out with the engine's connection settings. TG_MISUSE without a database. */

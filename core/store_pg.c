@@ -261,12 +261,62 @@ static int failed(pg_db *d, int rc, int was_in_txn) {
 
 /* ---- statements ---- */
 
+#define TG__PG_MAX_PARAMS 1000
+
+/* The parameter types to prepare sql with: the server infers the type of each $n the text
+ * uses; one it does not use (the generated SQL numbers its parameters the same way in every
+ * statement, so some leave gaps) would be "could not determine data type", so it is given
+ * text. Returns the number of parameters (the largest $n), -1 past TG__PG_MAX_PARAMS. */
+static int param_types(const char *sql, Oid *types) {
+    int max = 0;
+    memset(types, 0, sizeof(Oid) * (TG__PG_MAX_PARAMS + 1));
+    static const Oid unused = 1; /* marks "not seen" while scanning */
+    for (int i = 1; i <= TG__PG_MAX_PARAMS; i++)
+        types[i] = unused;
+    for (const char *p = sql; *p; p++) {
+        if (*p == '\'' || *p == '"') { /* a literal or a quoted name: no parameter inside */
+            char q = *p;
+            while (p[1] && p[1] != q)
+                p++;
+            if (p[1])
+                p++;
+            continue;
+        }
+        if (*p != '$' || p[1] < '0' || p[1] > '9')
+            continue;
+        long n = strtol(p + 1, NULL, 10);
+        if (n < 1 || n > TG__PG_MAX_PARAMS)
+            return -1;
+        types[n] = 0; /* inferred */
+        if (n > max)
+            max = (int)n;
+        while (p[1] >= '0' && p[1] <= '9')
+            p++;
+    }
+    for (int i = 1; i <= max; i++)
+        if (types[i] == unused)
+            types[i] = 25; /* text */
+    return max;
+}
+
 /* Prepares st on the current session and reads its parameter and column counts. */
 static int st_prepare_now(pg_stmt *st) {
     pg_db *d = (pg_db *)st->base.db;
     int was_in_txn = in_txn_status(d);
     snprintf(st->name, sizeof st->name, "tg_%lu", ++d->next_name);
-    PGresult *r = PQprepare(d->conn, st->name, st->sql, 0, NULL);
+    Oid *types = malloc(sizeof(Oid) * (TG__PG_MAX_PARAMS + 1));
+    if (!types) {
+        set_err(d, "out of memory", NULL);
+        return TG__ST_NOMEM;
+    }
+    int np_text = param_types(st->sql, types);
+    if (np_text < 0) {
+        free(types);
+        set_err(d, "a statement with more than 1000 parameters: ", st->sql);
+        return TG__ST_ERROR;
+    }
+    PGresult *r = PQprepare(d->conn, st->name, st->sql, np_text, np_text ? types + 1 : NULL);
+    free(types);
     if (!r || PQresultStatus(r) != PGRES_COMMAND_OK) {
         int rc = result_error(d, r);
         PQclear(r);

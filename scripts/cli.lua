@@ -178,11 +178,19 @@ local function rules_dir(opts, pos)
 end
 
 -- The --db of commands that work on an existing database: never created here.
+-- A PostgreSQL connection string (URI or keyword/value), as the library tells them apart.
+local function is_postgres(target)
+  return target:match("^postgresql://") ~= nil or target:match("^postgres://") ~= nil
+    or (target:find("=", 1, true) ~= nil and not target:sub(1, target:find("=", 1, true))
+      :find("/", 1, true))
+end
+
 local function existing_db(opts, optional)
   if not opts.db then
     if optional then return nil end
     usage_error("--db FILE is required")
   end
+  if is_postgres(opts.db) then return opts.db end -- the server says whether it is there
   if not file_exists(opts.db) then usage_error("no such database: " .. opts.db) end
   return opts.db
 end

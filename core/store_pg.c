@@ -261,18 +261,12 @@ static int failed(pg_db *d, int rc, int was_in_txn) {
 
 /* ---- statements ---- */
 
-#define TG__PG_MAX_PARAMS 1000
+#define TG__PG_MAX_PARAMS 65535 /* the protocol's limit */
 
-/* The parameter types to prepare sql with: the server infers the type of each $n the text
- * uses; one it does not use (the generated SQL numbers its parameters the same way in every
- * statement, so some leave gaps) would be "could not determine data type", so it is given
- * text. Returns the number of parameters (the largest $n), -1 past TG__PG_MAX_PARAMS. */
-static int param_types(const char *sql, Oid *types) {
+/* Calls fn for every $n sql uses (outside literals and quoted names); the largest n, or -1
+ * for one past TG__PG_MAX_PARAMS. */
+static int scan_params(const char *sql, Oid *types) {
     int max = 0;
-    memset(types, 0, sizeof(Oid) * (TG__PG_MAX_PARAMS + 1));
-    static const Oid unused = 1; /* marks "not seen" while scanning */
-    for (int i = 1; i <= TG__PG_MAX_PARAMS; i++)
-        types[i] = unused;
     for (const char *p = sql; *p; p++) {
         if (*p == '\'' || *p == '"') { /* a literal or a quoted name: no parameter inside */
             char q = *p;
@@ -287,16 +281,33 @@ static int param_types(const char *sql, Oid *types) {
         long n = strtol(p + 1, NULL, 10);
         if (n < 1 || n > TG__PG_MAX_PARAMS)
             return -1;
-        types[n] = 0; /* inferred */
+        if (types)
+            types[n - 1] = 0; /* inferred by the server */
         if (n > max)
             max = (int)n;
         while (p[1] >= '0' && p[1] <= '9')
             p++;
     }
-    for (int i = 1; i <= max; i++)
-        if (types[i] == unused)
-            types[i] = 25; /* text */
     return max;
+}
+
+/* The parameter types to prepare sql with (*out, n of them, freed by the caller): the server
+ * infers the type of each $n the text uses; one it does not use (the generated SQL numbers
+ * its parameters the same way in every statement, so some leave gaps) would be "could not
+ * determine data type", so it is given text. Returns n, or -1 (too many) / -2 (no memory). */
+static int param_types(const char *sql, Oid **out) {
+    *out = NULL;
+    int n = scan_params(sql, NULL);
+    if (n <= 0)
+        return n;
+    Oid *types = malloc(sizeof(Oid) * (size_t)n);
+    if (!types)
+        return -2;
+    for (int i = 0; i < n; i++)
+        types[i] = 25; /* text, unless used */
+    scan_params(sql, types);
+    *out = types;
+    return n;
 }
 
 /* Prepares st on the current session and reads its parameter and column counts. */
@@ -304,18 +315,14 @@ static int st_prepare_now(pg_stmt *st) {
     pg_db *d = (pg_db *)st->base.db;
     int was_in_txn = in_txn_status(d);
     snprintf(st->name, sizeof st->name, "tg_%lu", ++d->next_name);
-    Oid *types = malloc(sizeof(Oid) * (TG__PG_MAX_PARAMS + 1));
-    if (!types) {
-        set_err(d, "out of memory", NULL);
-        return TG__ST_NOMEM;
-    }
-    int np_text = param_types(st->sql, types);
+    Oid *types = NULL;
+    int np_text = param_types(st->sql, &types);
     if (np_text < 0) {
-        free(types);
-        set_err(d, "a statement with more than 1000 parameters: ", st->sql);
-        return TG__ST_ERROR;
+        set_err(d, np_text == -2 ? "out of memory" : "a statement with more than 65535 parameters",
+                NULL);
+        return np_text == -2 ? TG__ST_NOMEM : TG__ST_ERROR;
     }
-    PGresult *r = PQprepare(d->conn, st->name, st->sql, np_text, np_text ? types + 1 : NULL);
+    PGresult *r = PQprepare(d->conn, st->name, st->sql, np_text, types);
     free(types);
     if (!r || PQresultStatus(r) != PGRES_COMMAND_OK) {
         int rc = result_error(d, r);
@@ -330,7 +337,39 @@ static int st_prepare_now(pg_stmt *st) {
         return failed(d, rc, was_in_txn);
     }
     int np = PQnparams(r), nc = PQnfields(r);
-    PQclear(r);
+    /* A key is a 64-bit integer whatever the column's width: a parameter the server typed
+     * smallint or integer is prepared again as bigint, so a key past the column's range
+     * simply finds no row (as on SQLite) instead of failing, and a keyset starts below any
+     * key (the comparison of integer widths keeps the index) */
+    int narrow = 0;
+    for (int i = 0; i < np; i++)
+        narrow |= PQparamtype(r, i) == 21 || PQparamtype(r, i) == 23;
+    if (narrow) {
+        Oid *wide = malloc(sizeof(Oid) * (size_t)np);
+        if (!wide) {
+            PQclear(r);
+            set_err(d, "out of memory", NULL);
+            return TG__ST_NOMEM;
+        }
+        for (int i = 0; i < np; i++) {
+            Oid t = PQparamtype(r, i);
+            wide[i] = t == 21 || t == 23 ? 20 : t;
+        }
+        PQclear(r);
+        char dealloc[64];
+        snprintf(dealloc, sizeof dealloc, "DEALLOCATE %s", st->name);
+        int rc = command(d, dealloc);
+        if (rc == TG__ST_OK) {
+            r = PQprepare(d->conn, st->name, st->sql, np, wide);
+            rc = r && PQresultStatus(r) == PGRES_COMMAND_OK ? TG__ST_OK : result_error(d, r);
+            PQclear(r);
+        }
+        free(wide);
+        if (rc != TG__ST_OK)
+            return failed(d, rc, was_in_txn);
+    } else {
+        PQclear(r);
+    }
     if (st->generation && (np != st->n_params || nc != st->n_cols)) {
         set_err(d, "a statement changed shape after reconnecting (the schema changed?): ",
                 st->sql);

@@ -1,0 +1,165 @@
+-- Parity of the two backends, against a real PostgreSQL server (the ctest fixture's
+-- throwaway cluster): the same data in SQLite and in PostgreSQL (copied by pg-load, each
+-- application into a schema of its own), the same rules, the same random requests over
+-- every path, from every kind of caller. Every decision must be the same on both: status,
+-- reason and every row served, value for value. Independently, the PostgreSQL decisions are
+-- held to the oracle (tests/lua/oracle.lua, written from the README alone) and to the safety
+-- property (nothing outside the route tenant is ever served). Then writes through the
+-- context, the same on both. Skipped without TG_PG_URI.
+local lu = require "luaunit"
+local H = require "helpers"
+local O = require "oracle"
+local tg = H.tg
+
+local APP, OWNER = os.getenv("TG_PG_URI"), os.getenv("TG_PG_OWNER_URI")
+if not APP or not OWNER then
+  print("SKIPPED: no PostgreSQL (TG_PG_URI unset)")
+  os.exit(77)
+end
+
+local SEED = tonumber(os.getenv("TG_PARITY_SEED")) or 4242
+local REQUESTS = tonumber(os.getenv("TG_PARITY_REQUESTS")) or 4000
+
+local function sh_quote(s) return "'" .. s:gsub("'", "'\\''") .. "'" end
+
+local function in_schema(uri, schema)
+  return uri .. (uri:find("?", 1, true) and "&" or "?") .. "options=-csearch_path%3D" .. schema
+end
+
+local function run(cmd)
+  local p = io.popen("env -u LD_PRELOAD " .. cmd .. " 2>&1")
+  local out = p:read("a")
+  local ok = p:close()
+  return ok, out
+end
+
+local function psql(uri, sql)
+  local ok, out = run("PGOPTIONS=-cclient_min_messages=warning psql -X -q -v ON_ERROR_STOP=1 -d "
+    .. sh_quote(uri) .. " -c " .. sh_quote(sql))
+  assert(ok, "psql: " .. out)
+end
+
+-- Copies the SQLite database at path into a fresh schema; the application's URI for it.
+local function load(path, schema, extra)
+  psql(OWNER, ("DROP SCHEMA IF EXISTS %s CASCADE; CREATE SCHEMA %s; GRANT USAGE ON SCHEMA %s "
+    .. "TO tg_app"):format(schema, schema, schema))
+  local p = io.popen(("'%s' pg-load --from %s --to %s --grant-to tg_app %s 2>&1"):format(H.tool,
+    sh_quote(path), sh_quote(in_schema(OWNER, schema)), extra or ""))
+  local out = p:read("a")
+  assert(p:close(), "pg-load: " .. out)
+  return in_schema(APP, schema)
+end
+
+-- A value as one comparable string: type and value (an integer 5 is not the text "5").
+local function show(v)
+  if v == nil then return "nil" end
+  if math.type(v) == "integer" then return "i:" .. v end
+  if type(v) == "number" then return ("f:%.15g"):format(v) end
+  if type(v) == "string" then return "s:" .. ("%q"):format(v) end
+  if type(v) == "boolean" then return "b:" .. tostring(v) end
+  if type(v) ~= "table" then return tostring(v) end
+  local keys, parts = {}, {}
+  for k in pairs(v) do keys[#keys + 1] = k end
+  table.sort(keys, function(a, b) return tostring(a) < tostring(b) end)
+  for _, k in ipairs(keys) do parts[#parts + 1] = tostring(k) .. "=" .. show(v[k]) end
+  return "{" .. table.concat(parts, ",") .. "}"
+end
+
+local function decision(d)
+  if not d then return "nil" end
+  return show { status = d.status, reason = d.reason, record = d.record, records = d.records,
+    has_more = d.has_more, next_after = d.next_after, id = d.id }
+end
+
+-- The same requests on both engines and the oracle; returns the report.
+local function parity(label, lite_path, pg_uri, rules, n, gen_opts)
+  math.randomseed(SEED)
+  local lite = tg.open { db = lite_path, rules = rules }
+  local pg = tg.open { db = pg_uri, rules = rules }
+  -- the rules map onto the PostgreSQL catalog as they do onto SQLite's
+  for _, f in ipairs(pg:lint()) do
+    lu.assertNotEquals(f.level, "error", label .. ": lint on PostgreSQL: " .. f.message)
+  end
+  local W = O.load_world(tg, lite_path, lite:rules())
+  local make = O.generator(W, gen_opts)
+  local ctxs = {}
+  local function ctx(eng, side, u, w, t)
+    local k = side .. O.show(u) .. "/" .. O.show(w) .. "/" .. O.show(t)
+    ctxs[k] = ctxs[k] or eng:context { user = u, workspace = w, tenant = t }
+    return ctxs[k]
+  end
+  local R = { diffs = 0, oracle = 0, violations = 0, text = {}, by_status = {}, paths = {} }
+  for i = 1, n do
+    local req, u, w, t = make()
+    -- a raise, or nil and a message (a database error), is an outcome to compare too
+    local ok1, d1, e1 = pcall(function() return ctx(lite, "l", u, w, t):resolve(req) end)
+    if ok1 and d1 == nil then ok1, d1 = false, e1 end
+    local ok2, d2, e2 = pcall(function() return ctx(pg, "p", u, w, t):resolve(req) end)
+    if ok2 and d2 == nil then ok2, d2 = false, e2 end
+    local a = ok1 and decision(d1) or ("raised " .. tostring(d1):gsub("^.-: ", ""))
+    local b = ok2 and decision(d2) or ("raised " .. tostring(d2):gsub("^.-: ", ""))
+    R.paths[req.path] = true
+    R.by_status[tostring(ok2 and d2.status)] = (R.by_status[tostring(ok2 and d2.status)] or 0) + 1
+    if a ~= b then
+      R.diffs = R.diffs + 1
+      if #R.text < 8 then
+        R.text[#R.text + 1] = ("#%d ctx %s req %s\n  sqlite     %s\n  postgresql %s"):format(i,
+          O.show { user = u, workspace = w, tenant = t }, O.show(req), a:sub(1, 400),
+          b:sub(1, 400))
+      end
+    end
+    if ok2 then
+      local c = { user = u, workspace = w, tenant = t }
+      if O.compare(W, req, O.decide(W, c, req), d2) then R.oracle = R.oracle + 1 end
+      R.violations = R.violations + #O.safety(W, c, req, d2)
+    end
+  end
+  lite:close()
+  pg:close()
+  print(("%s: %d requests, %d differences, %d oracle disagreements, %d violations; %s")
+    :format(label, n, R.diffs, R.oracle, R.violations, O.show(R.by_status)))
+  lu.assertEquals(R.diffs, 0, table.concat(R.text, "\n"))
+  lu.assertEquals(R.oracle, 0)
+  lu.assertEquals(R.violations, 0)
+  for _, p in ipairs { "index", "detail", "row_action", "bulk_action", "relation_manager",
+    "global_search", "canonical_viewer" } do
+    lu.assertTrue(R.paths[p], label .. ": no " .. p .. " request")
+  end
+  return R
+end
+
+TestPgParity = {}
+function TestPgParity:tearDown() H.cleanup() end
+
+function TestPgParity:test_reference_integer_keys()
+  local path = H.refdb(150)
+  parity("reference", path, load(path, "tgp_ref"), H.shipped_rules, REQUESTS,
+    { missing_ids = function() return { 0, 151, 999999 } end })
+end
+-- UUID keys: text in SQLite, uuid columns in PostgreSQL (pg-load --uuid-columns auto)
+function TestPgParity:test_reference_uuid_keys()
+  local path = H.tmpdir() .. "/text.db"
+  local p = io.popen(("'%s' refdb %s --rows 100 --keys text 2>&1"):format(H.tool, sh_quote(path)))
+  local out = p:read("a")
+  assert(p:close(), out)
+  parity("reference, uuid keys", path, load(path, "tgp_uuid"), H.shipped_rules, REQUESTS // 2)
+end
+
+-- 32-bit integer columns (integer, not bigint)
+function TestPgParity:test_reference_int4_keys()
+  local path = H.refdb(80)
+  parity("reference, integer columns", path, load(path, "tgp_int4", "--int-type integer"),
+    H.shipped_rules, REQUESTS // 2, { missing_ids = function() return { 0, 81, 2147483647 } end })
+end
+
+-- The example applications: their own schemas, keys and rules.
+function TestPgParity:test_examples()
+  for _, app in ipairs { "helpdesk", "storefront" } do
+    local path = H.tmpdir() .. "/" .. app .. ".db"
+    dofile(H.source_dir .. "/examples/" .. app .. "/data.lua").create(path)
+    parity(app, path, load(path, "tgp_" .. app), H.source_dir .. "/examples/" .. app .. "/rules",
+      REQUESTS // 2)
+  end
+end
+
+os.exit(lu.LuaUnit.run())

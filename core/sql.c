@@ -312,6 +312,10 @@ void tg__sql_by_ids(const tg__dialect *d, const tg__table_shape *t, const tg_app
     }
     tg__buf_add(b, ")");
     record_filter(d, t, "r", b);
+    /* in key order on every backend: the first refused row gives a bulk its reason, and the
+     * rows served come in the same order (SQLite walks an IN list in order anyway) */
+    tg__buf_add(b, " ORDER BY ");
+    col(d, b, "r", t->id);
 }
 
 /* " AND (r.ws IS NULL OR r.ws = ?2)": a row whose own workspace disagrees is never listed */

@@ -67,7 +67,9 @@ typedef struct tg__stmt_ops {
     int (*bind_blob)(tg__stmt *st, int i, const void *p, size_t n, int copy);
     int (*bind_null)(tg__stmt *st, int i);
     int (*param_count)(tg__stmt *st);
-    const char *(*param_name)(tg__stmt *st, int i); /* ":name", or NULL for positional */
+    /* NULL for a parameter the statement does not use; else its name (":name"), or for a
+     * positional one its text ("?3") or just "$" */
+    const char *(*param_name)(tg__stmt *st, int i);
     int (*column_count)(tg__stmt *st);
     int (*column_type)(tg__stmt *st, int col);
     int64_t (*column_int64)(tg__stmt *st, int col);

@@ -77,6 +77,7 @@ typedef struct pg_stmt {
     int row, n_rows;
     int *types;          /* TG__T_* of each column of res, NULL values aside */
     pg_col_cache *cache; /* decoded bytea per column */
+    unsigned char *used; /* per parameter: 1 when the text uses it ($n appears) */
 } pg_stmt;
 
 static const tg__stmt_ops pg_stmt_ops;
@@ -322,6 +323,16 @@ static int st_prepare_now(pg_stmt *st) {
                 NULL);
         return np_text == -2 ? TG__ST_NOMEM : TG__ST_ERROR;
     }
+    if (!st->used && np_text > 0) {
+        st->used = malloc((size_t)np_text);
+        if (!st->used) {
+            free(types);
+            set_err(d, "out of memory", NULL);
+            return TG__ST_NOMEM;
+        }
+        for (int i = 0; i < np_text; i++)
+            st->used[i] = types[i] == 0;
+    }
     PGresult *r = PQprepare(d->conn, st->name, st->sql, np_text, types);
     free(types);
     if (!r || PQresultStatus(r) != PGRES_COMMAND_OK) {
@@ -513,6 +524,7 @@ static void pg_finalize(tg__stmt *base) {
     free(st->values);
     free(st->types);
     free(st->cache);
+    free(st->used);
     free(st->sql);
     free(st);
 }
@@ -624,10 +636,11 @@ static int pg_bind_null(tg__stmt *base, int i) {
 
 static int pg_param_count(tg__stmt *base) { return ((pg_stmt *)base)->n_params; }
 
+/* "$" for a parameter the statement uses, NULL for one it leaves out (as SQLite tells them
+ * apart: a row filter's values are bound only where a statement has them) */
 static const char *pg_param_name(tg__stmt *base, int i) {
-    (void)base;
-    (void)i;
-    return NULL; /* $1..$N only */
+    pg_stmt *st = (pg_stmt *)base;
+    return i >= 1 && i <= st->n_params && st->used && st->used[i - 1] ? "$" : NULL;
 }
 
 static int pg_column_count(tg__stmt *base) { return ((pg_stmt *)base)->n_cols; }

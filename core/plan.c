@@ -54,15 +54,33 @@ const char *tg__value_type_name(int type) {
     }
 }
 
+/* The form PostgreSQL prints a uuid in: the server would take other forms too (upper case,
+ * braces, no hyphens) and then match a row whose key C compares byte for byte as different,
+ * so only this one is a key. */
+static int canonical_uuid(const tg_value *v) {
+    const char *s = v->s;
+    size_t n = s ? (v->n ? v->n : strlen(s)) : 0;
+    if (n != 36)
+        return 0;
+    for (size_t i = 0; i < 36; i++) {
+        int hyphen = i == 8 || i == 13 || i == 18 || i == 23;
+        if (hyphen ? s[i] != '-' : !((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f')))
+            return 0;
+    }
+    return 1;
+}
+
 int tg__key_check(const tg__keycol *kc, const char *field, const tg_value *in, tg_value *out,
                   char *msg, size_t msg_size) {
     static const char *const want[] = {"an integer, text or blob", "an integer", "a text",
-                                       "a blob (or text)", "an integer, text or blob"};
+                                       "a blob (or text)", "an integer, text or blob",
+                                       "a UUID (text, lowercase 8-4-4-4-12 hex digits)"};
     *out = *in;
     int ok;
     switch (kc->aff) {
     case TG__AFF_INTEGER: ok = in->type == TG_INTEGER; break;
     case TG__AFF_TEXT: ok = in->type == TG_TEXT; break;
+    case TG__AFF_UUID: ok = in->type == TG_TEXT && canonical_uuid(in); break;
     case TG__AFF_BLOB: ok = in->type == TG_BLOB || in->type == TG_TEXT; break;
     default: ok = in->type == TG_INTEGER || in->type == TG_TEXT || in->type == TG_BLOB;
     }
@@ -200,7 +218,7 @@ static int read_shape(tg__plan *p, tg__table_plan *tp, const char *table,
         cols[n] = tg__arena_strdup(&p->arena, name);
         const char *decl = tg__st_column_text(st, 1);
         affs[n] = (unsigned char)p->db->dialect->affinity(decl);
-        if (strcmp(name, names->id) == 0 && affs[n] == TG__AFF_TEXT)
+        if (strcmp(name, names->id) == 0 && (affs[n] == TG__AFF_TEXT || affs[n] == TG__AFF_UUID))
             tp->id_key.lowest = p->db->dialect->lowest_text(decl);
         if (!cols[n]) {
             cols = NULL;
@@ -268,7 +286,8 @@ int tg__plan_new(tg__ruleset *rs, tg__db *db, unsigned schema_gen, int mutation,
     p->marks.gate = mutation == TG__MUT_NONE; /* a mutant skips a check: it needs every fact */
     {
         int aff = tg__column_affinity(db, a->tenants.table, a->tenants.workspace);
-        p->marks.workspace_in_sql = aff == TG__AFF_INTEGER || aff == TG__AFF_TEXT;
+        p->marks.workspace_in_sql =
+            aff == TG__AFF_INTEGER || aff == TG__AFF_TEXT || aff == TG__AFF_UUID;
         p->marks.tenant = rowid_mark(db, a->tenants.table);
     }
     p->fams = tg__arena_alloc(&p->arena, (r->n_families + 1) * sizeof *p->fams);

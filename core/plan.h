@@ -101,7 +101,8 @@ TG_HIDDEN int tg__key_check(const tg__keycol *kc, const char *field, const tg_va
 /* The common case of tg__key_check, without a call: an integer for a column that takes
  * one as it is. */
 static inline int tg__key_plain_integer(const tg__keycol *kc, const tg_value *in) {
-    return in->type == TG_INTEGER && kc->aff != TG__AFF_TEXT && kc->aff != TG__AFF_BLOB;
+    return in->type == TG_INTEGER && kc->aff != TG__AFF_TEXT && kc->aff != TG__AFF_BLOB &&
+           kc->aff != TG__AFF_UUID;
 }
 /* Binds a key (integer, text, blob; anything else binds NULL). Returns an SQLite code.
  * Inline: it is on every decision's path. */

@@ -196,7 +196,7 @@ static int run_page_filtered(tg_ctx *ctx, tg__table_plan *tp, tg__stmt *st,
                              const tg_value *after, int64_t limit, row_filter filter, void *ud) {
     if (after->type != TG_NULL) {
         tg__bind_key(st, TG__P_AFTER, after); /* checked with the request */
-    } else if (tp->id_key.aff == TG__AFF_TEXT) {
+    } else if (tp->id_key.aff == TG__AFF_TEXT || tp->id_key.aff == TG__AFF_UUID) {
         /* the lowest text of the column's type (the dialect's lowest_text) */
         const char *lo = tp->id_key.lowest ? tp->id_key.lowest : "";
         tg__st_bind_text(st, TG__P_AFTER, lo, strlen(lo), 0);

@@ -89,7 +89,9 @@ static int pg_affinity(const char *t) {
         return TG__AFF_NONE;
     if (!strcmp(t, "bigint") || !strcmp(t, "integer") || !strcmp(t, "smallint"))
         return TG__AFF_INTEGER;
-    if (!strcmp(t, "text") || !strcmp(t, "uuid") || !strcmp(t, "citext") ||
+    if (!strcmp(t, "uuid"))
+        return TG__AFF_UUID;
+    if (!strcmp(t, "text") || !strcmp(t, "citext") ||
         !strncmp(t, "character", 9) || !strcmp(t, "name"))
         return TG__AFF_TEXT;
     if (!strcmp(t, "bytea"))
@@ -101,6 +103,7 @@ static int pg_affinity(const char *t) {
 static const char *pg_lowest_text(const char *t) {
     return t && !strcmp(t, "uuid") ? "00000000-0000-0000-0000-000000000000" : "";
 }
+
 
 #define TG__PG_COLUMNS                                                                           \
     "SELECT a.attname, format_type(a.atttypid, a.atttypmod) FROM pg_catalog.pg_attribute a "    \

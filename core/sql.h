@@ -8,7 +8,10 @@
 
 /* The affinity of a column's declared type, which says what a key of that column may be
  * (see tg__key_check). */
-enum { TG__AFF_NONE, TG__AFF_INTEGER, TG__AFF_TEXT, TG__AFF_BLOB, TG__AFF_NUMERIC };
+enum { TG__AFF_NONE, TG__AFF_INTEGER, TG__AFF_TEXT, TG__AFF_BLOB, TG__AFF_NUMERIC,
+       /* PostgreSQL's uuid: text keys in the canonical form the server prints (lowercase,
+        * 8-4-4-4-12 hex digits); anything else is refused before it reaches the server */
+       TG__AFF_UUID };
 
 /* SQLite's affinity rules for a declared type (plan.c). */
 TG_HIDDEN int tg__affinity(const char *decltype);

@@ -325,13 +325,22 @@ static int resolve_bulk(tg_ctx *ctx, tg__table_plan *tp, const tg_family *fam,
     size_t found = 0;
     int bad = REC_OK;
     const char *bad_reason = NULL;
-    for (size_t at = 0; at < m && bad == REC_OK; at += TG__BULK_CHUNK) {
+    /* with arrays, every id in one statement; else a statement per chunk of ids */
+    const int array = ctx->plan->db->dialect->bulk_array;
+    const size_t chunk = array ? (m ? m : 1) : TG__BULK_CHUNK;
+    for (size_t at = 0; at < m && bad == REC_OK; at += chunk) {
         tg__bind_key(st, TG__P_BULK_TENANT, &ctx->tenant);
-        for (int k = 0; k < TG__BULK_CHUNK; k++) {
-            if (at + (size_t)k < m)
-                tg__bind_key(st, k + 1, &ids[at + (size_t)k]);
-            else
-                tg__st_bind_null(st, k + 1);
+        if (array) {
+            if ((s = tg__st_bind_keys(st, 1, ids, m)) != TG__ST_OK)
+                return tg__ctx_fail(ctx, s == TG__ST_NOMEM ? TG_NOMEM : TG_DB,
+                                    "binding the ids: %s", tg__db_errmsg(ctx->plan->db));
+        } else {
+            for (int k = 0; k < TG__BULK_CHUNK; k++) {
+                if (at + (size_t)k < m)
+                    tg__bind_key(st, k + 1, &ids[at + (size_t)k]);
+                else
+                    tg__st_bind_null(st, k + 1);
+            }
         }
         int rc;
         while ((rc = tg__st_step(st)) == TG__ST_ROW) {

@@ -38,6 +38,7 @@ const tg__dialect tg__sqlite = {
     .filter_close = ") = 1",
     .row_marker = "rowid",
     .null_key_gating = 1,
+    .bulk_array = 0,
     .like_open = "",
     .like_close = "",
     .like_param_open = "",
@@ -123,6 +124,7 @@ const tg__dialect tg__postgres = {
     .filter_close = ")",
     .row_marker = "ctid",
     .null_key_gating = 0,
+    .bulk_array = 1,
     .like_open = "lower(CAST(",
     .like_close = " AS text) COLLATE \"C\")",
     .like_param_open = "lower(",
@@ -307,13 +309,17 @@ void tg__sql_by_ids(const tg__dialect *d, const tg__table_shape *t, const tg_app
         select_all(d, t, b);
     tg__buf_add(b, " WHERE ");
     col(d, b, "r", t->id);
-    tg__buf_add(b, " IN (");
-    for (int i = 1; i <= TG__BULK_CHUNK; i++) {
-        if (i > 1)
-            tg__buf_add(b, ", ");
-        d->param(b, i);
+    if (d->bulk_array) {
+        tg__sqlf(b, d, " = ANY(%P)", 1);
+    } else {
+        tg__buf_add(b, " IN (");
+        for (int i = 1; i <= TG__BULK_CHUNK; i++) {
+            if (i > 1)
+                tg__buf_add(b, ", ");
+            d->param(b, i);
+        }
+        tg__buf_add(b, ")");
     }
-    tg__buf_add(b, ")");
     record_filter(d, t, "r", b);
     /* in key order on every backend: the first refused row gives a bulk its reason, and the
      * rows served come in the same order (SQLite walks an IN list in order anyway) */

@@ -46,6 +46,9 @@ typedef struct tg__dialect {
     /* opens and closes the column side of a search term: SQLite's LIKE folds ASCII case;
      * on PostgreSQL the same, as lower() under the "C" collation (ASCII only) on both sides */
     const char *like_open, *like_close, *like_param_open, *like_param_close;
+    /* 1: a bulk's ids go as one array parameter ("= ANY(?1)"), one statement for all of
+     * them; 0: in IN lists of TG__BULK_CHUNK parameters, a statement per chunk */
+    int bulk_array;
     /* the affinity (TG__AFF_*) of a column's declared type on this backend */
     int (*affinity)(const char *decltype);
     /* the lowest key of a text-affinity column of that declared type, below every other

@@ -66,6 +66,9 @@ typedef struct tg__stmt_ops {
     int (*bind_text)(tg__stmt *st, int i, const char *s, size_t n, int copy);
     int (*bind_blob)(tg__stmt *st, int i, const void *p, size_t n, int copy);
     int (*bind_null)(tg__stmt *st, int i);
+    /* n keys (integers, text, blobs) as one array parameter, for "= ANY($i)" (PostgreSQL);
+     * TG__ST_MISUSE on a backend without arrays (the dialect's bulk_array is 0 there) */
+    int (*bind_keys)(tg__stmt *st, int i, const tg_value *keys, size_t n);
     int (*param_count)(tg__stmt *st);
     /* NULL for a parameter the statement does not use; else its name (":name"), or for a
      * positional one its text ("?3") or just "$" */
@@ -132,6 +135,9 @@ static inline int tg__st_bind_blob(tg__stmt *st, int i, const void *p, size_t n,
     return st->ops->bind_blob(st, i, p, n, copy);
 }
 static inline int tg__st_bind_null(tg__stmt *st, int i) { return st->ops->bind_null(st, i); }
+static inline int tg__st_bind_keys(tg__stmt *st, int i, const tg_value *keys, size_t n) {
+    return st->ops->bind_keys(st, i, keys, n);
+}
 /* A NUL-terminated string, bound without a copy. */
 static inline int tg__st_bind_str(tg__stmt *st, int i, const char *s) {
     return s ? st->ops->bind_text(st, i, s, strlen(s), 0) : st->ops->bind_null(st, i);

@@ -354,7 +354,8 @@ static int st_prepare_now(pg_stmt *st) {
      * key (the comparison of integer widths keeps the index) */
     int narrow = 0;
     for (int i = 0; i < np; i++)
-        narrow |= PQparamtype(r, i) == 21 || PQparamtype(r, i) == 23;
+        narrow |= PQparamtype(r, i) == 21 || PQparamtype(r, i) == 23 ||
+                  PQparamtype(r, i) == 1005 || PQparamtype(r, i) == 1007;
     if (narrow) {
         Oid *wide = malloc(sizeof(Oid) * (size_t)np);
         if (!wide) {
@@ -364,7 +365,8 @@ static int st_prepare_now(pg_stmt *st) {
         }
         for (int i = 0; i < np; i++) {
             Oid t = PQparamtype(r, i);
-            wide[i] = t == 21 || t == 23 ? 20 : t;
+            /* int2, int4 -> int8; their arrays -> int8[] */
+            wide[i] = t == 21 || t == 23 ? 20 : t == 1005 || t == 1007 ? 1016 : t;
         }
         PQclear(r);
         char dealloc[64];
@@ -603,6 +605,66 @@ static int pg_bind_text(tg__stmt *base, int i, const char *s, size_t n, int copy
     return TG__ST_OK;
 }
 
+/* An array literal of keys, {1,2} or {"a","b\\"c"}: text and blobs quoted (a blob as bytea's
+ * hex text), '"' and '\\' escaped inside quotes; NULL for TG_NULL. */
+static int pg_bind_keys(tg__stmt *base, int i, const tg_value *keys, size_t n) {
+    static const char hex[] = "0123456789abcdef";
+    pg_stmt *st = (pg_stmt *)base;
+    pg_param *p = param(st, i);
+    if (!p)
+        return TG__ST_ERROR;
+    size_t need = 3;
+    for (size_t k = 0; k < n; k++) {
+        const tg_value *v = &keys[k];
+        size_t len = v->type == TG_TEXT ? (v->n ? v->n : strlen(v->s ? v->s : "")) : v->n;
+        need += v->type == TG_TEXT ? 2 * len + 3 : v->type == TG_BLOB ? 2 * len + 6 : 24;
+    }
+    if (!own_room(st, p, need))
+        return TG__ST_NOMEM;
+    char *o = p->own;
+    *o++ = '{';
+    for (size_t k = 0; k < n; k++) {
+        const tg_value *v = &keys[k];
+        if (k)
+            *o++ = ',';
+        if (v->type == TG_INTEGER) {
+            o += snprintf(o, 24, "%lld", (long long)v->i);
+        } else if (v->type == TG_TEXT) {
+            const char *s = v->s ? v->s : "";
+            size_t len = v->n ? v->n : strlen(s);
+            if (memchr(s, 0, len)) {
+                set_err((pg_db *)base->db, "a text key with a zero byte cannot go to PostgreSQL",
+                        NULL);
+                return TG__ST_ERROR;
+            }
+            *o++ = '"';
+            for (size_t j = 0; j < len; j++) {
+                if (s[j] == '"' || s[j] == '\\')
+                    *o++ = '\\';
+                *o++ = s[j];
+            }
+            *o++ = '"';
+        } else if (v->type == TG_BLOB) {
+            const unsigned char *b = (const unsigned char *)v->s;
+            memcpy(o, "\"\\\\x", 4); /* "\\x: the element's backslash, escaped */
+            o += 4;
+            for (size_t j = 0; j < v->n; j++) {
+                *o++ = hex[b[j] >> 4];
+                *o++ = hex[b[j] & 15];
+            }
+            *o++ = '"';
+        } else {
+            memcpy(o, "NULL", 4);
+            o += 4;
+        }
+    }
+    *o++ = '}';
+    *o = 0;
+    p->v = p->own;
+    p->type = TG__T_TEXT;
+    return TG__ST_OK;
+}
+
 /* Blobs go as bytea's hex text, \x0a1b... */
 static int pg_bind_blob(tg__stmt *base, int i, const void *v, size_t n, int copy) {
     static const char hex[] = "0123456789abcdef";
@@ -819,7 +881,8 @@ static const char *pg_sql(tg__stmt *base) { return ((pg_stmt *)base)->sql; }
 
 static const tg__stmt_ops pg_stmt_ops = {
     pg_step,          pg_reset,          pg_clear_bindings, pg_finalize,     pg_bind_int64,
-    pg_bind_double,   pg_bind_text,      pg_bind_blob,      pg_bind_null,    pg_param_count,
+    pg_bind_double,   pg_bind_text,      pg_bind_blob,      pg_bind_null,    pg_bind_keys,
+    pg_param_count,
     pg_param_name,    pg_column_count,   pg_column_type,    pg_column_int64, pg_column_double,
     pg_column_text,   pg_column_blob,    pg_column_bytes,   pg_column,       pg_sql};
 

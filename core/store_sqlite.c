@@ -44,6 +44,10 @@ static int st_bind_blob(tg__stmt *st, int i, const void *p, size_t n, int copy) 
     return sqlite3_bind_blob64(S(st), i, p, n, copy ? SQLITE_TRANSIENT : SQLITE_STATIC);
 }
 static int st_bind_null(tg__stmt *st, int i) { return sqlite3_bind_null(S(st), i); }
+static int st_bind_keys(tg__stmt *st, int i, const tg_value *keys, size_t n) {
+    (void)st, (void)i, (void)keys, (void)n;
+    return SQLITE_MISUSE; /* no arrays: the dialect checks a bulk in IN lists */
+}
 static int st_param_count(tg__stmt *st) { return sqlite3_bind_parameter_count(S(st)); }
 static const char *st_param_name(tg__stmt *st, int i) {
     return sqlite3_bind_parameter_name(S(st), i);
@@ -87,9 +91,10 @@ static const char *st_sql(tg__stmt *st) { return sqlite3_sql(S(st)); }
 
 static const tg__stmt_ops stmt_ops = {
     st_step,         st_reset,        st_clear,         st_finalize,      st_bind_int64,
-    st_bind_double,  st_bind_text,    st_bind_blob,     st_bind_null,     st_param_count,
-    st_param_name,   st_column_count, st_column_type,   st_column_int64,  st_column_double,
-    st_column_text,  st_column_blob,  st_column_bytes,  st_column,        st_sql,
+    st_bind_double,  st_bind_text,    st_bind_blob,     st_bind_null,     st_bind_keys,
+    st_param_count,  st_param_name,   st_column_count,  st_column_type,   st_column_int64,
+    st_column_double, st_column_text, st_column_blob,   st_column_bytes,  st_column,
+    st_sql,
 };
 
 static int db_prepare(tg__db *db, const char *sql, size_t len, unsigned flags, tg__stmt **out) {

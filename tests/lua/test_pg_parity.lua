@@ -197,4 +197,95 @@ function TestPgParity:test_examples()
   end
 end
 
+-- Bulk actions past one chunk of ids (SQLite checks 64 per statement; PostgreSQL all of
+-- them in one array parameter): all in scope, one foreign among many, duplicates, a missing
+-- id at the end, text that is no integer.
+function TestPgParity:test_large_bulk_actions()
+  local path = H.refdb(1200)
+  local uri = load(path, "tgp_bulk")
+  local lite, pg = tg.open { db = path, rules = H.shipped_rules },
+    tg.open { db = uri, rules = H.shipped_rules }
+  local db = tg.connect(path, { readonly = true })
+  local mine, other = {}, {}
+  for _, r in ipairs(db:query("SELECT id, tenant_id FROM policies ORDER BY id")) do
+    if r.tenant_id == 1 then mine[#mine + 1] = r.id elseif r.tenant_id == 2 then
+      other[#other + 1] = r.id end
+  end
+  db:close()
+  lu.assertTrue(#mine > 70, "too few rows of tenant 1")
+  local function with(list, extra)
+    local t = {}
+    for _, v in ipairs(list) do t[#t + 1] = v end
+    for _, v in ipairs(extra) do t[#t + 1] = v end
+    return t
+  end
+  local cases = {
+    mine,                                   -- every id in scope: 200 with every row
+    with(mine, { other[1] }),               -- one foreign id past the first chunk
+    with({ other[2] }, mine),               -- ... in the first
+    with(mine, mine),                       -- duplicates
+    with(mine, { 999999 }),                 -- a missing id at the end
+  }
+  -- user 1 owns workspace 1's tenants (policy.delete included)
+  local lc = lite:context { user = 1, workspace = 1, tenant = 1 }
+  local pc = pg:context { user = 1, workspace = 1, tenant = 1 }
+  local want = { "200 ok", "404 foreign_tenant", "404 foreign_tenant", "200 ok", "404 not_found" }
+  for i, ids in ipairs(cases) do
+    local req = { family = "Policy", path = "bulk_action", ids = ids }
+    local d = pc:resolve(req)
+    lu.assertEquals(d.status .. " " .. d.reason, want[i], "case " .. i)
+    lu.assertEquals(decision(d), decision(lc:resolve(req)), "case " .. i)
+  end
+  local first = pc:resolve { family = "Policy", path = "bulk_action", ids = mine }
+  lu.assertEquals(first.status, 200)
+  lu.assertEquals(#first.records, #mine)
+  lite:close()
+  pg:close()
+end
+
+-- Writes through the context: the same statuses and reasons, the same rows afterwards.
+function TestPgParity:test_writes()
+  local path = H.refdb(60)
+  local uri = load(path, "tgp_writes")
+  local engines = { tg.open { db = path, rules = H.shipped_rules },
+    tg.open { db = uri, rules = H.shipped_rules } }
+  local function policy(extra)
+    local v = { display_name = "guarded", policy_type = "deviceConfiguration",
+      created_at = "2026-06-01 00:00:00" }
+    for k, x in pairs(extra or {}) do v[k] = x end
+    return v
+  end
+  local function outcome(d, err, code)
+    if d then return show { status = d.status, reason = d.reason } end
+    return "refused " .. tostring(code)
+  end
+  local results = { {}, {} }
+  for side, eng in ipairs(engines) do
+    local out = results[side]
+    local own = eng:context { user = 1, workspace = 1, tenant = 3 }
+    local d = own:insert("Policy", policy())
+    out[#out + 1] = outcome(d)
+    local new_id = d and d.id
+    out[#out + 1] = outcome(own:insert("Policy", policy { tenant_id = 2 }))       -- foreign
+    out[#out + 1] = outcome(own:insert("Policy", policy { tenant_id = 3 }))       -- its own
+    out[#out + 1] = outcome(eng:context { user = 3, workspace = 1, tenant = 1 }
+      :insert("Policy", policy()))                                                -- 403
+    out[#out + 1] = outcome(eng:context { user = 6, workspace = 1, tenant = 1 }
+      :insert("Policy", policy()))                                                -- 404
+    if new_id then
+      out[#out + 1] = outcome(own:update("Policy", new_id, { display_name = "renamed" }))
+      out[#out + 1] = outcome(own:update("Policy", new_id, { tenant_id = 4 }))    -- moves
+      out[#out + 1] = outcome(eng:context { user = 1, workspace = 1, tenant = 4 }
+        :update("Policy", new_id, { display_name = "theirs" }))                  -- foreign
+      local r = own:resolve { family = "Policy", path = "detail", id = new_id }
+      out[#out + 1] = show { status = r.status, name = r.record and r.record.display_name,
+        tenant = r.record and r.record.tenant_id }
+    end
+    eng:close()
+  end
+  lu.assertEquals(#results[2], #results[1])
+  lu.assertTrue(#results[1] >= 9, "the insert failed: " .. tostring(results[1][1]))
+  lu.assertEquals(results[2], results[1])
+end
+
 os.exit(lu.LuaUnit.run())

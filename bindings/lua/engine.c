@@ -330,6 +330,10 @@ static int engine_settings(lua_State *L) {
     lua_setfield(L, -2, "journal_mode");
     lua_pushstring(L, s.synchronous);
     lua_setfield(L, -2, "synchronous");
+    lua_pushstring(L, s.backend);
+    lua_setfield(L, -2, "backend");
+    lua_pushinteger(L, s.statement_timeout_ms);
+    lua_setfield(L, -2, "statement_timeout");
     return 1;
 }
 

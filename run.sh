@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Set-up, build and run, on a fresh Debian 12 machine or an old one; every step idempotent.
 #   ./run.sh demo    install what is missing, build, run the demo
+#   ./run.sh demo postgres  the decision part of the demo on a throwaway PostgreSQL cluster
 #   ./run.sh test    install what is missing, build, run every test (plain -Werror build,
 #                    then again under AddressSanitizer and UndefinedBehaviorSanitizer)
 #   ./run.sh build   install what is missing and build (preset "default")
@@ -59,6 +60,12 @@ fuzz() { # seconds
 
 case "${1:-}" in
   demo)
+    if [ "${2:-}" = postgres ]; then
+      # the decision part of the story on a throwaway PostgreSQL cluster
+      ensure_packages postgresql-15
+      build default
+      exec scripts/demo_pg.sh ./build/tenantguard demo-pg
+    fi
     ensure_packages
     build default
     exec ./build/tenantguard demo --dir demo

@@ -451,7 +451,7 @@ typedef struct job {
     tg__rowkey key;
     /* the bounds (from the start, after the checkpoint) and the batch statements: ?1..?m lo,
      * ?m+1..?2m hi, ?2m+1 the run */
-    sqlite3_stmt *first, *next, *unbound, *correct_log, *correct, *set;
+    sqlite3_stmt *first, *next, *unbound, *correct_log, *set;
 } job;
 
 static void job_finalize(job *j) {
@@ -459,9 +459,8 @@ static void job_finalize(job *j) {
     sqlite3_finalize(j->next);
     sqlite3_finalize(j->unbound);
     sqlite3_finalize(j->correct_log);
-    sqlite3_finalize(j->correct);
     sqlite3_finalize(j->set);
-    j->first = j->next = j->unbound = j->correct_log = j->correct = j->set = NULL;
+    j->first = j->next = j->unbound = j->correct_log = j->set = NULL;
     j->id = 0;
 }
 
@@ -525,9 +524,7 @@ static int job_prepare(tg_engine *eng, job *j) {
     if (st != TG_OK)
         return st;
     int m = j->key.n, RUN = 2 * m + 1;
-    tg__buf sql = {0}, tw = {0}, exists = {0}, range = {0}, label = {0};
-    tg__sqlf(&tw, d, "(SELECT tt.%I FROM %I AS tt WHERE tt.%I = r.%I)", a->tenants.workspace,
-             a->tenants.table, a->tenants.id, T);
+    tg__buf sql = {0}, exists = {0}, range = {0}, label = {0};
     tg__sqlf(&exists, d, "EXISTS (SELECT 1 FROM %I AS tt WHERE tt.%I = r.%I)", a->tenants.table,
              a->tenants.id, T);
     key_cmp(&j->key, ">=", 1, &range);
@@ -543,8 +540,32 @@ static int job_prepare(tg_engine *eng, job *j) {
     if ((st = prepare(eng, &sql, &j->next)) != TG_OK)
         goto done;
     tg__buf_reset(&sql);
+    /* a wrong workspace_id is corrected, and the old value kept in the run's list; run
+     * before the UPDATE, which overwrites it. The join is an inner loop over the tenants'
+     * key, taken only for the rows that have a workspace_id already. */
+    tg__sqlf(&sql, d,
+             "INSERT OR IGNORE INTO tenantguard_unbound (run_id, table_name, row_id, tenant_id, "
+             "reason) SELECT ?%d, %L, %s, r.%I, 'workspace_corrected_from_' || r.%I FROM %I AS "
+             "r CROSS JOIN %I AS tt ON tt.%I = r.%I WHERE %s AND r.%I IS NOT NULL AND r.%I IS "
+             "NOT tt.%I",
+             RUN, t, LB, T, W, t, a->tenants.table, a->tenants.id, T, R, W, W,
+             a->tenants.workspace);
+    if ((st = prepare(eng, &sql, &j->correct_log)) != TG_OK)
+        goto done;
+    tg__buf_reset(&sql);
+    /* one UPDATE ... FROM the tenants binds the unbound rows and corrects the wrong ones,
+     * with one lookup of the tenant per row, as a hand-written backfill would */
+    tg__sqlf(&sql, d,
+             "UPDATE %I AS r SET %I = tt.%I FROM %I AS tt WHERE tt.%I = r.%I AND %s AND r.%I IS "
+             "NOT tt.%I",
+             t, W, a->tenants.workspace, a->tenants.table, a->tenants.id, T, R, W,
+             a->tenants.workspace);
+    if ((st = prepare(eng, &sql, &j->set)) != TG_OK)
+        goto done;
+    tg__buf_reset(&sql);
     /* rows that cannot be bound: listed, never skipped silently (audit entries without a
-     * tenant are not tenant-owned and need no workspace) */
+     * tenant are not tenant-owned and need no workspace). Run after the UPDATE, so the
+     * tenant is looked up only for the rows still without a workspace. */
     tg__sqlf(&sql, d,
              "INSERT OR IGNORE INTO tenantguard_unbound (run_id, table_name, row_id, tenant_id, "
              "reason) SELECT ?%d, %L, %s, r.%I, 'tenant_missing' FROM %I AS r WHERE %s AND r.%I "
@@ -552,30 +573,9 @@ static int job_prepare(tg_engine *eng, job *j) {
              RUN, t, LB, T, t, R, W, tg__buf_str(&exists));
     if (j->audit)
         tg__sqlf(&sql, d, " AND r.%I IS NOT NULL", T);
-    if ((st = prepare(eng, &sql, &j->unbound)) != TG_OK)
-        goto done;
-    tg__buf_reset(&sql);
-    /* a wrong workspace_id is corrected, and the old value kept in the run's list */
-    tg__sqlf(&sql, d,
-             "INSERT OR IGNORE INTO tenantguard_unbound (run_id, table_name, row_id, tenant_id, "
-             "reason) SELECT ?%d, %L, %s, r.%I, 'workspace_corrected_from_' || r.%I FROM %I AS "
-             "r WHERE %s AND r.%I IS NOT NULL AND %s AND r.%I IS NOT %s",
-             RUN, t, LB, T, W, t, R, W, tg__buf_str(&exists), W, tg__buf_str(&tw));
-    if ((st = prepare(eng, &sql, &j->correct_log)) != TG_OK)
-        goto done;
-    tg__buf_reset(&sql);
-    tg__sqlf(&sql, d,
-             "UPDATE %I AS r SET %I = %s WHERE %s AND r.%I IS NOT NULL AND %s AND r.%I IS NOT %s",
-             t, W, tg__buf_str(&tw), R, W, tg__buf_str(&exists), W, tg__buf_str(&tw));
-    if ((st = prepare(eng, &sql, &j->correct)) != TG_OK)
-        goto done;
-    tg__buf_reset(&sql);
-    tg__sqlf(&sql, d, "UPDATE %I AS r SET %I = %s WHERE %s AND r.%I IS NULL AND %s", t, W,
-             tg__buf_str(&tw), R, W, tg__buf_str(&exists));
-    st = prepare(eng, &sql, &j->set);
+    st = prepare(eng, &sql, &j->unbound);
 done:
     tg__buf_free(&sql);
-    tg__buf_free(&tw);
     tg__buf_free(&exists);
     tg__buf_free(&range);
     tg__buf_free(&label);
@@ -907,10 +907,11 @@ static int run_batch(tg_engine *eng, job *j, tg_progress *p, double *ms_out, int
         goto fail;
     }
     int64_t c[4]; /* rows, set, corrected, unbound */
-    c[3] = step_changes(db, j->unbound, j, lo, top, &rc);
-    step_changes(db, j->correct_log, j, lo, top, &rc);
-    c[2] = step_changes(db, j->correct, j, lo, top, &rc);
-    c[1] = step_changes(db, j->set, j, lo, top, &rc);
+    /* the corrections logged (each row of the range once: the count of corrections), then
+     * set and corrected by one UPDATE, then what is left without a workspace listed */
+    c[2] = step_changes(db, j->correct_log, j, lo, top, &rc);
+    c[1] = rc == SQLITE_OK ? step_changes(db, j->set, j, lo, top, &rc) - c[2] : 0;
+    c[3] = rc == SQLITE_OK ? step_changes(db, j->unbound, j, lo, top, &rc) : 0;
     c[0] = n;
     if (rc != SQLITE_OK)
         goto db_fail;

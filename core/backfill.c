@@ -452,6 +452,10 @@ typedef struct job {
     /* the bounds (from the start, after the checkpoint) and the batch statements: ?1..?m lo,
      * ?m+1..?2m hi, ?2m+1 the run */
     sqlite3_stmt *first, *next, *unbound, *correct_log, *set;
+    /* the bookkeeping of every batch, prepared once per job: its state, its checkpoint
+     * read and written, the job's and the run's counters, the batch's row */
+    sqlite3_stmt *state, *ck_read, *ck_write, *job_upd, *run_upd, *batch_ins;
+    double commit_ms; /* the last batch's COMMIT, counted in the next batch's size */
 } job;
 
 static void job_finalize(job *j) {
@@ -461,7 +465,24 @@ static void job_finalize(job *j) {
     sqlite3_finalize(j->correct_log);
     sqlite3_finalize(j->set);
     j->first = j->next = j->unbound = j->correct_log = j->set = NULL;
+    sqlite3_stmt **keep[] = {&j->state, &j->ck_read, &j->ck_write, &j->job_upd, &j->run_upd,
+                             &j->batch_ins};
+    for (size_t i = 0; i < sizeof keep / sizeof *keep; i++) {
+        sqlite3_finalize(*keep[i]);
+        *keep[i] = NULL;
+    }
+    j->commit_ms = 0;
     j->id = 0;
+}
+
+/* *st prepared once (the job keeps it); reset, with its bindings cleared, for another use */
+static int cached(sqlite3 *db, sqlite3_stmt **st, const char *sql) {
+    if (*st) {
+        sqlite3_reset(*st);
+        sqlite3_clear_bindings(*st);
+        return SQLITE_OK;
+    }
+    return sqlite3_prepare_v2(db, sql, -1, st, NULL);
 }
 
 /* "(r.k1, ...) <op> (?from, ...)" */
@@ -702,13 +723,13 @@ static int finish_job(tg_engine *eng, job *j) {
 
 /* The job's checkpoint (the keys of the last batch's hi) into cp; *has 0 before the first
  * batch. Inside the caller's transaction. */
-static int read_checkpoint(tg_engine *eng, const job *j, sqlite3_value **cp, int *has) {
-    sqlite3_stmt *q;
+static int read_checkpoint(tg_engine *eng, job *j, sqlite3_value **cp, int *has) {
     *has = 0;
-    if (sqlite3_prepare_v2(eng->db,
-                           "SELECT n, v FROM tenantguard_checkpoints WHERE job_id = ?1 ORDER BY n",
-                           -1, &q, NULL) != SQLITE_OK)
+    if (cached(eng->db, &j->ck_read,
+               "SELECT n, v FROM tenantguard_checkpoints WHERE job_id = ?1 ORDER BY n") !=
+        SQLITE_OK)
         return TG_DB;
+    sqlite3_stmt *q = j->ck_read;
     sqlite3_bind_int64(q, 1, j->id);
     int n = 0, rc;
     while ((rc = sqlite3_step(q)) == SQLITE_ROW && n < j->key.n) {
@@ -717,7 +738,7 @@ static int read_checkpoint(tg_engine *eng, const job *j, sqlite3_value **cp, int
             break;
         n++;
     }
-    sqlite3_finalize(q);
+    sqlite3_reset(q);
     if (n == 0 && (rc == SQLITE_DONE || rc == SQLITE_ROW))
         return TG_OK;
     if (n != j->key.n) {
@@ -730,7 +751,7 @@ static int read_checkpoint(tg_engine *eng, const job *j, sqlite3_value **cp, int
 
 /* Saves hi as the job's checkpoint, advances the job's and the run's counters and records the
  * batch. Inside the caller's transaction. */
-static int save_batch(tg_engine *eng, const job *j, sqlite3_value **cp, int has_cp,
+static int save_batch(tg_engine *eng, job *j, sqlite3_value **cp, int has_cp,
                       sqlite3_value **hi, int64_t next, const int64_t c[4], double ms) {
     sqlite3 *db = eng->db;
     sqlite3_stmt *q = NULL;
@@ -739,11 +760,11 @@ static int save_batch(tg_engine *eng, const job *j, sqlite3_value **cp, int has_
     sqlite3_value *shown_hi = m == 1 && sqlite3_value_type(hi[0]) == SQLITE_INTEGER ? hi[0] : NULL;
     sqlite3_value *shown_cp =
         has_cp && m == 1 && sqlite3_value_type(cp[0]) == SQLITE_INTEGER ? cp[0] : NULL;
-    if ((rc = sqlite3_prepare_v2(db,
-                                 "INSERT OR REPLACE INTO tenantguard_checkpoints (job_id, n, v) "
-                                 "VALUES (?1, ?2, ?3)",
-                                 -1, &q, NULL)) != SQLITE_OK)
+    if ((rc = cached(db, &j->ck_write,
+                     "INSERT OR REPLACE INTO tenantguard_checkpoints (job_id, n, v) "
+                     "VALUES (?1, ?2, ?3)")) != SQLITE_OK)
         goto out;
+    q = j->ck_write;
     for (int i = 0; i < m && rc == SQLITE_OK; i++) {
         sqlite3_bind_int64(q, 1, j->id);
         sqlite3_bind_int(q, 2, i);
@@ -751,19 +772,17 @@ static int save_batch(tg_engine *eng, const job *j, sqlite3_value **cp, int has_
         rc = sqlite3_step(q) == SQLITE_DONE ? SQLITE_OK : sqlite3_errcode(db);
         sqlite3_reset(q);
     }
-    sqlite3_finalize(q);
-    q = NULL;
     if (rc != SQLITE_OK)
         goto out;
     /* ?1 job ?2 checkpoint ?3 next size ?4 rows ?5 set ?6 corrected ?7 unbound */
-    if ((rc = sqlite3_prepare_v2(db,
-                                 "UPDATE tenantguard_jobs SET checkpoint = ?2, batch_rows = ?3, "
-                                 "status = 'running', rows_done = rows_done + ?4, rows_set = "
-                                 "rows_set + ?5, rows_corrected = rows_corrected + ?6, "
-                                 "rows_unbound = rows_unbound + ?7, updated_at = " NOW
-                                 " WHERE id = ?1",
-                                 -1, &q, NULL)) != SQLITE_OK)
+    if ((rc = cached(db, &j->job_upd,
+                     "UPDATE tenantguard_jobs SET checkpoint = ?2, batch_rows = ?3, "
+                     "status = 'running', rows_done = rows_done + ?4, rows_set = "
+                     "rows_set + ?5, rows_corrected = rows_corrected + ?6, "
+                     "rows_unbound = rows_unbound + ?7, updated_at = " NOW " WHERE id = ?1")) !=
+        SQLITE_OK)
         goto out;
+    q = j->job_upd;
     sqlite3_bind_int64(q, 1, j->id);
     if (shown_hi)
         sqlite3_bind_value(q, 2, shown_hi);
@@ -771,36 +790,34 @@ static int save_batch(tg_engine *eng, const job *j, sqlite3_value **cp, int has_
     for (int i = 0; i < 4; i++)
         sqlite3_bind_int64(q, 4 + i, c[i]);
     rc = sqlite3_step(q) == SQLITE_DONE ? SQLITE_OK : sqlite3_errcode(db);
-    sqlite3_finalize(q);
-    q = NULL;
+    sqlite3_reset(q);
     if (rc != SQLITE_OK)
         goto out;
     /* ?1 run ?2 rows ?3 set ?4 corrected ?5 unbound ?6 ms */
-    if ((rc = sqlite3_prepare_v2(db,
-                                 "UPDATE tenantguard_runs SET status = 'running', started_at = "
-                                 "coalesce(started_at, " NOW "), rows_done = rows_done + ?2, "
-                                 "rows_set = rows_set + ?3, rows_corrected = rows_corrected + ?4, "
-                                 "rows_unbound = rows_unbound + ?5, batches = batches + 1, "
-                                 "longest_batch_ms = max(longest_batch_ms, ?6), seconds = "
-                                 "seconds + ?6 / 1000.0 WHERE id = ?1",
-                                 -1, &q, NULL)) != SQLITE_OK)
+    if ((rc = cached(db, &j->run_upd,
+                     "UPDATE tenantguard_runs SET status = 'running', started_at = "
+                     "coalesce(started_at, " NOW "), rows_done = rows_done + ?2, "
+                     "rows_set = rows_set + ?3, rows_corrected = rows_corrected + ?4, "
+                     "rows_unbound = rows_unbound + ?5, batches = batches + 1, "
+                     "longest_batch_ms = max(longest_batch_ms, ?6), seconds = "
+                     "seconds + ?6 / 1000.0 WHERE id = ?1")) != SQLITE_OK)
         goto out;
+    q = j->run_upd;
     sqlite3_bind_int64(q, 1, j->run);
     for (int i = 0; i < 4; i++)
         sqlite3_bind_int64(q, 2 + i, c[i]);
     sqlite3_bind_double(q, 6, ms);
     rc = sqlite3_step(q) == SQLITE_DONE ? SQLITE_OK : sqlite3_errcode(db);
-    sqlite3_finalize(q);
-    q = NULL;
+    sqlite3_reset(q);
     if (rc != SQLITE_OK)
         goto out;
     /* ?1 job ?2 from (exclusive; NULL for the first batch) ?3 to ?4 rows ?5 set ?6 ms ?7 pid */
-    if ((rc = sqlite3_prepare_v2(db,
-                                 "INSERT INTO tenantguard_batches (job_id, from_id, to_id, rows, "
-                                 "rows_set, ms, worker, at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, "
-                                 "CAST(?7 AS TEXT), " NOW ")",
-                                 -1, &q, NULL)) != SQLITE_OK)
+    if ((rc = cached(db, &j->batch_ins,
+                     "INSERT INTO tenantguard_batches (job_id, from_id, to_id, rows, "
+                     "rows_set, ms, worker, at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, "
+                     "CAST(?7 AS TEXT), " NOW ")")) != SQLITE_OK)
         goto out;
+    q = j->batch_ins;
     sqlite3_bind_int64(q, 1, j->id);
     if (shown_cp)
         sqlite3_bind_value(q, 2, shown_cp);
@@ -811,8 +828,8 @@ static int save_batch(tg_engine *eng, const job *j, sqlite3_value **cp, int has_
     sqlite3_bind_double(q, 6, ms);
     sqlite3_bind_int64(q, 7, (int64_t)getpid());
     rc = sqlite3_step(q) == SQLITE_DONE ? SQLITE_OK : sqlite3_errcode(db);
+    sqlite3_reset(q);
 out:
-    sqlite3_finalize(q);
     if (rc == SQLITE_OK)
         return TG_OK;
     return tg__engine_fail(eng, (rc & 0xff) == SQLITE_BUSY ? TG_BUSY : TG_DB,
@@ -820,7 +837,8 @@ out:
 }
 
 /* One batch of job j in one transaction. *rows is 0 when the job had nothing left. */
-static int run_batch(tg_engine *eng, job *j, tg_progress *p, double *ms_out, int64_t *rows) {
+static int run_batch(tg_engine *eng, job *j, double worker_ms, tg_progress *p, double *ms_out,
+                     int64_t *rows) {
     sqlite3 *db = eng->db;
     *rows = 0;
     double t0 = now_s();
@@ -832,27 +850,28 @@ static int run_batch(tg_engine *eng, job *j, tg_progress *p, double *ms_out, int
                   *last[TG__MAX_KEY] = {0};
     int rc = SQLITE_OK, has_cp = 0;
     /* the job's state as committed: the checkpoint is read inside the write lock */
-    if (sqlite3_prepare_v2(db,
-                           "SELECT j.status, j.batch_rows, r.status, r.batch_ms, "
-                           "j.rows_done, j.rows_total, r.rows_done, r.rows_total FROM "
-                           "tenantguard_jobs j JOIN tenantguard_runs r ON r.id = j.run_id "
-                           "WHERE j.id = ?1",
-                           -1, &q, NULL) != SQLITE_OK)
+    if (cached(db, &j->state,
+               "SELECT j.status, j.batch_rows, r.status, r.batch_ms, "
+               "j.rows_done, j.rows_total, r.rows_done, r.rows_total FROM "
+               "tenantguard_jobs j JOIN tenantguard_runs r ON r.id = j.run_id "
+               "WHERE j.id = ?1") != SQLITE_OK)
         goto db_fail;
+    q = j->state;
     sqlite3_bind_int64(q, 1, j->id);
     if (sqlite3_step(q) != SQLITE_ROW)
         goto db_fail;
     int job_done = strcmp((const char *)sqlite3_column_text(q, 0), "done") == 0;
-    /* a static string: the text belongs to q, which is finalized below */
+    /* a static string: the text belongs to q, which is reset below */
     const char *run_status = run_status_name((const char *)sqlite3_column_text(q, 2));
     int runnable = strcmp(run_status, "queued") == 0 || strcmp(run_status, "running") == 0;
     int64_t size = sqlite3_column_int64(q, 1);
-    double target_ms = sqlite3_column_double(q, 3);
+    /* the worker's own time target, else the run's */
+    double target_ms = worker_ms > 0 ? worker_ms : sqlite3_column_double(q, 3);
     p->table_done = sqlite3_column_int64(q, 4);
     p->table_total = sqlite3_column_int64(q, 5);
     p->run_done = sqlite3_column_int64(q, 6);
     p->run_total = sqlite3_column_int64(q, 7);
-    sqlite3_finalize(q);
+    sqlite3_reset(q);
     q = NULL;
     if (job_done || !runnable) {
         tg__rollback(eng);
@@ -916,9 +935,11 @@ static int run_batch(tg_engine *eng, job *j, tg_progress *p, double *ms_out, int
     if (rc != SQLITE_OK)
         goto db_fail;
     double ms = (now_s() - t0) * 1000;
-    /* the next size aims at half the target time (the commit, cold pages and the odd slow
-     * batch fit in the other half), growing by at most 1.25x and shrinking by up to 4x */
-    double factor = ms > 0.01 ? 0.5 * target_ms / ms : 1.25;
+    /* the next size aims at half the target time (cold pages and the odd slow batch fit in
+     * the other half), growing by at most 1.25x and shrinking by up to 4x; the commit still
+     * to come is counted as long as the last one */
+    double est = ms + j->commit_ms;
+    double factor = est > 0.01 ? 0.5 * target_ms / est : 1.25;
     factor = factor > 1.25 ? 1.25 : factor < 0.25 ? 0.25 : factor;
     int64_t next = (int64_t)((double)size * factor);
     next = next < 50 ? 50 : next > 200000 ? 200000 : next;
@@ -926,9 +947,12 @@ static int run_batch(tg_engine *eng, job *j, tg_progress *p, double *ms_out, int
         goto fail;
     if (strcmp(run_status, "queued") == 0 && (st = sync_operation_run(eng, j->run)) != TG_OK)
         goto fail;
+    double c0 = now_s();
     if ((st = tg__commit(eng)) != TG_OK)
         goto fail;
-    *ms_out = (now_s() - t0) * 1000;
+    double t1 = now_s();
+    j->commit_ms = (t1 - c0) * 1000;
+    *ms_out = (t1 - t0) * 1000;
     *rows = n;
     p->table_done += n;
     p->run_done += n;
@@ -940,7 +964,8 @@ db_fail:
     st = tg__engine_fail(eng, (rc & 0xff) == SQLITE_BUSY ? TG_BUSY : TG_DB,
                          "backfill batch on '%s': %s", j->table, sqlite3_errmsg(db));
 fail:
-    sqlite3_finalize(q);
+    if (q)
+        sqlite3_reset(q); /* the job's own statement: finalized with the job */
     tg__rollback(eng);
 out:
     free_values(cp, TG__MAX_KEY);
@@ -964,6 +989,14 @@ static int pause_ms_of(tg_engine *eng, int64_t run) {
     return ms;
 }
 
+/* The WAL's size in pages after each commit, for the worker to checkpoint between batches. */
+static int wal_size(void *frames, sqlite3 *db, const char *name, int n) {
+    (void)db;
+    (void)name;
+    *(int *)frames = n;
+    return SQLITE_OK;
+}
+
 /* The worker proper; tg_work keeps the engine alive and marks it working around it. */
 static int work(tg_engine *eng, const tg_work_options *o, tg_work_result *out) {
     tg_work_result res = {0};
@@ -973,9 +1006,15 @@ static int work(tg_engine *eng, const tg_work_options *o, tg_work_result *out) {
     double start = now_s(), busy_s = 0;
     job j = {0};
     /* WAL checkpoints happen between batches, not inside a batch's COMMIT, so no batch
-     * pays for one; the connection's own setting is restored afterwards */
-    int autockpt = (int)tg__count(eng->db, "PRAGMA wal_autocheckpoint", NULL, NULL, &(int){0});
-    sqlite3_wal_autocheckpoint(eng->db, 0);
+     * pays for one, and only once the WAL holds as many pages as the connection's
+     * autocheckpoint (1,000 by default), as SQLite would: one per batch synced the database
+     * file after every batch. The connection's own setting is restored afterwards. */
+    int rc0 = SQLITE_OK;
+    int autockpt = (int)tg__count(eng->db, "PRAGMA wal_autocheckpoint", NULL, NULL, &rc0);
+    if (rc0 != SQLITE_OK)
+        autockpt = 1000;
+    int wal_frames = 0;
+    sqlite3_wal_hook(eng->db, wal_size, &wal_frames); /* replaces the autocheckpoint */
     int busy_retries = 0;
     for (;;) {
         if (o && o->max_seconds > 0 && now_s() - start >= o->max_seconds)
@@ -996,7 +1035,7 @@ static int work(tg_engine *eng, const tg_work_options *o, tg_work_result *out) {
         p.table = j.table;
         double ms = 0;
         int64_t rows = 0;
-        st = run_batch(eng, &j, &p, &ms, &rows);
+        st = run_batch(eng, &j, o ? o->batch_ms : 0, &p, &ms, &rows);
         if (st == TG_BUSY && busy_retries < 20) {
             sleep_ms(10 << (busy_retries < 6 ? busy_retries : 6));
             busy_retries++;
@@ -1020,11 +1059,13 @@ static int work(tg_engine *eng, const tg_work_options *o, tg_work_result *out) {
             break;
         }
         sleep_ms(pause_ms_of(eng, j.run));
-        int wal_frames = 0;
-        sqlite3_wal_checkpoint_v2(eng->db, NULL, SQLITE_CHECKPOINT_PASSIVE, &wal_frames, NULL);
+        if (autockpt > 0 && wal_frames >= autockpt) {
+            sqlite3_wal_checkpoint_v2(eng->db, NULL, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
+            wal_frames = 0;
+        }
     }
     job_finalize(&j);
-    sqlite3_wal_autocheckpoint(eng->db, autockpt > 0 ? autockpt : 1000);
+    sqlite3_wal_autocheckpoint(eng->db, autockpt); /* SQLite's own hook again */
     if (out)
         *out = res;
     if (st == TG_OK)

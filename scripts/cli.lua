@@ -509,12 +509,13 @@ end)
 
 usage.worker = [[
 usage: tenantguard worker --db FILE [--rules DIR] [--max-seconds N] [--max-batches N]
-                          [--quiet]
+                          [--batch-ms N] [--quiet]
 
 Executes queued backfill work in batches until none is left (or a limit is reached). Safe
 to run as several processes at once and to kill at any moment: a new worker resumes where
 the last committed batch ended. Shows a progress bar with rate and ETA on a terminal,
-plain lines otherwise. Ctrl-C stops it once the batch in progress has committed (exit 130;
+plain lines otherwise. --batch-ms: this worker's time target per batch in place of the
+run's (each batch's size adapts to half of it, within 50 to 200,000 rows). Ctrl-C stops it once the batch in progress has committed (exit 130;
 a second Ctrl-C ends it at once, which is safe too).]]
 
 local function is_tty()
@@ -523,7 +524,7 @@ local function is_tty()
 end
 
 command("worker", { db = "text", rules = "text", ["max-seconds"] = "seconds",
-  ["max-batches"] = POSITIVE, quiet = "flag" }, function(opts)
+  ["max-batches"] = POSITIVE, ["batch-ms"] = BATCH_MS, quiet = "flag" }, function(opts)
   local eng = open_engine(opts)
   local tty = is_tty()
   local last_line, last_table = 0, nil
@@ -552,7 +553,7 @@ command("worker", { db = "text", rules = "text", ["max-seconds"] = "seconds",
   end
   signal.trap()
   local r, msg = eng:work { progress = progress, max_seconds = opts["max-seconds"],
-    max_batches = opts["max-batches"] }
+    max_batches = opts["max-batches"], batch_ms = opts["batch-ms"] }
   signal.default()
   if tty and not opts.quiet then io.stdout:write("\n") end
   if not r then

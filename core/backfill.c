@@ -935,11 +935,12 @@ static int run_batch(tg_engine *eng, job *j, double worker_ms, tg_progress *p, d
     if (rc != SQLITE_OK)
         goto db_fail;
     double ms = (now_s() - t0) * 1000;
-    /* the next size aims at half the target time (cold pages and the odd slow batch fit in
-     * the other half), growing by at most 1.25x and shrinking by up to 4x; the commit still
-     * to come is counted as long as the last one */
+    /* the next size aims at 40% of the target time (20 ms of the default 50): batches of
+     * the same size vary by up to 2.5x in time on a busy machine (cold pages, the WAL's
+     * writes, other processes), and the rest of the target is for them; it grows by at most
+     * 1.25x and shrinks by up to 4x; the commit still to come counts as long as the last */
     double est = ms + j->commit_ms;
-    double factor = est > 0.01 ? 0.5 * target_ms / est : 1.25;
+    double factor = est > 0.01 ? 0.4 * target_ms / est : 1.25;
     factor = factor > 1.25 ? 1.25 : factor < 0.25 ? 0.25 : factor;
     int64_t next = (int64_t)((double)size * factor);
     next = next < 50 ? 50 : next > 200000 ? 200000 : next;

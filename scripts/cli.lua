@@ -515,8 +515,9 @@ Executes queued backfill work in batches until none is left (or a limit is reach
 to run as several processes at once and to kill at any moment: a new worker resumes where
 the last committed batch ended. Shows a progress bar with rate and ETA on a terminal,
 plain lines otherwise. --batch-ms: this worker's time target per batch in place of the
-run's (each batch's size adapts to half of it, within 50 to 200,000 rows). Ctrl-C stops it once the batch in progress has committed (exit 130;
-a second Ctrl-C ends it at once, which is safe too).]]
+run's (each batch's size aims at 40% of it, within 50 to 200,000 rows). Ctrl-C stops it
+once the batch in progress has committed (exit 130; a second Ctrl-C ends it at once, which
+is safe too).]]
 
 local function is_tty()
   local ok, _, code = os.execute("test -t 1")

@@ -452,7 +452,11 @@ typedef struct job {
     tg__rowkey key;
     /* the bounds (from the start, after the checkpoint) and the batch statements: ?1..?m lo,
      * ?m+1..?2m hi, ?2m+1 the run */
-    sqlite3_stmt *first, *next, *unbound, *correct_log, *correct, *set;
+    sqlite3_stmt *first, *next, *unbound, *correct_log, *set;
+    /* the bookkeeping of every batch, prepared once per job: its state, its checkpoint
+     * read and written, the job's and the run's counters, the batch's row */
+    sqlite3_stmt *state, *ck_read, *ck_write, *job_upd, *run_upd, *batch_ins;
+    double commit_ms; /* the last batch's COMMIT, counted in the next batch's size */
 } job;
 
 static void job_finalize(job *j) {
@@ -460,10 +464,26 @@ static void job_finalize(job *j) {
     sqlite3_finalize(j->next);
     sqlite3_finalize(j->unbound);
     sqlite3_finalize(j->correct_log);
-    sqlite3_finalize(j->correct);
     sqlite3_finalize(j->set);
-    j->first = j->next = j->unbound = j->correct_log = j->correct = j->set = NULL;
+    j->first = j->next = j->unbound = j->correct_log = j->set = NULL;
+    sqlite3_stmt **keep[] = {&j->state, &j->ck_read, &j->ck_write, &j->job_upd, &j->run_upd,
+                             &j->batch_ins};
+    for (size_t i = 0; i < sizeof keep / sizeof *keep; i++) {
+        sqlite3_finalize(*keep[i]);
+        *keep[i] = NULL;
+    }
+    j->commit_ms = 0;
     j->id = 0;
+}
+
+/* *st prepared once (the job keeps it); reset, with its bindings cleared, for another use */
+static int cached(sqlite3 *db, sqlite3_stmt **st, const char *sql) {
+    if (*st) {
+        sqlite3_reset(*st);
+        sqlite3_clear_bindings(*st);
+        return SQLITE_OK;
+    }
+    return sqlite3_prepare_v2(db, sql, -1, st, NULL);
 }
 
 /* "(r.k1, ...) <op> (?from, ...)" */
@@ -526,9 +546,7 @@ static int job_prepare(tg_engine *eng, job *j) {
     if (st != TG_OK)
         return st;
     int m = j->key.n, RUN = 2 * m + 1;
-    tg__buf sql = {0}, tw = {0}, exists = {0}, range = {0}, label = {0};
-    tg__sqlf(&tw, d, "(SELECT tt.%I FROM %I AS tt WHERE tt.%I = r.%I)", a->tenants.workspace,
-             a->tenants.table, a->tenants.id, T);
+    tg__buf sql = {0}, exists = {0}, range = {0}, label = {0};
     tg__sqlf(&exists, d, "EXISTS (SELECT 1 FROM %I AS tt WHERE tt.%I = r.%I)", a->tenants.table,
              a->tenants.id, T);
     key_cmp(&j->key, ">=", 1, &range);
@@ -544,8 +562,32 @@ static int job_prepare(tg_engine *eng, job *j) {
     if ((st = prepare(eng, &sql, &j->next)) != TG_OK)
         goto done;
     tg__buf_reset(&sql);
+    /* a wrong workspace_id is corrected, and the old value kept in the run's list; run
+     * before the UPDATE, which overwrites it. The join is an inner loop over the tenants'
+     * key, taken only for the rows that have a workspace_id already. */
+    tg__sqlf(&sql, d,
+             "INSERT OR IGNORE INTO tenantguard_unbound (run_id, table_name, row_id, tenant_id, "
+             "reason) SELECT ?%d, %L, %s, r.%I, 'workspace_corrected_from_' || r.%I FROM %I AS "
+             "r CROSS JOIN %I AS tt ON tt.%I = r.%I WHERE %s AND r.%I IS NOT NULL AND r.%I IS "
+             "NOT tt.%I",
+             RUN, t, LB, T, W, t, a->tenants.table, a->tenants.id, T, R, W, W,
+             a->tenants.workspace);
+    if ((st = prepare(eng, &sql, &j->correct_log)) != TG_OK)
+        goto done;
+    tg__buf_reset(&sql);
+    /* one UPDATE ... FROM the tenants binds the unbound rows and corrects the wrong ones,
+     * with one lookup of the tenant per row, as a hand-written backfill would */
+    tg__sqlf(&sql, d,
+             "UPDATE %I AS r SET %I = tt.%I FROM %I AS tt WHERE tt.%I = r.%I AND %s AND r.%I IS "
+             "NOT tt.%I",
+             t, W, a->tenants.workspace, a->tenants.table, a->tenants.id, T, R, W,
+             a->tenants.workspace);
+    if ((st = prepare(eng, &sql, &j->set)) != TG_OK)
+        goto done;
+    tg__buf_reset(&sql);
     /* rows that cannot be bound: listed, never skipped silently (audit entries without a
-     * tenant are not tenant-owned and need no workspace) */
+     * tenant are not tenant-owned and need no workspace). Run after the UPDATE, so the
+     * tenant is looked up only for the rows still without a workspace. */
     tg__sqlf(&sql, d,
              "INSERT OR IGNORE INTO tenantguard_unbound (run_id, table_name, row_id, tenant_id, "
              "reason) SELECT ?%d, %L, %s, r.%I, 'tenant_missing' FROM %I AS r WHERE %s AND r.%I "
@@ -553,30 +595,9 @@ static int job_prepare(tg_engine *eng, job *j) {
              RUN, t, LB, T, t, R, W, tg__buf_str(&exists));
     if (j->audit)
         tg__sqlf(&sql, d, " AND r.%I IS NOT NULL", T);
-    if ((st = prepare(eng, &sql, &j->unbound)) != TG_OK)
-        goto done;
-    tg__buf_reset(&sql);
-    /* a wrong workspace_id is corrected, and the old value kept in the run's list */
-    tg__sqlf(&sql, d,
-             "INSERT OR IGNORE INTO tenantguard_unbound (run_id, table_name, row_id, tenant_id, "
-             "reason) SELECT ?%d, %L, %s, r.%I, 'workspace_corrected_from_' || r.%I FROM %I AS "
-             "r WHERE %s AND r.%I IS NOT NULL AND %s AND r.%I IS NOT %s",
-             RUN, t, LB, T, W, t, R, W, tg__buf_str(&exists), W, tg__buf_str(&tw));
-    if ((st = prepare(eng, &sql, &j->correct_log)) != TG_OK)
-        goto done;
-    tg__buf_reset(&sql);
-    tg__sqlf(&sql, d,
-             "UPDATE %I AS r SET %I = %s WHERE %s AND r.%I IS NOT NULL AND %s AND r.%I IS NOT %s",
-             t, W, tg__buf_str(&tw), R, W, tg__buf_str(&exists), W, tg__buf_str(&tw));
-    if ((st = prepare(eng, &sql, &j->correct)) != TG_OK)
-        goto done;
-    tg__buf_reset(&sql);
-    tg__sqlf(&sql, d, "UPDATE %I AS r SET %I = %s WHERE %s AND r.%I IS NULL AND %s", t, W,
-             tg__buf_str(&tw), R, W, tg__buf_str(&exists));
-    st = prepare(eng, &sql, &j->set);
+    st = prepare(eng, &sql, &j->unbound);
 done:
     tg__buf_free(&sql);
-    tg__buf_free(&tw);
     tg__buf_free(&exists);
     tg__buf_free(&range);
     tg__buf_free(&label);
@@ -703,13 +724,13 @@ static int finish_job(tg_engine *eng, job *j) {
 
 /* The job's checkpoint (the keys of the last batch's hi) into cp; *has 0 before the first
  * batch. Inside the caller's transaction. */
-static int read_checkpoint(tg_engine *eng, const job *j, sqlite3_value **cp, int *has) {
-    sqlite3_stmt *q;
+static int read_checkpoint(tg_engine *eng, job *j, sqlite3_value **cp, int *has) {
     *has = 0;
-    if (sqlite3_prepare_v2(eng->db,
-                           "SELECT n, v FROM tenantguard_checkpoints WHERE job_id = ?1 ORDER BY n",
-                           -1, &q, NULL) != SQLITE_OK)
+    if (cached(eng->db, &j->ck_read,
+               "SELECT n, v FROM tenantguard_checkpoints WHERE job_id = ?1 ORDER BY n") !=
+        SQLITE_OK)
         return TG_DB;
+    sqlite3_stmt *q = j->ck_read;
     sqlite3_bind_int64(q, 1, j->id);
     int n = 0, rc;
     while ((rc = sqlite3_step(q)) == SQLITE_ROW && n < j->key.n) {
@@ -718,7 +739,7 @@ static int read_checkpoint(tg_engine *eng, const job *j, sqlite3_value **cp, int
             break;
         n++;
     }
-    sqlite3_finalize(q);
+    sqlite3_reset(q);
     if (n == 0 && (rc == SQLITE_DONE || rc == SQLITE_ROW))
         return TG_OK;
     if (n != j->key.n) {
@@ -731,7 +752,7 @@ static int read_checkpoint(tg_engine *eng, const job *j, sqlite3_value **cp, int
 
 /* Saves hi as the job's checkpoint, advances the job's and the run's counters and records the
  * batch. Inside the caller's transaction. */
-static int save_batch(tg_engine *eng, const job *j, sqlite3_value **cp, int has_cp,
+static int save_batch(tg_engine *eng, job *j, sqlite3_value **cp, int has_cp,
                       sqlite3_value **hi, int64_t next, const int64_t c[4], double ms) {
     sqlite3 *db = eng->db;
     sqlite3_stmt *q = NULL;
@@ -740,11 +761,11 @@ static int save_batch(tg_engine *eng, const job *j, sqlite3_value **cp, int has_
     sqlite3_value *shown_hi = m == 1 && sqlite3_value_type(hi[0]) == SQLITE_INTEGER ? hi[0] : NULL;
     sqlite3_value *shown_cp =
         has_cp && m == 1 && sqlite3_value_type(cp[0]) == SQLITE_INTEGER ? cp[0] : NULL;
-    if ((rc = sqlite3_prepare_v2(db,
-                                 "INSERT OR REPLACE INTO tenantguard_checkpoints (job_id, n, v) "
-                                 "VALUES (?1, ?2, ?3)",
-                                 -1, &q, NULL)) != SQLITE_OK)
+    if ((rc = cached(db, &j->ck_write,
+                     "INSERT OR REPLACE INTO tenantguard_checkpoints (job_id, n, v) "
+                     "VALUES (?1, ?2, ?3)")) != SQLITE_OK)
         goto out;
+    q = j->ck_write;
     for (int i = 0; i < m && rc == SQLITE_OK; i++) {
         sqlite3_bind_int64(q, 1, j->id);
         sqlite3_bind_int(q, 2, i);
@@ -752,19 +773,17 @@ static int save_batch(tg_engine *eng, const job *j, sqlite3_value **cp, int has_
         rc = sqlite3_step(q) == SQLITE_DONE ? SQLITE_OK : sqlite3_errcode(db);
         sqlite3_reset(q);
     }
-    sqlite3_finalize(q);
-    q = NULL;
     if (rc != SQLITE_OK)
         goto out;
     /* ?1 job ?2 checkpoint ?3 next size ?4 rows ?5 set ?6 corrected ?7 unbound */
-    if ((rc = sqlite3_prepare_v2(db,
-                                 "UPDATE tenantguard_jobs SET checkpoint = ?2, batch_rows = ?3, "
-                                 "status = 'running', rows_done = rows_done + ?4, rows_set = "
-                                 "rows_set + ?5, rows_corrected = rows_corrected + ?6, "
-                                 "rows_unbound = rows_unbound + ?7, updated_at = " NOW
-                                 " WHERE id = ?1",
-                                 -1, &q, NULL)) != SQLITE_OK)
+    if ((rc = cached(db, &j->job_upd,
+                     "UPDATE tenantguard_jobs SET checkpoint = ?2, batch_rows = ?3, "
+                     "status = 'running', rows_done = rows_done + ?4, rows_set = "
+                     "rows_set + ?5, rows_corrected = rows_corrected + ?6, "
+                     "rows_unbound = rows_unbound + ?7, updated_at = " NOW " WHERE id = ?1")) !=
+        SQLITE_OK)
         goto out;
+    q = j->job_upd;
     sqlite3_bind_int64(q, 1, j->id);
     if (shown_hi)
         sqlite3_bind_value(q, 2, shown_hi);
@@ -772,36 +791,34 @@ static int save_batch(tg_engine *eng, const job *j, sqlite3_value **cp, int has_
     for (int i = 0; i < 4; i++)
         sqlite3_bind_int64(q, 4 + i, c[i]);
     rc = sqlite3_step(q) == SQLITE_DONE ? SQLITE_OK : sqlite3_errcode(db);
-    sqlite3_finalize(q);
-    q = NULL;
+    sqlite3_reset(q);
     if (rc != SQLITE_OK)
         goto out;
     /* ?1 run ?2 rows ?3 set ?4 corrected ?5 unbound ?6 ms */
-    if ((rc = sqlite3_prepare_v2(db,
-                                 "UPDATE tenantguard_runs SET status = 'running', started_at = "
-                                 "coalesce(started_at, " NOW "), rows_done = rows_done + ?2, "
-                                 "rows_set = rows_set + ?3, rows_corrected = rows_corrected + ?4, "
-                                 "rows_unbound = rows_unbound + ?5, batches = batches + 1, "
-                                 "longest_batch_ms = max(longest_batch_ms, ?6), seconds = "
-                                 "seconds + ?6 / 1000.0 WHERE id = ?1",
-                                 -1, &q, NULL)) != SQLITE_OK)
+    if ((rc = cached(db, &j->run_upd,
+                     "UPDATE tenantguard_runs SET status = 'running', started_at = "
+                     "coalesce(started_at, " NOW "), rows_done = rows_done + ?2, "
+                     "rows_set = rows_set + ?3, rows_corrected = rows_corrected + ?4, "
+                     "rows_unbound = rows_unbound + ?5, batches = batches + 1, "
+                     "longest_batch_ms = max(longest_batch_ms, ?6), seconds = "
+                     "seconds + ?6 / 1000.0 WHERE id = ?1")) != SQLITE_OK)
         goto out;
+    q = j->run_upd;
     sqlite3_bind_int64(q, 1, j->run);
     for (int i = 0; i < 4; i++)
         sqlite3_bind_int64(q, 2 + i, c[i]);
     sqlite3_bind_double(q, 6, ms);
     rc = sqlite3_step(q) == SQLITE_DONE ? SQLITE_OK : sqlite3_errcode(db);
-    sqlite3_finalize(q);
-    q = NULL;
+    sqlite3_reset(q);
     if (rc != SQLITE_OK)
         goto out;
     /* ?1 job ?2 from (exclusive; NULL for the first batch) ?3 to ?4 rows ?5 set ?6 ms ?7 pid */
-    if ((rc = sqlite3_prepare_v2(db,
-                                 "INSERT INTO tenantguard_batches (job_id, from_id, to_id, rows, "
-                                 "rows_set, ms, worker, at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, "
-                                 "CAST(?7 AS TEXT), " NOW ")",
-                                 -1, &q, NULL)) != SQLITE_OK)
+    if ((rc = cached(db, &j->batch_ins,
+                     "INSERT INTO tenantguard_batches (job_id, from_id, to_id, rows, "
+                     "rows_set, ms, worker, at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, "
+                     "CAST(?7 AS TEXT), " NOW ")")) != SQLITE_OK)
         goto out;
+    q = j->batch_ins;
     sqlite3_bind_int64(q, 1, j->id);
     if (shown_cp)
         sqlite3_bind_value(q, 2, shown_cp);
@@ -812,8 +829,8 @@ static int save_batch(tg_engine *eng, const job *j, sqlite3_value **cp, int has_
     sqlite3_bind_double(q, 6, ms);
     sqlite3_bind_int64(q, 7, (int64_t)getpid());
     rc = sqlite3_step(q) == SQLITE_DONE ? SQLITE_OK : sqlite3_errcode(db);
+    sqlite3_reset(q);
 out:
-    sqlite3_finalize(q);
     if (rc == SQLITE_OK)
         return TG_OK;
     return tg__engine_fail(eng, (rc & 0xff) == SQLITE_BUSY ? TG_BUSY : TG_DB,
@@ -821,7 +838,8 @@ out:
 }
 
 /* One batch of job j in one transaction. *rows is 0 when the job had nothing left. */
-static int run_batch(tg_engine *eng, job *j, tg_progress *p, double *ms_out, int64_t *rows) {
+static int run_batch(tg_engine *eng, job *j, double worker_ms, tg_progress *p, double *ms_out,
+                     int64_t *rows) {
     sqlite3 *db = eng->db;
     *rows = 0;
     double t0 = now_s();
@@ -833,27 +851,28 @@ static int run_batch(tg_engine *eng, job *j, tg_progress *p, double *ms_out, int
                   *last[TG__MAX_KEY] = {0};
     int rc = SQLITE_OK, has_cp = 0;
     /* the job's state as committed: the checkpoint is read inside the write lock */
-    if (sqlite3_prepare_v2(db,
-                           "SELECT j.status, j.batch_rows, r.status, r.batch_ms, "
-                           "j.rows_done, j.rows_total, r.rows_done, r.rows_total FROM "
-                           "tenantguard_jobs j JOIN tenantguard_runs r ON r.id = j.run_id "
-                           "WHERE j.id = ?1",
-                           -1, &q, NULL) != SQLITE_OK)
+    if (cached(db, &j->state,
+               "SELECT j.status, j.batch_rows, r.status, r.batch_ms, "
+               "j.rows_done, j.rows_total, r.rows_done, r.rows_total FROM "
+               "tenantguard_jobs j JOIN tenantguard_runs r ON r.id = j.run_id "
+               "WHERE j.id = ?1") != SQLITE_OK)
         goto db_fail;
+    q = j->state;
     sqlite3_bind_int64(q, 1, j->id);
     if (sqlite3_step(q) != SQLITE_ROW)
         goto db_fail;
     int job_done = strcmp((const char *)sqlite3_column_text(q, 0), "done") == 0;
-    /* a static string: the text belongs to q, which is finalized below */
+    /* a static string: the text belongs to q, which is reset below */
     const char *run_status = run_status_name((const char *)sqlite3_column_text(q, 2));
     int runnable = strcmp(run_status, "queued") == 0 || strcmp(run_status, "running") == 0;
     int64_t size = sqlite3_column_int64(q, 1);
-    double target_ms = sqlite3_column_double(q, 3);
+    /* the worker's own time target, else the run's */
+    double target_ms = worker_ms > 0 ? worker_ms : sqlite3_column_double(q, 3);
     p->table_done = sqlite3_column_int64(q, 4);
     p->table_total = sqlite3_column_int64(q, 5);
     p->run_done = sqlite3_column_int64(q, 6);
     p->run_total = sqlite3_column_int64(q, 7);
-    sqlite3_finalize(q);
+    sqlite3_reset(q);
     q = NULL;
     if (job_done || !runnable) {
         tg__rollback(eng);
@@ -908,17 +927,21 @@ static int run_batch(tg_engine *eng, job *j, tg_progress *p, double *ms_out, int
         goto fail;
     }
     int64_t c[4]; /* rows, set, corrected, unbound */
-    c[3] = step_changes(db, j->unbound, j, lo, top, &rc);
-    step_changes(db, j->correct_log, j, lo, top, &rc);
-    c[2] = step_changes(db, j->correct, j, lo, top, &rc);
-    c[1] = step_changes(db, j->set, j, lo, top, &rc);
+    /* the corrections logged (each row of the range once: the count of corrections), then
+     * set and corrected by one UPDATE, then what is left without a workspace listed */
+    c[2] = step_changes(db, j->correct_log, j, lo, top, &rc);
+    c[1] = rc == SQLITE_OK ? step_changes(db, j->set, j, lo, top, &rc) - c[2] : 0;
+    c[3] = rc == SQLITE_OK ? step_changes(db, j->unbound, j, lo, top, &rc) : 0;
     c[0] = n;
     if (rc != SQLITE_OK)
         goto db_fail;
     double ms = (now_s() - t0) * 1000;
-    /* the next size aims at half the target time (the commit, cold pages and the odd slow
-     * batch fit in the other half), growing by at most 1.25x and shrinking by up to 4x */
-    double factor = ms > 0.01 ? 0.5 * target_ms / ms : 1.25;
+    /* the next size aims at 40% of the target time (20 ms of the default 50): batches of
+     * the same size vary by up to 2.5x in time on a busy machine (cold pages, the WAL's
+     * writes, other processes), and the rest of the target is for them; it grows by at most
+     * 1.25x and shrinks by up to 4x; the commit still to come counts as long as the last */
+    double est = ms + j->commit_ms;
+    double factor = est > 0.01 ? 0.4 * target_ms / est : 1.25;
     factor = factor > 1.25 ? 1.25 : factor < 0.25 ? 0.25 : factor;
     int64_t next = (int64_t)((double)size * factor);
     next = next < 50 ? 50 : next > 200000 ? 200000 : next;
@@ -926,9 +949,12 @@ static int run_batch(tg_engine *eng, job *j, tg_progress *p, double *ms_out, int
         goto fail;
     if (strcmp(run_status, "queued") == 0 && (st = sync_operation_run(eng, j->run)) != TG_OK)
         goto fail;
+    double c0 = now_s();
     if ((st = tg__commit(eng)) != TG_OK)
         goto fail;
-    *ms_out = (now_s() - t0) * 1000;
+    double t1 = now_s();
+    j->commit_ms = (t1 - c0) * 1000;
+    *ms_out = (t1 - t0) * 1000;
     *rows = n;
     p->table_done += n;
     p->run_done += n;
@@ -940,7 +966,8 @@ db_fail:
     st = tg__engine_fail(eng, (rc & 0xff) == SQLITE_BUSY ? TG_BUSY : TG_DB,
                          "backfill batch on '%s': %s", j->table, sqlite3_errmsg(db));
 fail:
-    sqlite3_finalize(q);
+    if (q)
+        sqlite3_reset(q); /* the job's own statement: finalized with the job */
     tg__rollback(eng);
 out:
     free_values(cp, TG__MAX_KEY);
@@ -964,6 +991,14 @@ static int pause_ms_of(tg_engine *eng, int64_t run) {
     return ms;
 }
 
+/* The WAL's size in pages after each commit, for the worker to checkpoint between batches. */
+static int wal_size(void *frames, sqlite3 *db, const char *name, int n) {
+    (void)db;
+    (void)name;
+    *(int *)frames = n;
+    return SQLITE_OK;
+}
+
 /* The worker proper; tg_work keeps the engine alive and marks it working around it. */
 static int work(tg_engine *eng, const tg_work_options *o, tg_work_result *out) {
     tg_work_result res = {0};
@@ -973,9 +1008,15 @@ static int work(tg_engine *eng, const tg_work_options *o, tg_work_result *out) {
     double start = now_s(), busy_s = 0;
     job j = {0};
     /* WAL checkpoints happen between batches, not inside a batch's COMMIT, so no batch
-     * pays for one; the connection's own setting is restored afterwards */
-    int autockpt = (int)tg__count(eng->db, "PRAGMA wal_autocheckpoint", NULL, NULL, &(int){0});
-    sqlite3_wal_autocheckpoint(eng->db, 0);
+     * pays for one, and only once the WAL holds as many pages as the connection's
+     * autocheckpoint (1,000 by default), as SQLite would: one per batch synced the database
+     * file after every batch. The connection's own setting is restored afterwards. */
+    int rc0 = SQLITE_OK;
+    int autockpt = (int)tg__count(eng->db, "PRAGMA wal_autocheckpoint", NULL, NULL, &rc0);
+    if (rc0 != SQLITE_OK)
+        autockpt = 1000;
+    int wal_frames = 0;
+    sqlite3_wal_hook(eng->db, wal_size, &wal_frames); /* replaces the autocheckpoint */
     int busy_retries = 0;
     for (;;) {
         if (o && o->max_seconds > 0 && now_s() - start >= o->max_seconds)
@@ -996,7 +1037,7 @@ static int work(tg_engine *eng, const tg_work_options *o, tg_work_result *out) {
         p.table = j.table;
         double ms = 0;
         int64_t rows = 0;
-        st = run_batch(eng, &j, &p, &ms, &rows);
+        st = run_batch(eng, &j, o ? o->batch_ms : 0, &p, &ms, &rows);
         if (st == TG_BUSY && busy_retries < 20) {
             sleep_ms(10 << (busy_retries < 6 ? busy_retries : 6));
             busy_retries++;
@@ -1020,11 +1061,13 @@ static int work(tg_engine *eng, const tg_work_options *o, tg_work_result *out) {
             break;
         }
         sleep_ms(pause_ms_of(eng, j.run));
-        int wal_frames = 0;
-        sqlite3_wal_checkpoint_v2(eng->db, NULL, SQLITE_CHECKPOINT_PASSIVE, &wal_frames, NULL);
+        if (autockpt > 0 && wal_frames >= autockpt) {
+            sqlite3_wal_checkpoint_v2(eng->db, NULL, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
+            wal_frames = 0;
+        }
     }
     job_finalize(&j);
-    sqlite3_wal_autocheckpoint(eng->db, autockpt > 0 ? autockpt : 1000);
+    sqlite3_wal_autocheckpoint(eng->db, autockpt); /* SQLite's own hook again */
     if (out)
         *out = res;
     if (st == TG_OK)

@@ -569,16 +569,17 @@ end)
 
 usage.worker = [[
 usage: tenantguard worker --db FILE [--rules DIR] [--max-seconds N] [--max-batches N]
-                          [--quiet]
+                          [--batch-ms N] [--quiet]
 
 Executes queued backfill work in batches until none is left (or a limit is reached). Safe
 to run as several processes at once and to kill at any moment: a new worker resumes where
-the last committed batch ended. Progress goes to stderr (--quiet: none): on a terminal one
-bar that fits its width (COLUMNS, else the terminal's, else 80), in color unless NO_COLOR
-is set; otherwise one plain line a second. The rate (rows/s) and the ETA are over
-wall-clock time, pauses included; done never shows more than the total. The summary goes
-to stdout. Ctrl-C stops it once the batch in progress has committed (exit 130; a second
-Ctrl-C ends it at once, which is safe too).]]
+the last committed batch ended. --batch-ms: this worker's time target per batch in place of
+the run's (each batch's size aims at 40% of it, within 50 to 200,000 rows). Progress goes to
+stderr (--quiet: none): on a terminal one bar that fits its width (COLUMNS, else the
+terminal's, else 80), in color unless NO_COLOR is set; otherwise one plain line a second.
+The rate (rows/s) and the ETA are over wall-clock time, pauses included; done never shows
+more than the total. The summary goes to stdout. Ctrl-C stops it once the batch in progress
+has committed (exit 130; a second Ctrl-C ends it at once, which is safe too).]]
 
 -- Whether stderr (where the progress goes) is a terminal.
 local function stderr_is_tty()
@@ -587,7 +588,7 @@ local function stderr_is_tty()
 end
 
 command("worker", { db = "text", rules = "text", ["max-seconds"] = "seconds",
-  ["max-batches"] = POSITIVE, quiet = "flag" }, function(opts)
+  ["max-batches"] = POSITIVE, ["batch-ms"] = BATCH_MS, quiet = "flag" }, function(opts)
   local eng = open_engine(opts)
   local progress = require "tenantguard.progress"
   local tty = stderr_is_tty()
@@ -600,7 +601,7 @@ command("worker", { db = "text", rules = "text", ["max-seconds"] = "seconds",
   end
   signal.trap()
   local r, msg = eng:work { progress = on_progress, max_seconds = opts["max-seconds"],
-    max_batches = opts["max-batches"] }
+    max_batches = opts["max-batches"], batch_ms = opts["batch-ms"] }
   signal.default()
   if not opts.quiet then meter:finish() end
   if not r then

@@ -197,19 +197,22 @@ static int progress_cb(void *ud, const tg_progress *p) {
     return stop;
 }
 
-/* eng:work{ progress = fn, max_seconds =, max_batches = } -> { batches =, rows =, ... } */
+/* eng:work{ progress = fn, max_seconds =, max_batches =, batch_ms = } -> { batches =, ... }
+ * batch_ms: this worker's time target per batch, in place of the run's */
 static int l_work(lua_State *L) {
     lengine *e = tgl_check_engine(L, 1);
     tg_work_options o = {0};
     work_cb cb = {L, 0, 0};
     if (!lua_isnoneornil(L, 2)) {
-        static const char *const fields[] = {"progress", "max_seconds", "max_batches", NULL};
+        static const char *const fields[] = {"progress", "max_seconds", "max_batches",
+                                             "batch_ms", NULL};
         const char *what = "work";
         int t = tgl_fields(L, 2, what, fields);
         lua_Integer v;
         tgl_field_number(L, t, what, "max_seconds", 1e9, &o.max_seconds);
         if (tgl_field_integer(L, t, what, "max_batches", 0, LUA_MAXINTEGER, &v))
             o.max_batches = v;
+        tgl_field_number(L, t, what, "batch_ms", 3600e3, &o.batch_ms);
         if ((cb.fn = tgl_field_function(L, t, what, "progress")) != 0) {
             o.progress = progress_cb;
             o.ud = &cb;

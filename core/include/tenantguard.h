@@ -780,6 +780,8 @@ typedef struct tg_work_options {
     void *ud;
     double max_seconds;    /* stop after this long (0: until nothing is left) */
     int64_t max_batches;   /* stop after this many batches (0: no limit) */
+    double batch_ms;       /* this worker's time target per batch, in place of the run's
+                              (0: the run's, tg_backfill_options.batch_ms) */
 } tg_work_options;
 
 typedef struct tg_work_result {

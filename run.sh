@@ -10,6 +10,8 @@
 #                    SECOND_ROWS invoices (default 1000000); extra arguments go to the bench
 #   ./run.sh bench-callgrind  the same databases; instructions per decision of both sides
 #                    and their ratio, from valgrind --tool=callgrind (OPS per side, default 300)
+#   ./run.sh bench-pg  the PostgreSQL section: a throwaway cluster, the reference database of
+#                    ROWS rows copied in, tenantguard vs a libpq baseline; extra args to the bench
 #   ./run.sh fuzz [SECONDS]  build the libFuzzer targets (clang) and run each for SECONDS
 #                    (default 60); `test` ends with a 20 s run of each (see fuzz/README.md)
 set -euo pipefail
@@ -109,8 +111,23 @@ case "${1:-}" in
     exec ./build-bench/bench/tenantguard_bench "${args[@]}" --small-db "$small" \
       --workdir build-bench --json "build-bench/bench-$rows.jsonl" "$@"
     ;;
+  bench-pg)
+    shift
+    ensure_packages postgresql-15
+    build bench
+    rows="${ROWS:-100000}"
+    db="build-bench/reference-$rows.db"
+    [ -f "$db" ] || ./build-bench/tenantguard refdb "$db" --rows "$rows"
+    pg_env=$(scripts/pg_cluster.sh start)
+    eval "$pg_env"
+    trap 'scripts/pg_cluster.sh stop "$TG_PG_CLUSTER_DIR"' EXIT   # also on failure
+    ./build-bench/tenantguard pg-load --from "$db" --to "$TG_PG_OWNER_URI" --grant-to tg_app
+    psql -X -q -d "$TG_PG_ADMIN_URI" -c ANALYZE   # planner statistics, as a live database has
+    ./build-bench/bench/tenantguard_bench --pg-uri "$TG_PG_URI" --rules rules --ops 5000 \
+      --json "build-bench/bench-pg-$rows.jsonl" "$@"
+    ;;
   *)
-    sed -n '2,14p' "$0"
+    sed -n '2,16p' "$0"
     exit 2
     ;;
 esac

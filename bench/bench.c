@@ -5,11 +5,15 @@
  * usage: tenantguard_bench --db REFDB --rules DIR [--rounds N] [--ops N] [--json FILE]
  *                          [--only NAME] [--workdir DIR] [--small-db REFDB] [--text-db REFDB]
  *                          [--second-db DB --second-rules DIR [--second-rows N]] [--threads N]
+ *                          [--pg-uri URI]
  * --text-db: the same application keyed by UUID text (tenantguard refdb --keys text); the
  * decision benchmarks run on it too, as rows named text_*.
  * --second-db: a second schema of other names and shape (bench/second_schema.c: 2 workspaces,
  * 200 tenants, 2,000 users, N invoices, roles only on the tenant entitlement), built there
  * when the file is missing; the per-kind benchmarks run on it too, as rows named second_*.
+ * --pg-uri URI: the PostgreSQL section (bench/pg.c) on a copy of the reference database in
+ * PostgreSQL (tenantguard pg-load), against a libpq baseline; --db is then optional (without
+ * it only that section runs). ./run.sh bench-pg runs it on a throwaway cluster.
  * --prepare-only: build the second schema when missing, run nothing.
  * --only A,B: only the benchmarks whose names contain A or B.
  * Instruction counts: bench/callgrind.sh (./run.sh bench-callgrind).
@@ -197,22 +201,30 @@ int main(int argc, char **argv) {
             prepare_only = 1;
         else if (strcmp(a, "--threads") == 0 && v)
             cfg.threads = atoi(argv[++i]);
+        else if (strcmp(a, "--pg-uri") == 0 && v)
+            cfg.pg_uri = argv[++i];
         else {
             fprintf(stderr,
                     "usage: %s --db REFDB --rules DIR [--rounds N] [--ops N] [--json FILE] "
                     "[--only NAME] [--workdir DIR] [--small-db REFDB] [--text-db REFDB] "
                     "[--second-db DB --second-rules DIR [--second-rows N]] [--threads N] "
-                    "[--prepare-only]\n",
+                    "[--pg-uri URI] [--prepare-only]\n",
                     argv[0]);
             return 2;
         }
     }
-    if (!cfg.db || !cfg.rules || cfg.rounds < 1 || cfg.ops < 1 || cfg.threads < 1 ||
+    if ((!cfg.db && !cfg.pg_uri) || !cfg.rules || cfg.rounds < 1 || cfg.ops < 1 || cfg.threads < 1 ||
         cfg.second_rows < 1000 || (cfg.second_db && !cfg.second_rules)) {
-        fprintf(stderr, "--db and --rules are required (--second-db needs --second-rules; "
-                        "--second-rows at least 1000)\n");
+        fprintf(stderr, "--db (or --pg-uri) and --rules are required (--second-db needs "
+                        "--second-rules; --second-rows at least 1000)\n");
         return 2;
     }
+#ifndef BENCH_HAVE_PG
+    if (cfg.pg_uri) {
+        fprintf(stderr, "--pg-uri: this bench was built without libpq (Debian: libpq-dev)\n");
+        return 2;
+    }
+#endif
     if (json_path && !(json_out = fopen(json_path, "w"))) {
         perror(json_path);
         return 2;
@@ -223,16 +235,22 @@ int main(int argc, char **argv) {
         return 1;
     if (prepare_only)
         return 0;
-    printf("tenantguard benchmarks: db %s, %d rounds (median), %d ops per round\n", cfg.db,
-           cfg.rounds, cfg.ops);
+    printf("tenantguard benchmarks: db %s, %d rounds (median), %d ops per round\n",
+           cfg.db ? cfg.db : cfg.pg_uri, cfg.rounds, cfg.ops);
     printf("%-34s %-11s %12s %12s %9s  %-10s %s\n", "operation", "mode", "tenantguard",
            "baseline", "ratio", "target", "");
     int rc = 0;
-    rc |= bench_decisions(&cfg);
-    rc |= bench_kinds(&cfg);
-    rc |= bench_threads(&cfg);
-    rc |= bench_rollout(&cfg);
-    rc |= bench_snapshot(&cfg);
+    if (cfg.db) {
+        rc |= bench_decisions(&cfg);
+        rc |= bench_kinds(&cfg);
+        rc |= bench_threads(&cfg);
+        rc |= bench_rollout(&cfg);
+        rc |= bench_snapshot(&cfg);
+    }
+#ifdef BENCH_HAVE_PG
+    if (cfg.pg_uri)
+        rc |= bench_pg(&cfg);
+#endif
     if (json_out)
         fclose(json_out);
     return rc;

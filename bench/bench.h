@@ -16,6 +16,7 @@ typedef struct bench_cfg {
     long second_rows;         /* invoices in the second schema (default 1,000,000) */
     int rounds, ops;
     int threads;              /* the most threads of the scaling benchmark (default 2) */
+    const char *pg_uri;       /* the PostgreSQL section's database (bench/pg.c), or NULL */
 } bench_cfg;
 
 double bench_now(void);
@@ -61,6 +62,8 @@ int bench_threads(const bench_cfg *cfg);
 int bench_second_schema(const char *path, long rows);
 int bench_rollout(const bench_cfg *cfg);
 int bench_snapshot(const bench_cfg *cfg);
+/* The PostgreSQL section (bench/pg.c; only in a build with libpq). */
+int bench_pg(const bench_cfg *cfg);
 
 /* The integer first column of every row `sql` returns, with `tenant` bound to ?1 when the
  * statement has a parameter; malloc'd (the caller frees), NULL on failure. */

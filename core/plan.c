@@ -178,6 +178,8 @@ int tg__key_coerces(int aff, const tg_value *v) {
 static const char *rowid_mark(tg__db *db, const char *table) {
     tg__stmt *st = NULL;
     int ok = 0;
+    if (!db->dialect->row_marker)
+        return NULL;
     if (table && tg__st_prepare_once(db, db->dialect->sql_has_row_marker, &st) == TG__ST_OK) {
         tg__st_bind_str(st, 1, table);
         ok = tg__st_step(st) == TG__ST_ROW && (int)tg__st_column_int64(st, 0) == 1; /* one, a table */

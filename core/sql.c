@@ -37,6 +37,7 @@ const tg__dialect tg__sqlite = {
     .is = " IS ",
     .filter_close = ") = 1",
     .row_marker = "rowid",
+    .foreign_by_join = 0,
     .null_key_gating = 1,
     .bulk_array = 0,
     .like_open = "",
@@ -122,7 +123,8 @@ const tg__dialect tg__postgres = {
     .binary = "",
     .is = " IS NOT DISTINCT FROM ",
     .filter_close = ")",
-    .row_marker = "ctid",
+    .row_marker = NULL,
+    .foreign_by_join = 1,
     .null_key_gating = 0,
     .bulk_array = 1,
     .like_open = "lower(CAST(",
@@ -510,7 +512,9 @@ static void scope_select(const tg__dialect *d, const tg_app *a, int with_workspa
     role_of(d, b, "tg_tm", a->tenant_members.role);
     for (int i = 0; record && i < record->n_columns; i++)
         tg__sqlf(b, d, ", r.%I", record->columns[i]);
-    if (record)
+    if (record && d->foreign_by_join)
+        tg__sqlf(b, d, ", tg_ft.%I", a->tenants.workspace);
+    else if (record)
         foreign_workspace(d, a, record, TG__P_TENANT, 1, b);
     /* gated, the membership drives the statement (its lookup in the WHERE clause: no
      * coroutine for a one-row table, no marker to gate the tenants lookup on) */
@@ -571,6 +575,14 @@ static void scope_select(const tg__dialect *d, const tg_app *a, int with_workspa
         } else
             tg__sqlf(b, d, "%P", TG__P_ID);
         record_filter(d, record, "r", b);
+        if (d->foreign_by_join) {
+            /* a foreign record's tenant, for its workspace (the reason of the 404) */
+            tg__sqlf(b, d, " LEFT JOIN %I AS tg_ft ON r.%I <> %P AND tg_ft.%I = r.%I",
+                     a->tenants.table, record->tenant, TG__P_TENANT, a->tenants.id,
+                     record->tenant);
+            tg__sql_filter(d, &a->tenants.row_filter, "tg_ft",
+                           tg__sql_filter_param(a, TG__FILTER_TENANTS), b);
+        }
     }
     if (gate) {
         tg__buf_add(b, " WHERE ");

@@ -37,8 +37,14 @@ typedef struct tg__dialect {
      * boolean is no number */
     const char *filter_close;
     /* the pseudo-column every row of an ordinary table has (a presence marker that copies
-     * no key): "rowid", "ctid" */
+     * no key): "rowid"; NULL: the row's key columns mark it (PostgreSQL's ctid would cost a
+     * conversion to text in every row) */
     const char *row_marker;
+    /* 1: the first decision names a foreign record's workspace through a join (LEFT JOIN
+     * tenants ON the record's tenant is not the route's), where a correlated subquery costs
+     * PostgreSQL its set-up on every execution; 0: a CASE with a subquery, evaluated only for
+     * a foreign row (SQLite) */
+    int foreign_by_join;
     /* 1: a gated lookup's key is NULL when the check before it failed (CASE WHEN ... THEN
      * key END), which SQLite tests before seeking; 0: the check is a join condition (an
      * untyped CASE cannot carry a PostgreSQL parameter's type) */

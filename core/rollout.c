@@ -269,47 +269,43 @@ int tg__meta_ensure(tg_engine *eng) {
 
 int tg__audit(tg_engine *eng, const char *action, const char *subject, const char *metadata) {
     const tg_app *a = &eng->rules->pub.app;
+    const tg__dialect *d = eng->store->dialect;
     const char *table = tg__app_audit(eng);
     const char *subject_col = a->audit_logs.subject;
     tg__buf sql = {0};
     if (table) {
-        tg__sqlf(&sql, &tg__sqlite, "INSERT INTO %I (%I, %I, %I", table, a->audit_logs.action,
+        tg__sqlf(&sql, d, "INSERT INTO %I (%I, %I, %I", table, a->audit_logs.action,
                  a->audit_logs.metadata, a->audit_logs.created_at);
     } else {
         /* the app keeps no audit log: tenantguard's own, made by the first entry */
-        int st = tg__exec(eng,
-                          "CREATE TABLE IF NOT EXISTS tenantguard_audit ("
-                          "  id INTEGER PRIMARY KEY, action TEXT NOT NULL, subject TEXT,"
-                          "  metadata TEXT NOT NULL, created_at TEXT NOT NULL)",
-                          "cannot create tenantguard_audit");
+        int st = tg__exec(eng, d->audit_ddl, "cannot create tenantguard_audit");
         if (st != TG_OK)
             return st;
         tg__buf_add(&sql, "INSERT INTO tenantguard_audit (action, metadata, created_at");
         subject_col = "subject";
     }
     if (subject_col)
-        tg__sqlf(&sql, &tg__sqlite, ", %I", subject_col);
-    tg__buf_add(&sql, ") VALUES (?1, ?2, strftime('%Y-%m-%d %H:%M:%f', 'now')");
+        tg__sqlf(&sql, d, ", %I", subject_col);
+    tg__sqlf(&sql, d, ") VALUES (%P, %P, %s", 1, 2, d->now);
     if (subject_col)
-        tg__buf_add(&sql, ", ?3");
+        tg__sqlf(&sql, d, ", %P", 3);
     tg__buf_add(&sql, ")");
-    sqlite3_stmt *st = NULL;
-    int rc = sql.oom ? SQLITE_NOMEM
-                     : sqlite3_prepare_v2(eng->db, tg__buf_str(&sql), -1, &st, NULL);
+    tg__stmt *st = NULL;
+    int rc = sql.oom ? TG__ST_NOMEM : tg__st_prepare_once(eng->store, tg__buf_str(&sql), &st);
     tg__buf_free(&sql);
-    if (rc == SQLITE_OK) {
-        sqlite3_bind_text(st, 1, action, -1, SQLITE_STATIC);
-        sqlite3_bind_text(st, 2, metadata ? metadata : "{}", -1, SQLITE_STATIC);
+    if (rc == TG__ST_OK) {
+        tg__st_bind_str(st, 1, action);
+        tg__st_bind_str(st, 2, metadata ? metadata : "{}");
         if (subject_col)
-            sqlite3_bind_text(st, 3, subject, -1, SQLITE_STATIC);
-        rc = sqlite3_step(st);
-        rc = rc == SQLITE_DONE ? SQLITE_OK : rc;
+            tg__st_bind_str(st, 3, subject);
+        rc = tg__st_step(st);
+        rc = rc == TG__ST_DONE ? TG__ST_OK : rc;
     }
-    if (rc != SQLITE_OK)
+    if (rc != TG__ST_OK)
         tg__engine_fail(eng, TG_DB, "cannot write the audit entry '%s': %s", action,
-                        sqlite3_errmsg(eng->db));
-    sqlite3_finalize(st);
-    return rc == SQLITE_OK ? TG_OK : TG_DB;
+                        tg__db_errmsg(eng->store));
+    tg__st_finalize(st);
+    return rc == TG__ST_OK ? TG_OK : TG_DB;
 }
 
 static int run_buf(tg_engine *eng, tg__buf *sql, const char *what) {

@@ -28,6 +28,11 @@ typedef struct tg__dialect {
     const char *defer_foreign_keys;
     /* the statements that begin a read snapshot and a write transaction */
     const char *read_begin, *write_begin;
+    /* the current time as SQL text (UTC, milliseconds, "2026-01-31 12:00:00.000"): an
+     * expression, added through %s */
+    const char *now;
+    /* tenantguard's own audit log, for an application that keeps none */
+    const char *audit_ddl;
     /* SQLite compares under affinity and collation rules: the unary "+" drops a column's
      * affinity and " COLLATE BINARY" its collation, so a comparison is by type and bytes, as
      * C compares. PostgreSQL's types compare exactly already: both empty. */

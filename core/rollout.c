@@ -32,13 +32,7 @@ size_t tg__targets(const tg_rules *r, tg__target *out, size_t cap) {
 static const char *app_table(tg_engine *eng, const char *table, int implicit) {
     if (!table || !implicit)
         return table;
-    int rc;
-    return tg__count(eng->db,
-                     "SELECT count(*) FROM sqlite_schema WHERE type IN ('table', 'view') AND "
-                     "name = ?1",
-                     table, NULL, &rc) > 0
-               ? table
-               : NULL;
+    return tg__table_exists(eng->store, table) == 1 ? table : NULL;
 }
 
 const char *tg__app_audit(tg_engine *eng) {

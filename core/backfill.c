@@ -5,6 +5,7 @@
  * exactly once whoever runs it and wherever a worker dies. The batch size adapts to a
  * target time, so the write lock is never held long. */
 #include "rollout.h"
+#include "pg.h"
 #include "sql.h"
 
 #include <sqlite3.h>
@@ -118,6 +119,8 @@ int tg_backfill_dry_run(tg_engine *eng, tg_backfill_plan **out) {
     if (!eng || !out || eng->closed)
         return TG_MISUSE;
     *out = NULL;
+    if (eng->store && !eng->db)
+        return tg__backfill_dry_run_pg(eng, out);
     if (tg__engine_sqlite(eng, "the backfill") != TG_OK)
         return TG_MISUSE;
     const tg_rules *r = &eng->rules->pub;
@@ -181,6 +184,8 @@ int tg_backfill_start(tg_engine *eng, const tg_backfill_options *o, int64_t *run
     if (!eng || !run_id || eng->closed)
         return TG_MISUSE;
     *run_id = 0;
+    if (eng->store && !eng->db)
+        return tg__backfill_start_pg(eng, o, run_id);
     if (tg__engine_sqlite(eng, "the backfill") != TG_OK)
         return TG_MISUSE;
     if (tg__engine_writable(eng, "backfill") != TG_OK)
@@ -305,6 +310,8 @@ int tg_backfill_status(tg_engine *eng, int64_t run_id, tg_run_info *out) {
     if (!eng || !out || eng->closed)
         return TG_MISUSE;
     memset(out, 0, sizeof *out);
+    if (eng->store && !eng->db)
+        return tg__backfill_status_pg(eng, run_id, out);
     int st = tg__meta_ensure(eng);
     if (st != TG_OK)
         return st;
@@ -370,6 +377,8 @@ static int sync_operation_run(tg_engine *eng, int64_t run) {
 int tg_backfill_control(tg_engine *eng, int64_t run_id, const char *action) {
     if (!eng || !action || eng->closed)
         return TG_MISUSE;
+    if (eng->store && !eng->db)
+        return tg__backfill_control_pg(eng, run_id, action);
     if (tg__engine_writable(eng, "backfill control") != TG_OK)
         return TG_MISUSE;
     tg_run_info info;
@@ -1079,6 +1088,8 @@ static int work(tg_engine *eng, const tg_work_options *o, tg_work_result *out) {
 int tg_work(tg_engine *eng, const tg_work_options *o, tg_work_result *out) {
     if (!eng || eng->closed)
         return TG_MISUSE;
+    if (eng->store && !eng->db)
+        return tg__work_pg(eng, o, out);
     if (tg__engine_sqlite(eng, "the backfill") != TG_OK)
         return TG_MISUSE;
     if (eng->working)

@@ -2,6 +2,7 @@
  * rules name, is idempotent, runs in one transaction (phase 3: one per table), and leaves an
  * entry in the app's audit log. */
 #include "rollout.h"
+#include "pg.h"
 #include "catalog.h"
 #include "sql.h"
 
@@ -217,6 +218,8 @@ int64_t tg__count(sqlite3 *db, const char *sql, const char *a, const char *b, in
 }
 
 int tg__meta_ensure(tg_engine *eng) {
+    if (eng->store && !eng->db)
+        return tg__meta_ensure_pg(eng);
     if (tg__engine_sqlite(eng, "the backfill") != TG_OK)
         return TG_MISUSE;
     if (eng->read_depth) /* never a write in a read snapshot; the writers refuse first */
@@ -1247,12 +1250,17 @@ static int enforce_constraints(tg_engine *eng, const tg__target *t, size_t n) {
 int tg_rollout(tg_engine *eng, const char *phase) {
     if (!eng || !phase || eng->closed)
         return TG_MISUSE;
-    if (tg__engine_sqlite(eng, "the rollout") != TG_OK)
-        return TG_MISUSE;
+    if (!eng->store)
+        return tg__engine_sqlite(eng, "the rollout");
     if (tg__engine_writable(eng, "rollout") != TG_OK)
         return TG_MISUSE;
     tg__target t[TG__MAX_TARGETS];
     size_t n = tg__targets(&eng->rules->pub, t, TG__MAX_TARGETS);
+    if (!eng->db) { /* PostgreSQL: its own phases (rollout_pg.c) */
+        int pst = tg__rollout_pg(eng, phase, t, n);
+        tg__engine_schema_changed(eng);
+        return pst;
+    }
     int st = check_targets(eng, t, n);
     if (st != TG_OK)
         return st;

@@ -2,6 +2,7 @@
  * table, audit entries with a tenant but no workspace, and rows whose workspace_id differs
  * from their tenant's workspace, in every table (not a sample). */
 #include "rollout.h"
+#include "pg.h"
 #include "sql.h"
 
 #include <sqlite3.h>
@@ -40,6 +41,8 @@ int tg_validate(tg_engine *eng, tg_validation **out) {
     if (!eng || !out || eng->closed)
         return TG_MISUSE;
     *out = NULL;
+    if (eng->store && !eng->db)
+        return tg__validate_pg(eng, out);
     if (tg__engine_sqlite(eng, "validation") != TG_OK)
         return TG_MISUSE;
     const tg_rules *r = &eng->rules->pub;

@@ -215,4 +215,96 @@ function TestPgMatrix:test_storefront_checks()
     H.source_dir .. "/examples/storefront/rules", true)
 end
 
+-- Text keys (no UUIDs), bytea keys (records and users), a users table the memberships
+-- reference by a foreign key PostgreSQL checks at once, composite primary keys on the
+-- memberships: the fixture's actors get user rows made for them, its keys fit each column.
+local KEYS_RULES = {
+  ["app.lua"] = 'app { name = "keys" }',
+  ["roles.lua"] = [[
+capabilities { "t.view", "t.edit" }
+role "owner" { "*" }
+role "viewer" { "t.view" }
+]],
+  ["families.lua"] = [[
+family "Ticket" {
+  table = "tickets", primary_surface = "TicketResource", search_posture = "scoped",
+  search_columns = { "title" }, action_surface_status = "declared",
+  paths = {
+    index = { capability = "t.view" }, detail = { capability = "t.view" },
+    row_action = { capability = "t.edit" }, bulk_action = { capability = "t.edit" },
+    global_search = { capability = "t.view" }, canonical_viewer = { capability = "t.view" },
+  },
+}
+family "Attachment" {
+  table = "attachments", primary_surface = "AttachmentResource",
+  search_posture = "not_applicable", action_surface_status = "declared",
+  paths = {
+    index = { capability = "t.view" }, detail = { capability = "t.view" },
+    row_action = { capability = "t.edit" }, bulk_action = { capability = "t.edit" },
+    relation_manager = { owner = "Ticket", via = "ticket_id", capability = "t.view" },
+  },
+}
+]],
+  ["exceptions.lua"] = [[
+exception "Alerts" {
+  exception_kind = "deferred_family", table = "alerts", surface = "AlertResource",
+  why_excepted = "test",
+  still_required_checks = { "workspace_member", "record_in_workspace", "tenant_entitled",
+                            "capability" },
+  capability = "t.view",
+}
+]],
+}
+
+local KEYS_SCHEMA = [[
+CREATE TABLE workspaces(id TEXT PRIMARY KEY);
+CREATE TABLE tenants(id TEXT PRIMARY KEY, workspace_id TEXT NOT NULL REFERENCES workspaces(id));
+CREATE TABLE users(id BLOB PRIMARY KEY, email TEXT NOT NULL UNIQUE);
+CREATE TABLE workspace_memberships(user_id BLOB NOT NULL REFERENCES users(id),
+  workspace_id TEXT NOT NULL REFERENCES workspaces(id), role TEXT,
+  PRIMARY KEY (user_id, workspace_id));
+CREATE TABLE tenant_memberships(user_id BLOB NOT NULL REFERENCES users(id),
+  tenant_id TEXT NOT NULL REFERENCES tenants(id), role TEXT, PRIMARY KEY (user_id, tenant_id));
+CREATE TABLE operation_runs(id INTEGER PRIMARY KEY, type TEXT, status TEXT, workspace_id TEXT,
+  summary TEXT, created_at TEXT, started_at TEXT, finished_at TEXT);
+CREATE TABLE audit_logs(id INTEGER PRIMARY KEY, workspace_id TEXT, tenant_id TEXT, action TEXT,
+  subject TEXT, metadata TEXT, created_at TEXT);
+CREATE TABLE tickets(id TEXT PRIMARY KEY, tenant_id TEXT NOT NULL REFERENCES tenants(id),
+  workspace_id TEXT, title TEXT NOT NULL);
+CREATE TABLE attachments(id BLOB PRIMARY KEY, tenant_id TEXT NOT NULL REFERENCES tenants(id),
+  workspace_id TEXT, ticket_id TEXT REFERENCES tickets(id), name TEXT NOT NULL UNIQUE);
+CREATE TABLE alerts(id TEXT PRIMARY KEY, workspace_id TEXT, tenant_id TEXT, body TEXT);
+INSERT INTO workspaces VALUES ('ws-a');
+INSERT INTO tenants VALUES ('ten-1', 'ws-a');
+INSERT INTO users VALUES (x'00112233445566778899aabbccddeeff', 'a@example.com');
+INSERT INTO workspace_memberships VALUES (x'00112233445566778899aabbccddeeff', 'ws-a', 'owner');
+INSERT INTO tenant_memberships VALUES (x'00112233445566778899aabbccddeeff', 'ten-1', NULL);
+INSERT INTO tickets VALUES ('t-1', 'ten-1', 'ws-a', 'hello');
+INSERT INTO attachments VALUES (x'00aa2233445566778899aabbccddeeff', 'ten-1', 'ws-a', 't-1', 'f');
+]]
+
+function TestPgMatrix:test_text_and_bytea_keys()
+  local rules = H.rule_dir(KEYS_RULES)
+  local path = H.tmpdir() .. "/keys.db"
+  local db = tg.connect(path)
+  db:exec(KEYS_SCHEMA)
+  db:close()
+  local uri = load(path, "tgm_keys")
+  lu.assertEquals(psql(OWNER, "SELECT string_agg(table_name || '.' || column_name || ' ' || "
+    .. "data_type, ', ' ORDER BY table_name) FROM information_schema.columns WHERE "
+    .. "table_schema = 'tgm_keys' AND column_name = 'id' AND table_name IN ('attachments', "
+    .. "'tickets', 'users')"), "attachments.id bytea, tickets.id text, users.id bytea\n")
+  -- the first page of a bytea key starts below every key (a key whose first byte is 0)
+  local user = "\x00\x11\x22\x33\x44\x55\x66\x77\x88\x99\xaa\xbb\xcc\xdd\xee\xff"
+  for _, target in ipairs { path, uri } do
+    local eng = tg.open { db = target, rules = rules }
+    local d = eng:context { user = user, workspace = "ws-a", tenant = "ten-1" }
+      :resolve { family = "Attachment", path = "index" }
+    lu.assertEquals(d.status, 200, target)
+    lu.assertEquals(#d.records, 1, target)
+    eng:close()
+  end
+  compare("text and bytea keys", path, uri, "tgm_keys", rules, true)
+end
+
 os.exit(lu.LuaUnit.run())

@@ -9,10 +9,11 @@
  * SAVEPOINT, keeping the first the database accepts. Keys: integers (max + 1), UUID-like
  * text (PostgreSQL's uuid columns included), or 16 random bytes (a blob, bytea). The SQL it
  * runs is in the store's dialect, so the same fixture is made on SQLite and PostgreSQL
- * (where it reads the catalog, and CHECK constraints through pg_get_constraintdef). A view without an INSTEAD OF INSERT trigger is written through
- * its base table when it is a simple single-table SELECT. Values the rules give (a family's
- * or an app table's `fixture`) always win. A failure names the table, the column and the
- * constraint, and says where to give a value. */
+ * (where it reads the catalog, and CHECK constraints through pg_get_constraintdef). A view
+ * without an INSTEAD OF INSERT trigger is written through its base table when it is a simple
+ * single-table SELECT. Values the rules give (a family's or an app table's `fixture`) always
+ * win. A failure names the table, the column and the constraint, and says where to give a
+ * value. */
 #include "fixture_schema.h"
 #include "rollout.h"
 #include "rules.h"

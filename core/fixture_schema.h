@@ -1,5 +1,6 @@
 /* What the matrix fixture knows about a table it writes: columns, types, CHECK constraints
- * read from the schema's SQL text, UNIQUE and foreign keys, and how a view maps onto its base table.
+ * read from the schema's SQL text, UNIQUE and foreign keys, and how a view maps onto its base
+ * table.
  * Shared by fixture.c (writing rows) and fixture_schema.c (reading the schema). Private. */
 #ifndef TG_FIXTURE_SCHEMA_H
 #define TG_FIXTURE_SCHEMA_H

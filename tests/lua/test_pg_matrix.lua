@@ -21,8 +21,9 @@ local function in_schema(uri, schema)
   return uri .. (uri:find("?", 1, true) and "&" or "?") .. "options=-csearch_path%3D" .. schema
 end
 
-local function run(cmd)
-  local p = io.popen("env -u LD_PRELOAD " .. cmd .. " 2>&1")
+-- Runs a command; psql without the sanitizers' LD_PRELOAD (under ASan the tool needs it).
+local function run(cmd, unpreload)
+  local p = io.popen((unpreload and "env -u LD_PRELOAD " or "") .. cmd .. " 2>&1")
   local out = p:read("a")
   local ok = p:close()
   return ok, out
@@ -30,7 +31,7 @@ end
 
 local function psql(uri, sql)
   local ok, out = run("PGOPTIONS=-cclient_min_messages=warning psql -X -q -At -v ON_ERROR_STOP=1 -d "
-    .. sh_quote(uri) .. " -c " .. sh_quote(sql))
+    .. sh_quote(uri) .. " -c " .. sh_quote(sql), true)
   assert(ok, "psql: " .. out)
   return out
 end

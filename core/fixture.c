@@ -7,10 +7,13 @@
  * `length(col) ...`, `col <> ''`), distinct per row where a UNIQUE constraint or index covers
  * the column. A CHECK it cannot read is met by trying candidate values, each attempt under a
  * SAVEPOINT, keeping the first the database accepts. Keys: integers (max + 1), UUID-like
- * text, or 16 random bytes. A view without an INSTEAD OF INSERT trigger is written through
- * its base table when it is a simple single-table SELECT. Values the rules give (a family's
- * or an app table's `fixture`) always win. A failure names the table, the column and the
- * constraint, and says where to give a value. */
+ * text (PostgreSQL's uuid columns included), or 16 random bytes (a blob, bytea). The SQL it
+ * runs is in the store's dialect, so the same fixture is made on SQLite and PostgreSQL
+ * (where it reads the catalog, and CHECK constraints through pg_get_constraintdef). A view
+ * without an INSTEAD OF INSERT trigger is written through its base table when it is a simple
+ * single-table SELECT. Values the rules give (a family's or an app table's `fixture`) always
+ * win. A failure names the table, the column and the constraint, and says where to give a
+ * value. */
 #include "fixture_schema.h"
 #include "rollout.h"
 #include "rules.h"
@@ -52,6 +55,11 @@ static tg_value v_random_blob(tg__fixture *fx) {
     tg__store_random(p, 16);
     v.s = p;
     return v;
+}
+
+/* A blob column: SQLite's BLOB, PostgreSQL's bytea. */
+static int blob_type(const fx_col *c) {
+    return strcasecmp(c->type, "BLOB") == 0 || strcmp(c->type, "bytea") == 0;
 }
 
 /* Random version-4 UUID text, e.g. 0b9c4e2a-1f0d-4c3b-9a8e-5d6f7a8b9c0d. */
@@ -252,8 +260,24 @@ static tg_value gen_value(tg__fixture *fx, const fx_col *col, uint64_t n) {
         return c->n_in ? c->in[nth % c->n_in] : v_null();
     }
     if (col->aff == 'B' && !c->numeric && c->minlen == 0 && c->maxlen < 0 && !col->unparsed &&
-        strcasecmp(col->type, "BLOB") == 0)
+        blob_type(col))
         return v_random_blob(fx);
+    if (col->aff == 'U')
+        return v_uuid(fx);
+    if (col->aff == 'L')
+        return v_int(1); /* true */
+    if (col->aff == 'D') {
+        /* distinct per row: a second of January 2024, or a day of 2024 for a date */
+        char s[40];
+        uint64_t k = n % (28u * 86400u);
+        if (!strcmp(col->type, "date"))
+            snprintf(s, sizeof s, "2024-%02u-%02u", (unsigned)(n / 28 % 12) + 1,
+                     (unsigned)(n % 28) + 1);
+        else
+            snprintf(s, sizeof s, "2024-01-%02u %02u:%02u:%02u", (unsigned)(k / 86400) + 1,
+                     (unsigned)(k / 3600 % 24), (unsigned)(k / 60 % 60), (unsigned)(k % 60));
+        return v_text(fx, s);
+    }
     if (col->aff == 'I' || col->aff == 'R' || col->aff == 'N' || c->numeric) {
         for (int64_t i = 0; i < 1000; i++) {
             v = gen_number(col, nth + i);
@@ -299,11 +323,11 @@ static int fk_value(tg__fixture *fx, const fx_col *c, const fx_ctx *ctx, tg_valu
     }
     /* an existing row */
     tg__buf sql = {0};
+    const tg__dialect *d = fx->eng->store->dialect;
     if (to[0])
-        tg__sqlf(&sql, &tg__sqlite, "SELECT %I FROM %I WHERE %I IS NOT NULL LIMIT 1", to,
-                 c->fk_table, to);
-    else
-        tg__sqlf(&sql, &tg__sqlite, "SELECT rowid FROM %I LIMIT 1", c->fk_table);
+        tg__sqlf(&sql, d, "SELECT %I FROM %I WHERE %I IS NOT NULL LIMIT 1", to, c->fk_table, to);
+    else /* SQLite only: PostgreSQL's catalog always names the referenced columns */
+        tg__sqlf(&sql, d, "SELECT %s FROM %I LIMIT 1", d->row_marker, c->fk_table);
     tg__stmt *st;
     int found = 0;
     if (!sql.oom &&
@@ -331,9 +355,8 @@ static int fk_value(tg__fixture *fx, const fx_col *c, const fx_ctx *ctx, tg_valu
     fx->depth++;
     int st2 = insert_row(fx, c->fk_table, NULL, 0, to[0] ? to : NULL, &sub, out);
     fx->depth--;
-    if (st2 == TG_OK && !to[0]) {
+    if (st2 == TG_OK && !to[0]) /* SQLite only (see above) */
         *out = v_int(tg__db_last_insert_id(fx->eng->store));
-    }
     return st2;
 }
 
@@ -361,6 +384,80 @@ static int msg_names(const char *msg, const char *table, const char *col) {
             p++;
     }
     return 0;
+}
+
+/* The column a NOT NULL failure names: SQLite's "NOT NULL constraint failed: t.c",
+ * PostgreSQL's "null value in column "c" of relation "t" ...". 0 when none. */
+static int failed_column(const char *msg, char *out, size_t cap) {
+    const char *p = strstr(msg, "column \"");
+    if (p) {
+        p += 8;
+        const char *e = strchr(p, '"');
+        if (!e || (size_t)(e - p) >= cap)
+            return 0;
+        memcpy(out, p, (size_t)(e - p));
+        out[e - p] = 0;
+        return 1;
+    }
+    p = strrchr(msg, '.');
+    if (!p)
+        return 0;
+    snprintf(out, cap, "%s", p + 1);
+    return 1;
+}
+
+/* The CHECK a failure names: SQLite's "CHECK constraint failed: <name or expression>",
+ * PostgreSQL's "... violates check constraint "name"". "" when none. */
+static void failed_check(const char *msg, char *out, size_t cap) {
+    const char *p = strstr(msg, "check constraint \"");
+    out[0] = 0;
+    if (p) {
+        p += 18;
+        const char *e = strchr(p, '"');
+        size_t n = e ? (size_t)(e - p) : strlen(p);
+        if (n < cap) {
+            memcpy(out, p, n);
+            out[n] = 0;
+        }
+        return;
+    }
+    p = strstr(msg, "failed: ");
+    if (p)
+        snprintf(out, cap, "%s", p + 8);
+}
+
+/* The largest integer in table.column plus one (1 on an empty table). */
+static int next_int(tg__fixture *fx, const char *table, const char *column, tg_value *out) {
+    tg__buf q = {0};
+    fx->eng->store->dialect->fx_max_int(&q, table, column);
+    int rc = TG__ST_NOMEM;
+    int64_t mx = q.oom ? 0 : one_int(fx->eng->store, tg__buf_str(&q), &rc);
+    tg__buf_free(&q);
+    if (rc != TG__ST_OK)
+        return db_fail(fx, table);
+    if (mx == INT64_MAX)
+        return tg__fx_error(fx, TG_REFUSED, "%s.%s: the largest key is taken", table, column);
+    *out = v_int(mx + 1);
+    return TG_OK;
+}
+
+/* Whether the table column c references has a row whose key is v (*has). */
+static int referenced(tg__fixture *fx, const fx_col *c, const tg_value *v, int *has) {
+    tg__buf q = {0};
+    tg__stmt *st;
+    tg__sqlf(&q, fx->eng->store->dialect, "SELECT 1 FROM %I WHERE %I = %P", c->fk_table,
+             c->fk_col, 1);
+    *has = 0;
+    if (q.oom || tg__st_prepare_once(fx->eng->store, tg__buf_str(&q), &st) != TG__ST_OK) {
+        tg__buf_free(&q);
+        return db_fail(fx, c->fk_table);
+    }
+    tg__buf_free(&q);
+    bind_value(st, 1, v);
+    int rc = tg__st_step(st);
+    *has = rc == TG__ST_ROW;
+    tg__st_finalize(st);
+    return rc == TG__ST_ROW || rc == TG__ST_DONE ? TG_OK : db_fail(fx, c->fk_table);
 }
 
 static int exec(tg__fixture *fx, const char *sql) {
@@ -430,25 +527,12 @@ static int insert_row(tg__fixture *fx, const char *table, const colval *given, s
         /* an untyped key takes text: a text key keeps its type in a column of any affinity
          * that refers to it (an integer turns into text in a TEXT `via` column, and then
          * never matches its owner, compared by type and value) */
-        if (kc->aff == 'T' || (kc->aff == 'B' && strcasecmp(kc->type, "BLOB") != 0)) {
+        if (kc->aff == 'T' || kc->aff == 'U' || (kc->aff == 'B' && !blob_type(kc))) {
             s->v = v_uuid(fx);
         } else if (kc->aff == 'B') {
             s->v = v_random_blob(fx);
-        } else {
-            tg__buf q = {0};
-            tg__sqlf(&q, &tg__sqlite,
-                     "SELECT coalesce(max(CASE WHEN typeof(%I) = 'integer' THEN %I END), 0) "
-                     "FROM %I",
-                     key_col, key_col, table);
-            int rc;
-            int64_t mx = one_int(db, tg__buf_str(&q), &rc);
-            tg__buf_free(&q);
-            if (mx == INT64_MAX) {
-                st =
-                    tg__fx_error(fx, TG_REFUSED, "%s.%s: the largest key is taken", table, key_col);
-                goto done;
-            }
-            s->v = v_int(mx + 1);
+        } else if ((st = next_int(fx, table, key_col, &s->v)) != TG_OK) {
+            goto done;
         }
     }
     /* every other column that needs a value */
@@ -466,22 +550,24 @@ static int insert_row(tg__fixture *fx, const char *table, const colval *given, s
         s->filled = 1;
         if (c->fk >= 0 && (st = fk_value(fx, c, ctx, &s->v)) != TG_OK)
             goto done;
-        if (c->fk >= 0)
+        if (c->fk >= 0) {
             s->filled = 0;
-        else
+        } else if (c->maxkey) {
+            s->filled = 0;
+            if ((st = next_int(fx, t->name, c->name, &s->v)) != TG_OK)
+                goto done;
+        } else {
             s->v = gen_value(fx, c, (uint64_t)++fx->counter);
+        }
     }
-    tg__sqlf(&sql, &tg__sqlite, "INSERT OR ABORT INTO %I (", t->name);
+    const tg__dialect *d = db->dialect;
+    tg__sqlf(&sql, d, "%s%I", d->fx_insert, t->name);
+    if (!ns) /* "INSERT INTO t () ..." is not SQL */
+        tg__buf_add(&sql, " DEFAULT VALUES");
     for (size_t j = 0; j < ns; j++)
-        tg__sqlf(&sql, &tg__sqlite, "%s%I", j ? ", " : "", slots[j].col->name);
-    tg__buf_add(&sql, ns ? ") VALUES (" : ") DEFAULT VALUES");
-    if (!ns) {
-        /* "INSERT INTO t () DEFAULT VALUES" is not SQL: rebuild */
-        tg__buf_reset(&sql);
-        tg__sqlf(&sql, &tg__sqlite, "INSERT OR ABORT INTO %I DEFAULT VALUES", t->name);
-    }
+        tg__sqlf(&sql, d, "%s%I", j ? ", " : " (", slots[j].col->name);
     for (size_t j = 0; j < ns; j++)
-        tg__buf_printf(&sql, j ? ", ?%zu" : "?%zu", j + 1);
+        tg__sqlf(&sql, d, "%s%P", j ? ", " : ") VALUES (", (int)j + 1);
     if (ns)
         tg__buf_add(&sql, ")");
     if (sql.oom || tg__st_prepare_once(db, tg__buf_str(&sql), &ins) != TG__ST_OK) {
@@ -514,9 +600,14 @@ static int insert_row(tg__fixture *fx, const char *table, const colval *given, s
         exec(fx, "ROLLBACK TO tg_fixture");
         exec(fx, "RELEASE tg_fixture");
         if (xrc == TG__CONSTRAINT_UNIQUE) {
-            int moved = 0;
+            /* the columns SQLite's message names; PostgreSQL's names the index only: then
+             * every UNIQUE column the fixture filled moves on */
+            int named = 0, moved = 0;
+            for (int i = 0; i < t->n_cols && !named; i++)
+                named = msg_names(last_msg, t->name, t->cols[i].name);
             for (size_t j = 0; j < ns; j++)
-                if (slots[j].filled && msg_names(last_msg, t->name, slots[j].col->name)) {
+                if (slots[j].filled && (named ? msg_names(last_msg, t->name, slots[j].col->name)
+                                              : slots[j].col->unique)) {
                     slots[j].col->bump++;
                     slots[j].v = gen_value(fx, slots[j].col, (uint64_t)++fx->counter);
                     moved = 1;
@@ -531,8 +622,9 @@ static int insert_row(tg__fixture *fx, const char *table, const colval *given, s
             continue;
         }
         if (xrc == TG__CONSTRAINT_NOTNULL) {
-            const char *dot = strrchr(last_msg, '.');
-            fx_col *c = dot ? tg__fx_find_col(t, dot + 1) : NULL;
+            char cname[128];
+            fx_col *c = failed_column(last_msg, cname, sizeof cname) ? tg__fx_find_col(t, cname)
+                                                                      : NULL;
             size_t j = 0;
             while (c && j < ns && slots[j].col != c)
                 j++;
@@ -548,14 +640,53 @@ static int insert_row(tg__fixture *fx, const char *table, const colval *given, s
             free(slots);
             return insert_row(fx, table, given, n, key_col, ctx, key);
         }
+        if (xrc == TG__CONSTRAINT_FOREIGN_KEY) {
+            /* a key the row was given (an actor, an owner) that the referenced table lacks:
+             * SQLite defers the check to a commit that never comes, PostgreSQL checks a key
+             * that is not DEFERRABLE at once; the referenced row is made, then the insert is
+             * tried again */
+            int made = 0;
+            for (size_t j = 0; j < ns; j++) {
+                int has = 0;
+                fx_col *c = slots[j].col;
+                if (c->fk < 0 || !c->fk_col[0] || slots[j].v.type == TG_NULL)
+                    continue;
+                if ((st = referenced(fx, c, &slots[j].v, &has)) != TG_OK)
+                    goto done;
+                if (has)
+                    continue;
+                if (fx->depth >= FX_MAX_DEPTH) {
+                    st = tg__fx_error(fx, TG_REFUSED,
+                                      "%s.%s references %s, which has no row %s, and the fixture "
+                                      "nests too deep to make one; give a value in %s",
+                                      t->name, c->name, c->fk_table, c->fk_col, ctx->hint);
+                    goto done;
+                }
+                fx_ctx sub = *ctx;
+                char hint[320];
+                snprintf(hint, sizeof hint, "a row of %s (made because %s references it)",
+                         c->fk_table, c->name);
+                sub.hint = hint;
+                colval ref = {c->fk_col, slots[j].v};
+                tg_value made_key;
+                fx->depth++;
+                st = insert_row(fx, c->fk_table, &ref, 1, c->fk_col, &sub, &made_key);
+                fx->depth--;
+                if (st != TG_OK)
+                    goto done;
+                made = 1;
+            }
+            if (made)
+                continue;
+        }
         if (xrc != TG__CONSTRAINT_CHECK) {
             st = tg__fx_error(fx, TG_REFUSED, "%s: %s (inserting a fixture row; give values in %s)",
                               t->name, last_msg, ctx->hint);
             goto done;
         }
         /* which CHECK: by its name or its text */
-        const char *what = strstr(last_msg, "failed: ");
-        what = what ? what + 8 : "";
+        char what[300];
+        failed_check(last_msg, what, sizeof what);
         const fx_check *ck = NULL;
         for (int i = 0; i < t->n_checks && !ck; i++)
             if ((t->checks[i].name[0] && !strcasecmp(t->checks[i].name, what)) ||
@@ -602,18 +733,22 @@ static int insert_row(tg__fixture *fx, const char *table, const colval *given, s
     for (int i = 0; i < t->n_cols; i++)
         t->cols[i].uses++;
     if (key) {
-        *key = v_int(tg__db_last_insert_id(db));
-        for (size_t j = 0; j < ns; j++)
-            if (slots[j].key)
-                *key = slots[j].v;
+        size_t j = 0;
+        while (j < ns && !slots[j].key)
+            j++;
+        /* no key column given: the rowid SQLite chose (a PostgreSQL row always has one: its
+         * catalog names every referenced column) */
+        *key = j < ns ? slots[j].v
+               : db->backend == TG__BACKEND_SQLITE ? v_int(tg__db_last_insert_id(db))
+                                                   : v_null();
     }
     if (view) {
         /* the row must show through the view */
         tg__buf q = {0};
-        tg__sqlf(&q, &tg__sqlite, "SELECT count(*) FROM %I WHERE 1", view->name);
+        tg__sqlf(&q, d, "SELECT count(*) FROM %I WHERE 1 = 1", view->name);
         for (size_t i = 0; i < n; i++)
             if (tg__fx_written_col(view, given[i].col))
-                tg__sqlf(&q, &tg__sqlite, " AND %I IS %P", given[i].col, (int)i + 1);
+                tg__sqlf(&q, d, " AND %I%s%P", given[i].col, d->is, (int)i + 1);
         tg__stmt *chk;
         int seen = 0;
         if (!q.oom && tg__st_prepare_once(db, tg__buf_str(&q), &chk) == TG__ST_OK) {
@@ -772,8 +907,8 @@ static int link_children(tg__fixture *fx, const unsigned char *before_owner) {
         if (!p->declared || !before_owner[fi])
             continue;
         tg__buf sql = {0};
-        tg__sqlf(&sql, &tg__sqlite, "UPDATE %I SET %I = ?1 WHERE %I = ?2", r->families[fi].table,
-                 p->via, r->families[fi].columns.id);
+        tg__sqlf(&sql, fx->eng->store->dialect, "UPDATE %I SET %I = %P WHERE %I = %P",
+                 r->families[fi].table, p->via, 1, r->families[fi].columns.id, 2);
         tg__stmt *st;
         if (sql.oom ||
             tg__st_prepare_once(fx->eng->store, tg__buf_str(&sql), &st) != TG__ST_OK) {
@@ -877,11 +1012,17 @@ static int choose_roles(tg__fixture *fx, const char *where, const char *role_col
 
 /* A user key of the type the membership tables' user column holds. */
 static tg_value user_key(tg__fixture *fx, const fx_col *uc, int u) {
-    if (uc && uc->aff == 'T')
+    if (uc && (uc->aff == 'T' || uc->aff == 'U'))
         return v_uuid(fx);
-    if (uc && uc->aff == 'B' && strcasecmp(uc->type, "BLOB") == 0)
+    if (uc && uc->aff == 'B' && blob_type(uc))
         return v_random_blob(fx);
-    return v_int(4000000000000000000LL + u); /* users that exist nowhere else */
+    /* users that exist nowhere else, within the column's range (PostgreSQL's integer and
+     * smallint are narrower than a key) */
+    if (uc && !strcmp(uc->type, "integer"))
+        return v_int(2147483000LL + u);
+    if (uc && !strcmp(uc->type, "smallint"))
+        return v_int(32700 + u);
+    return v_int(4000000000000000000LL + u);
 }
 
 int tg__fixture_build(tg__fixture *fx) {

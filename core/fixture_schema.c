@@ -1,9 +1,14 @@
-/* Reading the schema for the matrix fixture: a cautious tokenizer for sqlite_schema's SQL,
+/* Reading the schema for the matrix fixture: a cautious tokenizer for the schema's SQL text
+ * (SQLite's sqlite_schema; on PostgreSQL what pg_get_viewdef and pg_get_constraintdef
+ * print, whose casts it skips and whose `= ANY (ARRAY[...])` it reads as IN), the catalog
+ * questions in the store's dialect (sql.h, sql_fx_*),
  * the simple forms of CHECK constraints (IN lists, comparisons, BETWEEN, length(), <> ''),
  * UNIQUE constraints and indexes, foreign keys, and views: one with an INSTEAD OF INSERT
  * trigger is written as is, a simple single-table SELECT through its base table (its
  * WHERE's equalities become fixed values); any other view is an error naming it. */
 #include "fixture_schema.h"
+#include "sql.h"
+#include "store.h"
 
 #include <ctype.h>
 #include <stdio.h>
@@ -12,7 +17,7 @@
 
 #define FX_MAX_TOKENS 8192
 
-/* ---- a cautious SQL tokenizer (for sqlite_schema's text) ---- */
+/* ---- a cautious SQL tokenizer (for the schema's SQL text) ---- */
 
 enum { K_END, K_ID, K_QID, K_STR, K_NUM, K_BLOB, K_OP };
 
@@ -26,6 +31,52 @@ typedef struct toks {
     tok *t;
     size_t n;
 } toks;
+
+static int type_word(const char *p, size_t n) {
+    static const char *const words[] = {"varying", "precision", "with", "without", "time",
+                                        "zone"};
+    for (size_t i = 0; i < sizeof words / sizeof *words; i++)
+        if (strlen(words[i]) == n && strncasecmp(p, words[i], n) == 0)
+            return 1;
+    return 0;
+}
+
+/* Past a PostgreSQL cast's type name, p just after "::": `text`, `"Type"`,
+ * `pg_catalog.text`, `character varying(40)`, `timestamp with time zone`, `integer[]`. A
+ * cast never changes which value a literal is here (what pg_get_constraintdef and
+ * pg_get_viewdef print: 'open'::text, ARRAY['a'::text]), so the tokenizer drops it. */
+static const char *skip_cast(const char *p) {
+    for (int words = 0;; words++) {
+        while (isspace((unsigned char)*p))
+            p++;
+        const char *q = p;
+        if (*q == '"') {
+            for (q++; *q && !(q[0] == '"' && q[1] != '"'); q += q[0] == '"' ? 2 : 1)
+                ;
+            if (*q)
+                q++;
+        } else {
+            while (isalnum((unsigned char)*q) || *q == '_' || *q == '$')
+                q++;
+        }
+        if (q == p || (words && !(*p != '"' && type_word(p, (size_t)(q - p)))))
+            break;
+        p = q;
+        if (*p == '.') { /* a schema-qualified type: the name follows */
+            p++;
+            words = -1;
+        }
+    }
+    while (isspace((unsigned char)*p))
+        p++;
+    if (*p == '(') {
+        const char *e = strchr(p, ')');
+        p = e ? e + 1 : p + strlen(p);
+    }
+    while (p[0] == '[' && p[1] == ']')
+        p += 2;
+    return p;
+}
 
 /* Splits sql into tokens, without comments. Returns 0 on anything it does not understand
  * (an unterminated quote, too many tokens, no memory): the caller then reads nothing. */
@@ -51,8 +102,15 @@ static int tokenize(const char *sql, toks *out) {
             p = e + 2;
             continue;
         }
+        if (p[0] == ':' && p[1] == ':') {
+            p = skip_cast(p + 2);
+            continue;
+        }
+        /* PostgreSQL's ARRAY[...] (after ARRAY, '[' opens no quoted name) */
+        int array = out->n && out->t[out->n - 1].kind == K_ID && out->t[out->n - 1].n == 5 &&
+                    strncasecmp(out->t[out->n - 1].p, "ARRAY", 5) == 0;
         tok t = {K_OP, p, 1};
-        if (*p == '\'' || *p == '"' || *p == '`' || *p == '[' ||
+        if (*p == '\'' || *p == '"' || *p == '`' || (*p == '[' && !array) ||
             ((*p == 'x' || *p == 'X') && p[1] == '\'')) {
             char close = *p == '[' ? ']' : *p == 'x' || *p == 'X' ? '\'' : *p;
             t.kind = *p == '\'' ? K_STR : (*p == 'x' || *p == 'X') ? K_BLOB : K_QID;
@@ -172,9 +230,17 @@ static size_t close_paren(const toks *ts, size_t i) {
     return ts->n;
 }
 
-/* A literal at tokens [*i, ...): a signed number, a string, NULL, TRUE or FALSE. */
+/* A literal at tokens [*i, ...): a signed number, a string, NULL, TRUE or FALSE, maybe in
+ * parentheses (PostgreSQL prints ARRAY[(0)::bigint, ...], its cast skipped). */
 static int literal_at(tg__fixture *fx, const toks *ts, size_t *i, tg_value *out) {
     size_t k = *i;
+    if (is_op(ts, k, "(")) {
+        size_t in = k + 1;
+        if (!literal_at(fx, ts, &in, out) || !is_op(ts, in, ")"))
+            return 0;
+        *i = in + 1;
+        return 1;
+    }
     int neg = 0;
     if (is_op(ts, k, "-") || is_op(ts, k, "+")) {
         neg = is_op(ts, k, "-");
@@ -254,6 +320,34 @@ static char affinity(const char *type) {
         return 'B';
     if (strstr(up, "REAL") || strstr(up, "FLOA") || strstr(up, "DOUB"))
         return 'R';
+    return 'N';
+}
+
+/* A PostgreSQL type (as format_type() prints it) as the fixture's kind of value: 'I'
+ * integers, 'R' floating and exact numbers, 'T' character types, 'B' bytea, 'U' uuid, 'L'
+ * boolean, 'D' dates and times; 'N' anything else (given a number, else text). A character
+ * type's declared length becomes the column's length limit. */
+static char pg_kind(const char *type, int64_t *maxlen) {
+    if (!strcmp(type, "bigint") || !strcmp(type, "integer") || !strcmp(type, "smallint"))
+        return 'I';
+    if (!strcmp(type, "real") || !strcmp(type, "double precision") ||
+        !strncmp(type, "numeric", 7))
+        return 'R';
+    if (!strcmp(type, "uuid"))
+        return 'U';
+    if (!strcmp(type, "bytea"))
+        return 'B';
+    if (!strcmp(type, "boolean"))
+        return 'L';
+    if (!strcmp(type, "date") || !strncmp(type, "timestamp", 9))
+        return 'D';
+    if (!strcmp(type, "text") || !strcmp(type, "citext") || !strcmp(type, "name") ||
+        !strncmp(type, "character", 9)) {
+        const char *open = strchr(type, '(');
+        if (open)
+            *maxlen = strtoll(open + 1, NULL, 10);
+        return 'T';
+    }
     return 'N';
 }
 
@@ -376,6 +470,32 @@ static int read_conjunct(tg__fixture *fx, tg__fx_table *t, const toks *ts, size_
     tg_value lits[FX_MAX_IN];
     if (i && i < e) {
         int notin = is_kw(ts, i, "NOT") && is_kw(ts, i + 1, "IN");
+        /* PostgreSQL's IN: col = ANY (ARRAY[...]), NOT IN: col <> ALL (ARRAY[...]) */
+        int any = is_op(ts, i, "=") && is_kw(ts, i + 1, "ANY");
+        int all = (is_op(ts, i, "<>") || is_op(ts, i, "!=")) && is_kw(ts, i + 1, "ALL");
+        if (!fn && (any || all)) {
+            size_t k = i + 2;
+            if (!is_op(ts, k, "(") || close_paren(ts, k) != e - 1 || !is_kw(ts, k + 1, "ARRAY") ||
+                !is_op(ts, k + 2, "[") || !is_op(ts, e - 2, "]"))
+                return 0;
+            int n = 0;
+            for (k += 3; k < e - 2;) {
+                if (n == FX_MAX_IN || !literal_at(fx, ts, &k, &lits[n]))
+                    return 0;
+                n++;
+                if (is_op(ts, k, ","))
+                    k++;
+                else if (k != e - 2)
+                    return 0;
+            }
+            if (all) {
+                for (int j = 0; j < n && c->cons.n_ne < 8; j++)
+                    c->cons.ne[c->cons.n_ne++] = lits[j];
+            } else {
+                cons_in(&c->cons, lits, n);
+            }
+            return 1;
+        }
         if (!fn && (is_kw(ts, i, "IN") || notin)) {
             size_t k = i + (notin ? 2 : 1);
             if (!is_op(ts, k, "(") || close_paren(ts, k) != e - 1)
@@ -460,6 +580,11 @@ static void read_check(tg__fixture *fx, tg__fx_table *t, const toks *ts, size_t 
             int ci = (int)(c - t->cols);
             ck->cols[ci / 64] |= (uint64_t)1 << (ci % 64);
         }
+    }
+    /* PostgreSQL parenthesizes the whole expression (and each conjunct) */
+    while (is_op(ts, s, "(") && close_paren(ts, s) == e - 1) {
+        s++;
+        e--;
     }
     /* split on AND at depth 0 (not the AND of a BETWEEN); an OR anywhere at depth 0 makes
      * the whole expression unread */
@@ -566,9 +691,9 @@ unread:
 
 static int load_columns(tg__fixture *fx, tg__fx_table *t) {
     tg__db *db = fx->eng->store;
+    int pg = db->backend == TG__BACKEND_POSTGRES;
     tg__stmt *st;
-    if (tg__st_prepare_once(db, "SELECT name, coalesce(type, ''), \"notnull\", dflt_value, pk, hidden "
-                           "FROM pragma_table_xinfo(?1) ORDER BY cid", &st) != TG__ST_OK)
+    if (tg__st_prepare_once(db, db->dialect->sql_fx_columns, &st) != TG__ST_OK)
         return db_fail(fx, t->name);
     tg__st_bind_str(st, 1, t->name);
     int pks = 0;
@@ -581,14 +706,14 @@ static int load_columns(tg__fixture *fx, tg__fx_table *t) {
         fx_col *c = &t->cols[t->n_cols++];
         snprintf(c->name, sizeof c->name, "%s", (const char *)tg__st_column_text(st, 0));
         snprintf(c->type, sizeof c->type, "%s", (const char *)tg__st_column_text(st, 1));
-        c->aff = affinity(c->type);
+        c->cons.maxlen = -1;
+        c->aff = pg ? pg_kind(c->type, &c->cons.maxlen) : affinity(c->type);
         c->notnull = (int)tg__st_column_int64(st, 2);
-        c->has_default = tg__st_column_type(st, 3) != TG__T_NULL;
+        c->has_default = tg__st_column_int64(st, 3) != 0;
         c->pk = (int)tg__st_column_int64(st, 4);
         c->generated = (int)tg__st_column_int64(st, 5) != 0;
         c->fk = -1;
         c->cand = -1;
-        c->cons.maxlen = -1;
         pks += c->pk > 0;
     }
     tg__st_finalize(st);
@@ -599,17 +724,22 @@ static int load_columns(tg__fixture *fx, tg__fx_table *t) {
 
 static int load_constraints(tg__fixture *fx, tg__fx_table *t, int pks) {
     tg__db *db = fx->eng->store;
+    int pg = db->backend == TG__BACKEND_POSTGRES;
     for (int i = 0; i < t->n_cols; i++) {
         fx_col *c = &t->cols[i];
-        c->rowid_alias =
-            !t->without_rowid && c->pk && pks == 1 && strcasecmp(c->type, "INTEGER") == 0;
+        /* SQLite's INTEGER PRIMARY KEY is the rowid: left out, SQLite picks a new one.
+         * PostgreSQL has no rowid; a sole integer key is given the largest one plus one,
+         * never its identity or serial default, whose sequence a rollback does not undo
+         * (and which a copied table may not have moved past its rows) */
+        c->rowid_alias = !pg && !t->without_rowid && c->pk && pks == 1 &&
+                         strcasecmp(c->type, "INTEGER") == 0;
+        c->maxkey = pg && c->pk && pks == 1 && c->aff == 'I';
         if (c->pk && !c->rowid_alias)
             c->unique = 1;
     }
     /* UNIQUE constraints and indexes, alone or composite */
     tg__stmt *st;
-    if (tg__st_prepare_once(db, "SELECT ii.name FROM pragma_index_list(?1) il, "
-            "pragma_index_info(il.name) ii WHERE il.\"unique\" AND ii.name IS NOT NULL", &st) != TG__ST_OK)
+    if (tg__st_prepare_once(db, db->dialect->sql_fx_unique, &st) != TG__ST_OK)
         return db_fail(fx, t->name);
     tg__st_bind_str(st, 1, t->name);
     while (tg__st_step(st) == TG__ST_ROW) {
@@ -618,8 +748,7 @@ static int load_constraints(tg__fixture *fx, tg__fx_table *t, int pks) {
             c->unique = 1;
     }
     tg__st_finalize(st);
-    if (tg__st_prepare_once(db, "SELECT id, \"table\", \"from\", \"to\" FROM "
-                           "pragma_foreign_key_list(?1) ORDER BY id, seq", &st) != TG__ST_OK)
+    if (tg__st_prepare_once(db, db->dialect->sql_fx_foreign_keys, &st) != TG__ST_OK)
         return db_fail(fx, t->name);
     tg__st_bind_str(st, 1, t->name);
     while (tg__st_step(st) == TG__ST_ROW) {
@@ -638,8 +767,8 @@ static int load_constraints(tg__fixture *fx, tg__fx_table *t, int pks) {
 static int has_instead_of_insert(tg__fixture *fx, const char *view) {
     tg__stmt *st;
     int found = 0;
-    if (tg__st_prepare_once(fx->eng->store, "SELECT sql FROM sqlite_schema WHERE type = 'trigger' AND "
-                           "tbl_name = ?1 COLLATE NOCASE AND sql IS NOT NULL", &st) != TG__ST_OK)
+    if (tg__st_prepare_once(fx->eng->store, fx->eng->store->dialect->sql_fx_triggers, &st) !=
+        TG__ST_OK)
         return 0;
     tg__st_bind_str(st, 1, view);
     while (!found && tg__st_step(st) == TG__ST_ROW) {
@@ -705,6 +834,13 @@ static int read_view(tg__fixture *fx, tg__fx_table *t, const char *sql) {
         goto not_simple;
     }
     size_t k = from + 2;
+    if (is_op(&ts, k, ".")) { /* schema.table (pg_get_viewdef, off the search path) */
+        if (!ident_at(&ts, k + 1, base, sizeof base)) {
+            snprintf(why, sizeof why, "it does not select FROM one table");
+            goto not_simple;
+        }
+        k += 2;
+    }
     if (is_kw(&ts, k, "AS"))
         k++;
     if (k < end && !is_kw(&ts, k, "WHERE") && !is_kw(&ts, k, "ORDER")) {
@@ -783,7 +919,12 @@ static int read_view(tg__fixture *fx, tg__fx_table *t, const char *sql) {
         }
         item = stop + 1;
     }
-    /* the WHERE: fixed values for the rows to show through the view */
+    /* the WHERE: fixed values for the rows to show through the view (PostgreSQL
+     * parenthesizes it whole, and each conjunct) */
+    while (where && is_op(&ts, where, "(") && close_paren(&ts, where) == where_end - 1) {
+        where++;
+        where_end--;
+    }
     if (where) {
         size_t s = where;
         depth = 0;
@@ -796,7 +937,11 @@ static int read_view(tg__fixture *fx, tg__fx_table *t, const char *sql) {
                 if (depth || !is_kw(&ts, q, "AND"))
                     continue;
             }
-            size_t p = s;
+            size_t p = s, qe = q;
+            while (is_op(&ts, p, "(") && close_paren(&ts, p) == qe - 1) {
+                p++;
+                qe--;
+            }
             char q1[128];
             if (ident_at(&ts, p, q1, sizeof q1) && is_op(&ts, p + 1, ".") &&
                 (!strcasecmp(q1, alias) || !strcasecmp(q1, base)))
@@ -808,14 +953,20 @@ static int read_view(tg__fixture *fx, tg__fx_table *t, const char *sql) {
                 colval *f = &t->fixed[t->n_fixed];
                 f->col = c->name;
                 if ((is_op(&ts, p + 1, "=") || is_op(&ts, p + 1, "==")) &&
-                    literal_at(fx, &ts, &lp, &v) && lp == q) {
+                    literal_at(fx, &ts, &lp, &v) && lp == qe) {
                     f->v = v;
                     t->n_fixed++;
                 } else if (is_kw(&ts, p + 1, "IN") && is_op(&ts, p + 2, "(") &&
                            (lp = p + 3, literal_at(fx, &ts, &lp, &v))) {
                     f->v = v;
                     t->n_fixed++;
-                } else if (is_kw(&ts, p + 1, "IS") && is_kw(&ts, p + 2, "NULL") && p + 3 == q) {
+                } else if (is_op(&ts, p + 1, "=") && is_kw(&ts, p + 2, "ANY") &&
+                           is_op(&ts, p + 3, "(") && is_kw(&ts, p + 4, "ARRAY") &&
+                           is_op(&ts, p + 5, "[") &&
+                           (lp = p + 6, literal_at(fx, &ts, &lp, &v))) {
+                    f->v = v; /* PostgreSQL's IN */
+                    t->n_fixed++;
+                } else if (is_kw(&ts, p + 1, "IS") && is_kw(&ts, p + 2, "NULL") && p + 3 == qe) {
                     f->v = v_null();
                     t->n_fixed++;
                 } else if (is_kw(&ts, p + 1, "IS") && is_kw(&ts, p + 2, "NOT") &&
@@ -858,8 +1009,8 @@ int tg__fx_load_table(tg__fixture *fx, const char *name, tg__fx_table **out) {
     fx->tables = t;
     tg__stmt *st;
     int rc = TG_OK;
-    if (tg__st_prepare_once(fx->eng->store, "SELECT type, sql FROM sqlite_schema WHERE name = ?1 COLLATE NOCASE "
-                           "AND type IN ('table', 'view')", &st) != TG__ST_OK) {
+    if (tg__st_prepare_once(fx->eng->store, fx->eng->store->dialect->sql_fx_object, &st) !=
+        TG__ST_OK) {
         fx->depth--;
         return db_fail(fx, name);
     }

@@ -1,5 +1,6 @@
 /* What the matrix fixture knows about a table it writes: columns, types, CHECK constraints
- * read from sqlite_schema, UNIQUE and foreign keys, and how a view maps onto its base table.
+ * read from the schema's SQL text, UNIQUE and foreign keys, and how a view maps onto its base
+ * table.
  * Shared by fixture.c (writing rows) and fixture_schema.c (reading the schema). Private. */
 #ifndef TG_FIXTURE_SCHEMA_H
 #define TG_FIXTURE_SCHEMA_H
@@ -67,8 +68,10 @@ typedef struct fx_cons {
 typedef struct fx_col {
     char name[128];
     char type[64];
-    char aff; /* 'I', 'T', 'B' (none), 'R', 'N' */
+    char aff; /* 'I', 'T', 'B' (none), 'R', 'N'; on PostgreSQL also 'U' uuid, 'L' boolean,
+               * 'D' dates and times (fixture_schema.c, pg_kind) */
     int notnull, has_default, pk, rowid_alias, generated;
+    int maxkey; /* a sole integer primary key (PostgreSQL): filled with the largest + 1 */
     int unique; /* covered by a UNIQUE constraint or index (alone or with others) */
     int fk;     /* the foreign key it belongs to (pragma id), -1: none */
     char fk_table[128], fk_col[128];

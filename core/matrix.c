@@ -481,7 +481,15 @@ static void check_write(runner *rn, const tg_family *fam, const fam_rows *rows, 
     int64_t changes = tg__db_total_changes(db);
     tg_column_value v = {rows->write_column, {TG_TEXT, 0, 0, "tgmatrix-overwritten", 0}};
     const tg_decision *d = NULL;
+    /* a mutant's update may break a constraint (a CHECK on the column): on PostgreSQL that
+     * would abort the whole transaction, and every check after it would fail for nothing;
+     * under a savepoint only the update is undone, as SQLite undoes a failed statement */
+    int sp = tg__db_exec(db, "SAVEPOINT tg_matrix_write") == TG__ST_OK;
     int st = ctx ? tg_ctx_update(ctx, fam->name, &id, &v, 1, NULL, &d) : TG_ERROR;
+    if (sp && st != TG_OK)
+        tg__db_exec(db, "ROLLBACK TO tg_matrix_write");
+    if (sp)
+        tg__db_exec(db, "RELEASE tg_matrix_write");
     char failure[200] = "";
     int actual = d ? d->status : -1;
     if (tg__db_total_changes(db) != changes)

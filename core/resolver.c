@@ -200,6 +200,10 @@ static int run_page_filtered(tg_ctx *ctx, tg__table_plan *tp, tg__stmt *st,
         /* the lowest text of the column's type (the dialect's lowest_text) */
         const char *lo = tp->id_key.lowest ? tp->id_key.lowest : "";
         tg__st_bind_text(st, TG__P_AFTER, lo, strlen(lo), 0);
+    } else if (tp->id_key.aff == TG__AFF_BLOB && ctx->plan->db->backend == TG__BACKEND_POSTGRES) {
+        /* bytea holds bytes only: the empty value is the lowest (an integer bound there would
+         * be its digits' bytes, above every key whose first byte is below '-') */
+        tg__st_bind_blob(st, TG__P_AFTER, "", 0, 0);
     } else {
         /* integers, and below any text or blob */
         tg__st_bind_int64(st, TG__P_AFTER, INT64_MIN);

@@ -24,6 +24,14 @@ static const char *lowest_empty(const char *decltype) {
     return "";
 }
 
+/* The largest integer key of a column: values stored as integers only (a text key in an
+ * INTEGER column is no integer). */
+static void sqlite_fx_max_int(tg__buf *b, const char *table, const char *column) {
+    tg__sqlf(b, &tg__sqlite,
+             "SELECT coalesce(max(CASE WHEN typeof(%I) = 'integer' THEN %I END), 0) FROM %I",
+             column, column, table);
+}
+
 const tg__dialect tg__sqlite = {
     .name = "sqlite",
     .ident = sqlite_ident,
@@ -82,6 +90,18 @@ const tg__dialect tg__sqlite = {
         "COLLATE NOCASE AND c.\"notnull\" AND l.\"unique\" AND NOT l.partial "
         "AND (SELECT count(*) FROM pragma_index_info(l.name)) = 1 AND "
         "(SELECT name FROM pragma_index_info(l.name)) = c.name)",
+    .sql_fx_object = "SELECT type, sql FROM sqlite_schema WHERE name = ?1 COLLATE NOCASE "
+                     "AND type IN ('table', 'view')",
+    .sql_fx_columns = "SELECT name, coalesce(type, ''), \"notnull\", dflt_value IS NOT NULL, pk, "
+                      "hidden <> 0 FROM pragma_table_xinfo(?1) ORDER BY cid",
+    .sql_fx_unique = "SELECT ii.name FROM pragma_index_list(?1) il, pragma_index_info(il.name) ii "
+                     "WHERE il.\"unique\" AND ii.name IS NOT NULL",
+    .sql_fx_foreign_keys = "SELECT id, \"table\", \"from\", \"to\" FROM "
+                           "pragma_foreign_key_list(?1) ORDER BY id, seq",
+    .sql_fx_triggers = "SELECT sql FROM sqlite_schema WHERE type = 'trigger' AND "
+                       "tbl_name = ?1 COLLATE NOCASE AND sql IS NOT NULL",
+    .fx_insert = "INSERT OR ABORT INTO ",
+    .fx_max_int = sqlite_fx_max_int,
 };
 
 /* ---- PostgreSQL ---- */
@@ -114,6 +134,12 @@ static const char *pg_lowest_text(const char *t) {
 #define TG__PG_COLUMNS                                                                           \
     "SELECT a.attname, format_type(a.atttypid, a.atttypmod) FROM pg_catalog.pg_attribute a "    \
     "WHERE a.attrelid = to_regclass(quote_ident($1)) AND a.attnum > 0 AND NOT a.attisdropped "
+
+/* The largest integer key of a column (typed: every value is one), as a bigint. */
+static void pg_fx_max_int(tg__buf *b, const char *table, const char *column) {
+    tg__sqlf(b, &tg__postgres, "SELECT CAST(coalesce(max(%I), 0) AS bigint) FROM %I", column,
+             table);
+}
 
 const tg__dialect tg__postgres = {
     .name = "postgresql",
@@ -173,6 +199,40 @@ const tg__dialect tg__postgres = {
         " WHERE i.indrelid = to_regclass(quote_ident($1)) AND i.indisunique AND i.indnatts = 1"
         " AND i.indpred IS NULL AND i.indexprs IS NULL AND a.attname = $2"
         " AND (i.indisprimary OR a.attnotnull)) AS integer)",
+    .sql_fx_object =
+        "SELECT CASE WHEN c.relkind IN ('v', 'm') THEN 'view' ELSE 'table' END,"
+        " CASE WHEN c.relkind IN ('v', 'm')"
+        " THEN 'CREATE VIEW ' || quote_ident(c.relname) || ' AS ' || pg_get_viewdef(c.oid)"
+        " ELSE 'CREATE TABLE ' || quote_ident(c.relname) || ' (' || coalesce((SELECT"
+        " string_agg('CONSTRAINT ' || quote_ident(k.conname) || ' ' ||"
+        " pg_get_constraintdef(k.oid), ', ' ORDER BY k.conname) FROM pg_catalog.pg_constraint k"
+        " WHERE k.conrelid = c.oid AND k.contype = 'c'), '') || ')' END "
+        "FROM pg_catalog.pg_class c WHERE c.oid = to_regclass(quote_ident($1))",
+    .sql_fx_columns =
+        "SELECT a.attname, format_type(a.atttypid, a.atttypmod), CAST(a.attnotnull AS integer),"
+        " CAST(a.atthasdef OR a.attidentity <> '' AS integer),"
+        " coalesce((SELECT array_position(k.conkey, a.attnum) FROM pg_catalog.pg_constraint k"
+        "  WHERE k.conrelid = a.attrelid AND k.contype = 'p'), 0),"
+        " CAST(a.attgenerated <> '' OR a.attidentity = 'a' AS integer) "
+        "FROM pg_catalog.pg_attribute a WHERE a.attrelid = to_regclass(quote_ident($1))"
+        " AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum",
+    .sql_fx_unique =
+        "SELECT a.attname FROM pg_catalog.pg_index i JOIN pg_catalog.pg_attribute a"
+        " ON a.attrelid = i.indrelid AND a.attnum = ANY (CAST(i.indkey AS int2[]))"
+        " WHERE i.indrelid = to_regclass(quote_ident($1)) AND i.indisunique",
+    .sql_fx_foreign_keys =
+        "SELECT CAST(dense_rank() OVER (ORDER BY k.conname) AS integer) - 1, f.relname,"
+        " a.attname, af.attname FROM pg_catalog.pg_constraint k"
+        " JOIN pg_catalog.pg_class f ON f.oid = k.confrelid"
+        " CROSS JOIN LATERAL unnest(k.conkey, k.confkey) WITH ORDINALITY AS u(c, fc, seq)"
+        " JOIN pg_catalog.pg_attribute a ON a.attrelid = k.conrelid AND a.attnum = u.c"
+        " JOIN pg_catalog.pg_attribute af ON af.attrelid = k.confrelid AND af.attnum = u.fc"
+        " WHERE k.conrelid = to_regclass(quote_ident($1)) AND k.contype = 'f'"
+        " ORDER BY k.conname, u.seq",
+    .sql_fx_triggers = "SELECT pg_get_triggerdef(t.oid) FROM pg_catalog.pg_trigger t"
+                       " WHERE t.tgrelid = to_regclass(quote_ident($1)) AND NOT t.tgisinternal",
+    .fx_insert = "INSERT INTO ",
+    .fx_max_int = pg_fx_max_int,
 };
 
 static void col(const tg__dialect *d, tg__buf *b, const char *alias, const char *name) {
@@ -375,7 +435,7 @@ void tg__sql_tenant_page(const tg__dialect *d, const tg__table_shape *t, const t
         col(d, b, "r", t->tenant);
         tg__buf_add(b, " = ");
         d->param(b, TG__P_TENANT);
-        tg__buf_add(b, widen == 1 ? " OR 1)" : "");
+        tg__buf_add(b, widen == 1 ? " OR 1 = 1)" : ""); /* a boolean on every backend */
     }
     workspace_agrees(d, t, b);
     record_filter(d, t, "r", b);

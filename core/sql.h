@@ -79,6 +79,27 @@ typedef struct tg__dialect {
     const char *sql_is_view;
     /* one row, 1 when column ?2 alone identifies a row of table ?1 (see catalog.c) */
     const char *sql_key_unique;
+    /* The matrix fixture's catalog questions (fixture_schema.c), ?1 a table or view:
+     * - sql_fx_object: one row, 'table' or 'view', and the SQL text the fixture reads: a
+     *   view's CREATE VIEW ... AS SELECT, a table's CREATE TABLE carrying its CHECK
+     *   constraints (PostgreSQL: "CREATE TABLE t (CONSTRAINT c CHECK (...), ...)", built
+     *   from pg_get_constraintdef); no row when there is no such table or view
+     * - sql_fx_columns: its columns in order: name, declared type, 1 when NOT NULL, 1 when
+     *   it has a default (an identity column has one), position in the primary key (0:
+     *   none), 1 when generated (no value may be given)
+     * - sql_fx_unique: the name of each column that a UNIQUE index covers (alone or not)
+     * - sql_fx_foreign_keys: every foreign key column: a number per key, the referenced
+     *   table, the column, the referenced column (empty or NULL: the referenced table's
+     *   primary key), in key order
+     * - sql_fx_triggers: the CREATE TRIGGER text of each trigger on it */
+    const char *sql_fx_object, *sql_fx_columns, *sql_fx_unique, *sql_fx_foreign_keys,
+        *sql_fx_triggers;
+    /* how a fixture row is inserted: "INSERT OR ABORT INTO " on SQLite (a column's own ON
+     * CONFLICT clause never turns a failure into a silent skip), "INSERT INTO " */
+    const char *fx_insert;
+    /* appends a statement whose one row is the largest integer in column `column` of
+     * `table`, 0 when there is none (SQLite: values stored as integers only) */
+    void (*fx_max_int)(tg__buf *b, const char *table, const char *column);
 } tg__dialect;
 
 TG_HIDDEN extern const tg__dialect tg__sqlite;

@@ -138,7 +138,7 @@ function TestBackfillCrash:test_kill_9_workers_repeatedly()
   local before = U.snapshot(db, { skip = { workspace_id = true } })
   -- a small first batch and a short target; a pause between batches spreads the run over
   -- more kills than it would otherwise last
-  local run = assert(eng:backfill { batch_rows = 200, batch_ms = 5, pause_ms = 40 })
+  local run = assert(eng:backfill { batch_rows = 200, batch_ms = 8, pause_ms = 15 })
   eng:close()
   -- how long the tool takes to start (to open the engine): on a slow build (sanitizers) the
   -- kill window starts that much later, so that workers still get some batches done

@@ -17,8 +17,8 @@
  * stopped anywhere is finished by running it again, and a phase already done does nothing.
  * The statement timeout is lifted while a phase runs (a validation scan may take long; the
  * lock waits are what lock_timeout bounds) and restored after. */
-#include "pg.h"
 #include "catalog.h"
+#include "pg.h"
 #include "sql.h"
 
 #include <stdio.h>
@@ -36,17 +36,15 @@ typedef struct pgr {
     const tg__dialect *d;
     const char *phase;
     int lock_timeout_ms, retry_ms;
-    int waits;       /* times a statement gave way to another transaction's lock */
-    int changed;     /* statements that changed the schema */
-    char saved[64];  /* the session's statement_timeout, restored after the phase */
+    int waits;      /* times a statement gave way to another transaction's lock */
+    char saved[64]; /* the session's statement_timeout, restored after the phase */
 } pgr;
 
 /* ---- the catalog ---- */
 
 /* The first column of the one-row query sql ($1 a, $2 b; NULL: not bound), as an integer;
  * `none` when there is no row. *st is set to TG_DB (with the message) when it cannot run. */
-static int64_t q_int(pgr *r, const char *sql, const char *a, const char *b, int64_t none,
-                     int *st) {
+static int64_t q_int(pgr *r, const char *sql, const char *a, const char *b, int64_t none, int *st) {
     tg__stmt *s = NULL;
     int64_t v = none;
     int rc = tg__st_prepare_once(r->db, sql, &s);
@@ -71,8 +69,7 @@ static int64_t q_int(pgr *r, const char *sql, const char *a, const char *b, int6
 }
 
 /* The first column of a one-row query, as text (empty when there is no row). */
-static int q_text(pgr *r, const char *sql, const char *a, const char *b, char *out,
-                  size_t size) {
+static int q_text(pgr *r, const char *sql, const char *a, const char *b, char *out, size_t size) {
     tg__stmt *s = NULL;
     out[0] = 0;
     int rc = tg__st_prepare_once(r->db, sql, &s);
@@ -166,7 +163,6 @@ static double now_ms(void) {
  * was then for an older transaction's snapshot, as CREATE INDEX CONCURRENTLY waits). */
 static void blocker(pgr *r, const char *table, char *out, size_t size) {
     char holder[160];
-    int st = TG_OK;
     out[0] = 0;
     if (q_text(r,
                "SELECT 'pid ' || l.pid || ' holds ' || l.mode || ' on it' || coalesce(' (in "
@@ -178,29 +174,27 @@ static void blocker(pgr *r, const char *table, char *out, size_t size) {
                table, NULL, holder, sizeof holder) == TG_OK &&
         holder[0])
         snprintf(out, size, "; %s", holder);
-    (void)st;
 }
 
 /* One attempt of a step: a store result (TG__ST_BUSY: it could not take a lock in time). */
 typedef int (*attempt_fn)(pgr *r, const void *arg);
 
-static int attempt_exec(pgr *r, const void *sql) { return tg__db_exec(r->db, sql); }
+static int attempt_exec(pgr *r, const void *sql) {
+    return tg__db_exec(r->db, sql);
+}
 
 /* Runs an attempt until it is done, retrying a lock it could not take in lock_timeout with
  * exponential backoff (25 ms doubling to 2 s, each wait a random point of its upper half)
  * for up to retry_ms; then fails naming the table, what it waited for and who holds it.
  * `table` names the table whose lock the step takes; `what` says what the step does. */
-static int retrying(pgr *r, const char *table, const char *what, attempt_fn fn,
-                    const void *arg) {
+static int retrying(pgr *r, const char *table, const char *what, attempt_fn fn, const void *arg) {
     double start = now_ms();
     int delay = 25, attempts = 0;
     for (;;) {
         attempts++;
         int rc = fn(r, arg);
-        if (rc == TG__ST_OK) {
-            r->changed++;
+        if (rc == TG__ST_OK)
             return TG_OK;
-        }
         const char *err = tg__db_errmsg(r->db);
         int lock_wait = (rc & 0xff) == TG__ST_BUSY && strncmp(err, "the statement timeout", 21);
         if (!lock_wait)
@@ -274,8 +268,8 @@ static int attempt_index(pgr *r, const void *arg) {
 }
 
 /* Makes sure a valid index `name` is on `table`; *built counts one when it had to be made. */
-static int ensure_index(pgr *r, const char *table, const char *name, const char *cols,
-                        int unique, int *built, int *redone) {
+static int ensure_index(pgr *r, const char *table, const char *name, const char *cols, int unique,
+                        int *built, int *redone) {
     int st = TG_OK;
     if (index_state(r, table, name, &st) == 1 || st != TG_OK)
         return st;
@@ -326,8 +320,9 @@ static void phase_end(pgr *r) {
 /* " (waited N times for a lock)" for a message, or nothing. */
 static void waits_note(const pgr *r, char *out, size_t size) {
     if (r->waits)
-        snprintf(out, size, "; gave way to another transaction's lock %d time%s (lock_timeout "
-                            "%d ms)",
+        snprintf(out, size,
+                 "; gave way to another transaction's lock %d time%s (lock_timeout "
+                 "%d ms)",
                  r->waits, r->waits == 1 ? "" : "s", r->lock_timeout_ms);
     else
         out[0] = 0;
@@ -363,8 +358,7 @@ static const char *workspace_column_type(pgr *r, char *found, size_t size) {
         }
     }
     tg__st_finalize(s);
-    static const char *const types[] = {"bigint", "integer", "smallint", "text", "uuid",
-                                        "bytea"};
+    static const char *const types[] = {"bigint", "integer", "smallint", "text", "uuid", "bytea"};
     for (size_t i = 0; i < sizeof types / sizeof *types; i++)
         if (!strcmp(found, types[i]))
             return types[i];
@@ -438,9 +432,9 @@ static int phase3_applied(pgr *r, const char *table, int *st) {
 
 static int drop_columns(pgr *r, const tg__target *tt, size_t n) {
     int st = TG_OK, dropped = 0, guarded = 0;
-    int64_t pending = q_int(r,
-                            "SELECT CAST(to_regclass('tenantguard_runs') IS NOT NULL AS integer)",
-                            NULL, NULL, 0, &st);
+    int64_t pending =
+        q_int(r, "SELECT CAST(to_regclass('tenantguard_runs') IS NOT NULL AS integer)", NULL, NULL,
+              0, &st);
     if (st == TG_OK && pending) /* the backfill's runs table exists: count its live runs */
         pending = q_int(r,
                         "SELECT count(*) FROM tenantguard_runs WHERE status IN ('queued', "
@@ -524,12 +518,11 @@ static int enforce_writes(pgr *r, const tg__target *t, size_t n, int drop_only) 
  * rest of tenantguard's tables; this makes just it, if that has not run). Keys go in as
  * text, whatever their type; row_json is the whole row (row_to_json). */
 static int quarantine_ensure(pgr *r) {
-    int rc = tg__db_exec(r->db,
-                         "CREATE TABLE IF NOT EXISTS tenantguard_quarantine ("
-                         "  id bigint GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,"
-                         "  table_name text NOT NULL, row_id text, tenant_id text,"
-                         "  row_json text NOT NULL, reason text NOT NULL,"
-                         "  quarantined_at text NOT NULL)");
+    int rc = tg__db_exec(r->db, "CREATE TABLE IF NOT EXISTS tenantguard_quarantine ("
+                                "  id bigint GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,"
+                                "  table_name text NOT NULL, row_id text, tenant_id text,"
+                                "  row_json text NOT NULL, reason text NOT NULL,"
+                                "  quarantined_at text NOT NULL)");
     if (rc != TG__ST_OK)
         return tg__engine_fail(r->eng, TG_DB, "cannot create tenantguard_quarantine: %s",
                                tg__db_errmsg(r->db));
@@ -568,7 +561,9 @@ static int quarantine_rows(pgr *r, const char *t, const char *id, const char *te
     int64_t copied = tg__db_changes(r->db);
     int64_t before = xact_changes(r, &st);
     tg__sqlf(&sql, r->d, "DELETE FROM %I AS r WHERE %s", t, where);
-    rc = st != TG_OK ? TG__ST_ERROR : sql.oom ? TG__ST_NOMEM : tg__db_exec(r->db, tg__buf_str(&sql));
+    rc = st != TG_OK ? TG__ST_ERROR
+         : sql.oom   ? TG__ST_NOMEM
+                     : tg__db_exec(r->db, tg__buf_str(&sql));
     if (rc != TG__ST_OK) {
         if (st == TG_OK)
             st = tg__engine_fail(r->eng, (rc & 0xff) == TG__ST_BUSY ? TG_BUSY : TG_DB,
@@ -751,9 +746,9 @@ static int enforce_table(pgr *r, const tg__target *x, int *changed) {
     tg__sqlf(&def, r->d, "FOREIGN KEY (%I, %I) REFERENCES %I (%I, %I)", T, W, a->tenants.table,
              a->tenants.id, a->tenants.workspace);
     if (st == TG_OK)
-        st = def.oom ? TG_NOMEM
-                     : add_validated(r, t, "tenantguard_tenant_workspace", tg__buf_str(&def),
-                                     changed);
+        st = def.oom
+                 ? TG_NOMEM
+                 : add_validated(r, t, "tenantguard_tenant_workspace", tg__buf_str(&def), changed);
     tg__buf_free(&def);
     tg__buf_free(&sql);
     return st;
@@ -806,8 +801,7 @@ static int enforce_constraints(pgr *r, const tg__target *t, size_t n) {
     tg__sqlf(&sql, r->d, "%I, %I", a->tenants.id, a->tenants.workspace);
     if (constraint_state(r, a->tenants.table, unique, &st) == 0 && st == TG_OK) {
         if (!sql.oom)
-            st = ensure_index(r, a->tenants.table, unique, tg__buf_str(&sql), 1, &built,
-                              &redone);
+            st = ensure_index(r, a->tenants.table, unique, tg__buf_str(&sql), 1, &built, &redone);
         tg__buf_reset(&sql);
         tg__sqlf(&sql, r->d, "ALTER TABLE %I ADD CONSTRAINT %I UNIQUE USING INDEX %I",
                  a->tenants.table, unique, unique);
@@ -862,8 +856,7 @@ static int enforce_constraints(pgr *r, const tg__target *t, size_t n) {
 
 int tg__rollout_pg_with(tg_engine *eng, const char *phase, const tg__target *t, size_t n,
                         const tg_rollout_options *o) {
-    pgr r = {eng, eng->store, eng->store->dialect, phase, LOCK_TIMEOUT_MS, LOCK_RETRY_MS,
-             0, 0, {0}};
+    pgr r = {eng, eng->store, eng->store->dialect, phase, LOCK_TIMEOUT_MS, LOCK_RETRY_MS, 0, {0}};
     if (o && o->lock_timeout_ms > 0)
         r.lock_timeout_ms = o->lock_timeout_ms;
     if (o && o->lock_retry_ms > 0)
@@ -937,8 +930,8 @@ static int64_t count_sql(pgr *r, tg__buf *sql, int *st) {
 /* The rows bound to a workspace that differs from their tenant's. The spec's query, as a
  * DBA runs it (a join to tenants, "<>"), plus the rows bound while their tenant is gone:
  * SQLite's check counts those too (its workspace is not the tenant's, there being none). */
-static int64_t mismatched(pgr *r, const char *table, const char *T, const char *W,
-                          tg__buf *sql, int *st) {
+static int64_t mismatched(pgr *r, const char *table, const char *T, const char *W, tg__buf *sql,
+                          int *st) {
     const tg_app *a = &r->eng->rules->pub.app;
     tg__sqlf(sql, r->d,
              "SELECT count(*) FROM %I AS r JOIN %I AS t ON t.%I = r.%I WHERE r.%I IS NOT NULL "
@@ -956,7 +949,7 @@ int tg__validate_pg(tg_engine *eng, tg_validation **out) {
     *out = NULL;
     const tg_rules *rules = &eng->rules->pub;
     const tg_app *a = &rules->app;
-    pgr r = {eng, eng->store, eng->store->dialect, "validation", 0, 0, 0, 0, {0}};
+    pgr r = {eng, eng->store, eng->store->dialect, "validation", 0, 0, 0, {0}};
     tg_validation *v = calloc(1, sizeof *v);
     if (!v)
         return TG_NOMEM;
@@ -997,8 +990,7 @@ int tg__validate_pg(tg_engine *eng, tg_validation **out) {
             tg__sqlf(&sql, r.d, "SELECT count(*) FROM %I WHERE %I IS NOT NULL AND %I IS NULL",
                      audit, a->audit_logs.tenant, a->audit_logs.workspace);
             bad = count_sql(&r, &sql, &st);
-            mism = mismatched(&r, audit, a->audit_logs.tenant, a->audit_logs.workspace, &sql,
-                              &st);
+            mism = mismatched(&r, audit, a->audit_logs.tenant, a->audit_logs.workspace, &sql, &st);
         }
         if (st == TG_OK)
             st = add_check(v, &cap, "audit_tenant_without_workspace", audit, bad);

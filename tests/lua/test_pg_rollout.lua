@@ -422,6 +422,24 @@ function TestPgRollout:test_enforce_constraints_resumes()
   eng:close()
 end
 
+-- An orphan whose delete would cascade (policy_versions ON DELETE CASCADE, the version's
+-- tenant still existing) is refused, and the phase, one transaction, moves nothing at all.
+function TestPgRollout:test_quarantine_refuses_a_cascade()
+  local eng = open()
+  phase(eng, "add_columns")
+  psql(OWNER_S, "UPDATE policy_versions v SET tenant_id = (SELECT min(id) FROM tenants) WHERE "
+    .. "policy_id IN (SELECT p.id FROM policies p WHERE NOT EXISTS (SELECT 1 FROM tenants t "
+    .. "WHERE t.id = p.tenant_id))")
+  local ok, msg, code = eng:rollout("quarantine_orphans")
+  lu.assertNil(ok)
+  lu.assertEquals(code, "TG_REFUSED")
+  lu.assertStrContains(msg, "quarantine of 'policies' refused")
+  lu.assertStrContains(msg, "cascade")
+  lu.assertEquals(psql(OWNER_S, "SELECT count(*) FROM tenantguard_quarantine"), "0")
+  lu.assertEquals(audit_count("quarantine_orphans"), 0)
+  eng:close()
+end
+
 -- Validation on PostgreSQL before the rollout: every row is unbound, as on SQLite.
 function TestPgRollout:test_validate_before_the_rollout()
   local eng = open(APP_S)

@@ -13,6 +13,9 @@
 
 /* rollout_pg.c: tg_rollout on PostgreSQL (phase as tg_rollout takes it; targets checked) */
 TG_HIDDEN int tg__rollout_pg(tg_engine *eng, const char *phase, const tg__target *t, size_t n);
+/* rollout_pg.c: the same with tg_rollout_with's options (NULL: the defaults) */
+TG_HIDDEN int tg__rollout_pg_with(tg_engine *eng, const char *phase, const tg__target *t,
+                                  size_t n, const tg_rollout_options *opts);
 /* rollout_pg.c: tg_validate on PostgreSQL */
 TG_HIDDEN int tg__validate_pg(tg_engine *eng, tg_validation **out);
 

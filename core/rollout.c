@@ -1247,7 +1247,9 @@ static int enforce_constraints(tg_engine *eng, const tg__target *t, size_t n) {
     return st;
 }
 
-int tg_rollout(tg_engine *eng, const char *phase) {
+int tg_rollout(tg_engine *eng, const char *phase) { return tg_rollout_with(eng, phase, NULL); }
+
+int tg_rollout_with(tg_engine *eng, const char *phase, const tg_rollout_options *opts) {
     if (!eng || !phase || eng->closed)
         return TG_MISUSE;
     if (!eng->store)
@@ -1257,7 +1259,7 @@ int tg_rollout(tg_engine *eng, const char *phase) {
     tg__target t[TG__MAX_TARGETS];
     size_t n = tg__targets(&eng->rules->pub, t, TG__MAX_TARGETS);
     if (!eng->db) { /* PostgreSQL: its own phases (rollout_pg.c) */
-        int pst = tg__rollout_pg(eng, phase, t, n);
+        int pst = tg__rollout_pg_with(eng, phase, t, n, opts);
         tg__engine_schema_changed(eng);
         return pst;
     }

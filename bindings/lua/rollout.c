@@ -16,11 +16,23 @@ static int fail(lua_State *L, lengine *e, int st) {
     return 3;
 }
 
-/* eng:rollout(phase) -> true, message | nil, message, code */
+/* eng:rollout(phase [, { lock_timeout_ms =, lock_retry_ms = }]) -> true, message
+ * | nil, message, code */
 static int l_rollout(lua_State *L) {
     lengine *e = tgl_check_engine(L, 1);
     const char *phase = tgl_check_cstring(L, 2);
-    int st = tg_rollout(e->eng, phase);
+    tg_rollout_options o = {0};
+    if (!lua_isnoneornil(L, 3)) {
+        static const char *const fields[] = {"lock_timeout_ms", "lock_retry_ms", NULL};
+        const char *what = "rollout";
+        int t = tgl_fields(L, 3, what, fields);
+        lua_Integer v;
+        if (tgl_field_integer(L, t, what, "lock_timeout_ms", 1, 3600000, &v))
+            o.lock_timeout_ms = (int)v;
+        if (tgl_field_integer(L, t, what, "lock_retry_ms", 1, 86400000, &v))
+            o.lock_retry_ms = (int)v;
+    }
+    int st = tg_rollout_with(e->eng, phase, &o);
     if (st != TG_OK)
         return fail(L, e, st);
     lua_pushboolean(L, 1);

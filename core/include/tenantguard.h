@@ -707,6 +707,21 @@ TG_API const char *tg_reason_check(const char *reason);
  * The message (tg_engine_errmsg) says what was done or why it was refused. */
 TG_API TG_WUR int tg_rollout(tg_engine *eng, const char *phase);
 
+/* How a phase waits for its locks on PostgreSQL (SQLite ignores them). There each DDL
+ * statement runs with a short lock_timeout: one that cannot take its lock at once gives way
+ * (no application query queues behind it for longer) and is retried with exponential
+ * backoff and jitter; after lock_retry_ms of that the phase fails with TG_BUSY, naming the
+ * table and the lock it waited for, and running it again later finishes it. Zero: the
+ * default. */
+typedef struct tg_rollout_options {
+    int lock_timeout_ms; /* one statement's lock wait (lock_timeout); 0: 200 */
+    int lock_retry_ms;   /* how long a step keeps retrying; 0: 60,000 */
+} tg_rollout_options;
+
+/* tg_rollout with options (NULL: the defaults). */
+TG_API TG_WUR int tg_rollout_with(tg_engine *eng, const char *phase,
+                                  const tg_rollout_options *opts);
+
 typedef struct tg_table_counts {
     const char *table;
     int has_column;      /* workspace_id exists yet */

@@ -117,12 +117,15 @@ end
 -- The server drops the connection: the decision in flight fails with a clear error, the next
 -- one reconnects and decides as before.
 function TestPgEngine:test_connection_loss_then_reconnect()
-  local eng = tg.open { db = uri, rules = H.shipped_rules }
+  -- a name of its own, so only this engine's connection is dropped (other suites run
+  -- against the same cluster at the same time)
+  local name = ("tg_loss_%d"):format(math.random(1, 1e9))
+  local eng = tg.open { db = uri .. "&application_name=" .. name, rules = H.shipped_rules }
   local ctx = eng:context { user = 1, workspace = 1, tenant = 1 }
   local req = { family = "Policy", path = "index", limit = 3 }
   lu.assertEquals(ctx:resolve(req).status, 200)
   psql(ADMIN, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = 'tg_app' "
-    .. "AND application_name = 'tenantguard' AND pid <> pg_backend_pid()")
+    .. "AND application_name = '" .. name .. "' AND pid <> pg_backend_pid()")
   local ok, d, err = pcall(function() return ctx:resolve(req) end)
   local failed = not ok or d == nil
   if failed then

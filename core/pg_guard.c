@@ -12,6 +12,7 @@
  * tenantguard.tenant_id (ctx:query sets it); "disable_rls" removes it. The RLS lint
  * (tg__pg_rls_lint) reports the ways RLS silently stops applying. */
 #include "pg.h"
+#include "ctx.h"
 #include "names.h"
 #include "rules.h"
 #include "sql.h"
@@ -376,6 +377,194 @@ int tg__pg_rls(tg_engine *eng, const tg__target *t, size_t n, int enable) {
                                n);
     return tg__engine_fail(eng, TG_OK, "disable_rls: tenantguard's policy removed from %zu tables",
                            n);
+}
+
+/* ---- ctx:query: the application's raw SQL, scoped by the tenant setting ---- */
+
+/* A key as the text the policy casts back to the column's type; "" (NULL after NULLIF, no
+ * row) for no key. */
+static void key_text(const tg_value *v, tg__buf *b) {
+    static const char hex[] = "0123456789abcdef";
+    switch (v->type) {
+    case TG_INTEGER: tg__buf_printf(b, "%lld", (long long)v->i); break;
+    case TG_TEXT: tg__buf_addn(b, v->s, v->n ? v->n : strlen(v->s)); break;
+    case TG_BLOB: /* bytea's input form */
+        tg__buf_add(b, "\\x");
+        for (size_t i = 0; i < v->n; i++) {
+            char two[2] = {hex[(unsigned char)v->s[i] >> 4], hex[(unsigned char)v->s[i] & 15]};
+            tg__buf_addn(b, two, 2);
+        }
+        break;
+    default: break;
+    }
+}
+
+static void bind_param(tg__stmt *st, int i, const tg_value *v) {
+    switch (v->type) {
+    case TG_INTEGER:
+    case TG_BOOLEAN: /* "1"/"0": PostgreSQL's boolean input takes them too */
+        tg__st_bind_int64(st, i, v->i);
+        break;
+    case TG_REAL: tg__st_bind_double(st, i, v->r); break;
+    case TG_TEXT: tg__st_bind_text(st, i, v->s, v->n ? v->n : strlen(v->s), 0); break;
+    case TG_BLOB: tg__st_bind_blob(st, i, v->s, v->n, 0); break;
+    default: tg__st_bind_null(st, i);
+    }
+}
+
+/* Sets (or, with NULL keys, clears) the transaction's tenant and workspace settings. */
+static int set_scope(tg__db *db, const tg_value *tenant, const tg_value *workspace) {
+    tg__buf tb = {0}, wb = {0};
+    if (tenant)
+        key_text(tenant, &tb);
+    if (workspace)
+        key_text(workspace, &wb);
+    tg__stmt *st = NULL;
+    int rc = tb.oom || wb.oom ? TG__ST_NOMEM
+                              : tg__st_prepare_once(db,
+                                                    "SELECT set_config('tenantguard.tenant_id', "
+                                                    "$1, true), set_config("
+                                                    "'tenantguard.workspace_id', $2, true)",
+                                                    &st);
+    if (rc == TG__ST_OK) {
+        tg__st_bind_text(st, 1, tb.len ? tg__buf_str(&tb) : "", tb.len, 1);
+        tg__st_bind_text(st, 2, wb.len ? tg__buf_str(&wb) : "", wb.len, 1);
+        rc = tg__st_step(st);
+        rc = rc == TG__ST_ROW || rc == TG__ST_DONE ? TG__ST_OK : rc;
+    }
+    tg__st_finalize(st);
+    tg__buf_free(&tb);
+    tg__buf_free(&wb);
+    return rc;
+}
+
+/* Steps the statement to its end, handing each row to on_row. TG_OK, TG_ERROR (stopped by
+ * on_row) or TG_DB/TG_BUSY with the context's message. */
+static int walk_rows(tg_ctx *ctx, tg__stmt *st, tg_row_fn on_row, void *ud) {
+    tg__db *db = ctx->plan->db;
+    const char **names = NULL;
+    tg_value *vals = NULL;
+    int rc, status = TG_OK;
+    while ((rc = tg__st_step(st)) == TG__ST_ROW) {
+        int nc = tg__st_column_count(st);
+        if (!on_row || nc <= 0)
+            continue;
+        if (!names) {
+            names = calloc((size_t)nc, sizeof *names);
+            vals = calloc((size_t)nc, sizeof *vals);
+            if (!names || !vals) {
+                status = tg__ctx_fail(ctx, TG_NOMEM, "out of memory");
+                break;
+            }
+        }
+        for (int c = 0; c < nc; c++) {
+            tg__cell cell;
+            tg__st_column(st, c, &cell);
+            names[c] = tg__st_column_name(st, c);
+            tg_value *v = &vals[c];
+            memset(v, 0, sizeof *v);
+            switch (cell.type) {
+            case TG__T_INTEGER: v->type = TG_INTEGER, v->i = cell.i; break;
+            case TG__T_FLOAT: v->type = TG_REAL, v->r = cell.d; break;
+            case TG__T_TEXT: v->type = TG_TEXT, v->s = cell.p, v->n = cell.n; break;
+            case TG__T_BLOB: v->type = TG_BLOB, v->s = cell.p, v->n = cell.n; break;
+            default: v->type = TG_NULL;
+            }
+            if (v->type == TG_TEXT && v->n == 0)
+                v->s = ""; /* n 0 means strlen: the empty string */
+        }
+        if (on_row(ud, (size_t)nc, names, vals) != 0) {
+            status = tg__ctx_fail(ctx, TG_ERROR, "the query was stopped by its row callback: "
+                                                 "nothing it did is kept");
+            break;
+        }
+    }
+    if (status == TG_OK && rc != TG__ST_DONE)
+        status = tg__ctx_fail(ctx, (rc & 0xff) == TG__ST_BUSY ? TG_BUSY : TG_DB, "query: %s",
+                              tg__db_errmsg(db));
+    free(names);
+    free(vals);
+    return status;
+}
+
+int tg_ctx_query(tg_ctx *ctx, const char *sql, const tg_value *params, size_t n_params,
+                 tg_row_fn on_row, void *ud, int64_t *changes, const tg_decision **out) {
+    if (!ctx || !sql || !out || (n_params && !params))
+        return TG_MISUSE;
+    *out = NULL;
+    if (changes)
+        *changes = 0;
+    if (ctx->in_log)
+        return tg__ctx_fail(ctx, TG_MISUSE, "the context is busy: it cannot run a query from "
+                                            "its own decision log callback");
+    tg_engine *eng = ctx->eng;
+    if (eng->closed)
+        return tg__ctx_fail(ctx, TG_MISUSE, "the engine of this context is closed");
+    tg__db *db = ctx->plan->db;
+    if (db->backend != TG__BACKEND_POSTGRES)
+        return tg__ctx_fail(ctx, TG_MISUSE,
+                            "query is not available on SQLite: raw SQL is kept to the "
+                            "context's tenant by PostgreSQL's row-level security (rollout "
+                            "enable_rls); on SQLite use resolve, insert and update");
+    int snapshot = eng->read_depth > 0;
+    if (!snapshot && tg__db_in_transaction(db))
+        return tg__ctx_fail(ctx, TG_MISUSE, "query runs in a transaction of its own, and the "
+                                            "connection is inside another one");
+    tg__ctx_begin(ctx);
+    int s = tg__ctx_scope(ctx);
+    if (s != TG_OK)
+        return s;
+    /* the scope of a row action, in its order: 404 for each, and no SQL runs */
+    const char *refused = !ctx->member                             ? "not_member"
+                          : !ctx->has_tenant                       ? "no_tenant_context"
+                          : !ctx->tenant_known || !ctx->tenant_in_ws ? "tenant_not_in_workspace"
+                          : !ctx->entitled                         ? "not_entitled"
+                                                                   : NULL;
+    if (refused) {
+        tg__ctx_decide(ctx, 404, refused, "sql", "query", NULL, 0);
+        *out = &ctx->dec;
+        return TG_OK;
+    }
+    /* a transaction of its own, or a savepoint inside the read snapshot (rolled back after:
+     * the setting does not outlive the statement there either) */
+    int rc = tg__db_exec(db, snapshot ? "SAVEPOINT tenantguard_query" : "BEGIN");
+    if (rc != TG__ST_OK)
+        return tg__ctx_fail(ctx, (rc & 0xff) == TG__ST_BUSY ? TG_BUSY : TG_DB,
+                            "query: cannot begin: %s", tg__db_errmsg(db));
+    tg__stmt *st = NULL;
+    rc = set_scope(db, &ctx->tenant, &ctx->workspace);
+    if (rc != TG__ST_OK)
+        s = tg__ctx_fail(ctx, TG_DB, "query: cannot set the tenant: %s", tg__db_errmsg(db));
+    else if ((rc = tg__st_prepare_once(db, sql, &st)) != TG__ST_OK)
+        s = tg__ctx_fail(ctx, rc == TG__ST_NOMEM ? TG_NOMEM : TG_DB, "query: %s",
+                         tg__db_errmsg(db));
+    else if ((size_t)tg__st_param_count(st) != n_params)
+        s = tg__ctx_fail(ctx, TG_MISUSE, "query: the statement takes %d parameter%s, %zu given",
+                         tg__st_param_count(st), tg__st_param_count(st) == 1 ? "" : "s",
+                         n_params);
+    if (s == TG_OK) {
+        for (size_t i = 0; i < n_params; i++)
+            bind_param(st, (int)i + 1, &params[i]);
+        s = walk_rows(ctx, st, on_row, ud);
+        if (s == TG_OK && changes)
+            *changes = tg__db_changes(db);
+    }
+    tg__st_finalize(st);
+    const char *end = snapshot ? "ROLLBACK TO SAVEPOINT tenantguard_query; RELEASE SAVEPOINT "
+                                 "tenantguard_query"
+                      : s == TG_OK ? "COMMIT"
+                                   : "ROLLBACK";
+    rc = tg__db_exec(db, end);
+    if (rc != TG__ST_OK && s == TG_OK)
+        s = tg__ctx_fail(ctx, (rc & 0xff) == TG__ST_BUSY ? TG_BUSY : TG_DB, "query: %s",
+                         tg__db_errmsg(db));
+    if (rc != TG__ST_OK && !snapshot && tg__db_in_transaction(db))
+        tg__db_exec(db, "ROLLBACK");
+    if (s != TG_OK)
+        return s;
+    tg__ctx_decide(ctx, 200, "ok", "sql", "query", NULL, 0);
+    *out = &ctx->dec;
+    return TG_OK;
 }
 
 /* ---- the RLS lint ---- */

@@ -226,4 +226,227 @@ function TestPgGuard:test_long_table_names()
   eng:close()
 end
 
+-- ---- row-level security and ctx:query ----
+
+-- One schema under row-level security for the tests below (loaded once): enable_rls run as
+-- the owner, twice (idempotent).
+local rls_app, rls_owner
+local function rls_schema()
+  if not rls_app then
+    rls_app, rls_owner = load_schema("tgg_rls")
+    local eng = tg.open { db = rls_owner, rules = H.shipped_rules }
+    phase(eng, "enable_rls")
+    phase(eng, "enable_rls")
+    eng:close()
+  end
+  return rls_app, rls_owner
+end
+local function admin_in(schema) return in_schema(ADMIN, schema) end
+local function rls_codes(eng)
+  local out = {}
+  for _, f in ipairs(eng:lint()) do
+    if f.code:match("^rls_") then out[#out + 1] = f.code .. " " .. f.message end
+  end
+  table.sort(out)
+  return out
+end
+local function has_code(list, code, text)
+  for _, l in ipairs(list) do
+    if l:find(code, 1, true) == 1 and (not text or l:find(text, 1, true)) then return true end
+  end
+  return false
+end
+
+-- Raw SQL as tg_app inside ctx:query sees and changes only the context tenant's rows: a read
+-- of another tenant's row by id finds nothing, an update of it changes nothing, an insert or
+-- an update into another tenant fails the policy's WITH CHECK; without the setting (plain
+-- SQL on a connection of its own) no row at all.
+function TestPgGuard:test_rls_raw_sql_sees_only_the_context_tenant()
+  local app = rls_schema()
+  local admin = admin_in("tgg_rls")
+  local eng = tg.open { db = app, rules = H.shipped_rules }
+  local ctx = eng:context { user = 1, workspace = 1, tenant = 1 }
+  for _, t in ipairs(TABLES) do
+    local d = assert(ctx:query(("SELECT id, tenant_id FROM %s ORDER BY id"):format(t)))
+    lu.assertEquals(d.status, 200)
+    lu.assertEquals(#d.rows, tonumber(psql(admin, ("SELECT count(*) FROM %s WHERE tenant_id = 1")
+      :format(t))), t)
+    lu.assertTrue(#d.rows > 0, t)
+    for _, r in ipairs(d.rows) do lu.assertEquals(r.tenant_id, 1, t) end
+    lu.assertEquals(d.columns, { "id", "tenant_id" })
+    -- another tenant's row, by id: nothing
+    local other = tonumber(psql(admin, ("SELECT min(id) FROM %s WHERE tenant_id = 5"):format(t)))
+    d = assert(ctx:query(("SELECT * FROM %s WHERE id = $1"):format(t), { other }))
+    lu.assertEquals(#d.rows, 0, t)
+    d = assert(ctx:query(("UPDATE %s SET created_at = 'x' WHERE id = $1"):format(t), { other }))
+    lu.assertEquals(d.changes, 0, t)
+    lu.assertNotEquals(psql(admin, ("SELECT created_at FROM %s WHERE id = %d"):format(t, other)),
+      "x")
+    -- plain SQL as tg_app, no setting: no row
+    lu.assertEquals(psql(app, ("SELECT count(*) FROM %s"):format(t)), "0", t)
+  end
+  -- writes: into the context's tenant yes, into another no (WITH CHECK)
+  local ins = "INSERT INTO policies (tenant_id, workspace_id, display_name, policy_type, "
+    .. "created_at) VALUES ($1, $2, $3, 'compliancePolicy', '2026-01-01') RETURNING id"
+  local d = assert(ctx:query(ins, { 1, 1, "mine" }))
+  lu.assertEquals(#d.rows, 1)
+  lu.assertEquals(d.changes, 1)
+  local mine = d.rows[1].id
+  local ok, err = ctx:query(ins, { 2, 1, "not mine" })
+  lu.assertNil(ok)
+  lu.assertStrContains(err, "row-level security")
+  ok, err = ctx:query("UPDATE policies SET tenant_id = 2 WHERE id = $1", { mine })
+  lu.assertNil(ok)
+  lu.assertStrContains(err, "row-level security")
+  lu.assertEquals(psql(admin, "SELECT count(*) FROM policies WHERE display_name = 'not mine'"),
+    "0")
+  lu.assertEquals(psql(admin, "SELECT tenant_id FROM policies WHERE id = " .. mine), "1")
+  -- the setting lives in the statement's transaction only
+  d = assert(ctx:query("SELECT current_setting('tenantguard.tenant_id', true) AS t, "
+    .. "current_setting('tenantguard.workspace_id', true) AS w"))
+  lu.assertEquals(d.rows[1], { t = "1", w = "1" })
+  lu.assertEquals(rls_codes(eng), {})
+  -- another tenant's context sees its own rows, never tenant 1's
+  local ctx5 = eng:context { user = 5, workspace = 2, tenant = 5 }
+  d = assert(ctx5:query("SELECT count(*) AS n, min(tenant_id) AS lo, max(tenant_id) AS hi "
+    .. "FROM policies"))
+  lu.assertTrue(d.rows[1].n > 0)
+  lu.assertEquals({ d.rows[1].lo, d.rows[1].hi }, { 5, 5 })
+  -- inside a read snapshot: read in it, the setting rolled back with the savepoint
+  eng:read(function()
+    local r = assert(ctx:query("SELECT count(*) AS n FROM policies WHERE id = $1", { mine }))
+    lu.assertEquals(r.rows[1].n, 1)
+  end)
+  assert(ctx:query("DELETE FROM policies WHERE id = $1", { mine }))
+  eng:close()
+end
+
+-- Outside its scope a context runs no SQL at all: 404 with the reason of a row action.
+function TestPgGuard:test_query_outside_scope_runs_nothing()
+  local app = rls_schema()
+  local admin = admin_in("tgg_rls")
+  local eng = tg.open { db = app, rules = H.shipped_rules }
+  local before = psql(admin, "SELECT count(*) FROM policies")
+  local ins = "INSERT INTO policies (tenant_id, workspace_id, display_name, policy_type, "
+    .. "created_at) VALUES (1, 1, 'stranger', 'x', '2026-01-01')"
+  local cases = {
+    { { user = 6, workspace = 1, tenant = 1 }, "not_member" },
+    { { user = 3, workspace = 1, tenant = 2 }, "not_entitled" },
+    { { user = 1, workspace = 1, tenant = 5 }, "tenant_not_in_workspace" },
+    { { user = 1, workspace = 1 }, "no_tenant_context" },
+  }
+  for _, c in ipairs(cases) do
+    local d = eng:context(c[1]):query(ins)
+    lu.assertEquals({ d.status, d.reason }, { 404, c[2] })
+    lu.assertNil(d.rows)
+    -- a statement that would fail shows it never ran
+    d = eng:context(c[1]):query("SELECT no_such_column FROM nowhere")
+    lu.assertEquals(d.status, 404)
+  end
+  lu.assertEquals(psql(admin, "SELECT count(*) FROM policies"), before)
+  -- parameters must match the statement
+  lu.assertErrorMsgContains("1 parameter", function()
+    eng:context { user = 1, workspace = 1, tenant = 1 }:query("SELECT $1::int AS x")
+  end)
+  eng:close()
+  -- SQLite has no row-level security: a clear error, never unscoped SQL
+  local lite = tg.open { db = H.refdb(5), rules = H.shipped_rules }
+  lu.assertErrorMsgContains("not available on SQLite", function()
+    lite:context { user = 1, workspace = 1, tenant = 1 }:query("SELECT 1")
+  end)
+  lite:close()
+end
+
+-- lint --db reports each way RLS silently stops applying, and is clean otherwise.
+function TestPgGuard:test_lint_reports_rls_hazards()
+  local app, owner = rls_schema()
+  local admin = admin_in("tgg_rls")
+  local eng = tg.open { db = app, rules = H.shipped_rules }
+  lu.assertEquals(rls_codes(eng), {})
+  -- the CLI says the same
+  local rc, out = H.run_tool("lint --db " .. sh_quote(app) .. " --strict")
+  lu.assertEquals(rc, 0, out)
+
+  -- a superuser and a BYPASSRLS role
+  local sup = tg.open { db = admin, rules = H.shipped_rules }
+  lu.assertTrue(has_code(rls_codes(sup), "rls_bypassed", "a superuser"))
+  sup:close()
+  psql(ADMIN, "DROP ROLE IF EXISTS tgg_bypass; CREATE ROLE tgg_bypass LOGIN BYPASSRLS; "
+    .. "GRANT USAGE ON SCHEMA tgg_rls TO tgg_bypass; GRANT SELECT ON ALL TABLES IN SCHEMA "
+    .. "tgg_rls TO tgg_bypass")
+  local by = tg.open { db = (app:gsub("user=tg_app", "user=tgg_bypass")), rules = H.shipped_rules }
+  lu.assertTrue(has_code(rls_codes(by), "rls_bypassed", "BYPASSRLS"))
+  rc, out = H.run_tool("lint --db " .. sh_quote((app:gsub("user=tg_app", "user=tgg_bypass")))
+    .. " --strict")
+  lu.assertEquals(rc, 1, out)
+  lu.assertStrContains(out, "rls_bypassed")
+  by:close()
+
+  -- the owner connecting: clean while FORCE is on, reported when it is off
+  local own = tg.open { db = owner, rules = H.shipped_rules }
+  lu.assertEquals(rls_codes(own), {})
+  psql(owner, "ALTER TABLE findings NO FORCE ROW LEVEL SECURITY")
+  local codes = rls_codes(own)
+  lu.assertEquals(#codes, 1, table.concat(codes, "\n"))
+  lu.assertTrue(has_code(codes, "rls_owner_not_forced", "'findings'"))
+  lu.assertEquals(rls_codes(eng), {}) -- tg_app owns nothing
+  psql(owner, "ALTER TABLE findings FORCE ROW LEVEL SECURITY")
+  lu.assertEquals(rls_codes(own), {})
+
+  -- no index on the tenant column
+  local idx = psql(owner, "SELECT string_agg(quote_ident(c.relname), ', ') FROM pg_index i "
+    .. "JOIN pg_class c ON c.oid = i.indexrelid JOIN pg_attribute a ON a.attrelid = i.indrelid "
+    .. "AND a.attnum = i.indkey[0] WHERE i.indrelid = 'tgg_rls.findings'::regclass AND "
+    .. "a.attname = 'tenant_id'")
+  lu.assertNotEquals(idx, "")
+  psql(owner, "BEGIN; DROP INDEX " .. idx .. "; CREATE INDEX tgg_partial ON findings (tenant_id) "
+    .. "WHERE id > 0; COMMIT")
+  codes = rls_codes(eng)
+  lu.assertEquals(#codes, 1, table.concat(codes, "\n"))
+  lu.assertTrue(has_code(codes, "rls_no_index", "'findings'"))
+  psql(owner, "DROP INDEX tgg_partial; CREATE INDEX tgg_findings_tenant ON findings (tenant_id)")
+  lu.assertEquals(rls_codes(eng), {})
+
+  -- RLS turned off on one table
+  psql(owner, "ALTER TABLE backup_items DISABLE ROW LEVEL SECURITY")
+  lu.assertTrue(has_code(rls_codes(eng), "rls_missing", "'backup_items'"))
+  psql(owner, "ALTER TABLE backup_items ENABLE ROW LEVEL SECURITY")
+
+  -- the tenant setting at session level: stored for a role ...
+  psql(ADMIN, "DROP ROLE IF EXISTS tgg_pooled; CREATE ROLE tgg_pooled LOGIN; "
+    .. "ALTER ROLE tgg_pooled IN DATABASE tg_test SET tenantguard.tenant_id = '1'")
+  lu.assertTrue(has_code(rls_codes(eng), "rls_session_setting", "tgg_pooled in this database"))
+  psql(ADMIN, "DROP ROLE tgg_pooled")
+  lu.assertEquals(rls_codes(eng), {})
+  -- ... or left on the connection by SET (here: raw SQL setting it for the session)
+  local ctx = eng:context { user = 1, workspace = 1, tenant = 1 }
+  assert(ctx:query("SELECT set_config('tenantguard.tenant_id', '2', false) AS v"))
+  lu.assertTrue(has_code(rls_codes(eng), "rls_session_setting", "SET LOCAL"))
+  -- ctx:query's own setting still wins inside its transaction
+  local d = assert(ctx:query("SELECT min(tenant_id) AS lo, max(tenant_id) AS hi FROM findings"))
+  lu.assertEquals({ d.rows[1].lo, d.rows[1].hi }, { 1, 1 })
+  assert(ctx:query("SELECT set_config('tenantguard.tenant_id', '', false) AS v"))
+  lu.assertEquals(rls_codes(eng), {})
+  eng:close()
+  own:close()
+  psql(ADMIN, "REVOKE ALL ON ALL TABLES IN SCHEMA tgg_rls FROM tgg_bypass; REVOKE ALL ON "
+    .. "SCHEMA tgg_rls FROM tgg_bypass; DROP ROLE tgg_bypass")
+end
+
+-- disable_rls removes tenantguard's policy and, with no policy of the table's own left,
+-- row-level security itself; without RLS on any table, lint says nothing about it.
+function TestPgGuard:test_z_disable_rls()
+  local app, owner = rls_schema()
+  local eng = tg.open { db = owner, rules = H.shipped_rules }
+  phase(eng, "disable_rls")
+  lu.assertEquals(psql(owner, "SELECT count(*) FROM pg_class WHERE relnamespace = "
+    .. "'tgg_rls'::regnamespace AND (relrowsecurity OR relforcerowsecurity)"), "0")
+  lu.assertEquals(psql(owner, "SELECT count(*) FROM pg_policy p JOIN pg_class c ON c.oid = "
+    .. "p.polrelid WHERE c.relnamespace = 'tgg_rls'::regnamespace"), "0")
+  lu.assertTrue(tonumber(psql(app, "SELECT count(*) FROM policies")) > 0)
+  lu.assertEquals(rls_codes(eng), {})
+  eng:close()
+  rls_app = nil
+end
+
 os.exit(lu.LuaUnit.run())

@@ -437,8 +437,9 @@ end
 -- row-level security itself; without RLS on any table, lint says nothing about it.
 function TestPgGuard:test_z_disable_rls()
   local app, owner = rls_schema()
+  local rc, out = H.run_tool("rollout disable_rls --db " .. sh_quote(owner))
+  lu.assertEquals(rc, 0, out)
   local eng = tg.open { db = owner, rules = H.shipped_rules }
-  phase(eng, "disable_rls")
   lu.assertEquals(psql(owner, "SELECT count(*) FROM pg_class WHERE relnamespace = "
     .. "'tgg_rls'::regnamespace AND (relrowsecurity OR relforcerowsecurity)"), "0")
   lu.assertEquals(psql(owner, "SELECT count(*) FROM pg_policy p JOIN pg_class c ON c.oid = "

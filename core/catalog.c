@@ -3,6 +3,7 @@
  * column names reach SQLite only as bound parameters of pragma table functions. */
 #include "catalog.h"
 #include "names.h"
+#include "pg.h"
 #include "sql.h"
 
 #include <stdio.h>
@@ -344,4 +345,6 @@ void tg__rules_check_db(const tg__ruleset *rs, tg__db *db, tg_findings *f) {
             need_column(&k, e->table, e->columns.id);
     }
     check_drift(&k, r);
+    if (db->backend == TG__BACKEND_POSTGRES) /* row-level security (pg_guard.c) */
+        tg__pg_rls_lint(rs, db, f);
 }

@@ -132,6 +132,11 @@ static const tg_check_info checks[] = {
     {"unused_capability", TG_LEVEL_WARNING, "a declared capability that no role grants and no rule needs"},
     {"path_without_capability", TG_LEVEL_WARNING, "an access path declared without a capability: it answers 403 to every caller"},
     {"exception_without_capability", TG_LEVEL_WARNING, "a scope exception whose still_required_checks do not list capability: it answers 403 to every caller"},
+    {"rls_missing", TG_LEVEL_WARNING, "PostgreSQL: row-level security is on for some tenant-owned tables, but a table lacks it or tenantguard's policy"},
+    {"rls_owner_not_forced", TG_LEVEL_WARNING, "PostgreSQL: the connecting role owns a table with row-level security and FORCE ROW LEVEL SECURITY is off, so the policy does not apply to it"},
+    {"rls_bypassed", TG_LEVEL_WARNING, "PostgreSQL: the connecting role is a superuser or has BYPASSRLS, so row-level security never applies to it"},
+    {"rls_no_index", TG_LEVEL_WARNING, "PostgreSQL: no valid index starts with the tenant column of a table under the policy, so its predicate scans the whole table"},
+    {"rls_session_setting", TG_LEVEL_WARNING, "PostgreSQL: tenantguard.tenant_id is set at session level (SET, ALTER ROLE/DATABASE ... SET), where it outlives the transaction and a pooler can hand it to another client"},
 };
 
 const tg_check_info *tg_check_info_get(size_t i) {

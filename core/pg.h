@@ -21,6 +21,13 @@ TG_HIDDEN int tg__validate_pg(tg_engine *eng, tg_validation **out);
 
 /* pg_guard.c: phase 1.5 (install = 1) or its removal (0): the PL/pgSQL write guard */
 TG_HIDDEN int tg__pg_guard(tg_engine *eng, const tg__target *t, size_t n, int install);
+/* pg_guard.c: "enable_rls" (enable = 1) or "disable_rls" (0): row-level security (ENABLE,
+ * FORCE and the policy tenantguard_tenant keyed on tenantguard.tenant_id) on every target */
+TG_HIDDEN int tg__pg_rls(tg_engine *eng, const tg__target *t, size_t n, int enable);
+/* pg_guard.c: lint on PostgreSQL (catalog.c): the ways row-level security silently stops
+ * applying (rls_* findings); nothing when no tenant-owned table has it on */
+struct tg__ruleset;
+TG_HIDDEN void tg__pg_rls_lint(const struct tg__ruleset *rs, tg__db *db, tg_findings *f);
 
 /* backfill_pg.c: tenantguard's own tables on PostgreSQL (runs, jobs, batches, ...) */
 TG_HIDDEN int tg__meta_ensure_pg(tg_engine *eng);

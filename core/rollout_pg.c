@@ -863,15 +863,19 @@ int tg__rollout_pg_with(tg_engine *eng, const char *phase, const tg__target *t, 
         r.retry_ms = o->lock_retry_ms;
     static const char *const phases[] = {"add_columns",        "drop_columns",
                                          "enforce_writes",     "drop_triggers",
-                                         "quarantine_orphans", "enforce_constraints"};
+                                         "quarantine_orphans", "enforce_constraints",
+                                         "enable_rls",         "disable_rls"};
     size_t which = 0;
     while (which < sizeof phases / sizeof *phases && strcmp(phase, phases[which]))
         which++;
     if (which == sizeof phases / sizeof *phases)
         return tg__engine_fail(eng, TG_UNKNOWN,
                                "unknown phase '%s' (add_columns, drop_columns, enforce_writes, "
-                               "drop_triggers, quarantine_orphans, enforce_constraints)",
+                               "drop_triggers, quarantine_orphans, enforce_constraints, "
+                               "enable_rls, disable_rls)",
                                phase);
+    if (which == 6 || which == 7) /* row-level security: pg_guard.c, one transaction */
+        return tg__pg_rls(eng, t, n, which == 6);
     if (tg__db_in_transaction(r.db))
         return tg__engine_fail(eng, TG_MISUSE,
                                "%s: a transaction is open on the engine's connection (CREATE "
@@ -895,6 +899,8 @@ int tg__rollout_pg_with(tg_engine *eng, const char *phase, const tg__target *t, 
     phase_end(&r);
     return st;
 }
+
+#include <string.h>
 
 int tg__rollout_pg(tg_engine *eng, const char *phase, const tg__target *t, size_t n) {
     return tg__rollout_pg_with(eng, phase, t, n, NULL);

@@ -83,6 +83,9 @@ typedef struct tg__stmt_ops {
     size_t (*column_bytes)(tg__stmt *st, int col);
     void (*column)(tg__stmt *st, int col, tg__cell *out);
     const char *(*sql)(tg__stmt *st);
+    /* the name of a result column of the current row (ctx:query's raw SQL); valid as
+     * column_text's bytes are; NULL when there is no row */
+    const char *(*column_name)(tg__stmt *st, int col);
 } tg__stmt_ops;
 
 struct tg__stmt {
@@ -167,6 +170,9 @@ static inline void tg__st_column(tg__stmt *st, int c, tg__cell *out) {
     st->ops->column(st, c, out);
 }
 static inline const char *tg__st_sql(tg__stmt *st) { return st->ops->sql(st); }
+static inline const char *tg__st_column_name(tg__stmt *st, int c) {
+    return st->ops->column_name(st, c);
+}
 
 static inline int tg__db_exec(tg__db *db, const char *sql) { return db->ops->exec(db, sql); }
 static inline const char *tg__db_errmsg(tg__db *db) { return db->ops->errmsg(db); }

@@ -879,12 +879,18 @@ static void pg_column(tg__stmt *base, int col, tg__cell *out) {
 
 static const char *pg_sql(tg__stmt *base) { return ((pg_stmt *)base)->sql; }
 
+static const char *pg_column_name(tg__stmt *base, int col) {
+    pg_stmt *st = (pg_stmt *)base;
+    return st->res && col >= 0 && col < PQnfields(st->res) ? PQfname(st->res, col) : NULL;
+}
+
 static const tg__stmt_ops pg_stmt_ops = {
     pg_step,          pg_reset,          pg_clear_bindings, pg_finalize,     pg_bind_int64,
     pg_bind_double,   pg_bind_text,      pg_bind_blob,      pg_bind_null,    pg_bind_keys,
     pg_param_count,
     pg_param_name,    pg_column_count,   pg_column_type,    pg_column_int64, pg_column_double,
-    pg_column_text,   pg_column_blob,    pg_column_bytes,   pg_column,       pg_sql};
+    pg_column_text,   pg_column_blob,    pg_column_bytes,   pg_column,       pg_sql,
+    pg_column_name};
 
 /* ---- the connection's operations ---- */
 

@@ -88,13 +88,14 @@ static void st_column(tg__stmt *st, int c, tg__cell *out) {
     }
 }
 static const char *st_sql(tg__stmt *st) { return sqlite3_sql(S(st)); }
+static const char *st_column_name(tg__stmt *st, int c) { return sqlite3_column_name(S(st), c); }
 
 static const tg__stmt_ops stmt_ops = {
     st_step,         st_reset,        st_clear,         st_finalize,      st_bind_int64,
     st_bind_double,  st_bind_text,    st_bind_blob,     st_bind_null,     st_bind_keys,
     st_param_count,  st_param_name,   st_column_count,  st_column_type,   st_column_int64,
     st_column_double, st_column_text, st_column_blob,   st_column_bytes,  st_column,
-    st_sql,
+    st_sql,          st_column_name,
 };
 
 static int db_prepare(tg__db *db, const char *sql, size_t len, unsigned flags, tg__stmt **out) {

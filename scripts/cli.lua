@@ -435,6 +435,7 @@ end)
 
 local PHASES = { add_columns = 1, drop_columns = 1, enforce_writes = 1, drop_triggers = 1,
   quarantine_orphans = 1, enforce_constraints = 1 }
+PHASES.enable_rls, PHASES.disable_rls = 1, 1 -- PostgreSQL only (pg_guard.c)
 
 usage.rollout = [[
 usage: tenantguard rollout PHASE --db FILE [--rules DIR]
@@ -447,6 +448,8 @@ name, in a transaction, idempotently, with an audit-log entry:
   drop_triggers        undoes phase 1.5
   quarantine_orphans   moves rows whose tenant no longer exists to tenantguard_quarantine
   enforce_constraints  phase 3: NOT NULL and foreign keys (refused while validation fails)
+  enable_rls           PostgreSQL: row-level security keyed on tenantguard.tenant_id
+  disable_rls          removes it
 Exit 1 when the phase is refused or fails.]]
 
 -- An engine on the existing --db (never creates one).

@@ -276,6 +276,108 @@ static int ctx_update(lua_State *L) {
     return 1;
 }
 
+/* ctx:query: the row being added to the rows table. */
+typedef struct query_job {
+    lua_Integer count;
+    size_t n;
+    const char *const *names;
+    const tg_value *vals;
+} query_job;
+
+/* Appends the current row to the list at 2 (and the names to the list at 3 with the first
+ * row), under lua_pcall: a memory error cannot unwind through C. */
+static int push_row(lua_State *L) {
+    query_job *j = lua_touserdata(L, 1);
+    if (j->count == 0)
+        for (size_t i = 0; i < j->n; i++) {
+            lua_pushstring(L, j->names[i] ? j->names[i] : "?");
+            lua_rawseti(L, 3, (lua_Integer)i + 1);
+        }
+    lua_createtable(L, 0, (int)j->n);
+    for (size_t i = 0; i < j->n; i++) {
+        tgl_push_value(L, &j->vals[i]); /* NULL: nil, the field is absent */
+        lua_setfield(L, -2, j->names[i] ? j->names[i] : "?");
+    }
+    lua_rawseti(L, 2, ++j->count);
+    return 0;
+}
+
+typedef struct query_ud {
+    lua_State *L;
+    query_job job;
+} query_ud;
+
+static int query_row(void *ud, size_t n, const char *const *names, const tg_value *vals) {
+    query_ud *q = ud;
+    lua_State *L = q->L;
+    q->job.n = n;
+    q->job.names = names;
+    q->job.vals = vals;
+    lua_pushcfunction(L, push_row);
+    lua_pushlightuserdata(L, &q->job);
+    lua_pushvalue(L, 5); /* ctx_query's rows and columns */
+    lua_pushvalue(L, 6);
+    if (lua_pcall(L, 3, 0, 0) != LUA_OK) {
+        lua_pop(L, 1);
+        return 1; /* stops the query; its transaction is rolled back */
+    }
+    return 0;
+}
+
+/* ctx:query(sql [, params]) -> { status =, reason =, rows =, columns =, changes = }
+ * One statement of raw SQL ($1, $2, ... bound from the list params; params.n counts a list
+ * with nils; tg.null is NULL) in a transaction whose tenantguard.tenant_id is the context's
+ * tenant (PostgreSQL only). A context outside its scope gets { status = 404, reason = } and
+ * no SQL runs; each row is a table keyed by column name (NULL: absent). A failing statement
+ * returns nil, message. */
+static int ctx_query(lua_State *L) {
+    lctx *c = check_ctx(L, 1);
+    const char *sql = tgl_check_cstring(L, 2);
+    size_t n = 0;
+    tg_value *params = NULL;
+    if (!lua_isnoneornil(L, 3)) {
+        luaL_checktype(L, 3, LUA_TTABLE);
+        lua_getfield(L, 3, "n");
+        n = lua_isinteger(L, -1) && lua_tointeger(L, -1) >= 0 ? (size_t)lua_tointeger(L, -1)
+                                                               : lua_rawlen(L, 3);
+        lua_pop(L, 1);
+        if (n > 65535)
+            return luaL_error(L, "query: at most 65535 parameters");
+        /* the values' strings stay anchored by the table at argument 3 */
+        params = lua_newuserdatauv(L, (n ? n : 1) * sizeof *params, 0);
+        for (size_t i = 0; i < n; i++) {
+            lua_rawgeti(L, 3, (lua_Integer)i + 1);
+            tgl_check_value(L, -1, &params[i], "query parameter");
+            lua_pop(L, 1);
+        }
+    }
+    lua_settop(L, 4);
+    lua_newtable(L); /* 5: rows */
+    lua_newtable(L); /* 6: columns */
+    query_ud q = {L, {0, 0, NULL, NULL}};
+    const tg_decision *d = NULL;
+    int64_t changes = 0;
+    lua_State *prev = enter(c, L);
+    int st = tg_ctx_query(c->ctx, sql, params, n, query_row, &q, &changes, &d);
+    leave(c, prev);
+    if (st != TG_OK)
+        return fail(L, c->ctx, st == TG_ERROR ? TG_NOMEM : st);
+    lua_createtable(L, 0, 5);
+    lua_pushinteger(L, d->status);
+    lua_setfield(L, -2, "status");
+    lua_pushstring(L, d->reason);
+    lua_setfield(L, -2, "reason");
+    if (d->status == 200) {
+        lua_pushvalue(L, 5);
+        lua_setfield(L, -2, "rows");
+        lua_pushvalue(L, 6);
+        lua_setfield(L, -2, "columns");
+        lua_pushinteger(L, (lua_Integer)changes);
+        lua_setfield(L, -2, "changes");
+    }
+    return 1;
+}
+
 /* ctx:version() -> the rule version this context decides with */
 static int ctx_version(lua_State *L) {
     lctx *c = check_ctx(L, 1);
@@ -300,6 +402,7 @@ void tgl_context_register(lua_State *L) {
     static const luaL_Reg methods[] = {{"resolve", ctx_resolve}, {"explain", ctx_explain},
                                        {"insert", ctx_insert},
                                        {"update", ctx_update},   {"version", ctx_version},
+                                       {"query", ctx_query},
                                        {"close", ctx_close},     {NULL, NULL}};
     tgl_new_class(L, TG_CONTEXT_MT, meta, methods);
 }

@@ -633,6 +633,34 @@ TG_API TG_WUR int tg_ctx_update(tg_ctx *ctx, const char *family, const tg_value 
                                 const tg_column_value *values, size_t n_values,
                                 const char *capability, const tg_decision **out);
 
+/* ---- raw SQL scoped to a context (PostgreSQL's row-level security) --------------------------
+ * tg_ctx_query runs one statement of the application's own SQL inside a transaction whose
+ * setting tenantguard.tenant_id (and tenantguard.workspace_id) is the context's route tenant
+ * (and workspace), set with set_config(..., true): local to that transaction, never left on
+ * the connection. With row-level security on (rollout "enable_rls"), every tenant-owned table
+ * then shows and takes only that tenant's rows, whatever the SQL says. */
+
+/* One result row: n_columns names and values, valid only during the call. Return 0 to go
+ * on; anything else stops: the transaction is rolled back and tg_ctx_query returns
+ * TG_ERROR. */
+typedef int (*tg_row_fn)(void *ud, size_t n_columns, const char *const *columns,
+                         const tg_value *values);
+
+/* Runs `sql` (one statement; parameters $1..$n bound from params: TG_NULL, TG_INTEGER,
+ * TG_REAL, TG_TEXT, TG_BLOB, TG_BOOLEAN) under the context's scope. The scope is checked first
+ * as for a row action, without a capability: not a member, no route tenant, a tenant outside
+ * the workspace, not entitled -> a 404 decision and no SQL runs. Otherwise each row goes to
+ * on_row (may be NULL), *changes (may be NULL) gets the rows a write changed, the
+ * transaction commits (inside a read snapshot the statement runs in it, under a savepoint
+ * that is rolled back after), and the decision is 200 "ok". A failing statement (a policy's
+ * WITH CHECK, a trigger, a syntax error) is TG_DB with the server's message and nothing
+ * kept. TG_MISUSE on SQLite (no row-level security there: use tg_ctx_resolve and the
+ * writes), on a connection inside another transaction, or from the decision log. *out
+ * stays valid until the next call on the context. */
+TG_API TG_WUR int tg_ctx_query(tg_ctx *ctx, const char *sql, const tg_value *params,
+                               size_t n_params, tg_row_fn on_row, void *ud, int64_t *changes,
+                               const tg_decision **out);
+
 /* ---- explaining a decision ------------------------------------------------------------------
  * tg_ctx_explain decides a request as tg_ctx_resolve does and says why: every check of the
  * request in the order the resolver applies them, what each read and whether it passed, and

@@ -324,9 +324,13 @@ function TestPgRollout:test_enforce_constraints()
   lu.assertStrContains(msg, "null_workspace policies: 40")
   fill()
   -- a row bound to another tenant's workspace: both validations see it, phase 3 refuses
-  psql(OWNER_S, "UPDATE policies SET workspace_id = (SELECT min(w.id) FROM workspaces w WHERE "
+  -- (the write guard refuses such a write: the owner switches it off for this one, as a
+  -- buggy migration run with triggers disabled would)
+  psql(OWNER_S, "ALTER TABLE policies DISABLE TRIGGER USER; "
+    .. "UPDATE policies SET workspace_id = (SELECT min(w.id) FROM workspaces w WHERE "
     .. "w.id <> policies.workspace_id) WHERE id = (SELECT min(id) FROM policies p WHERE "
-    .. "EXISTS (SELECT 1 FROM tenants t WHERE t.id = p.tenant_id))")
+    .. "EXISTS (SELECT 1 FROM tenants t WHERE t.id = p.tenant_id)); "
+    .. "ALTER TABLE policies ENABLE TRIGGER USER")
   local mism = {}
   for _, l in ipairs(all_zero(spec_validation())) do
     if l:find("mismatch") then mism[#mism + 1] = l end
@@ -375,11 +379,19 @@ function TestPgRollout:test_enforce_constraints()
     .. "'tenants'::regclass AND conname = 'tenantguard_tenants_id_workspace'"), "u")
   lu.assertEquals(all_zero(spec_validation()), {})
   -- the server refuses what the rollout forbids
-  local wrong, out = psql_try(OWNER_S, "INSERT INTO policies (tenant_id, workspace_id, "
-    .. "display_name, policy_type, created_at) SELECT t.id, w.id, 'x', 'y', 'now' FROM tenants "
-    .. "t, workspaces w WHERE w.id <> t.workspace_id LIMIT 1")
+  local insert_wrong = "INSERT INTO policies (tenant_id, workspace_id, display_name, "
+    .. "policy_type, created_at) SELECT t.id, w.id, 'x', 'y', 'now' FROM tenants t, "
+    .. "workspaces w WHERE w.id <> t.workspace_id LIMIT 1"
+  local wrong, out = psql_try(OWNER_S, insert_wrong)
+  lu.assertFalse(wrong)
+  lu.assertStrContains(out, "[workspace_matches_tenant]") -- the write guard first
+  -- and the composite foreign key behind it, were the triggers switched off
+  wrong, out = psql_try(OWNER_S, "BEGIN; ALTER TABLE policies DISABLE TRIGGER USER; "
+    .. insert_wrong .. "; COMMIT")
   lu.assertFalse(wrong)
   lu.assertStrContains(out, "tenantguard_tenant_workspace")
+  lu.assertEquals(psql(OWNER_S, "SELECT count(*) FROM pg_trigger WHERE tgrelid = "
+    .. "'policies'::regclass AND NOT tgisinternal AND tgenabled = 'D'"), "0")
   wrong, out = psql_try(OWNER_S, "INSERT INTO audit_logs (tenant_id, action, created_at) "
     .. "SELECT min(id), 'x', 'now' FROM tenants")
   lu.assertFalse(wrong)

@@ -32,4 +32,15 @@ TG_HIDDEN int tg__plan_statements(const tg__plan *p, const tg__dialect *d,
  * the test that compares what the resolver prepared with what tg__plan_statements says. */
 TG_HIDDEN tg__stmt *tg__plan_slot(const tg__plan *p, const char *owner, const char *kind);
 
+/* lint --target citus: what a Citus deployment of these rules requires, as findings
+ * (citus_* codes, warning or info) added to f. With db (SQLite or PostgreSQL), its catalog
+ * says which keys and foreign keys need the tenant column; without, only what the rules
+ * alone tell. Returns TG_OK, or TG_NOMEM / TG_DB (the message in err). */
+TG_HIDDEN int tg__citus_lint(const tg_rules *r, tg__db *db, tg_findings *f, tg__buf *err);
+
+/* rollout --plan --target citus: the DDL a Citus deployment of these rules needs, in order,
+ * as PostgreSQL text with every identifier quoted, appended to out. Nothing is run. With
+ * db, the keys to rebuild come from its catalog; without, the plan says what it assumes. */
+TG_HIDDEN int tg__citus_plan(const tg_rules *r, tg__db *db, tg__buf *out, tg__buf *err);
+
 #endif

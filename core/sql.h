@@ -79,6 +79,14 @@ typedef struct tg__dialect {
     const char *sql_is_view;
     /* one row, 1 when column ?2 alone identifies a row of table ?1 (see catalog.c) */
     const char *sql_key_unique;
+    /* the keys of table ?1 (lint --target citus, citus.c), one row each: kind ('p' primary
+     * key, 'u' unique constraint, 'i' unique index, 'f' foreign key), its columns in key
+     * order joined by ',', for 'f' the referenced table and its columns (NULL: its primary
+     * key), and the constraint's or index's name where the backend has one (else NULL) */
+    const char *sql_keys;
+    /* one row, 1 when column ?2 of table ?1 is NOT NULL (citus.c: a distribution column
+     * cannot hold NULL) */
+    const char *sql_column_notnull;
 } tg__dialect;
 
 TG_HIDDEN extern const tg__dialect tg__sqlite;

@@ -336,6 +336,29 @@ static void exec_file(sqlite3 *db, const char *path) {
     }
 }
 
+/* The sanitizer runtimes this process runs with, as an LD_PRELOAD value for the tool (a
+ * sanitizer build's Lua module needs them loaded first); "" in other builds. */
+static void sanitizer_preload(char *out, size_t n) {
+    static const char *const libs[] = {"/libasan.so", "/libubsan.so"}; /* ASan first */
+    out[0] = 0;
+    for (int i = 0; i < 2; i++) {
+        FILE *f = fopen("/proc/self/maps", "r");
+        char line[1024];
+        while (f && fgets(line, sizeof line, f)) {
+            char *path = strchr(line, '/');
+            if (!path || !strstr(path, libs[i]))
+                continue;
+            path[strcspn(path, "\n")] = 0;
+            if (strstr(out, path))
+                continue;
+            size_t used = strlen(out);
+            snprintf(out + used, n - used, "%s%s", used ? ":" : "", path);
+        }
+        if (f)
+            fclose(f);
+    }
+}
+
 int main(int argc, char **argv) {
     const char *src = argc > 1 ? argv[1] : getenv("TG_SOURCE_DIR");
     const char *build = getenv("TG_BUILD_DIR");
@@ -346,10 +369,14 @@ int main(int argc, char **argv) {
     char dir[] = "/tmp/tg_citus_XXXXXX";
     if (!mkdtemp(dir))
         return 2;
-    char db[512], rules[512], cmd[2048];
+    char db[512], rules[512], cmd[4096], preload[1024];
+    sanitizer_preload(preload, sizeof preload);
     /* the reference application */
     snprintf(db, sizeof db, "%s/ref.db", dir);
-    snprintf(cmd, sizeof cmd, "'%s/tenantguard' refdb '%s' --rows 3 >/dev/null", build, db);
+    snprintf(cmd, sizeof cmd,
+             "%s%s%s'%s/tenantguard' refdb '%s' --rows 3 >/dev/null",
+             *preload ? "ASAN_OPTIONS=detect_leaks=0 LD_PRELOAD='" : "", preload,
+             *preload ? "' " : "", build, db);
     if (system(cmd) != 0) {
         fprintf(stderr, "refdb failed: %s\n", cmd);
         return 2;

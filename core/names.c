@@ -137,6 +137,14 @@ static const tg_check_info checks[] = {
     {"rls_bypassed", TG_LEVEL_WARNING, "PostgreSQL: the connecting role is a superuser or has BYPASSRLS, so row-level security never applies to it"},
     {"rls_no_index", TG_LEVEL_WARNING, "PostgreSQL: no valid index starts with the tenant column of a table under the policy, so its predicate scans the whole table"},
     {"rls_session_setting", TG_LEVEL_WARNING, "PostgreSQL: tenantguard.tenant_id is set at session level (SET, ALTER ROLE/DATABASE ... SET), where it outlives the transaction and a pooler can hand it to another client"},
+    /* lint --target citus (core/citus.c): what a Citus deployment requires */
+    {"citus_key_without_tenant", TG_LEVEL_WARNING, "(lint --target citus) a primary or unique key of a tenant-owned table that does not include its tenant column: Citus refuses to distribute the table"},
+    {"citus_foreign_key_without_tenant", TG_LEVEL_WARNING, "(lint --target citus) a foreign key between two tenant-owned tables without the tenant column on both sides: Citus refuses it between distributed tables"},
+    {"citus_nullable_tenant", TG_LEVEL_WARNING, "(lint --target citus) the tenant column of a tenant-owned table allows NULL: Citus refuses NULL in a distribution column"},
+    {"citus_references_distributed", TG_LEVEL_WARNING, "(lint --target citus) a table without a tenant column (a reference or local table on Citus) with a foreign key to a tenant-owned table"},
+    {"citus_reference_table", TG_LEVEL_INFO, "(lint --target citus) a table every shard joins (workspaces, tenants, the membership tables, and what they reference) that should be a reference table"},
+    {"citus_distribution", TG_LEVEL_INFO, "(lint --target citus) a tenant-owned table to distribute by its tenant column, colocated with the other tenant-owned tables"},
+    {"citus_multi_shard_path", TG_LEVEL_INFO, "(lint --target citus) paths whose statements do not pin one tenant (reads by id, the canonical viewer, an exception's workspace list): on Citus they go to every shard"},
 };
 
 const tg_check_info *tg_check_info_get(size_t i) {

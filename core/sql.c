@@ -102,6 +102,18 @@ const tg__dialect tg__sqlite = {
                        "tbl_name = ?1 COLLATE NOCASE AND sql IS NOT NULL",
     .fx_insert = "INSERT OR ABORT INTO ",
     .fx_max_int = sqlite_fx_max_int,
+    .sql_keys =
+        "SELECT 'p', (SELECT group_concat(name, ',') FROM (SELECT name FROM "
+        "pragma_table_info(?1) WHERE pk > 0 ORDER BY pk)), NULL, NULL, NULL "
+        "WHERE EXISTS (SELECT 1 FROM pragma_table_info(?1) WHERE pk > 0) "
+        "UNION ALL SELECT CASE l.origin WHEN 'u' THEN 'u' ELSE 'i' END, (SELECT "
+        "group_concat(name, ',') FROM (SELECT name FROM pragma_index_info(l.name) ORDER BY "
+        "seqno)), NULL, NULL, CASE l.origin WHEN 'c' THEN l.name END "
+        "FROM pragma_index_list(?1) l WHERE l.\"unique\" AND l.origin <> 'pk' "
+        "UNION ALL SELECT 'f', group_concat(f.\"from\", ','), f.\"table\", "
+        "group_concat(f.\"to\", ','), NULL FROM (SELECT * FROM pragma_foreign_key_list(?1) "
+        "ORDER BY id, seq) f GROUP BY f.id",
+    .sql_column_notnull = "SELECT \"notnull\" OR pk > 0 FROM pragma_table_info(?1) WHERE name = ?2",
 };
 
 /* ---- PostgreSQL ---- */
@@ -233,6 +245,27 @@ const tg__dialect tg__postgres = {
                        " WHERE t.tgrelid = to_regclass(quote_ident($1)) AND NOT t.tgisinternal",
     .fx_insert = "INSERT INTO ",
     .fx_max_int = pg_fx_max_int,
+    .sql_keys =
+        "SELECT CAST(k.contype AS text), (SELECT string_agg(a.attname, ',' ORDER BY x.n) FROM"
+        " unnest(k.conkey) WITH ORDINALITY x(attnum, n) JOIN pg_catalog.pg_attribute a"
+        " ON a.attrelid = k.conrelid AND a.attnum = x.attnum),"
+        " (SELECT CAST(c.relname AS text) FROM pg_catalog.pg_class c WHERE c.oid = k.confrelid),"
+        " (SELECT string_agg(a.attname, ',' ORDER BY x.n) FROM"
+        " unnest(k.confkey) WITH ORDINALITY x(attnum, n) JOIN pg_catalog.pg_attribute a"
+        " ON a.attrelid = k.confrelid AND a.attnum = x.attnum), CAST(k.conname AS text) "
+        "FROM pg_catalog.pg_constraint k WHERE k.conrelid = to_regclass(quote_ident($1))"
+        " AND k.contype IN ('p', 'u', 'f') "
+        "UNION ALL SELECT 'i', (SELECT string_agg(coalesce(a.attname, '(expression)'), ','"
+        " ORDER BY x.n) FROM unnest(CAST(i.indkey AS int2[])) WITH ORDINALITY x(attnum, n)"
+        " LEFT JOIN pg_catalog.pg_attribute a ON a.attrelid = i.indrelid AND a.attnum ="
+        " x.attnum), NULL, NULL, (SELECT CAST(c.relname AS text) FROM pg_catalog.pg_class c"
+        " WHERE c.oid = i.indexrelid) FROM pg_catalog.pg_index i"
+        " WHERE i.indrelid = to_regclass(quote_ident($1)) AND i.indisunique AND NOT EXISTS"
+        " (SELECT 1 FROM pg_catalog.pg_constraint k WHERE k.conindid = i.indexrelid"
+        " AND k.conrelid = i.indrelid)",
+    .sql_column_notnull = "SELECT CAST(a.attnotnull AS integer) FROM pg_catalog.pg_attribute a"
+                          " WHERE a.attrelid = to_regclass(quote_ident($1)) AND a.attname = $2"
+                          " AND NOT a.attisdropped",
 };
 
 static void col(const tg__dialect *d, tg__buf *b, const char *alias, const char *name) {

@@ -100,6 +100,14 @@ typedef struct tg__dialect {
     /* appends a statement whose one row is the largest integer in column `column` of
      * `table`, 0 when there is none (SQLite: values stored as integers only) */
     void (*fx_max_int)(tg__buf *b, const char *table, const char *column);
+    /* the keys of table ?1 (lint --target citus, citus.c), one row each: kind ('p' primary
+     * key, 'u' unique constraint, 'i' unique index, 'f' foreign key), its columns in key
+     * order joined by ',', for 'f' the referenced table and its columns (NULL: its primary
+     * key), and the constraint's or index's name where the backend has one (else NULL) */
+    const char *sql_keys;
+    /* one row, 1 when column ?2 of table ?1 is NOT NULL (citus.c: a distribution column
+     * cannot hold NULL) */
+    const char *sql_column_notnull;
 } tg__dialect;
 
 TG_HIDDEN extern const tg__dialect tg__sqlite;

@@ -217,7 +217,7 @@ end
 -- ---------------------------------------------------------------------------------------
 usage.lint = [[
 usage: tenantguard lint [DIR | --rules DIR] [--db FILE] [--json] [--strict]
-                        [--watch] [--interval MS]
+                        [--watch] [--interval MS] [--target citus]
 
 Checks the rule scripts in DIR (and, with --db, the mapping against the database schema and
 drift: tables with the tenant column that no rule covers). Prints every finding with
@@ -225,15 +225,24 @@ file:line and a stable code. Exit 1 on errors (with --strict, also on warnings).
 --watch keeps going for an editing session: it lints again whenever a rule file is added,
 removed or written (looking every MS milliseconds, default 300, 50 to 60000), printing a
 separator line before each new report (with --json: one JSON object per line, no
-separator), and stops on Ctrl-C with exit 130.]]
+separator), and stops on Ctrl-C with exit 130.
+--target citus reports instead what a Citus deployment of the rules requires (warnings and
+info): keys and foreign keys of tenant-owned tables without the tenant column, tenant
+columns that allow NULL, the reference tables, the distribution and colocation of the
+tenant-owned tables, tables without a tenant column that reference them, and the paths whose
+statements reach every shard. With --db (SQLite or PostgreSQL) the keys come from its
+catalog; without, from the rules alone. Nothing here ran against Citus.]]
 
 local WATCH_INTERVAL = { int = true, min = 50, max = 60000 }
 
 local lint_once
 
 command("lint", { rules = "text", db = "text", json = "flag", strict = "flag",
-  watch = "flag", interval = WATCH_INTERVAL,
+  watch = "flag", interval = WATCH_INTERVAL, target = "text",
   { min = 0, max = 1, name = "DIR" } }, function(opts, pos)
+  if opts.target and opts.target ~= "citus" then
+    usage_error(("--target must be citus, got '%s'"):format(opts.target))
+  end
   local rules = rules_dir(opts, pos)
   local db = existing_db(opts, true)
   if opts.interval and not opts.watch then usage_error("--interval goes with --watch") end
@@ -251,19 +260,32 @@ end)
 
 -- One lint report of rules (against db when given); the exit code it deserves.
 function lint_once(opts, rules, db)
-  local findings = tg.check { rules = rules, db = db }
-  local errors, warnings = 0, 0
+  local findings
+  if opts.target then -- citus: what a distributed deployment needs
+    local eng = tg.open { rules = rules, db = db }
+    local err
+    findings, err = eng:citus_lint()
+    eng:close()
+    if not findings then error(err, 0) end
+  else
+    findings = tg.check { rules = rules, db = db }
+  end
+  local errors, warnings, infos = 0, 0, 0
   for _, f in ipairs(findings) do
-    if f.level == "error" then errors = errors + 1 else warnings = warnings + 1 end
+    if f.level == "error" then errors = errors + 1
+    elseif f.level == "info" then infos = infos + 1
+    else warnings = warnings + 1 end
   end
   if opts.json then
     print(json.encode { rules = rules, db = opts.db or json.null, errors = errors,
-      warnings = warnings,
+      warnings = warnings, infos = opts.target and infos or nil,
+      target = opts.target,
       findings = json.array(findings) })
   else
     for _, f in ipairs(findings) do print(finding_line(f)) end
-    printf("%s: %d error%s, %d warning%s\n", rules, errors, errors == 1 and "" or "s",
-      warnings, warnings == 1 and "" or "s")
+    printf("%s: %d error%s, %d warning%s%s\n", rules, errors, errors == 1 and "" or "s",
+      warnings, warnings == 1 and "" or "s",
+      opts.target and (", %d info (target %s)"):format(infos, opts.target) or "")
   end
   if errors > 0 or (opts.strict and warnings > 0) then return EXIT_FINDINGS end
   return EXIT_OK
@@ -439,6 +461,7 @@ PHASES.enable_rls, PHASES.disable_rls = 1, 1 -- PostgreSQL only (pg_guard.c)
 
 usage.rollout = [[
 usage: tenantguard rollout PHASE --db FILE [--rules DIR]
+       tenantguard rollout --plan --target citus [--db FILE] [--rules DIR]
 
 Runs one schema phase of the workspace_id rollout on every tenant-owned table the rules
 name, in a transaction, idempotently, with an audit-log entry:
@@ -450,7 +473,12 @@ name, in a transaction, idempotently, with an audit-log entry:
   enforce_constraints  phase 3: NOT NULL and foreign keys (refused while validation fails)
   enable_rls           PostgreSQL: row-level security keyed on tenantguard.tenant_id
   disable_rls          removes it
-Exit 1 when the phase is refused or fails.]]
+Exit 1 when the phase is refused or fails.
+--plan --target citus prints, and does not run, the DDL a Citus deployment needs, in order:
+keys and foreign keys rebuilt to include the tenant column, create_reference_table for
+workspaces, tenants and the membership tables, create_distributed_table for each
+tenant-owned table (colocated), then phase 1's column and indexes. With --db the keys are
+read from its catalog; without, assumed from the rules. Untested against Citus.]]
 
 -- An engine on the existing --db (never creates one).
 local function open_engine(opts)
@@ -464,8 +492,24 @@ local function failed(name, msg)
   return EXIT_FINDINGS
 end
 
-command("rollout", { db = "text", rules = "text",
-  { min = 1, max = 1, name = "PHASE", missing = "needs one PHASE" } }, function(opts, pos)
+command("rollout", { db = "text", rules = "text", plan = "flag", target = "text",
+  { min = 0, max = 1, name = "PHASE" } }, function(opts, pos)
+  if opts.plan then -- printed, never run
+    if pos[1] then usage_error("give a PHASE or --plan, not both") end
+    if opts.target ~= "citus" then
+      usage_error(opts.target and ("--target must be citus, got '%s'"):format(opts.target)
+        or "--plan needs --target citus (on PostgreSQL the plan is the phases themselves: "
+          .. "tenantguard rollout PHASE --db postgresql://...)")
+    end
+    local eng = tg.open { rules = rules_dir(opts), db = existing_db(opts, true) }
+    local text, err = eng:citus_plan()
+    eng:close()
+    if not text then return failed("rollout", err) end
+    io.stdout:write(text)
+    return EXIT_OK
+  end
+  if opts.target then usage_error("--target goes with --plan") end
+  if not pos[1] then usage_error("needs one PHASE") end
   if not PHASES[pos[1]] then usage_error(("unknown phase '%s'"):format(pos[1])) end
   local eng = open_engine(opts)
   local ok, msg = eng:rollout(pos[1])

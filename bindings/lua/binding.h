@@ -31,6 +31,8 @@ void tgl_context_register(lua_State *L);
 void tgl_engine_rollout_methods(lua_State *L);
 /* Adds matrix() and run_matrix() (matrix.c); tg.mutations(). */
 void tgl_engine_matrix_methods(lua_State *L);
+/* Adds citus_lint and citus_plan to the Engine method table at the stack top (citus.c). */
+void tgl_engine_citus_methods(lua_State *L);
 int tgl_mutations(lua_State *L);
 /* eng:context{ user =, workspace =, tenant = } */
 int tgl_context_open(lua_State *L);

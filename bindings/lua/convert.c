@@ -363,7 +363,7 @@ void tgl_push_findings(lua_State *L, const tg_findings *f) {
     for (size_t i = 0; i < n; i++) {
         const tg_finding *it = tg_findings_get(f, i);
         lua_createtable(L, 0, 6);
-        set_str(L, "level", it->level == TG_LEVEL_ERROR ? "error" : "warning");
+        set_str(L, "level", it->level == TG_LEVEL_ERROR ? "error" : it->level == TG_LEVEL_INFO ? "info" : "warning");
         set_str(L, "code", it->code);
         set_str(L, "message", it->message);
         set_where(L, it->where);
@@ -766,6 +766,7 @@ void tgl_new_class(lua_State *L, const char *name, const luaL_Reg *meta,
     {
         tgl_engine_rollout_methods(L);
         tgl_engine_matrix_methods(L);
+        tgl_engine_citus_methods(L);
     }
     lua_setfield(L, -2, "__index");
     lua_pushstring(L, name);

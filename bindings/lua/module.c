@@ -8,7 +8,7 @@ static int l_checks(lua_State *L) {
         lua_createtable(L, 0, 3);
         lua_pushstring(L, c->code);
         lua_setfield(L, -2, "code");
-        lua_pushstring(L, c->level == TG_LEVEL_ERROR ? "error" : "warning");
+        lua_pushstring(L, c->level == TG_LEVEL_ERROR ? "error" : c->level == TG_LEVEL_INFO ? "info" : "warning");
         lua_setfield(L, -2, "level");
         lua_pushstring(L, c->meaning);
         lua_setfield(L, -2, "meaning");

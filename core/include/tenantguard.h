@@ -389,7 +389,8 @@ TG_API int tg_path_type_index(const char *name);
 
 /* ---- findings (checks) ------------------------------------------------------------------- */
 
-typedef enum { TG_LEVEL_ERROR, TG_LEVEL_WARNING } tg_level;
+/* TG_LEVEL_INFO: a fact to act on that is no defect (lint --target citus reports them) */
+typedef enum { TG_LEVEL_ERROR, TG_LEVEL_WARNING, TG_LEVEL_INFO } tg_level;
 
 typedef struct tg_finding {
     tg_level level;

@@ -14,8 +14,8 @@
  *
  * The batch size adapts to a time target as on SQLite. Before each batch a worker may wait
  * for the standbys' replay lag to fall under a limit (tg_work_options.max_replay_lag_ms). */
-#include "pg.h"
 #include "catalog.h"
+#include "pg.h"
 #include "sql.h"
 
 #include <stdio.h>
@@ -74,8 +74,8 @@ static int step_done(tg_engine *eng, tg__stmt *st, const char *what) {
 
 /* ---- tenantguard's tables ---- */
 
-static const char *const meta_tables[] = {"tenantguard_runs",    "tenantguard_jobs",
-                                          "tenantguard_batches", "tenantguard_unbound",
+static const char *const meta_tables[] = {"tenantguard_runs",        "tenantguard_jobs",
+                                          "tenantguard_batches",     "tenantguard_unbound",
                                           "tenantguard_checkpoints", "tenantguard_quarantine"};
 
 /* The same tables as on SQLite (rollout.c), in PostgreSQL's types. Times are text in the
@@ -212,9 +212,9 @@ static int pgkey_of(tg_engine *eng, const char *table, const char *id, pgkey *k)
                                table);
     }
     k->id_key = k->n == 1 && strcmp(k->keys[0], id) == 0;
-    k->int_key = k->n == 1 && (strcmp(k->types[0], "bigint") == 0 ||
-                               strcmp(k->types[0], "integer") == 0 ||
-                               strcmp(k->types[0], "smallint") == 0);
+    k->int_key =
+        k->n == 1 && (strcmp(k->types[0], "bigint") == 0 || strcmp(k->types[0], "integer") == 0 ||
+                      strcmp(k->types[0], "smallint") == 0);
     return TG_OK;
 }
 
@@ -249,8 +249,7 @@ static void key_label(const pgkey *k, const char *alias, tg__buf *b) {
 /* ---- dry run ---- */
 
 /* cols NULL: the app's audit log */
-static int count_table(tg_engine *eng, const char *t, const tg_columns *cols,
-                       tg_table_counts *c) {
+static int count_table(tg_engine *eng, const char *t, const tg_columns *cols, tg_table_counts *c) {
     const tg_app *a = &eng->rules->pub.app;
     int audit = cols == NULL;
     const char *T = audit ? a->audit_logs.tenant : cols->tenant;
@@ -393,8 +392,7 @@ static int sync_operation_run(tg_engine *eng, int64_t run) {
              "FROM tenantguard_runs AS tg_r WHERE tg_r.id = %P AND tg_op.%I = "
              "tg_r.operation_run_id",
              runs, a->operation_runs.status, a->operation_runs.summary,
-             a->operation_runs.started_at, a->operation_runs.finished_at, 1,
-             a->operation_runs.id);
+             a->operation_runs.started_at, a->operation_runs.finished_at, 1, a->operation_runs.id);
     tg__stmt *q = NULL;
     int st = prep_buf(eng, &q, &sql, "cannot update the operation run");
     tg__buf_free(&sql);
@@ -471,14 +469,13 @@ int tg__backfill_start_pg(tg_engine *eng, const tg_backfill_options *o, int64_t 
         tg__sqlf(&sql, PG,
                  "INSERT INTO %I (%I, %I, %I, %I) VALUES ('tenantguard.backfill', 'queued', "
                  "'{}', %s) RETURNING %I",
-                 runs, a->operation_runs.type, a->operation_runs.status,
-                 a->operation_runs.summary, a->operation_runs.created_at, PG->now,
-                 a->operation_runs.id);
+                 runs, a->operation_runs.type, a->operation_runs.status, a->operation_runs.summary,
+                 a->operation_runs.created_at, PG->now, a->operation_runs.id);
         if (sql.oom)
             st = tg__engine_fail(eng, TG_NOMEM, "out of memory");
         else
-            st = one_int(eng, tg__buf_str(&sql), NULL, 0, &op_id,
-                         "cannot record the operation run");
+            st =
+                one_int(eng, tg__buf_str(&sql), NULL, 0, &op_id, "cannot record the operation run");
         if (st != TG_OK)
             goto fail;
     }
@@ -546,8 +543,8 @@ int tg__backfill_start_pg(tg_engine *eng, const tg_backfill_options *o, int64_t 
                  "{\"run\":%lld,\"operation_run\":%lld,\"tables\":%zu,\"rows\":%lld}",
                  (long long)run, (long long)op_id, tables, (long long)total);
     else
-        snprintf(meta, sizeof meta, "{\"run\":%lld,\"tables\":%zu,\"rows\":%lld}",
-                 (long long)run, tables, (long long)total);
+        snprintf(meta, sizeof meta, "{\"run\":%lld,\"tables\":%zu,\"rows\":%lld}", (long long)run,
+                 tables, (long long)total);
     if ((st = tg__audit(eng, "tenantguard.backfill.queued", "backfill", meta)) != TG_OK)
         goto fail;
     if ((st = tg__commit(eng)) != TG_OK)
@@ -669,8 +666,8 @@ int tg__backfill_control_pg(tg_engine *eng, int64_t run_id, const char *action) 
         memset(&now, 0, sizeof now);
         const char *status =
             tg__backfill_status_pg(eng, info.id, &now) == TG_OK ? now.status : info.status;
-        return tg__engine_fail(eng, TG_REFUSED, "run %lld is %s; cannot %s it",
-                               (long long)info.id, status, action);
+        return tg__engine_fail(eng, TG_REFUSED, "run %lld is %s; cannot %s it", (long long)info.id,
+                               status, action);
     }
     char what[64], meta[64];
     snprintf(what, sizeof what, "tenantguard.backfill.%s", action);
@@ -918,8 +915,7 @@ static void key_text(char *const *v, int n, tg__buf *b) {
 /* Saves hi as the job's checkpoint, records the batch, advances the job's and the run's
  * counters (the run's row last: the row every worker of the run updates is locked for the
  * shortest time). c: rows, set, corrected, unbound. Inside the batch's transaction. */
-static int save_batch(worker *w, job *j, int has_cp, int64_t next, const int64_t c[4],
-                      double ms) {
+static int save_batch(worker *w, job *j, int has_cp, int64_t next, const int64_t c[4], double ms) {
     tg_engine *eng = w->eng;
     const char *what = "advancing the checkpoint";
     int m = j->key.n;
@@ -1025,8 +1021,7 @@ static int finish_job(worker *w, job *j) {
      * job running: the run's row lock makes the second wait for the first's commit, and its
      * next statement then sees both done. */
     if (st == TG_OK)
-        st = exec_int(eng, "SELECT 1 FROM tenantguard_runs WHERE id = $1 FOR UPDATE", j->run,
-                      what);
+        st = exec_int(eng, "SELECT 1 FROM tenantguard_runs WHERE id = $1 FOR UPDATE", j->run, what);
     if (st == TG_OK)
         st = exec_int(eng,
                       "UPDATE tenantguard_runs SET rows_total = (SELECT sum(rows_total) FROM "
@@ -1371,8 +1366,9 @@ int tg__work_pg(tg_engine *eng, const tg_work_options *o, tg_work_result *out) {
     if (out)
         memset(out, 0, sizeof *out);
     if (eng->working)
-        return tg__engine_fail(eng, TG_BUSY, "the engine is busy: its worker is already running "
-                                             "(tg_work called from its progress callback?)");
+        return tg__engine_fail(eng, TG_BUSY,
+                               "the engine is busy: its worker is already running "
+                               "(tg_work called from its progress callback?)");
     if (tg__engine_writable(eng, "work") != TG_OK)
         return TG_MISUSE;
     /* a close from the progress callback only drops the caller's reference: the engine is

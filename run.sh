@@ -11,7 +11,8 @@
 #   ./run.sh bench-callgrind  the same databases; instructions per decision of both sides
 #                    and their ratio, from valgrind --tool=callgrind (OPS per side, default 300)
 #   ./run.sh bench-pg  the PostgreSQL section: a throwaway cluster, the reference database of
-#                    ROWS rows copied in, tenantguard vs a libpq baseline; extra args to the bench
+#                    ROWS rows copied in, tenantguard vs a libpq baseline; extra args to the bench;
+#                    then the backfill vs keyset batches by hand (bench/pg_backfill.sh)
 #   ./run.sh fuzz [SECONDS]  build the libFuzzer targets (clang) and run each for SECONDS
 #                    (default 60); `test` ends with a 20 s run of each (see fuzz/README.md)
 set -euo pipefail
@@ -125,6 +126,7 @@ case "${1:-}" in
     psql -X -q -d "$TG_PG_ADMIN_URI" -c ANALYZE   # planner statistics, as a live database has
     ./build-bench/bench/tenantguard_bench --pg-uri "$TG_PG_URI" --rules rules --ops 5000 \
       --json "build-bench/bench-pg-$rows.jsonl" "$@"
+    sh bench/pg_backfill.sh "$db" ./build-bench/tenantguard   # the backfill, by hand too
     ;;
   *)
     sed -n '2,16p' "$0"

@@ -617,6 +617,7 @@ end)
 usage.worker = [[
 usage: tenantguard worker --db FILE [--rules DIR] [--max-seconds N] [--max-batches N]
                           [--batch-ms N] [--quiet]
+                          [--max-replay-lag-ms N] [--replay-lag-sql SQL]
 
 Executes queued backfill work in batches until none is left (or a limit is reached). Safe
 to run as several processes at once and to kill at any moment: a new worker resumes where
@@ -626,7 +627,11 @@ stderr (--quiet: none): on a terminal one bar that fits its width (COLUMNS, else
 terminal's, else 80), in color unless NO_COLOR is set; otherwise one plain line a second.
 The rate (rows/s) and the ETA are over wall-clock time, pauses included; done never shows
 more than the total. The summary goes to stdout. Ctrl-C stops it once the batch in progress
-has committed (exit 130; a second Ctrl-C ends it at once, which is safe too).]]
+has committed (exit 130; a second Ctrl-C ends it at once, which is safe too).
+On PostgreSQL (--db postgresql://...), workers on any number of machines share the run: each
+batch claims its table's job with FOR UPDATE SKIP LOCKED. --max-replay-lag-ms: before each
+batch, wait while the standbys' replay lag (pg_stat_replication; the role needs
+pg_read_all_stats) is above N ms; --replay-lag-sql: the query that gives the lag in ms instead.]]
 
 -- Whether stderr (where the progress goes) is a terminal.
 local function stderr_is_tty()
@@ -635,7 +640,11 @@ local function stderr_is_tty()
 end
 
 command("worker", { db = "text", rules = "text", ["max-seconds"] = "seconds",
-  ["max-batches"] = POSITIVE, ["batch-ms"] = BATCH_MS, quiet = "flag" }, function(opts)
+  ["max-batches"] = POSITIVE, ["batch-ms"] = BATCH_MS, quiet = "flag",
+  ["max-replay-lag-ms"] = POSITIVE, ["replay-lag-sql"] = "text" }, function(opts)
+  if opts["replay-lag-sql"] and not opts["max-replay-lag-ms"] then
+    usage_error("--replay-lag-sql goes with --max-replay-lag-ms")
+  end
   local eng = open_engine(opts)
   local progress = require "tenantguard.progress"
   local tty = stderr_is_tty()
@@ -648,7 +657,8 @@ command("worker", { db = "text", rules = "text", ["max-seconds"] = "seconds",
   end
   signal.trap()
   local r, msg = eng:work { progress = on_progress, max_seconds = opts["max-seconds"],
-    max_batches = opts["max-batches"], batch_ms = opts["batch-ms"] }
+    max_batches = opts["max-batches"], batch_ms = opts["batch-ms"],
+    max_replay_lag_ms = opts["max-replay-lag-ms"], replay_lag_sql = opts["replay-lag-sql"] }
   signal.default()
   if not opts.quiet then meter:finish() end
   if not r then
@@ -657,6 +667,10 @@ command("worker", { db = "text", rules = "text", ["max-seconds"] = "seconds",
   end
   printf("worker: %d batches, %d rows, longest batch %.1f ms%s\n", r.batches, r.rows,
     r.longest_batch_ms, r.idle and ", nothing left to do" or "")
+  if r.lag_waits > 0 then
+    printf("worker: waited %.1f s for the standbys' replay lag (%d times)\n",
+      r.lag_wait_seconds, r.lag_waits)
+  end
   local ok, run = pcall(eng.run, eng)
   if ok and run then print_run(run) end
   eng:close()

@@ -209,15 +209,18 @@ static int progress_cb(void *ud, const tg_progress *p) {
     return stop;
 }
 
-/* eng:work{ progress = fn, max_seconds =, max_batches =, batch_ms = } -> { batches =, ... }
- * batch_ms: this worker's time target per batch, in place of the run's */
+/* eng:work{ progress = fn, max_seconds =, max_batches =, batch_ms =, max_replay_lag_ms =,
+ *           replay_lag_sql = } -> { batches =, ... }
+ * batch_ms: this worker's time target per batch, in place of the run's; max_replay_lag_ms and
+ * replay_lag_sql: wait for the standbys (PostgreSQL; see tg_work_options) */
 static int l_work(lua_State *L) {
     lengine *e = tgl_check_engine(L, 1);
     tg_work_options o = {0};
     work_cb cb = {L, 0, 0};
     if (!lua_isnoneornil(L, 2)) {
-        static const char *const fields[] = {"progress", "max_seconds", "max_batches",
-                                             "batch_ms", NULL};
+        static const char *const fields[] = {"progress",          "max_seconds",
+                                             "max_batches",       "batch_ms",
+                                             "max_replay_lag_ms", "replay_lag_sql", NULL};
         const char *what = "work";
         int t = tgl_fields(L, 2, what, fields);
         lua_Integer v;
@@ -225,6 +228,8 @@ static int l_work(lua_State *L) {
         if (tgl_field_integer(L, t, what, "max_batches", 0, LUA_MAXINTEGER, &v))
             o.max_batches = v;
         tgl_field_number(L, t, what, "batch_ms", 3600e3, &o.batch_ms);
+        tgl_field_number(L, t, what, "max_replay_lag_ms", 1e9, &o.max_replay_lag_ms);
+        o.replay_lag_sql = tgl_field_string(L, t, what, "replay_lag_sql");
         if ((cb.fn = tgl_field_function(L, t, what, "progress")) != 0) {
             o.progress = progress_cb;
             o.ud = &cb;
@@ -241,13 +246,16 @@ static int l_work(lua_State *L) {
         return lua_error(L);
     if (st != TG_OK)
         return fail(L, e, st);
-    lua_createtable(L, 0, 4);
+    lua_createtable(L, 0, 6);
     set_int(L, "batches", r.batches);
     set_int(L, "rows", r.rows);
     lua_pushnumber(L, r.longest_batch_ms);
     lua_setfield(L, -2, "longest_batch_ms");
     lua_pushboolean(L, r.idle);
     lua_setfield(L, -2, "idle");
+    set_int(L, "lag_waits", r.lag_waits);
+    lua_pushnumber(L, r.lag_wait_seconds);
+    lua_setfield(L, -2, "lag_wait_seconds");
     return 1;
 }
 

@@ -826,6 +826,15 @@ typedef struct tg_work_options {
     int64_t max_batches;   /* stop after this many batches (0: no limit) */
     double batch_ms;       /* this worker's time target per batch, in place of the run's
                               (0: the run's, tg_backfill_options.batch_ms) */
+    /* PostgreSQL only (ignored on SQLite, which has no standbys): before each batch the
+     * worker reads the standbys' replay lag and, while it is above max_replay_lag_ms, waits
+     * (outside any transaction) instead of writing. 0: no check. The lag is what
+     * replay_lag_sql returns (one row, one number of milliseconds; no row or NULL: no lag),
+     * by default the largest replay_lag of pg_stat_replication, which only a superuser or a
+     * member of pg_read_all_stats can read: for another role the worker refuses to start
+     * (TG_REFUSED) rather than see no lag. The query is the caller's own SQL, run as is. */
+    double max_replay_lag_ms;
+    const char *replay_lag_sql;
 } tg_work_options;
 
 typedef struct tg_work_result {
@@ -833,6 +842,8 @@ typedef struct tg_work_result {
     int64_t rows;          /* rows looked at */
     double longest_batch_ms;
     int idle;              /* 1: stopped because no queued work was left */
+    int64_t lag_waits;     /* times the worker waited for the standbys (max_replay_lag_ms) */
+    double lag_wait_seconds; /* time spent waiting for them */
 } tg_work_result;
 
 /* The worker: claims queued work and runs it in keyset batches, each batch one

@@ -292,6 +292,15 @@ int tg__plan_new(tg__ruleset *rs, tg__db *db, unsigned schema_gen, int mutation,
             aff == TG__AFF_INTEGER || aff == TG__AFF_TEXT || aff == TG__AFF_UUID;
         p->marks.tenant = rowid_mark(db, a->tenants.table);
     }
+    /* row-level security on any family table: decisions set the tenant per statement */
+    for (size_t i = 0; db->dialect->sql_rls_on && i < r->n_families && !p->rls; i++) {
+        tg__stmt *q = NULL;
+        if (tg__st_prepare_once(db, db->dialect->sql_rls_on, &q) == TG__ST_OK) {
+            tg__st_bind_str(q, 1, r->families[i].table);
+            p->rls = tg__st_step(q) == TG__ST_ROW && tg__st_column_int64(q, 0) == 1;
+        }
+        tg__st_finalize(q);
+    }
     p->fams = tg__arena_alloc(&p->arena, (r->n_families + 1) * sizeof *p->fams);
     p->excs = tg__arena_alloc(&p->arena, (r->n_exceptions + 1) * sizeof *p->excs);
     if (!p->fams || !p->excs) {

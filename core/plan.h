@@ -78,6 +78,9 @@ typedef struct tg__plan {
     tg__table_plan *excs; /* one per exception */
     tg__stmt *scope, *entitlement;
     tg__scope_marks marks; /* how the scope statements tell a membership row exists */
+    /* a family table has row-level security on (PostgreSQL): every decision's statements
+     * run with the context's tenant set for the transaction (tg__db_set_scope) */
+    int rls;
     tg__keycol user_keys[2]; /* the membership tables' user columns */
     tg__keycol workspace_key, tenant_key;
     struct {

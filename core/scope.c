@@ -234,7 +234,34 @@ void tg__ctx_scope_from_row(tg_ctx *ctx, tg__stmt *st) {
     ctx->scope_loaded = 1;
 }
 
+/* A key as the text PostgreSQL reads for the tenant column's type (bytea's hex for a blob):
+ * into buf (size n), or s itself for text. */
+static const char *key_text(const tg_value *v, char *buf, size_t n) {
+    static const char hex[] = "0123456789abcdef";
+    switch (v->type) {
+    case TG_INTEGER: snprintf(buf, n, "%lld", (long long)v->i); return buf;
+    case TG_TEXT: return v->s ? v->s : "";
+    case TG_BLOB:
+        if (2 * v->n + 3 > n)
+            return ""; /* matches no tenant: fail closed */
+        buf[0] = '\\', buf[1] = 'x';
+        for (size_t i = 0; i < v->n; i++) {
+            buf[2 + 2 * i] = hex[(unsigned char)v->s[i] >> 4];
+            buf[3 + 2 * i] = hex[(unsigned char)v->s[i] & 15];
+        }
+        buf[2 + 2 * v->n] = 0;
+        return buf;
+    default: return "";
+    }
+}
+
 void tg__ctx_begin(tg_ctx *ctx) {
+    if (ctx->plan && ctx->plan->rls) {
+        /* row-level security: this decision's statements see the context's tenant only */
+        char t[160], w[160];
+        tg__db_set_scope(ctx->plan->db, key_text(&ctx->tenant, t, sizeof t),
+                         key_text(&ctx->workspace, w, sizeof w));
+    }
     memset(&ctx->dec, 0, sizeof ctx->dec);
     ctx->shape = NULL;
     ctx->next_after_at = 0;

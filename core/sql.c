@@ -183,6 +183,8 @@ const tg__dialect tg__postgres = {
     .sql_columns = TG__PG_COLUMNS "ORDER BY a.attnum",
     .sql_column_type = TG__PG_COLUMNS "AND a.attname = $2",
     .sql_table_exists = "SELECT 1 WHERE to_regclass(quote_ident($1)) IS NOT NULL",
+    .sql_rls_on = "SELECT CAST(c.relrowsecurity AS integer) FROM pg_catalog.pg_class c "
+                  "WHERE c.oid = to_regclass(quote_ident($1))",
     /* tables and partitioned tables have ctid; views do not */
     .sql_has_row_marker = "SELECT CAST(c.relkind IN ('r', 'p') AS integer) FROM "
                           "pg_catalog.pg_class c WHERE c.oid = to_regclass(quote_ident($1))",

@@ -71,6 +71,8 @@ typedef struct tg__dialect {
     const char *sql_columns, *sql_column_type, *sql_table_exists;
     /* one row with 1 when table ?1 is an ordinary table whose rows have row_marker */
     const char *sql_has_row_marker;
+    /* one row, 1 when table ?1 has row-level security on (NULL: the backend has none) */
+    const char *sql_rls_on;
     /* drift (catalog.c): every application table, the column that makes it tenant-owned (a
      * foreign key to tenants table ?1, else a column named as one of the JSON array ?2),
      * and 1 when that was a foreign key */

@@ -50,11 +50,16 @@ static int nopg_constraint(tg__db *db) {
     (void)db;
     return TG__CONSTRAINT_OTHER;
 }
+static int nopg_set_scope(tg__db *db, const char *tenant, const char *workspace) {
+    (void)db, (void)tenant, (void)workspace;
+    return TG__ST_ERROR;
+}
 static void nopg_close(tg__db *db) { free(db); }
 
 static const tg__db_ops nopg_ops = {nopg_prepare,        nopg_exec,       nopg_errmsg,
                                     nopg_changes,        nopg_changes,    nopg_in_transaction,
-                                    nopg_constraint,     nopg_changes,    nopg_close};
+                                    nopg_constraint,     nopg_changes,    nopg_set_scope,
+                                    nopg_close};
 
 int tg__store_pg_open(const char *conninfo, const tg__store_pg_options *o, tg__db **out) {
     (void)conninfo, (void)o;

@@ -103,6 +103,12 @@ typedef struct tg__db_ops {
     int (*in_transaction)(tg__db *db);    /* an explicit transaction is open */
     int (*constraint)(tg__db *db);        /* TG__CONSTRAINT_* of the last failure */
     int64_t (*last_insert_id)(tg__db *db); /* the key the last INSERT generated */
+    /* The tenant (and workspace) as text that every later statement runs under, NULL: none.
+     * PostgreSQL: each statement is sent in one pipeline with set_config(..., true) of
+     * tenantguard.tenant_id and tenantguard.workspace_id before it, in the same transaction
+     * and round trip, so row-level security from the rules lets the engine see its tenant's
+     * rows (and nothing is left on the connection). A no-op elsewhere. */
+    int (*set_scope)(tg__db *db, const char *tenant, const char *workspace);
     void (*close)(tg__db *db);
 } tg__db_ops;
 
@@ -180,6 +186,9 @@ static inline int64_t tg__db_changes(tg__db *db) { return db->ops->changes(db); 
 static inline int64_t tg__db_total_changes(tg__db *db) { return db->ops->total_changes(db); }
 static inline int tg__db_in_transaction(tg__db *db) { return db->ops->in_transaction(db); }
 static inline int64_t tg__db_last_insert_id(tg__db *db) { return db->ops->last_insert_id(db); }
+static inline int tg__db_set_scope(tg__db *db, const char *tenant, const char *workspace) {
+    return db->ops->set_scope(db, tenant, workspace);
+}
 static inline void tg__db_close(tg__db *db) {
     if (db)
         db->ops->close(db);

@@ -48,6 +48,10 @@ typedef struct pg_db {
     int txn_lost;         /* ... while a transaction was open: only ROLLBACK is accepted */
     int64_t changes, total_changes;
     char sqlstate[6]; /* of the last failure ("" after a success) */
+    /* set_scope: the tenant and workspace every statement runs under (NULL: none), and the
+     * generation on which "tg_scope" (the set_config statement) was prepared */
+    char *scope_tenant, *scope_workspace;
+    unsigned scope_generation;
 } pg_db;
 
 typedef struct pg_param {
@@ -78,10 +82,12 @@ typedef struct pg_stmt {
     int *types;          /* TG__T_* of each column of res, NULL values aside */
     pg_col_cache *cache; /* decoded bytea per column */
     unsigned char *used; /* per parameter: 1 when the text uses it ($n appears) */
+    int control;         /* BEGIN, COMMIT, ROLLBACK, SAVEPOINT, RELEASE, SET: never scoped */
 } pg_stmt;
 
 static const tg__stmt_ops pg_stmt_ops;
 static const tg__db_ops pg_db_ops;
+static int is_control(const char *sql);
 
 /* ---- messages ---- */
 
@@ -445,6 +451,50 @@ static int column_kind(Oid t) {
     }
 }
 
+/* Runs st after "tg_scope" (set_config of the tenant and workspace, local to the
+ * transaction) in one pipeline: one round trip, one transaction in autocommit (the Sync
+ * ends it), so nothing is left on the connection. The statement's result, as
+ * PQexecPrepared would give it. */
+static PGresult *exec_scoped(pg_db *d, pg_stmt *st) {
+    if (d->scope_generation != d->generation) {
+        PGresult *r = PQprepare(d->conn, "tg_scope",
+                                "SELECT set_config('tenantguard.tenant_id', $1, true), "
+                                "set_config('tenantguard.workspace_id', $2, true)",
+                                2, NULL);
+        int ok = r && PQresultStatus(r) == PGRES_COMMAND_OK;
+        if (!ok)
+            return r;
+        PQclear(r);
+        d->scope_generation = d->generation;
+    }
+    const char *scope[2] = {d->scope_tenant, d->scope_workspace ? d->scope_workspace : ""};
+    if (!PQenterPipelineMode(d->conn))
+        return NULL;
+    int sent = PQsendQueryPrepared(d->conn, "tg_scope", 2, scope, NULL, NULL, 0) &&
+               PQsendQueryPrepared(d->conn, st->name, st->n_params, st->values, NULL, NULL, 0) &&
+               PQpipelineSync(d->conn);
+    PGresult *out = NULL, *r;
+    /* results: the scope's (then NULL), the statement's (then NULL), the sync */
+    for (int part = 0; sent && part < 2; part++) {
+        while ((r = PQgetResult(d->conn)) != NULL) {
+            if (part == 1 && !out)
+                out = r; /* the statement's */
+            else if (part == 0 && PQresultStatus(r) != PGRES_TUPLES_OK && !out)
+                out = r; /* the scope failed: its error is the answer */
+            else
+                PQclear(r);
+        }
+    }
+    while (sent && (r = PQgetResult(d->conn)) != NULL) {
+        ExecStatusType s = PQresultStatus(r);
+        PQclear(r);
+        if (s == PGRES_PIPELINE_SYNC)
+            break;
+    }
+    PQexitPipelineMode(d->conn);
+    return out;
+}
+
 /* Runs the statement (the first step after a reset). */
 static int st_execute(pg_stmt *st) {
     pg_db *d = (pg_db *)st->base.db;
@@ -458,7 +508,9 @@ static int st_execute(pg_stmt *st) {
                             ? st->params[i].v
                             : NULL;
     int was_in_txn = in_txn_status(d);
-    PGresult *r = PQexecPrepared(d->conn, st->name, st->n_params, st->values, NULL, NULL, 0);
+    PGresult *r = d->scope_tenant && !st->control
+                      ? exec_scoped(d, st)
+                      : PQexecPrepared(d->conn, st->name, st->n_params, st->values, NULL, NULL, 0);
     ExecStatusType s = r ? PQresultStatus(r) : PGRES_FATAL_ERROR;
     if (s == PGRES_TUPLES_OK) {
         st->res = r;
@@ -911,6 +963,7 @@ static int pg_prepare(tg__db *base, const char *sql, size_t len, unsigned flags,
     }
     memcpy(st->sql, sql, len);
     st->sql[len] = 0;
+    st->control = is_control(st->sql);
     st->base.ops = &pg_stmt_ops;
     st->base.db = base;
     st->persistent = (flags & TG__PREP_PERSISTENT) != 0;
@@ -923,6 +976,21 @@ static int pg_prepare(tg__db *base, const char *sql, size_t len, unsigned flags,
     }
     *out = &st->base;
     return TG__ST_OK;
+}
+
+/* Does sql begin with a transaction-control or SET command (never sent after the scope's
+ * set_config: BEGIN ... ISOLATION LEVEL must come first in its transaction)? */
+static int is_control(const char *sql) {
+    static const char *const words[] = {"BEGIN",    "COMMIT", "ROLLBACK", "ABORT", "END",
+                                        "SAVEPOINT", "RELEASE", "SET",     "START"};
+    while (*sql == ' ' || *sql == '\t' || *sql == '\n' || *sql == '\r')
+        sql++;
+    for (size_t i = 0; i < sizeof words / sizeof *words; i++) {
+        size_t n = strlen(words[i]);
+        if (strncasecmp(sql, words[i], n) == 0 && (sql[n] == 0 || sql[n] == ' ' || sql[n] == ';'))
+            return 1;
+    }
+    return 0;
 }
 
 /* Does sql begin with ROLLBACK (or ABORT)? */
@@ -973,6 +1041,8 @@ static void pg_close(tg__db *base) {
     tg__buf_free(&d->target);
     tg__buf_free(&d->err);
     tg__buf_free(&d->pending);
+    free(d->scope_tenant);
+    free(d->scope_workspace);
     free(d);
 }
 
@@ -1003,9 +1073,27 @@ static int64_t pg_last_insert_id(tg__db *base) {
     return v;
 }
 
+static int pg_set_scope(tg__db *base, const char *tenant, const char *workspace) {
+    pg_db *d = (pg_db *)base;
+    if (!tenant && !d->scope_tenant)
+        return TG__ST_OK;
+    free(d->scope_tenant);
+    free(d->scope_workspace);
+    d->scope_tenant = tenant ? strdup(tenant) : NULL;
+    d->scope_workspace = tenant && workspace ? strdup(workspace) : NULL;
+    if ((tenant && !d->scope_tenant) || (tenant && workspace && !d->scope_workspace)) {
+        free(d->scope_tenant);
+        d->scope_tenant = NULL;
+        set_err(d, "out of memory", NULL);
+        return TG__ST_NOMEM;
+    }
+    return TG__ST_OK;
+}
+
 static const tg__db_ops pg_db_ops = {pg_prepare,       pg_exec,           pg_errmsg,
                                      pg_changes,       pg_total_changes,  pg_in_transaction,
-                                     pg_constraint,    pg_last_insert_id, pg_close};
+                                     pg_constraint,    pg_last_insert_id, pg_set_scope,
+                                     pg_close};
 
 /* Notices and warnings ("there is no transaction in progress") are not errors: libpq would
  * print them on stderr. */

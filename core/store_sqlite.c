@@ -135,6 +135,10 @@ static int db_constraint(tg__db *db) {
     }
 }
 static int64_t db_last_insert_id(tg__db *db) { return sqlite3_last_insert_rowid(H(db)); }
+static int db_set_scope(tg__db *db, const char *tenant, const char *workspace) {
+    (void)db, (void)tenant, (void)workspace;
+    return SQLITE_OK; /* no row-level security on SQLite */
+}
 static void db_close(tg__db *db) {
     if (((sdb *)db)->owns)
         sqlite3_close_v2(H(db));
@@ -143,7 +147,8 @@ static void db_close(tg__db *db) {
 
 static const tg__db_ops db_ops = {db_prepare,       db_exec,           db_errmsg,
                                   db_changes,       db_total_changes,  db_in_transaction,
-                                  db_constraint,    db_last_insert_id, db_close};
+                                  db_constraint,    db_last_insert_id, db_set_scope,
+                                  db_close};
 
 tg__db *tg__store_sqlite_wrap(void *handle, int owns) {
     sdb *db = calloc(1, sizeof *db);

@@ -321,6 +321,54 @@ function TestPgGuard:test_rls_raw_sql_sees_only_the_context_tenant()
   eng:close()
 end
 
+-- With row-level security on, the engine's own decisions and writes, as tg_app, go on as
+-- before: each statement runs with the context's tenant set for its transaction (in the same
+-- round trip), so lists hold the tenant's rows, a foreign record is still 404 (never a leak),
+-- inserts and updates of the tenant's rows work; nothing is left on the connection.
+function TestPgGuard:test_rls_engine_decides_as_before()
+  local app = rls_schema()
+  local admin = admin_in("tgg_rls")
+  local eng = tg.open { db = app, rules = H.shipped_rules }
+  local ctx = eng:context { user = 1, workspace = 1, tenant = 1 }
+  local d = ctx:resolve { family = "Policy", path = "index", limit = 500 }
+  lu.assertEquals(d.status, 200)
+  lu.assertEquals(#d.records,
+    tonumber(psql(admin, "SELECT count(*) FROM policies WHERE tenant_id = 1")))
+  for _, r in ipairs(d.records) do lu.assertEquals(r.tenant_id, 1) end
+  local own = d.records[1].id
+  lu.assertEquals(ctx:resolve { family = "Policy", path = "detail", id = own }.status, 200)
+  -- a record of another tenant: 404, its reason from what the statement read
+  local other = tonumber(psql(admin, "SELECT min(id) FROM policies WHERE tenant_id = 2"))
+  local f = ctx:resolve { family = "Policy", path = "detail", id = other }
+  lu.assertEquals(f.status, 404)
+  lu.assertNil(f.record)
+  -- a fresh context (its first decision is the one-statement scope and record)
+  lu.assertEquals(eng:context { user = 1, workspace = 1, tenant = 1 }
+    :resolve { family = "Policy", path = "detail", id = own }.status, 200)
+  -- writes through the guard
+  local w = ctx:insert("Policy", { display_name = "rls", policy_type = "compliancePolicy",
+    created_at = "2026-01-01" })
+  lu.assertEquals(w.status, 200)
+  lu.assertEquals(psql(admin, "SELECT tenant_id FROM policies WHERE id = " .. w.id), "1")
+  lu.assertEquals(ctx:update("Policy", w.id, { display_name = "rls2" }).status, 200)
+  lu.assertEquals(psql(admin, "SELECT display_name FROM policies WHERE id = " .. w.id), "rls2")
+  assert(ctx:query("DELETE FROM policies WHERE id = $1", { w.id }))
+  -- another tenant's context sees its own
+  local d5 = eng:context { user = 5, workspace = 2, tenant = 5 }
+    :resolve { family = "Policy", path = "index", limit = 3 }
+  lu.assertEquals(d5.status, 200)
+  lu.assertTrue(#d5.records > 0)
+  for _, r in ipairs(d5.records) do lu.assertEquals(r.tenant_id, 5) end
+  -- and a decision inside a read snapshot
+  eng:read(function()
+    lu.assertEquals(ctx:resolve { family = "Policy", path = "detail", id = own }.status, 200)
+  end)
+  -- nothing of the decisions stays on the connection
+  local q = assert(ctx:query("SELECT 1 AS one"))
+  lu.assertEquals(q.rows[1].one, 1)
+  eng:close()
+end
+
 -- Outside its scope a context runs no SQL at all: 404 with the reason of a row action.
 function TestPgGuard:test_query_outside_scope_runs_nothing()
   local app = rls_schema()

@@ -126,7 +126,7 @@ function TestBackfillCrash:tearDown() H.cleanup() end
 
 -- Workers killed with SIGKILL at random moments, over and over; then one runs to the end.
 function TestBackfillCrash:test_kill_9_workers_repeatedly()
-  local ROWS, MIN_KILLS, MAX_KILLS = 20000, 25, 60
+  local ROWS, MIN_KILLS, MAX_KILLS = 40000, 25, 60
   local path = H.refdb(ROWS)
   local db = tg.connect(path)
   local eng = U.open_engine(path)
@@ -138,7 +138,7 @@ function TestBackfillCrash:test_kill_9_workers_repeatedly()
   local before = U.snapshot(db, { skip = { workspace_id = true } })
   -- a small first batch and a short target; a pause between batches spreads the run over
   -- more kills than it would otherwise last
-  local run = assert(eng:backfill { batch_rows = 200, batch_ms = 8, pause_ms = 15 })
+  local run = assert(eng:backfill { batch_rows = 200, batch_ms = 8, pause_ms = 30 })
   eng:close()
   -- how long the tool takes to start (to open the engine): on a slow build (sanitizers) the
   -- kill window starts that much later, so that workers still get some batches done
@@ -171,12 +171,12 @@ function TestBackfillCrash:test_kill_9_workers_repeatedly()
     procs[1] = { U.spawn(worker_cmd(path)) }
     if kills % 5 == 4 then procs[2] = { U.spawn(worker_cmd(path)) } end -- two at once
     U.sleep(offset + math.random(20, 300) / 1000)
-    -- every other time, wait (up to 1 s: sanitizer builds are slow) for a worker to be
+    -- every other time, wait (up to 3 s: sanitizer builds are slow) for a worker to be
     -- inside a batch, and kill it right there, in the middle of its transaction. The probe
     -- is paced: probing takes the lock for an instant, and a tight loop would keep the
     -- worker waiting instead of working.
     if kills % 2 == 1 then
-      local until_ = now() + 1.0
+      local until_ = now() + 3.0
       repeat
         if write_locked() then
           locked_kills = locked_kills + 1

@@ -374,6 +374,28 @@ static int sync_operation_run(tg_engine *eng, int64_t run) {
     return st;
 }
 
+int tg__control_transition(tg_engine *eng, const char *action, const char *from[3],
+                           const char **to) {
+    from[0] = from[1] = from[2] = NULL;
+    if (strcmp(action, "pause") == 0) {
+        from[0] = "queued";
+        from[1] = "running";
+        *to = "paused";
+    } else if (strcmp(action, "resume") == 0) {
+        from[0] = "paused";
+        *to = "queued";
+    } else if (strcmp(action, "cancel") == 0) {
+        from[0] = "queued";
+        from[1] = "running";
+        from[2] = "paused";
+        *to = "cancelled";
+    } else {
+        return tg__engine_fail(eng, TG_UNKNOWN, "unknown action '%s' (pause, resume, cancel)",
+                               action);
+    }
+    return TG_OK;
+}
+
 int tg_backfill_control(tg_engine *eng, int64_t run_id, const char *action) {
     if (!eng || !action || eng->closed)
         return TG_MISUSE;
@@ -386,23 +408,9 @@ int tg_backfill_control(tg_engine *eng, int64_t run_id, const char *action) {
     if (st != TG_OK)
         return st;
     /* ?2 the new status, ?3 .. ?5 the statuses it may come from */
-    const char *from[3] = {NULL, NULL, NULL}, *to;
-    if (strcmp(action, "pause") == 0) {
-        from[0] = "queued";
-        from[1] = "running";
-        to = "paused";
-    } else if (strcmp(action, "resume") == 0) {
-        from[0] = "paused";
-        to = "queued";
-    } else if (strcmp(action, "cancel") == 0) {
-        from[0] = "queued";
-        from[1] = "running";
-        from[2] = "paused";
-        to = "cancelled";
-    } else {
-        return tg__engine_fail(eng, TG_UNKNOWN, "unknown action '%s' (pause, resume, cancel)",
-                               action);
-    }
+    const char *from[3], *to;
+    if ((st = tg__control_transition(eng, action, from, &to)) != TG_OK)
+        return st;
     if ((st = tg__begin(eng)) != TG_OK)
         return st;
     sqlite3_stmt *q = NULL;

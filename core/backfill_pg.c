@@ -620,23 +620,9 @@ int tg__backfill_control_pg(tg_engine *eng, int64_t run_id, const char *action) 
     int st = tg__backfill_status_pg(eng, run_id, &info);
     if (st != TG_OK)
         return st;
-    const char *from[3] = {NULL, NULL, NULL}, *to;
-    if (strcmp(action, "pause") == 0) {
-        from[0] = "queued";
-        from[1] = "running";
-        to = "paused";
-    } else if (strcmp(action, "resume") == 0) {
-        from[0] = "paused";
-        to = "queued";
-    } else if (strcmp(action, "cancel") == 0) {
-        from[0] = "queued";
-        from[1] = "running";
-        from[2] = "paused";
-        to = "cancelled";
-    } else {
-        return tg__engine_fail(eng, TG_UNKNOWN, "unknown action '%s' (pause, resume, cancel)",
-                               action);
-    }
+    const char *from[3], *to;
+    if ((st = tg__control_transition(eng, action, from, &to)) != TG_OK)
+        return st;
     if ((st = tg__begin(eng)) != TG_OK)
         return st;
     /* the run's row lock orders this with the batches in flight: a batch that committed

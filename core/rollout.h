@@ -64,4 +64,14 @@ TG_HIDDEN void tg__rowkey_same(const tg__rowkey *k, const char *alias, const cha
  * the id column when it is the only key, the rowid, or a JSON array of the key columns. */
 TG_HIDDEN void tg__rowkey_label(const tg__rowkey *k, const char *alias, tg__buf *b);
 
+/* Appends a check (name and table are static or the rules') to a validation report, growing
+ * its array (capacity *cap); a count other than 0 makes the report not ok. validate.c */
+TG_HIDDEN int tg__validation_add(tg_validation *v, size_t *cap, const char *name,
+                                 const char *table, int64_t count);
+
+/* The statuses run control `action` moves a run from (up to three, NULL-terminated) and the
+ * one it moves it to; TG_UNKNOWN with the engine's message for an unknown action. */
+TG_HIDDEN int tg__control_transition(tg_engine *eng, const char *action, const char *from[3],
+                                     const char **to);
+
 #endif

@@ -908,22 +908,6 @@ int tg__rollout_pg(tg_engine *eng, const char *phase, const tg__target *t, size_
 
 /* ---- validation ---- */
 
-static int add_check(tg_validation *v, size_t *cap, const char *name, const char *table,
-                     int64_t count) {
-    if (v->n_checks == *cap) {
-        size_t nc = *cap ? *cap * 2 : 32;
-        tg_validation_check *more = realloc(v->checks, nc * sizeof *more);
-        if (!more)
-            return TG_NOMEM;
-        v->checks = more;
-        *cap = nc;
-    }
-    v->checks[v->n_checks++] = (tg_validation_check){name, table, count};
-    if (count)
-        v->ok = 0;
-    return TG_OK;
-}
-
 /* count(*) of the statement in sql (reset after). */
 static int64_t count_sql(pgr *r, tg__buf *sql, int *st) {
     int64_t n = sql->oom ? 0 : q_int(r, tg__buf_str(sql), NULL, NULL, 0, st);
@@ -985,9 +969,9 @@ int tg__validate_pg(tg_engine *eng, tg_validation **out) {
             nulls = count_sql(&r, &sql, &st);
         }
         if (st == TG_OK)
-            st = add_check(v, &cap, "null_workspace", table, nulls);
+            st = tg__validation_add(v, &cap, "null_workspace", table, nulls);
         if (st == TG_OK)
-            st = add_check(v, &cap, "workspace_mismatch", table, bad);
+            st = tg__validation_add(v, &cap, "workspace_mismatch", table, bad);
     }
     /* the audit-log checks apply to an app audit table (tenantguard_audit has no tenant) */
     if (st == TG_OK && audit && a->audit_logs.tenant && a->audit_logs.workspace) {
@@ -999,9 +983,9 @@ int tg__validate_pg(tg_engine *eng, tg_validation **out) {
             mism = mismatched(&r, audit, a->audit_logs.tenant, a->audit_logs.workspace, &sql, &st);
         }
         if (st == TG_OK)
-            st = add_check(v, &cap, "audit_tenant_without_workspace", audit, bad);
+            st = tg__validation_add(v, &cap, "audit_tenant_without_workspace", audit, bad);
         if (st == TG_OK)
-            st = add_check(v, &cap, "workspace_mismatch", audit, mism);
+            st = tg__validation_add(v, &cap, "workspace_mismatch", audit, mism);
     }
     if (began)
         (void)tg__engine_read_end(eng);

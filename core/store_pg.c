@@ -50,7 +50,8 @@ typedef struct pg_db {
     char sqlstate[6]; /* of the last failure ("" after a success) */
     /* set_scope: the tenant and workspace every statement runs under (NULL: none), and the
      * generation on which "tg_scope" (the set_config statement) was prepared */
-    char *scope_tenant, *scope_workspace;
+    tg__buf scope_tenant, scope_workspace;
+    int scoped;
     unsigned scope_generation;
 } pg_db;
 
@@ -467,7 +468,7 @@ static PGresult *exec_scoped(pg_db *d, pg_stmt *st) {
         PQclear(r);
         d->scope_generation = d->generation;
     }
-    const char *scope[2] = {d->scope_tenant, d->scope_workspace ? d->scope_workspace : ""};
+    const char *scope[2] = {tg__buf_str(&d->scope_tenant), tg__buf_str(&d->scope_workspace)};
     if (!PQenterPipelineMode(d->conn))
         return NULL;
     int sent = PQsendQueryPrepared(d->conn, "tg_scope", 2, scope, NULL, NULL, 0) &&
@@ -508,7 +509,7 @@ static int st_execute(pg_stmt *st) {
                             ? st->params[i].v
                             : NULL;
     int was_in_txn = in_txn_status(d);
-    PGresult *r = d->scope_tenant && !st->control
+    PGresult *r = d->scoped && !st->control
                       ? exec_scoped(d, st)
                       : PQexecPrepared(d->conn, st->name, st->n_params, st->values, NULL, NULL, 0);
     ExecStatusType s = r ? PQresultStatus(r) : PGRES_FATAL_ERROR;
@@ -1041,8 +1042,8 @@ static void pg_close(tg__db *base) {
     tg__buf_free(&d->target);
     tg__buf_free(&d->err);
     tg__buf_free(&d->pending);
-    free(d->scope_tenant);
-    free(d->scope_workspace);
+    tg__buf_free(&d->scope_tenant);
+    tg__buf_free(&d->scope_workspace);
     free(d);
 }
 
@@ -1073,21 +1074,30 @@ static int64_t pg_last_insert_id(tg__db *base) {
     return v;
 }
 
-static int pg_set_scope(tg__db *base, const char *tenant, const char *workspace) {
-    pg_db *d = (pg_db *)base;
-    if (!tenant && !d->scope_tenant)
+/* Keeps s in *slot, reusing its buffer: a decision sets the same tenant again and again, and
+ * that costs no allocation. */
+static int keep_text(pg_db *d, tg__buf *slot, const char *s) {
+    if (slot->len == strlen(s) && slot->p && strcmp(slot->p, s) == 0)
         return TG__ST_OK;
-    free(d->scope_tenant);
-    free(d->scope_workspace);
-    d->scope_tenant = tenant ? strdup(tenant) : NULL;
-    d->scope_workspace = tenant && workspace ? strdup(workspace) : NULL;
-    if ((tenant && !d->scope_tenant) || (tenant && workspace && !d->scope_workspace)) {
-        free(d->scope_tenant);
-        d->scope_tenant = NULL;
+    tg__buf_reset(slot);
+    tg__buf_add(slot, s);
+    if (slot->oom) {
         set_err(d, "out of memory", NULL);
         return TG__ST_NOMEM;
     }
     return TG__ST_OK;
+}
+
+static int pg_set_scope(tg__db *base, const char *tenant, const char *workspace) {
+    pg_db *d = (pg_db *)base;
+    d->scoped = 0;
+    if (!tenant)
+        return TG__ST_OK;
+    int rc = keep_text(d, &d->scope_tenant, tenant);
+    if (rc == TG__ST_OK)
+        rc = keep_text(d, &d->scope_workspace, workspace ? workspace : "");
+    d->scoped = rc == TG__ST_OK;
+    return rc;
 }
 
 static const tg__db_ops pg_db_ops = {pg_prepare,       pg_exec,           pg_errmsg,

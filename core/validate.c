@@ -9,8 +9,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-static int add_check(tg_validation *v, size_t *cap, const char *name, const char *table,
-                     int64_t count) {
+int tg__validation_add(tg_validation *v, size_t *cap, const char *name, const char *table,
+                       int64_t count) {
     if (v->n_checks == *cap) {
         size_t nc = *cap ? *cap * 2 : 32;
         tg_validation_check *more = realloc(v->checks, nc * sizeof *more);
@@ -77,9 +77,9 @@ int tg_validate(tg_engine *eng, tg_validation **out) {
             nulls = count_sql(eng, &sql, &st);
         }
         if (st == TG_OK)
-            st = add_check(v, &cap, "null_workspace", table, nulls);
+            st = tg__validation_add(v, &cap, "null_workspace", table, nulls);
         if (st == TG_OK)
-            st = add_check(v, &cap, "workspace_mismatch", table, mismatched);
+            st = tg__validation_add(v, &cap, "workspace_mismatch", table, mismatched);
     }
     /* the audit-log checks apply to an app audit table (tenantguard_audit has no tenant) */
     if (st == TG_OK && audit && a->audit_logs.tenant && a->audit_logs.workspace) {
@@ -98,9 +98,9 @@ int tg_validate(tg_engine *eng, tg_validation **out) {
             mismatched = count_sql(eng, &sql, &st);
         }
         if (st == TG_OK)
-            st = add_check(v, &cap, "audit_tenant_without_workspace", audit, bad);
+            st = tg__validation_add(v, &cap, "audit_tenant_without_workspace", audit, bad);
         if (st == TG_OK)
-            st = add_check(v, &cap, "workspace_mismatch", audit, mismatched);
+            st = tg__validation_add(v, &cap, "workspace_mismatch", audit, mismatched);
     }
     if (began)
         (void)tg__engine_read_end(eng);

@@ -546,12 +546,41 @@ static int quarantine_rows(pgr *r, const char *t, const char *id, const char *te
     tg__buf sql = {0};
     int st = TG_OK;
     *moved = 0;
+    /* a row is named as on SQLite: by the id column when the table has it, else by its
+     * primary key as a JSON array (a composite key has no id column) */
+    tg__buf key = {0};
+    if (tg__column_exists(r->db, t, id) == 1) {
+        tg__sqlf(&key, r->d, "CAST(r.%I AS text)", id);
+    } else {
+        tg__stmt *pk = NULL;
+        int n = 0;
+        if (tg__st_prepare_once(r->db,
+                                "SELECT a.attname FROM pg_catalog.pg_index i CROSS JOIN LATERAL "
+                                "unnest(i.indkey) WITH ORDINALITY AS k(attnum, n) JOIN "
+                                "pg_catalog.pg_attribute a ON a.attrelid = i.indrelid AND "
+                                "a.attnum = k.attnum WHERE i.indrelid = "
+                                "to_regclass(quote_ident($1)) AND i.indisprimary ORDER BY k.n",
+                                &pk) == TG__ST_OK) {
+            tg__st_bind_str(pk, 1, t);
+            tg__buf_add(&key, "CAST(json_build_array(");
+            while (tg__st_step(pk) == TG__ST_ROW)
+                tg__sqlf(&key, r->d, "%sr.%I", n++ ? ", " : "", tg__st_column_text(pk, 0));
+            tg__buf_add(&key, ") AS text)");
+        }
+        tg__st_finalize(pk);
+        if (!n) { /* no key at all: the row's place in the table */
+            tg__buf_reset(&key);
+            tg__buf_add(&key, "CAST(r.ctid AS text)");
+        }
+    }
     tg__sqlf(&sql, r->d,
              "INSERT INTO tenantguard_quarantine (table_name, row_id, tenant_id, row_json, "
-             "reason, quarantined_at) SELECT %L, r.%I, r.%I, CAST(row_to_json(r) AS text), "
+             "reason, quarantined_at) SELECT %L, %s, r.%I, CAST(row_to_json(r) AS text), "
              "'tenant_missing', %s FROM %I AS r WHERE %s",
-             t, id, tenant, r->d->now, t, where);
-    int rc = sql.oom ? TG__ST_NOMEM : tg__db_exec(r->db, tg__buf_str(&sql));
+             t, tg__buf_str(&key), tenant, r->d->now, t, where);
+    st = key.oom ? TG_NOMEM : TG_OK;
+    tg__buf_free(&key);
+    int rc = st != TG_OK || sql.oom ? TG__ST_NOMEM : tg__db_exec(r->db, tg__buf_str(&sql));
     tg__buf_reset(&sql);
     if (rc != TG__ST_OK) {
         st = tg__engine_fail(r->eng, (rc & 0xff) == TG__ST_BUSY ? TG_BUSY : TG_DB,

@@ -477,18 +477,20 @@ function TestPgBackfill:test_kill_9_workers_repeatedly()
   local before = checksums(uri)
   local run = assert(eng:backfill { batch_rows = 100, batch_ms = 5, pause_ms = 20 })
   eng:close()
-  -- a worker's session inside a write transaction (it has an xid): a batch in progress
+  -- a worker's session inside a write transaction (it has an xid): a batch in progress.
+  -- The workers carry a name of their own: other suites share the cluster meanwhile.
+  local wuri = uri .. "&application_name=tg_killed_worker"
   local function in_batch()
     return value(uri, "SELECT count(*) FROM pg_stat_activity WHERE datname = "
-      .. "current_database() AND pid <> pg_backend_pid() AND application_name = 'tenantguard' "
-      .. "AND backend_xid IS NOT NULL") > 0
+      .. "current_database() AND pid <> pg_backend_pid() AND application_name = "
+      .. "'tg_killed_worker' AND backend_xid IS NOT NULL") > 0
   end
   local t0 = now()
   local kills, progressed, in_txn = 0, 0, 0
   local last = run_row(uri, run.id)
   while kills < MAX_KILLS and not DONE[last.status] do
-    local procs = { { U.spawn(worker_cmd(uri)) } }
-    if kills % 4 == 3 then procs[2] = { U.spawn(worker_cmd(uri)) } end
+    local procs = { { U.spawn(worker_cmd(wuri)) } }
+    if kills % 4 == 3 then procs[2] = { U.spawn(worker_cmd(wuri)) } end
     U.sleep(0.15 + math.random(20, 300) / 1000)
     if kills % 2 == 1 then
       local deadline = now() + 1.0

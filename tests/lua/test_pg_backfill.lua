@@ -469,13 +469,13 @@ end
 -- sometimes two at once); then one runs to the end. Every row bindable is bound once, no
 -- other column of any row changes, the batches cover each table without gap or overlap.
 function TestPgBackfill:test_kill_9_workers_repeatedly()
-  local ROWS, MIN_KILLS, MAX_KILLS = 2500, 10, 16
+  local ROWS, MIN_KILLS, MAX_KILLS = 6000, 10, 16
   local uri = load("tgb_kill", ROWS)
   psql(uri, table.concat(SEED_BINDINGS, "; "))
   local eng = open(uri)
   local dry = assert(eng:backfill { dry_run = true })
   local before = checksums(uri)
-  local run = assert(eng:backfill { batch_rows = 100, batch_ms = 5, pause_ms = 20 })
+  local run = assert(eng:backfill { batch_rows = 100, batch_ms = 40, pause_ms = 60 })
   eng:close()
   -- a worker's session inside a write transaction (it has an xid): a batch in progress.
   -- The workers carry a name of their own: other suites share the cluster meanwhile.
@@ -493,7 +493,7 @@ function TestPgBackfill:test_kill_9_workers_repeatedly()
     if kills % 4 == 3 then procs[2] = { U.spawn(worker_cmd(wuri)) } end
     U.sleep(0.15 + math.random(20, 300) / 1000)
     if kills % 2 == 1 then
-      local deadline = now() + 1.0
+      local deadline = now() + 3.0
       repeat
         if in_batch() then
           in_txn = in_txn + 1

@@ -239,11 +239,13 @@ static void check_drift(checker *k, const tg_rules *r) {
     tg__buf_free(&json);
 }
 
-/* 1 when `column` alone identifies a row of `table`: its only PRIMARY KEY column (the rowid
- * alias included), or NOT NULL with a single-column UNIQUE index that is not partial. A view
- * qualifies when the column comes straight from such a column of a table. 0 when not, -1
- * on a database error. */
-static int key_unique(tg__db *db, const char *table, const char *column, int depth) {
+/* How `column` identifies a row of `table`: 1 alone (its only PRIMARY KEY column, the rowid
+ * alias included, or NOT NULL with a single-column UNIQUE index that is not partial); 2 only
+ * together with `tenant` (a primary key or such a UNIQUE index of exactly those two
+ * columns, the shape Citus requires of a distributed table); 0 neither; -1 on a database
+ * error. A view qualifies when its columns come straight from such columns of one table. */
+static int key_kind(tg__db *db, const char *table, const char *column, const char *tenant,
+                    int depth) {
     tg__stmt *st = NULL;
     int type_view = 0, found = 0;
     if (tg__st_prepare_once(db, db->dialect->sql_is_view, &st) != TG__ST_OK)
@@ -255,25 +257,37 @@ static int key_unique(tg__db *db, const char *table, const char *column, int dep
     if (type_view) {
         if (depth > 8)
             return 0;
-        /* where the view's column comes from (column metadata) */
+        /* where the view's columns come from (column metadata) */
         tg__buf sql = {0};
-        tg__sqlf(&sql, db->dialect, "SELECT %I FROM %I", column, table);
+        if (tenant)
+            tg__sqlf(&sql, db->dialect, "SELECT %I, %I FROM %I", column, tenant, table);
+        else
+            tg__sqlf(&sql, db->dialect, "SELECT %I FROM %I", column, table);
         st = NULL;
         if (sql.oom || tg__st_prepare_once(db, tg__buf_str(&sql), &st) != TG__ST_OK) {
             tg__buf_free(&sql);
             return -1;
         }
         tg__buf_free(&sql);
-        const char *bt = NULL, *bc = NULL;
+        const char *bt = NULL, *bc = NULL, *tt = NULL, *tc = NULL;
         tg__store_column_origin(st, 0, &bt, &bc);
-        char base_t[128], base_c[128];
+        char base_t[128], base_c[128], base_tc[128] = "";
         int ok = bt && bc && strlen(bt) < sizeof base_t && strlen(bc) < sizeof base_c;
         if (ok) {
             snprintf(base_t, sizeof base_t, "%s", bt);
             snprintf(base_c, sizeof base_c, "%s", bc);
         }
+        if (ok && tenant) {
+            tg__store_column_origin(st, 1, &tt, &tc);
+            /* the tenant only counts when it comes from the same table */
+            if (tt && tc && strcmp(tt, base_t) == 0 && strlen(tc) < sizeof base_tc)
+                snprintf(base_tc, sizeof base_tc, "%s", tc);
+        }
         tg__st_finalize(st);
-        return ok ? key_unique(db, base_t, base_c, depth + 1) : 0;
+        if (!ok)
+            return 0;
+        int k = key_kind(db, base_t, base_c, base_tc[0] ? base_tc : NULL, depth + 1);
+        return k;
     }
     if (tg__st_prepare_once(db, db->dialect->sql_key_unique, &st) != TG__ST_OK)
         return -1;
@@ -283,22 +297,51 @@ static int key_unique(tg__db *db, const char *table, const char *column, int dep
     if (rc == TG__ST_ROW)
         found = (int)tg__st_column_int64(st, 0);
     tg__st_finalize(st);
+    if (rc != TG__ST_ROW)
+        return -1;
+    if (found || !tenant)
+        return found;
+    st = NULL;
+    if (tg__st_prepare_once(db, db->dialect->sql_key_unique_with, &st) != TG__ST_OK)
+        return -1;
+    tg__st_bind_str(st, 1, table);
+    tg__st_bind_str(st, 2, column);
+    tg__st_bind_str(st, 3, tenant);
+    rc = tg__st_step(st);
+    if (rc == TG__ST_ROW)
+        found = tg__st_column_int64(st, 0) ? 2 : 0;
+    tg__st_finalize(st);
     return rc == TG__ST_ROW ? found : -1;
+}
+
+int tg__key_kind(tg__db *db, const char *table, const char *column, const char *tenant) {
+    return key_kind(db, table, column, tenant, 0);
 }
 
 static void check_family_key(checker *k, const tg_family *fam) {
     if (tg__column_exists(k->db, fam->table, fam->columns.id) != 1)
         return; /* reported as missing_column */
-    int u = key_unique(k->db, fam->table, fam->columns.id, 0);
+    const char *tenant =
+        tg__column_exists(k->db, fam->table, fam->columns.tenant) == 1 ? fam->columns.tenant : NULL;
+    int u = key_kind(k->db, fam->table, fam->columns.id, tenant, 0);
     if (u < 0)
         schema_failed(k);
     else if (u == 0)
         tg__findings_add(k->f, TG_LEVEL_ERROR, "family_key_not_unique", k->file, k->line,
-                         "%s: its id column '%s.%s' is not a single-column key of the table "
-                         "(the only PRIMARY KEY column, or NOT NULL with a single-column UNIQUE "
-                         "index), so an id could name several rows; key the family on such a "
-                         "column (columns = { id = \"...\" }) or declare the table a residual",
-                         k->what, fam->table, fam->columns.id);
+                         "%s: its id column '%s.%s' is not a key of the table, alone or with "
+                         "its tenant column '%s' (a PRIMARY KEY, or NOT NULL columns with a "
+                         "UNIQUE index), so an id could name several rows; key the family on "
+                         "such a column (columns = { id = \"...\" }) or declare the table a "
+                         "residual",
+                         k->what, fam->table, fam->columns.id, fam->columns.tenant);
+    else if (u == 2)
+        tg__findings_add(k->f, TG_LEVEL_INFO, "family_key_with_tenant", k->file, k->line,
+                         "%s: '%s' is keyed on (%s, %s), so an id names a row only within its "
+                         "tenant: every read by id pins the route tenant (a row of another "
+                         "tenant is not_found, never read), and a path without a route tenant "
+                         "(canonical_viewer, an exception's detail) refuses an id two tenants "
+                         "hold with 404 ambiguous_id",
+                         k->what, fam->table, fam->columns.tenant, fam->columns.id);
 }
 
 void tg__rules_check_db(const tg__ruleset *rs, tg__db *db, tg_findings *f) {

@@ -556,11 +556,11 @@ int tg__citus_lint(const tg_rules *r, tg__db *db, tg_findings *f, tg__buf *err) 
                              t->table, t->tenant);
         if (t->role == T_DISTRIBUTED && !db && !strncmp(t->owner, "family ", 7))
             tg__findings_add(f, TG_LEVEL_WARNING, "citus_key_without_tenant", file, line,
-                             "%s is keyed on %s alone, as tenantguard requires of a family "
-                             "(family_key_not_unique); Citus accepts a primary or unique key "
-                             "on a distributed table only when it includes %s (lint --db "
-                             "reads the table's actual keys)",
-                             t->table, t->id, t->tenant);
+                             "%s is keyed on %s in the rules; Citus accepts a primary or unique "
+                             "key on a distributed table only when it includes %s: key the "
+                             "table on (%s, %s), which tenantguard accepts (lint --db reads the "
+                             "table's actual keys)",
+                             t->table, t->id, t->tenant, t->tenant, t->id);
         for (size_t k = 0; t->role == T_DISTRIBUTED && k < t->n_keys; k++) {
             const key *ky = &t->keys[k];
             if (ky->kind != 'f' && !has_col(ky->cols, t->tenant))
@@ -597,27 +597,19 @@ int tg__citus_lint(const tg_rules *r, tg__db *db, tg_findings *f, tg__buf *err) 
                                             "drop the foreign key");
         }
     }
-    /* the paths whose statements reach every shard (tests/c/test_citus_routing.c) */
+    /* the paths whose statements reach every shard (tests/c/test_citus_routing.c): in
+     * distributed mode (automatic on Citus) every read by id with a route tenant pins it,
+     * so only the canonical viewer, which has none, reads by id alone */
     for (size_t i = 0; i < r->n_families; i++) {
         const tg_family *fam = &r->families[i];
-        tg__buf paths = {0};
-        static const tg_path_type by_id[] = {TG_PATH_DETAIL, TG_PATH_ROW_ACTION,
-                                             TG_PATH_BULK_ACTION, TG_PATH_CANONICAL_VIEWER};
-        for (size_t k = 0; k < sizeof by_id / sizeof *by_id; k++)
-            if (fam->paths[by_id[k]].declared)
-                tg__buf_printf(&paths, "%s%s", paths.len ? ", " : "",
-                               tg_path_type_name(by_id[k]));
-        if (paths.len)
+        if (fam->paths[TG_PATH_CANONICAL_VIEWER].declared)
             tg__findings_add(f, TG_LEVEL_INFO, "citus_multi_shard_path", fam->where.file,
                              fam->where.line,
-                             "%s: %s read %s by id without a %s equality (to tell a foreign "
-                             "record from a missing one%s): on Citus each such read goes to "
-                             "every shard",
-                             fam->name, tg__buf_str(&paths), fam->table, fam->columns.tenant,
-                             fam->paths[TG_PATH_CANONICAL_VIEWER].declared
-                                 ? "; the canonical viewer has no route tenant"
-                                 : "");
-        tg__buf_free(&paths);
+                             "%s: canonical_viewer reads %s by id with no route tenant to pin "
+                             "(%s): on Citus each such read goes to every shard (detail, "
+                             "row_action and bulk_action pin the route tenant in distributed "
+                             "mode, which is automatic on Citus)",
+                             fam->name, fam->table, fam->columns.tenant);
     }
     for (size_t i = 0; i < r->n_exceptions; i++) {
         const tg_exception *e = &r->exceptions[i];

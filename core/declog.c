@@ -89,6 +89,7 @@ static const struct {
     {"ok", "capability"},
     {"missing_capability", "capability"},
     {"not_found", "record"},
+    {"ambiguous_id", "record"},
     {"foreign_tenant", "record"},
     {"foreign_workspace", "record"},
     {"workspace_mismatch", "record"},

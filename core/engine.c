@@ -70,6 +70,11 @@ static int check_settings(tg_engine *eng, const tg_open_options *o) {
                                "tg_engine_open: the statement timeout must be -1 (none), 0 "
                                "(default 30000) or 1 to %d ms, got %d",
                                INT_MAX, o->statement_timeout_ms);
+    if (o->distributed < -1 || o->distributed > 1)
+        return tg__engine_fail(eng, TG_MISUSE,
+                               "tg_engine_open: distributed must be 0 (automatic), 1 (on) or -1 "
+                               "(off), got %d",
+                               o->distributed);
     if (o->mmap_size < 0 || o->mmap_size > MAX_MMAP)
         return tg__engine_fail(eng, TG_MISUSE,
                                "tg_engine_open: the mmap size must be 0 (none) to %lld bytes, "
@@ -207,6 +212,28 @@ static int open_db(tg_engine *eng) {
     return apply_settings(eng);
 }
 
+/* Distributed mode (tg_open_options.distributed): automatic on PostgreSQL when the server is
+ * Citus, whose library defines the setting citus.version once loaded. */
+static int set_distributed(tg_engine *eng) {
+    int on = eng->opts.distributed > 0;
+    if (eng->opts.distributed == 0 && eng->store->backend == TG__BACKEND_POSTGRES) {
+        tg__stmt *q = NULL;
+        int rc = tg__st_prepare_once(eng->store, "SELECT current_setting('citus.version', true)",
+                                     &q);
+        if (rc == TG__ST_OK && (rc = tg__st_step(q)) == TG__ST_ROW) {
+            const char *v = tg__st_column_text(q, 0);
+            on = v && v[0];
+        }
+        tg__st_finalize(q);
+        if (rc != TG__ST_ROW)
+            return tg__engine_fail(eng, TG_DB, "cannot tell whether the server is Citus: %s",
+                                   tg__db_errmsg(eng->store));
+    }
+    eng->store->distributed = on;
+    eng->settings.distributed = on;
+    return TG_OK;
+}
+
 int tg_engine_open(const tg_open_options *opts, tg_engine **out) {
     if (!out)
         return TG_MISUSE;
@@ -228,7 +255,7 @@ int tg_engine_open(const tg_open_options *opts, tg_engine **out) {
         return tg__engine_fail(eng, TG_NOMEM, "out of memory");
     eng->opts.rules = eng->rules_dir;
     eng->opts.db = eng->db_path;
-    if (eng->db_path && (st = open_db(eng)) != TG_OK)
+    if (eng->db_path && ((st = open_db(eng)) != TG_OK || (st = set_distributed(eng)) != TG_OK))
         return st;
     eng->findings = tg__findings_new();
     if (!eng->findings)

@@ -410,17 +410,45 @@ static int column_index(const tg__table_plan *tp, const char *col) {
 static int exists_raw(ex *e, const tg__table_plan *tp, const tg_value *id, int *out) {
     tg__buf sql = {0};
     tg__stmt *st = NULL;
-    tg__sqlf(&sql, e->p->db->dialect, "SELECT 1 FROM %I WHERE %I = %P", tp->shape.table,
-             tp->shape.id, 1);
+    /* a shape that pins its tenant never looks at another tenant's rows, here neither */
+    int pin = tp->shape.pin_tenant && e->ctx->has_tenant;
+    if (pin)
+        tg__sqlf(&sql, e->p->db->dialect, "SELECT 1 FROM %I WHERE %I = %P AND %I = %P",
+                 tp->shape.table, tp->shape.id, 1, tp->shape.tenant, 2);
+    else
+        tg__sqlf(&sql, e->p->db->dialect, "SELECT 1 FROM %I WHERE %I = %P", tp->shape.table,
+                 tp->shape.id, 1);
     int s = prepare(e, &sql, NULL, &st);
     if (s != TG_OK)
         return s;
     tg__bind_key(st, 1, id);
+    if (pin)
+        tg__bind_key(st, 2, &e->ctx->tenant);
     int row = step(e, st);
     tg__st_finalize(st);
     if (row < 0)
         return failed_status(e);
     *out = row > 0;
+    return TG_OK;
+}
+
+/* After the first row of a read by id alone of a table keyed on (tenant, id): *two is set
+ * when a second row holds the id (another tenant's: the resolver's ambiguous_id), and then
+ * the item is added. Steps st past its first row. */
+static int another_tenant_holds(ex *e, const tg__table_plan *tp, tg__stmt *st, int *two) {
+    *two = 0;
+    if (!tp->key_with_tenant)
+        return TG_OK;
+    int row = step(e, st);
+    if (row < 0)
+        return failed_status(e);
+    if (row > 0) {
+        *two = 1;
+        tg__buf_printf(&e->line, "%s is keyed on (%s, %s) and more than one tenant holds this "
+                                 "%s: which row was meant cannot be told without a route tenant",
+                       tp->shape.table, tp->shape.tenant, tp->shape.id, tp->shape.id);
+        add(e, "record", "record", TG_EXPLAIN_FAIL, "ambiguous_id");
+    }
     return TG_OK;
 }
 
@@ -850,7 +878,11 @@ static int explain_family(ex *e, const tg_request *req, int extra) {
         int ws_null = tp->col_workspace < 0 ||
                       tg__st_column_type(st, tp->col_workspace) == TG__T_NULL;
         int ws_ok = ws_null || tg__col_eq(st, tp->col_workspace, &ctx->workspace);
+        int two = 0;
+        s = another_tenant_holds(e, tp, st, &two);
         tg__st_finalize(st);
+        if (s != TG_OK || two)
+            return s;
         tfacts ti;
         memset(&ti, 0, sizeof ti);
         if (t.type != TG_NULL && !(ctx->has_tenant && !tg__value_eq(&t, &ctx->tenant)) &&
@@ -993,7 +1025,11 @@ static int explain_exception(ex *e, const tg_request *req, int extra) {
     int t_key = !has_t || t.type != TG_NULL;
     int has_w = tp->col_workspace >= 0 && tg__st_column_type(st, tp->col_workspace) != TG__T_NULL;
     int w_ok = has_w && tg__col_eq(st, tp->col_workspace, &ctx->workspace);
+    int two = 0;
+    s = another_tenant_holds(e, tp, st, &two);
     tg__st_finalize(st);
+    if (s != TG_OK || two)
+        return s;
     const char *reason = NULL;
     tfacts ti;
     memset(&ti, 0, sizeof ti);

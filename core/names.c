@@ -126,7 +126,8 @@ static const tg_check_info checks[] = {
     {"bad_row_filter", TG_LEVEL_ERROR, "a row_filter that is not a list of conditions { column = ..., op = ..., value = ... } with a known op and the values that op takes"},
     {"missing_table", TG_LEVEL_ERROR, "a mapped table does not exist in the database"},
     {"missing_column", TG_LEVEL_ERROR, "a mapped column does not exist in the database"},
-    {"family_key_not_unique", TG_LEVEL_ERROR, "a family's id column is not a single-column key of its table (its only PRIMARY KEY column, or NOT NULL with a single-column UNIQUE index), so an id could name several rows"},
+    {"family_key_not_unique", TG_LEVEL_ERROR, "a family's id column is not a key of its table, alone or with its tenant column (a PRIMARY KEY, or NOT NULL columns with a UNIQUE index), so an id could name several rows"},
+    {"family_key_with_tenant", TG_LEVEL_INFO, "a family keyed on (tenant, id): every read by id pins the route tenant, and a path without one refuses an id two tenants hold (404 ambiguous_id)"},
     {"drift", TG_LEVEL_WARNING, "a table is tenant-owned (a column with a foreign key to the tenants table, or named like a tenant column the rules use) but no family, residual entry, exception or app table covers it"},
     {"capability_never_granted", TG_LEVEL_WARNING, "a capability that a path or exception needs is granted by no role: the action is always 403"},
     {"unused_capability", TG_LEVEL_WARNING, "a declared capability that no role grants and no rule needs"},
@@ -144,7 +145,7 @@ static const tg_check_info checks[] = {
     {"citus_references_distributed", TG_LEVEL_WARNING, "(lint --target citus) a table without a tenant column (a reference or local table on Citus) with a foreign key to a tenant-owned table"},
     {"citus_reference_table", TG_LEVEL_INFO, "(lint --target citus) a table every shard joins (workspaces, tenants, the membership tables, and what they reference) that should be a reference table"},
     {"citus_distribution", TG_LEVEL_INFO, "(lint --target citus) a tenant-owned table to distribute by its tenant column, colocated with the other tenant-owned tables"},
-    {"citus_multi_shard_path", TG_LEVEL_INFO, "(lint --target citus) paths whose statements do not pin one tenant (reads by id, the canonical viewer, an exception's workspace list): on Citus they go to every shard"},
+    {"citus_multi_shard_path", TG_LEVEL_INFO, "(lint --target citus) paths whose statements do not pin one tenant (the canonical viewer, an exception's list and reads by id): on Citus they go to every shard"},
 };
 
 const tg_check_info *tg_check_info_get(size_t i) {

@@ -1,5 +1,6 @@
 /* Plans: table shapes and prepared statements per rule version. */
 #include "plan.h"
+#include "catalog.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -248,6 +249,13 @@ static int read_shape(tg__plan *p, tg__table_plan *tp, const char *table,
     tp->shape.workspace = tp->col_workspace >= 0 ? cols[tp->col_workspace] : NULL;
     tp->present = n > 0;
     tp->shape.mark = tp->present ? rowid_mark(p->db, table) : NULL;
+    if (tp->present && tp->shape.id && tp->shape.tenant) {
+        int k = tg__key_kind(p->db, table, tp->shape.id, tp->shape.tenant);
+        if (k < 0)
+            return -1;
+        tp->key_with_tenant = k == 2;
+        tp->shape.pin_tenant = p->db->distributed || tp->key_with_tenant;
+    }
     return tp->present;
 }
 

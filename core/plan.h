@@ -22,6 +22,8 @@ typedef struct tg__table_plan {
     const unsigned char *affs;              /* affinity of each column */
     tg__keycol id_key;                      /* the id column, for request keys */
     int present;                            /* the table exists */
+    int key_with_tenant; /* the id is a key only with the tenant (tg__key_kind 2): a read by id
+                          * without a route tenant may find one row per tenant */
     tg__stmt *by_id, *by_ids, *page, *relation, *search;
     tg__stmt *first;                    /* scope and record in one (tg__sql_scope_and_record) */
     tg__stmt *record;                   /* a record and its foreign tenant (tg__sql_record) */

@@ -60,6 +60,21 @@ static int step_failed(tg_ctx *ctx, tg__stmt *st, int rc) {
     return code;
 }
 
+/* After the first row of a read by id alone (no route tenant) of a table keyed on (tenant,
+ * id): *two is set when another row follows, an id two tenants hold (the decision is 404
+ * ambiguous_id: which one was meant cannot be told). Steps st past its first row: read that
+ * row before. On a database error the statement is reset and the status returned. */
+static int another_tenant_holds(tg_ctx *ctx, const tg__table_plan *tp, tg__stmt *st, int *two) {
+    *two = 0;
+    if (!tp->key_with_tenant)
+        return TG_OK;
+    int rc = tg__st_step(st);
+    if (rc != TG__ST_ROW && rc != TG__ST_DONE)
+        return step_failed(ctx, st, rc);
+    *two = rc == TG__ST_ROW;
+    return TG_OK;
+}
+
 /* What we know about one tenant for this user. */
 typedef struct tinfo {
     int known;
@@ -507,7 +522,14 @@ static int resolve_canonical(tg_ctx *ctx, tg__table_plan *tp, const tg_family *f
         tg__st_reset(st);
         return s;
     }
+    int two = 0;
+    if ((s = another_tenant_holds(ctx, tp, st, &two)) != TG_OK)
+        return s;
     tg__st_reset(st);
+    if (two) {
+        *reason = "ambiguous_id"; /* a refusal: the row taken is dropped */
+        return TG_OK;
+    }
     tinfo ti;
     if (ctx->row_tenant.type == TG_NULL) {
         *reason = "foreign_workspace";
@@ -922,7 +944,12 @@ static int resolve_exception(tg_ctx *ctx, int ei, const tg_request *req, int ext
             tg__st_reset(st);
             return s;
         }
+        int two = 0;
+        if ((s = another_tenant_holds(ctx, tp, st, &two)) != TG_OK)
+            return s;
         tg__st_reset(st);
+        if (two)
+            DECIDE(404, "ambiguous_id");
         if (!t_key)
             DECIDE(404, "foreign_workspace");
         tinfo ti = {0};

@@ -90,6 +90,13 @@ const tg__dialect tg__sqlite = {
         "COLLATE NOCASE AND c.\"notnull\" AND l.\"unique\" AND NOT l.partial "
         "AND (SELECT count(*) FROM pragma_index_info(l.name)) = 1 AND "
         "(SELECT name FROM pragma_index_info(l.name)) = c.name)",
+    .sql_key_unique_with =
+        "SELECT EXISTS (SELECT 1 FROM pragma_index_list(?1) l WHERE l.\"unique\" AND NOT "
+        "l.partial AND (SELECT count(*) FROM pragma_index_info(l.name)) = 2 AND (SELECT "
+        "count(*) FROM pragma_index_info(l.name) i WHERE i.name = ?2 COLLATE NOCASE OR "
+        "i.name = ?3 COLLATE NOCASE) = 2 AND (l.origin = 'pk' OR (SELECT count(*) FROM "
+        "pragma_table_info(?1) c WHERE c.\"notnull\" AND (c.name = ?2 COLLATE NOCASE OR "
+        "c.name = ?3 COLLATE NOCASE)) = 2))",
     .sql_fx_object = "SELECT type, sql FROM sqlite_schema WHERE name = ?1 COLLATE NOCASE "
                      "AND type IN ('table', 'view')",
     .sql_fx_columns = "SELECT name, coalesce(type, ''), \"notnull\", dflt_value IS NOT NULL, pk, "
@@ -213,6 +220,13 @@ const tg__dialect tg__postgres = {
         " WHERE i.indrelid = to_regclass(quote_ident($1)) AND i.indisunique AND i.indnatts = 1"
         " AND i.indpred IS NULL AND i.indexprs IS NULL AND a.attname = $2"
         " AND (i.indisprimary OR a.attnotnull)) AS integer)",
+    .sql_key_unique_with =
+        "SELECT CAST(EXISTS (SELECT 1 FROM pg_catalog.pg_index i"
+        " WHERE i.indrelid = to_regclass(quote_ident($1)) AND i.indisunique AND i.indnkeyatts = 2"
+        " AND i.indpred IS NULL AND i.indexprs IS NULL AND (SELECT count(*) FROM"
+        " pg_catalog.pg_attribute a WHERE a.attrelid = i.indrelid"
+        " AND a.attnum IN (i.indkey[0], i.indkey[1]) AND a.attname IN ($2, $3)"
+        " AND (i.indisprimary OR a.attnotnull)) = 2) AS integer)",
     .sql_fx_object =
         "SELECT CASE WHEN c.relkind IN ('v', 'm') THEN 'view' ELSE 'table' END,"
         " CASE WHEN c.relkind IN ('v', 'm')"
@@ -369,6 +383,10 @@ static void row_mark(const tg__dialect *d, tg__buf *b, const char *alias, const 
  * text '10' is not the integer tenant 10. The lookup runs only for a foreign row. */
 static void foreign_workspace(const tg__dialect *d, const tg_app *a, const tg__table_shape *t,
                               int tenant, int r_may_be_null, tg__buf *b) {
+    if (t->pin_tenant) {
+        tg__buf_add(b, ", NULL"); /* a pinned read never sees a foreign row */
+        return;
+    }
     if (r_may_be_null)
         /* no row, a row without a tenant or no route tenant (read only with one): NULL <> is
          * not true, nothing is looked up */
@@ -381,6 +399,17 @@ static void foreign_workspace(const tg__dialect *d, const tg_app *a, const tg__t
     tg__sql_filter(d, &a->tenants.row_filter, "tg_ft",
                    tg__sql_filter_param(a, TG__FILTER_TENANTS), b);
     tg__buf_add(b, ") END");
+}
+
+/* " AND r.tenant = $n" after a by-id condition when the shape pins its tenant (for a bulk,
+ * "r.tenant = $n AND " before it: the caller places it) */
+static void pin_tenant(const tg__dialect *d, const tg__table_shape *t, int tenant, tg__buf *b) {
+    if (!t->pin_tenant)
+        return;
+    if (tenant == TG__P_BULK_TENANT)
+        tg__sqlf(b, d, "r.%I = %P AND ", t->tenant, tenant);
+    else
+        tg__sqlf(b, d, " AND r.%I = %P", t->tenant, tenant);
 }
 
 static void select_all_foreign(const tg__dialect *d, const tg__table_shape *t, const tg_app *a,
@@ -404,6 +433,7 @@ void tg__sql_record(const tg__dialect *d, const tg_app *app, const tg__table_sha
     col(d, b, "r", t->id);
     tg__buf_add(b, " = ");
     d->param(b, TG__P_ID);
+    pin_tenant(d, t, TG__P_TENANT, b);
     record_filter(d, t, "r", b);
 }
 
@@ -414,6 +444,8 @@ void tg__sql_by_ids(const tg__dialect *d, const tg__table_shape *t, const tg_app
     else
         select_all(d, t, b);
     tg__buf_add(b, " WHERE ");
+    if (app)
+        pin_tenant(d, t, TG__P_BULK_TENANT, b);
     col(d, b, "r", t->id);
     if (d->bulk_array) {
         tg__sqlf(b, d, " = ANY(%P)", 1);
@@ -616,7 +648,7 @@ static void scope_select(const tg__dialect *d, const tg_app *a, int with_workspa
     role_of(d, b, "tg_tm", a->tenant_members.role);
     for (int i = 0; record && i < record->n_columns; i++)
         tg__sqlf(b, d, ", r.%I", record->columns[i]);
-    if (record && d->foreign_by_join)
+    if (record && d->foreign_by_join && !record->pin_tenant)
         tg__sqlf(b, d, ", tg_ft.%I", a->tenants.workspace);
     else if (record)
         foreign_workspace(d, a, record, TG__P_TENANT, 1, b);
@@ -678,8 +710,9 @@ static void scope_select(const tg__dialect *d, const tg_app *a, int with_workspa
             tg__sqlf(b, d, " IS NOT NULL THEN %P END", TG__P_ID);
         } else
             tg__sqlf(b, d, "%P", TG__P_ID);
+        pin_tenant(d, record, TG__P_TENANT, b);
         record_filter(d, record, "r", b);
-        if (d->foreign_by_join) {
+        if (d->foreign_by_join && !record->pin_tenant) {
             /* a foreign record's tenant, for its workspace (the reason of the 404) */
             tg__sqlf(b, d, " LEFT JOIN %I AS tg_ft ON r.%I <> %P AND tg_ft.%I = r.%I",
                      a->tenants.table, record->tenant, TG__P_TENANT, a->tenants.id,

@@ -81,6 +81,10 @@ typedef struct tg__dialect {
     const char *sql_is_view;
     /* one row, 1 when column ?2 alone identifies a row of table ?1 (see catalog.c) */
     const char *sql_key_unique;
+    /* one row, 1 when columns ?2 and ?3 together identify a row of table ?1: a primary key
+     * or a UNIQUE index (not partial, no expression) of exactly those two key columns, each
+     * NOT NULL unless the key is the primary key */
+    const char *sql_key_unique_with;
     /* The matrix fixture's catalog questions (fixture_schema.c), ?1 a table or view:
      * - sql_fx_object: one row, 'table' or 'view', and the SQL text the fixture reads: a
      *   view's CREATE VIEW ... AS SELECT, a table's CREATE TABLE carrying its CHECK
@@ -128,6 +132,11 @@ typedef struct tg__table_shape {
     int filter_param;            /* the parameter of its first value (TG__FILTER_RECORD) */
     const char *mark; /* a column never NULL in a row, read to tell a row exists: "rowid"
                        * when the table has one (no text copied); NULL: the id column */
+    /* Every read by id with a route tenant also pins the tenant column to it (bound
+     * equality): set for a distributed database (Citus routes the statement to the one shard
+     * of that tenant) and for a table whose id is a key only together with its tenant. A row
+     * of another tenant is then not read at all: its decision's reason is not_found. */
+    int pin_tenant;
 } tg__table_shape;
 
 /* What the scope statements read to tell that a joined row exists: a column never NULL in

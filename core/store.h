@@ -116,6 +116,9 @@ struct tg__db {
     const tg__db_ops *ops;
     const struct tg__dialect *dialect;
     int backend; /* TG__BACKEND_* */
+    /* Reads by id pin the route tenant (tg__table_shape.pin_tenant) on every table: set by the
+     * engine for a distributed database (tg_open_options.distributed) */
+    int distributed;
 };
 
 /* ---- calls (thin: one indirect call each) ---- */

@@ -379,14 +379,24 @@ usage: tenantguard resolve --db FILE --user U --workspace W [--tenant T]
                            (--family NAME | --exception NAME) --path PATH
                            [--id K | --ids K1,K2,...] [--owner K] [--query TEXT]
                            [--limit N] [--after K] [--capability CAP] [--rules DIR] [--json]
-                           [--log FILE]
+                           [--log FILE] [--distributed on|off|auto]
 
 Prints the decision tenantguard makes for one request: status, reason, and the records it
 returns. PATH is one of index, detail, row_action, bulk_action, relation_manager,
 global_search, canonical_viewer. Keys (U, W, T, K) are integers when they parse as 64-bit
 integers and text otherwise; "text:42" is the text 42. --log FILE appends the decision to
-FILE as a JSON line (`tenantguard log FILE` summarises it). Exit 0 when a decision was made
-(whatever its status).]]
+FILE as a JSON line (`tenantguard log FILE` summarises it). --distributed on makes every read
+by id carry the route tenant, as on a sharded (Citus) database, where `auto` (the default)
+turns it on by itself. Exit 0 when a decision was made (whatever its status).]]
+
+-- --distributed on|off|auto: tg.open's distributed (true, false, nil)
+local function distributed(opts)
+  local v = opts.distributed
+  if v == nil or v == "auto" then return nil end
+  if v == "on" then return true end
+  if v == "off" then return false end
+  usage_error("--distributed takes on, off or auto, got '" .. v .. "'")
+end
 
 -- --log FILE: the engine appends each decision to FILE as a JSON line. A file that cannot be
 -- opened stops the command before it decides anything (exit 2).
@@ -402,14 +412,15 @@ end
 command("resolve", { db = "text", user = "key", workspace = "key", tenant = "key",
   family = "text", exception = "text", path = "text", id = "key", ids = "keys", owner = "key",
   query = "text", limit = POSITIVE, after = "key", capability = "text", rules = "text",
-  json = "flag", log = "text" }, function(opts)
+  json = "flag", log = "text", distributed = "text" }, function(opts)
   for _, need in ipairs { "db", "user", "workspace", "path" } do
     if opts[need] == nil then usage_error("--" .. need .. " is required") end
   end
   if not opts.family == not opts.exception then
     usage_error("give one of --family NAME or --exception NAME")
   end
-  local eng = tg.open { rules = rules_dir(opts), db = existing_db(opts) }
+  local eng = tg.open { rules = rules_dir(opts), db = existing_db(opts),
+    distributed = distributed(opts) }
   decision_log(eng, opts.log)
   local ctx = eng:context { user = opts.user, workspace = opts.workspace, tenant = opts.tenant }
   local d, err = ctx:resolve { family = opts.family, exception = opts.exception,
@@ -449,7 +460,7 @@ local explain = require "tenantguard.explain"
 usage.explain = explain.usage
 command("explain", explain.spec, function(opts)
   return explain.run(opts, { tg = tg, json = json, rules_dir = rules_dir,
-    existing_db = existing_db, usage_error = usage_error })
+    existing_db = existing_db, usage_error = usage_error, distributed = distributed })
 end)
 
 -- ---------------------------------------------------------------------------------------

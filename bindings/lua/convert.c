@@ -295,7 +295,8 @@ const char *tgl_opt_cstring(lua_State *L, int arg) {
 static const char *const open_fields[] = {"db",         "rules",      "busy_timeout",
                                           "instruction_budget", "memory_cap", "create",
                                           "cache_size", "mmap_size",  "auto_reload",
-                                          "on_reload",  "statement_timeout", NULL};
+                                          "on_reload",  "statement_timeout", "distributed",
+                                          NULL};
 static const char *const check_fields[] = {"db", "rules", "busy_timeout", "instruction_budget",
                                            "memory_cap", NULL};
 
@@ -324,6 +325,10 @@ void tgl_check_open_options(lua_State *L, int idx, const char *what, tg_open_opt
     /* PostgreSQL: ms, 0 the default (30 s), -1 none */
     if (is_open && tgl_field_integer(L, t, what, "statement_timeout", -1, INT_MAX, &v))
         o->statement_timeout_ms = (int)v;
+    /* true: on, false: off, nil: automatic (on for Citus) */
+    int on = 0;
+    if (is_open && tgl_field_boolean(L, t, what, "distributed", &on))
+        o->distributed = on ? 1 : -1;
     if (tgl_field_integer(L, t, what, "instruction_budget", 0, LUA_MAXINTEGER, &v))
         o->instruction_budget = v;
     if (tgl_field_integer(L, t, what, "memory_cap", 0,

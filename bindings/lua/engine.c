@@ -334,6 +334,8 @@ static int engine_settings(lua_State *L) {
     lua_setfield(L, -2, "backend");
     lua_pushinteger(L, s.statement_timeout_ms);
     lua_setfield(L, -2, "statement_timeout");
+    lua_pushboolean(L, s.distributed);
+    lua_setfield(L, -2, "distributed");
     return 1;
 }
 

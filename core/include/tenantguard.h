@@ -462,6 +462,13 @@ typedef struct tg_open_options {
     /* PostgreSQL: the server cancels any statement that runs longer (it fails with TG_BUSY
      * and the connection stays usable). 0: 30,000 ms; -1: none; up to INT_MAX. */
     int statement_timeout_ms;
+    /* Distributed mode, for a database sharded by tenant (Citus): every read by id with a
+     * route tenant also carries the tenant column as a bound equality, so it routes to that
+     * tenant's shard; a record of another tenant is then never read, and its 404 is logged
+     * "not_found" rather than "foreign_tenant" or "foreign_workspace". Tables keyed on
+     * (tenant, id) read that way in any mode. 0: automatic, on when the server is Citus
+     * (the setting citus.version exists); 1: on (SQLite too); -1: off. */
+    int distributed;
 } tg_open_options;
 
 /* Opens the database and loads the rules. On return *out is an engine whenever memory
@@ -480,6 +487,7 @@ typedef struct tg_settings {
     const char *backend;      /* "sqlite" or "postgresql" (static); on PostgreSQL the SQLite
                                * fields above are 0 or "" */
     int statement_timeout_ms; /* PostgreSQL: the statement timeout; 0: none */
+    int distributed;          /* 1 when reads by id pin the route tenant on every table */
 } tg_settings;
 
 /* Fills *out with the engine's connection settings. TG_MISUSE without a database. */

@@ -10,7 +10,10 @@
  *  2. For PostgreSQL, each statement that reads or writes a tenant-owned table either has
  *     `<alias>."<tenant column>" = $n` on that table (routes to one shard) or is one of the
  *     kinds known to read across tenants, each for a stated reason (printed, and pinned
- *     below so a change either way is noticed). */
+ *     below so a change either way is noticed).
+ *  3. Both in the default mode and in distributed mode (tg_open_options.distributed, automatic
+ *     on Citus), where every read by id with a route tenant pins it: there only the
+ *     statements without a route tenant read across shards. */
 #include "../../core/citus.h"
 #include "../../core/engine.h"
 #include "tenantguard.h"
@@ -23,25 +26,30 @@
 
 #include "tg_test.h"
 
-/* The kinds that do not route to one shard, and why (multi-shard by design or by choice). */
+/* The kinds that do not route to one shard, and why (multi-shard by design or by choice);
+ * `distributed`: still so in distributed mode. */
 static const struct {
     const char *kind, *why;
+    int distributed;
 } unrouted[] = {
     {"first", "a context's first by-id decision reads the record by id alone, so a foreign "
               "record's log reason (foreign_tenant / foreign_workspace) can be told from "
-              "not_found"},
-    {"record", "a record (or a relation's owner) read by id alone, for the same log reason"},
+              "not_found (distributed mode pins it)", 0},
+    {"record", "a record (or a relation's owner) read by id alone, for the same log reason "
+               "(distributed mode pins it)", 0},
     {"by_ids", "a bulk's ids read by id alone (= ANY($1)), so the first foreign id names the "
-               "reason"},
+               "reason (distributed mode pins it)", 0},
     {"by_id", "no route tenant: the canonical viewer and the exceptions' detail read by id and "
-              "check the record's own tenant afterwards"},
-    {"ws_page0", "an exception's workspace-wide list: rows of every tenant of the workspace"},
-    {"ws_page1", "an exception's workspace-wide list, limited to entitled tenants"},
+              "check the record's own tenant afterwards", 1},
+    {"ws_page0", "an exception's workspace-wide list: rows of every tenant of the workspace", 1},
+    {"ws_page1", "an exception's workspace-wide list, limited to entitled tenants", 1},
 };
+
+static int distributed_mode; /* the run's tg_open_options.distributed is 1 */
 
 static const char *why_unrouted(const char *kind) {
     for (size_t i = 0; i < sizeof unrouted / sizeof *unrouted; i++)
-        if (!strcmp(unrouted[i].kind, kind))
+        if (!strcmp(unrouted[i].kind, kind) && (!distributed_mode || unrouted[i].distributed))
             return unrouted[i].why;
     return NULL;
 }
@@ -282,10 +290,13 @@ static void write_policy(tg_engine *eng) {
     tg_ctx_close(ctx);
 }
 
-static void run_app(const char *app, const char *rules, const char *db) {
+static void run_app(const char *app, const char *rules, const char *db, int distributed) {
     tg_open_options o = {0};
     o.rules = rules;
     o.db = db;
+    o.distributed = distributed ? 1 : -1;
+    distributed_mode = distributed;
+    printf("== %s, %s\n", app, distributed ? "distributed mode" : "default mode");
     tg_engine *eng = NULL;
     int st = tg_engine_open(&o, &eng);
     if (st != TG_OK) {
@@ -294,7 +305,11 @@ static void run_app(const char *app, const char *rules, const char *db) {
         tg_engine_close(eng);
         return;
     }
-    CHECK(tg_rollout(eng, "add_columns") == TG_OK); /* the workspace column, as deployed */
+    tg_settings set;
+    CHECK(tg_engine_settings(eng, &set) == TG_OK && set.distributed == distributed);
+    /* the workspace column, as deployed (the second run finds it there) */
+    if (!distributed)
+        CHECK(tg_rollout(eng, "add_columns") == TG_OK);
     if (!strcmp(app, "reference"))
         write_policy(eng); /* first: the matrix's decisions then use the same plan */
     tg_matrix_report *rep = NULL;
@@ -315,6 +330,8 @@ static void run_app(const char *app, const char *rules, const char *db) {
         printf("%s: %d statements, %d route to one shard, %d multi-shard\n", app, r.n,
                r.routed, r.unrouted);
         CHECK(r.routed > 0);
+        if (distributed) /* every family's reads by id with a route tenant now route */
+            CHECK(r.routed > r.unrouted);
     }
     tg_engine_close(eng);
 }
@@ -382,7 +399,8 @@ int main(int argc, char **argv) {
         return 2;
     }
     snprintf(rules, sizeof rules, "%s/rules", src);
-    run_app("reference", rules, db);
+    run_app("reference", rules, db, 0);
+    run_app("reference", rules, db, 1);
     /* the examples, from their schema alone (the matrix writes its own rows) */
     static const char *const apps[] = {"helpdesk", "storefront"};
     for (size_t i = 0; i < 2; i++) {
@@ -394,7 +412,8 @@ int main(int argc, char **argv) {
         exec_file(h, rules);
         sqlite3_close(h);
         snprintf(rules, sizeof rules, "%s/examples/%s/rules", src, apps[i]);
-        run_app(apps[i], rules, db);
+        run_app(apps[i], rules, db, 0);
+        run_app(apps[i], rules, db, 1);
     }
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
     if (system(cmd) != 0)

@@ -90,7 +90,7 @@ int main(void) {
     CHECK(TG__P_FILTER > TG__BULK_CHUNK && TG__P_FILTER > TG__P_ID);
     CHECK(tg__filter_n_values(&filter) == 3);
 
-    tg__table_shape plain = {"tickets", COLUMNS, 7, "id", "tenant_id", "workspace_id", NULL, 0, NULL};
+    tg__table_shape plain = {"tickets", COLUMNS, 7, "id", "tenant_id", "workspace_id", NULL, 0, NULL, 0};
     tg__table_shape filtered = plain;
     filtered.filter = &filter;
     filtered.filter_param = tg__sql_filter_param(&app, TG__FILTER_RECORD);

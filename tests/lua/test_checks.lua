@@ -495,7 +495,7 @@ function TestChecks:test_family_key_not_unique()
   local f = only(fs, "family_key_not_unique")
   level(f, "error")
   at(f, dir, "families.lua", 3)
-  says(f, "family 'Thing'", "'things.id'", "not a single-column key")
+  says(f, "family 'Thing'", "'things.id'", "is not a key of the table, alone or with its tenant column")
 end
 
 -- `columns` of a table: known names only, plain identifiers, three different columns.

@@ -483,7 +483,9 @@ end
 function TestFamilyKey:test_non_unique_keys_are_errors()
   for _, create in ipairs {
     "CREATE TABLE things (id INTEGER, tenant_id INTEGER);",
-    "CREATE TABLE things (id INTEGER, tenant_id INTEGER, PRIMARY KEY (id, tenant_id));",
+    "CREATE TABLE things (id INTEGER, tenant_id INTEGER, x INTEGER, "
+      .. "PRIMARY KEY (id, tenant_id, x));", -- three columns: (id, tenant) may repeat
+    "CREATE TABLE things (id INTEGER, tenant_id INTEGER, x INTEGER, PRIMARY KEY (id, x));",
     "CREATE TABLE things (id INTEGER UNIQUE, tenant_id INTEGER);", -- NULLs repeat
     "CREATE TABLE things (id INTEGER NOT NULL, tenant_id INTEGER);"
       .. "CREATE UNIQUE INDEX t_id ON things(id, tenant_id);",
@@ -498,7 +500,8 @@ function TestFamilyKey:test_non_unique_keys_are_errors()
     lu.assertEquals(fs[1].file, dir .. "/families.lua")
     lu.assertEquals(fs[1].line, 1)
     lu.assertStrContains(fs[1].message, "family 'Thing'")
-    lu.assertStrContains(fs[1].message, "'things.id' is not a single-column key")
+    lu.assertStrContains(fs[1].message, "'things.id' is not a key of the table, alone or "
+      .. "with its tenant column 'tenant_id'")
   end
   -- the error stops an engine from opening
   local _, _, path = key_findings("CREATE TABLE things (id INTEGER, tenant_id INTEGER);")
@@ -523,6 +526,39 @@ function TestFamilyKey:test_unique_keys_pass()
     local _, fs = key_findings(create)
     lu.assertEquals(#fs, 0, create)
   end
+end
+
+-- Keys of (tenant, id), as Citus requires of a distributed table, pass too: a primary key in
+-- either order, WITHOUT ROWID, NOT NULL columns with a unique index, a view over such a
+-- table. Lint says what that changes (an info, no error), and an engine opens.
+function TestFamilyKey:test_keys_with_the_tenant_pass()
+  for _, create in ipairs {
+    "CREATE TABLE things (tenant_id INTEGER, id INTEGER, PRIMARY KEY (tenant_id, id));",
+    "CREATE TABLE things (id INTEGER, tenant_id INTEGER, PRIMARY KEY (id, tenant_id));",
+    "CREATE TABLE things (tenant_id TEXT, id TEXT, PRIMARY KEY (tenant_id, id)) WITHOUT ROWID;",
+    "CREATE TABLE things (id INTEGER NOT NULL, tenant_id INTEGER NOT NULL);"
+      .. "CREATE UNIQUE INDEX t_key ON things(tenant_id, id);",
+    "CREATE TABLE base_things (tenant_id INTEGER, id INTEGER, PRIMARY KEY (tenant_id, id));"
+      .. "CREATE VIEW things AS SELECT id, tenant_id FROM base_things;",
+  } do
+    local dir, fs, path = key_findings(create)
+    lu.assertEquals(#fs, 0, create)
+    local all = tg.check { rules = dir, db = path }
+    local info = H.with_code(all, "family_key_with_tenant")
+    lu.assertEquals(#info, 1, create)
+    lu.assertEquals(info[1].level, "info")
+    lu.assertEquals(info[1].file, dir .. "/families.lua")
+    lu.assertStrContains(info[1].message, "keyed on (tenant_id, id)")
+    lu.assertStrContains(info[1].message, "ambiguous_id")
+    local eng = tg.open { rules = dir, db = path }
+    eng:close()
+  end
+  -- the tenant of a view's key must come from the key's own table
+  local _, fs = key_findings(
+    "CREATE TABLE base_things (tenant_id INTEGER, id INTEGER, PRIMARY KEY (tenant_id, id));"
+      .. "CREATE TABLE other (tenant_id INTEGER PRIMARY KEY);"
+      .. "CREATE VIEW things AS SELECT b.id, o.tenant_id FROM base_things b, other o;")
+  lu.assertEquals(#fs, 1)
 end
 
 os.exit(lu.LuaUnit.run())

@@ -10,6 +10,7 @@ usage: tenantguard explain --db FILE --user U --workspace W [--tenant T]
                            (--family NAME | --exception NAME) --path PATH
                            [--id K | --ids K1,K2,...] [--owner K] [--query TEXT]
                            [--limit N] [--after K] [--capability CAP] [--rules DIR] [--json]
+                           [--distributed on|off|auto]
 
 Explains the decision tenantguard makes for one request (the options of resolve): one line
 per check, in the order the resolver applies them, with what it read and whether it passed
@@ -23,7 +24,7 @@ decision was made (whatever its status).]]
 M.spec = { db = "text", user = "key", workspace = "key", tenant = "key", family = "text",
   exception = "text", path = "text", id = "key", ids = "keys", owner = "key", query = "text",
   limit = { int = true, min = 1 }, after = "key", capability = "text", rules = "text",
-  json = "flag" }
+  json = "flag", distributed = "text" }
 
 local MARK = { pass = "ok", fail = "FAIL", skip = "skip" }
 
@@ -59,7 +60,8 @@ function M.run(opts, env)
     env.usage_error("give one of --family NAME or --exception NAME")
   end
   local tg, json = env.tg, env.json
-  local eng = tg.open { rules = env.rules_dir(opts), db = env.existing_db(opts) }
+  local eng = tg.open { rules = env.rules_dir(opts), db = env.existing_db(opts),
+    distributed = env.distributed(opts) }
   local ctx = eng:context { user = opts.user, workspace = opts.workspace, tenant = opts.tenant }
   local ok, x, err = pcall(ctx.explain, ctx, { family = opts.family,
     exception = opts.exception, path = opts.path, id = opts.id, ids = opts.ids,

@@ -894,6 +894,20 @@ static int fill_table(tg__fixture *fx, const char *table, const tg_family *fam, 
                 out->write_column = fam->fixture[i].column;
         if (!out->write_column && fam->n_search_columns)
             out->write_column = fam->search_columns[0];
+        /* else a plain text column of the table that no key, reference or CHECK constrains,
+         * and that is none of the columns the guard sets itself or a relation links by */
+        for (int i = 0; !out->write_column && !t->base && i < t->n_cols; i++) {
+            const fx_col *c = &t->cols[i];
+            if (c->aff != 'T' || c->pk || c->unique || c->fk >= 0 || c->generated ||
+                c->unparsed || c->cons.has_in || c->cons.n_ne || c->cons.has_min ||
+                c->cons.has_max || c->cons.minlen > 0 || c->cons.maxlen >= 0 ||
+                !strcmp(c->name, names->id) || !strcmp(c->name, names->tenant) ||
+                (names->workspace && !strcmp(c->name, names->workspace)) ||
+                (rm && rm->declared && rm->via && !strcmp(c->name, rm->via)))
+                continue;
+            /* the table's copy of the name lives as long as the fixture */
+            out->write_column = c->name;
+        }
     }
     return TG_OK;
 }

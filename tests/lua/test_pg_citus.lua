@@ -90,6 +90,78 @@ function TestPgCitus:test_same_findings_and_plan_as_sqlite()
   lu.assertStrContains(plan_pg, 'DROP INDEX "policies_name_once";\nALTER TABLE "policies" ADD UNIQUE ("tenant_id", "display_name");')
 end
 
+-- ---------------------------------------------------------------------------------------
+-- Distributed mode and (tenant, id) keys on PostgreSQL (SQLite: test_distributed.lua).
+
+local O = require "oracle"
+local K = require "tenant_keyed"
+
+-- Citus defines the setting citus.version once its library is loaded: here a connection
+-- option stands in for it (a placeholder any role may set), so the automatic mode is seen
+-- turning on. Nothing else of Citus is here.
+function TestPgCitus:test_distributed_mode_is_automatic_on_citus()
+  local uri = load(H.refdb(3))
+  local citus_uri = uri .. "%20-ccitus.version%3D12.1.4"
+  local function mode(db, opt)
+    local eng = tg.open { rules = H.shipped_rules, db = db, distributed = opt }
+    local on = eng:settings().distributed
+    eng:close()
+    return on
+  end
+  lu.assertFalse(mode(uri))
+  lu.assertTrue(mode(citus_uri))
+  lu.assertFalse(mode(citus_uri, false)) -- forced off
+  lu.assertTrue(mode(uri, true))         -- forced on
+end
+
+function TestPgCitus:test_keys_with_the_tenant()
+  local path = H.tmpdir() .. "/keyed.db"
+  local db = tg.connect(path)
+  db:exec(K.SCHEMA)
+  db:close()
+  local uri = load(path)
+  local rules = H.rule_dir { ["families.lua"] = K.FAMILIES }
+  local fs = tg.check { rules = rules, db = uri }
+  lu.assertEquals(#H.errors(fs), 0)
+  lu.assertEquals(#H.with_code(fs, "family_key_with_tenant"), 2)
+  local eng = tg.open { rules = rules, db = uri }
+  K.check(lu, eng)
+  eng:close()
+  local ok, out = run("psql -X -q -A -t -d " .. sh(in_schema(OWNER, SCHEMA)) .. " -c "
+    .. sh("SELECT string_agg(tenant_id || ':' || name, ',' ORDER BY tenant_id) FROM things WHERE id = 1"))
+  assert(ok, out)
+  lu.assertEquals(out:gsub("%s+$", ""), "1:one of 1,2:changed in 2,3:one of 3")
+end
+
+-- Distributed mode decides on PostgreSQL as on SQLite, request for request.
+function TestPgCitus:test_distributed_parity_with_sqlite()
+  math.randomseed(4711)
+  local path = H.refdb(30)
+  local uri = load(path)
+  local lite = tg.open { rules = H.shipped_rules, db = path, distributed = true }
+  local pg = tg.open { rules = H.shipped_rules, db = uri .. "%20-ccitus.version%3D12.1.4" }
+  lu.assertTrue(pg:settings().distributed)
+  local W = O.load_world(tg, path, lite:rules())
+  local gen = O.generator(W, {})
+  local ctxs = { [lite] = {}, [pg] = {} }
+  local function ctx(eng, u, w, t)
+    local k = O.show(u) .. "/" .. O.show(w) .. "/" .. O.show(t)
+    ctxs[eng][k] = ctxs[eng][k] or eng:context { user = u, workspace = w, tenant = t }
+    return ctxs[eng][k]
+  end
+  local n = tonumber(os.getenv("TG_PARITY_REQUESTS")) or 1500
+  for i = 1, n do
+    local req, u, w, t = gen()
+    local a = ctx(lite, u, w, t):resolve(req)
+    local b = ctx(pg, u, w, t):resolve(req)
+    local what = ("#%d %s %s"):format(i, O.show { u = u, w = w, t = t }, O.show(req))
+    lu.assertEquals({ b.status, b.reason }, { a.status, a.reason }, what)
+    lu.assertEquals(O.actual_ids(W, req, b), O.actual_ids(W, req, a), what)
+  end
+  lite:close()
+  pg:close()
+end
+
 local rc = lu.LuaUnit.run()
 run("psql -X -q -d " .. sh(OWNER) .. " -c " .. sh("DROP SCHEMA IF EXISTS " .. SCHEMA .. " CASCADE"))
 os.exit(rc)

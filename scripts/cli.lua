@@ -542,7 +542,12 @@ operation run, one durable job per table, an audit entry) for `tenantguard worke
 execute; no row changes until a worker runs.]]
 
 local function print_run(r)
-  printf("run %d (operation run %d): %s\n", r.id, r.operation_run, r.status)
+  -- an application without an operation-runs table of its own has no operation run
+  if r.operation_run and r.operation_run > 0 then
+    printf("run %d (operation run %d): %s\n", r.id, r.operation_run, r.status)
+  else
+    printf("run %d: %s\n", r.id, r.status)
+  end
   printf("  rows looked at %d of %d, bound %d, corrected %d, cannot bind %d\n", r.rows_done,
     r.rows_total, r.rows_set, r.rows_corrected, r.rows_unbound)
   if r.batches > 0 then

@@ -2,7 +2,8 @@
 # The story on PostgreSQL: a throwaway cluster (scripts/pg_cluster.sh, Unix socket only,
 # removed at the end), the reference database copied into it, the same rules deciding there
 # as the application's role (not a superuser, owns nothing), the online rollout and the
-# backfill as the tables' owner, the matrix, and row-level security with raw SQL.
+# backfill as the tables' owner, the matrix, row-level security with raw SQL, and what a
+# Citus deployment would need (lint, plan, distributed mode).
 #   usage: scripts/demo_pg.sh TOOL [DIR]     (./run.sh demo postgres calls it)
 set -eu
 tool="$1"
@@ -87,7 +88,17 @@ psql -X -q -d "$TG_PG_URI" -c "BEGIN" -c "SELECT set_config('tenantguard.tenant_
   -c "COMMIT" 2>&1 | grep -i error | head -1 || true
 run "$tool" lint --db "$TG_PG_URI"
 
-step "8. What the decision log saw"
+step "8. Scaling out: what Citus would need, and distributed mode"
+printf '$ %s\n' "$tool lint --target citus --db \$TG_PG_URI   (the last lines)"
+"$tool" lint --target citus --db "$TG_PG_URI" | tail -4 || true
+echo "the DDL it would run (the first lines; it runs nothing):"
+"$tool" rollout --plan --target citus --db "$TG_PG_URI" | head -20
+echo "distributed mode (automatic on Citus): the read by id carries tenant_id = \$n and goes"
+echo "to one shard; tenant 2's Policy $id is then not read at all from tenant 1's route:"
+run "$tool" resolve --db "$TG_PG_URI" --user 1 --workspace 1 --tenant 1 --family Policy \
+  --path detail --id "$id" --distributed on --log "$dir/decisions.jsonl"
+
+step "9. What the decision log saw"
 run "$tool" log "$dir/decisions.jsonl"
 echo
 echo "done: the cluster is removed; the SQLite copy and the log stay in $dir/"

@@ -346,7 +346,7 @@ static void check_family_key(checker *k, const tg_family *fam) {
 
 void tg__rules_check_db(const tg__ruleset *rs, tg__db *db, tg_findings *f) {
     /* the catalog as the connection itself sees it, outside any decision's tenant */
-    tg__db_set_scope(db, NULL, NULL);
+    tg__db_set_scope(db, NULL, NULL, 0);
     const tg_rules *r = &rs->pub;
     checker k = {db, f, NULL, 0, NULL, 0};
     char what[160];

@@ -59,6 +59,10 @@ TG_HIDDEN int tg__ctx_prepare(tg_ctx *ctx, tg__stmt **slot, tg__buf *sql, const 
 /* Sets the context's message and returns status. */
 TG_HIDDEN int tg__ctx_fail(tg_ctx *ctx, int status, const char *fmt, ...) TG_PRINTF(3, 4);
 /* Starts a decision: clears the records. */
+/* Under row-level security, the rest of this decision's statements see every tenant of the
+ * context's workspace (a scope exception's workspace-wide reads); its checks narrow them as
+ * without row-level security. A no-op without it. */
+TG_HIDDEN void tg__ctx_scope_workspace(tg_ctx *ctx);
 TG_HIDDEN void tg__ctx_begin(tg_ctx *ctx);
 /* Finishes a decision with status and reason, sends it to the decision log, and points
  * the text values at their final storage. */

@@ -303,16 +303,27 @@ typedef struct rls_job {
     size_t n;
     const colinfo *tenant;
     int enable;
+    colinfo tenants_ws; /* the tenants table's workspace column: its schema and type */
 } rls_job;
 
-/* The policy's predicate: the row's tenant equals the transaction's setting, cast to the
- * tenant column's own type (an index on the column serves it: the setting is evaluated once
- * per statement). A missing or empty setting is NULL and matches no row: fail closed. */
-static void rls_predicate(const char *T, const char *type, tg__buf *b) {
-    /* type comes from format_type() in the catalog: valid SQL for that type, quoted */
+/* The policy's predicate: the row's tenant is the transaction's tenantguard.tenant_id, cast
+ * to the tenant column's own type; when that is unset or empty, one of the tenants of the
+ * workspace in tenantguard.workspace_wide, which only the engine sets, for its own statements
+ * without a route tenant (the canonical viewer) or reading workspace-wide (scope exceptions),
+ * whose checks then narrow the rows as without row-level security. Both unset or empty: no
+ * row, fail closed. The array is computed once per statement (the settings are stable, the
+ * subquery uncorrelated), so an index on the tenant column serves `= ANY` either way. */
+static void rls_predicate(const char *T, const char *type, const tg_app *a, const colinfo *tw,
+                          tg__buf *b) {
+    /* the types come from format_type() in the catalog: valid SQL for that type, quoted */
     tg__sqlf(b, &tg__postgres,
-             "%I = CAST(NULLIF(current_setting('tenantguard.tenant_id', true), '') AS %s)", T,
-             type);
+             "%I = ANY (CASE WHEN coalesce(current_setting('tenantguard.tenant_id', true), '') "
+             "<> '' THEN ARRAY[CAST(current_setting('tenantguard.tenant_id', true) AS %s)] "
+             "ELSE ARRAY(SELECT CAST(tg_t.%I AS %s) FROM %I.%I AS tg_t WHERE tg_t.%I = "
+             "CAST(NULLIF(current_setting('tenantguard.workspace_wide', true), '') AS %s)) "
+             "END)",
+             T, type, a->tenants.id, type, tw->schema, a->tenants.table, a->tenants.workspace,
+             tw->type);
 }
 
 static int rls_body(tg_engine *eng, void *ud) {
@@ -325,7 +336,8 @@ static int rls_body(tg_engine *eng, void *ud) {
         tg__sqlf(&sql, d, "DROP POLICY IF EXISTS %I ON %I.%I;", POLICY, s, t);
         if (j->enable) {
             tg__buf_reset(&pred);
-            rls_predicate(j->t[i].cols->tenant, j->tenant[i].type, &pred);
+            rls_predicate(j->t[i].cols->tenant, j->tenant[i].type, &eng->rules->pub.app,
+                          &j->tenants_ws, &pred);
             tg__sqlf(&sql, d,
                      "CREATE POLICY %I ON %I.%I AS PERMISSIVE FOR ALL TO PUBLIC USING (%s) WITH "
                      "CHECK (%s); ALTER TABLE %I.%I ENABLE ROW LEVEL SECURITY; ALTER TABLE "
@@ -360,8 +372,13 @@ int tg__pg_rls(tg_engine *eng, const tg__target *t, size_t n, int enable) {
     colinfo *tenant = calloc(n ? n : 1, sizeof *tenant);
     if (!tenant)
         return tg__engine_fail(eng, TG_NOMEM, "out of memory");
-    rls_job j = {t, n, tenant, enable};
+    rls_job j = {t, n, tenant, enable, {{0}, {0}, {0}}};
     int st = check_targets(eng, t, n, tenant);
+    const tg_app *a = &eng->rules->pub.app;
+    if (st == TG_OK && column_info(eng->store, a->tenants.table, a->tenants.workspace,
+                                   &j.tenants_ws) != 1)
+        st = tg__engine_fail(eng, TG_DB, "table '%s' does not exist or has no column '%s'",
+                             a->tenants.table, a->tenants.workspace);
     if (st == TG_OK)
         st = in_transaction(eng, rls_body, &j,
                             enable ? "tenantguard.rollout.enable_rls"
@@ -424,7 +441,9 @@ static int set_scope(tg__db *db, const tg_value *tenant, const tg_value *workspa
                               : tg__st_prepare_once(db,
                                                     "SELECT set_config('tenantguard.tenant_id', "
                                                     "$1, true), set_config("
-                                                    "'tenantguard.workspace_id', $2, true)",
+                                                    "'tenantguard.workspace_id', $2, true), "
+                                                    "set_config('tenantguard.workspace_wide', "
+                                                    "'', true)",
                                                     &st);
     if (rc == TG__ST_OK) {
         tg__st_bind_text(st, 1, tb.len ? tg__buf_str(&tb) : "", tb.len, 1);
@@ -644,7 +663,8 @@ void tg__pg_rls_lint(const tg__ruleset *rs, tg__db *db, tg_findings *f) {
                          w[2], strcmp(w[0], "1") == 0 ? "a superuser" : "BYPASSRLS");
     /* a session-level value outlives the transaction: a pooler hands it to the next client */
     if (row_text(db,
-                 "SELECT coalesce(current_setting('tenantguard.tenant_id', true), ''), "
+                 "SELECT coalesce(nullif(current_setting('tenantguard.tenant_id', true), ''), "
+                 "nullif(current_setting('tenantguard.workspace_wide', true), ''), ''), "
                  "(SELECT string_agg(CASE WHEN s.setrole = 0 THEN 'every role' ELSE "
                  "coalesce((SELECT quote_ident(rolname) FROM pg_catalog.pg_roles WHERE oid = "
                  "s.setrole), 'a dropped role') END || CASE WHEN s.setdatabase = 0 THEN '' "
@@ -663,9 +683,10 @@ void tg__pg_rls_lint(const tg__ruleset *rs, tg__db *db, tg_findings *f) {
         else if (w[0][0])
             tg__findings_add(f, TG_LEVEL_WARNING, "rls_session_setting", r->app.where.file,
                              r->app.where.line,
-                             "tenantguard.tenant_id is set for the whole session (SET, not SET "
-                             "LOCAL): it outlives the transaction and a pooler hands it to the "
-                             "next client (set it with set_config(..., true) inside a "
-                             "transaction, as ctx:query does)");
+                             "tenantguard.tenant_id or tenantguard.workspace_wide is set for "
+                             "the whole session (SET, not SET LOCAL): it outlives the "
+                             "transaction and a pooler hands it to the next client (set it "
+                             "with set_config(..., true) inside a transaction, as ctx:query "
+                             "does)");
     }
 }

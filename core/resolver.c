@@ -859,6 +859,7 @@ static int resolve_exception(tg_ctx *ctx, int ei, const tg_request *req, int ext
                              const tg_decision **out) {
     const tg_exception *e = &ctx->rules->exceptions[ei];
     tg__table_plan *tp = &ctx->plan->excs[ei];
+    tg__ctx_scope_workspace(ctx); /* its reads are workspace-wide, its checks narrow them */
     /* the record is always in the current workspace: the list is bounded by it whatever the
      * rules list, and a detail must never serve what its list would not (fail closed) */
     unsigned checks = e->still_required_checks | TG_CHECK_RECORD_IN_WORKSPACE;

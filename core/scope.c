@@ -257,10 +257,12 @@ static const char *key_text(const tg_value *v, char *buf, size_t n) {
 
 void tg__ctx_begin(tg_ctx *ctx) {
     if (ctx->plan && ctx->plan->rls) {
-        /* row-level security: this decision's statements see the context's tenant only */
+        /* row-level security: this decision's statements see the context's tenant only; a
+         * context without one (the canonical viewer) the tenants of its workspace, which its
+         * checks narrow further */
         char t[160], w[160];
         tg__db_set_scope(ctx->plan->db, key_text(&ctx->tenant, t, sizeof t),
-                         key_text(&ctx->workspace, w, sizeof w));
+                         key_text(&ctx->workspace, w, sizeof w), !ctx->has_tenant);
     }
     memset(&ctx->dec, 0, sizeof ctx->dec);
     ctx->shape = NULL;
@@ -268,6 +270,13 @@ void tg__ctx_begin(tg_ctx *ctx) {
     ctx->n_vals = 0;
     tg__buf_reset(&ctx->text);
     ctx->text.oom = 0;
+}
+
+void tg__ctx_scope_workspace(tg_ctx *ctx) {
+    if (ctx->plan && ctx->plan->rls) {
+        char w[160];
+        tg__db_set_scope(ctx->plan->db, "", key_text(&ctx->workspace, w, sizeof w), 1);
+    }
 }
 
 void tg__ctx_drop_records(tg_ctx *ctx) {

@@ -50,8 +50,8 @@ static int nopg_constraint(tg__db *db) {
     (void)db;
     return TG__CONSTRAINT_OTHER;
 }
-static int nopg_set_scope(tg__db *db, const char *tenant, const char *workspace) {
-    (void)db, (void)tenant, (void)workspace;
+static int nopg_set_scope(tg__db *db, const char *tenant, const char *workspace, int wide) {
+    (void)db, (void)tenant, (void)workspace, (void)wide;
     return TG__ST_ERROR;
 }
 static void nopg_close(tg__db *db) { free(db); }

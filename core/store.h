@@ -107,8 +107,12 @@ typedef struct tg__db_ops {
      * PostgreSQL: each statement is sent in one pipeline with set_config(..., true) of
      * tenantguard.tenant_id and tenantguard.workspace_id before it, in the same transaction
      * and round trip, so row-level security from the rules lets the engine see its tenant's
-     * rows (and nothing is left on the connection). A no-op elsewhere. */
-    int (*set_scope)(tg__db *db, const char *tenant, const char *workspace);
+     * rows (and nothing is left on the connection). With `wide` the tenant is "" and
+     * tenantguard.workspace_wide is the workspace: the policy then shows the rows of every
+     * tenant of that workspace, for the engine's own statements that have no route tenant
+     * (the canonical viewer) or read workspace-wide (scope exceptions), whose checks then
+     * narrow them as without row-level security. A no-op elsewhere. */
+    int (*set_scope)(tg__db *db, const char *tenant, const char *workspace, int wide);
     void (*close)(tg__db *db);
 } tg__db_ops;
 
@@ -189,8 +193,9 @@ static inline int64_t tg__db_changes(tg__db *db) { return db->ops->changes(db); 
 static inline int64_t tg__db_total_changes(tg__db *db) { return db->ops->total_changes(db); }
 static inline int tg__db_in_transaction(tg__db *db) { return db->ops->in_transaction(db); }
 static inline int64_t tg__db_last_insert_id(tg__db *db) { return db->ops->last_insert_id(db); }
-static inline int tg__db_set_scope(tg__db *db, const char *tenant, const char *workspace) {
-    return db->ops->set_scope(db, tenant, workspace);
+static inline int tg__db_set_scope(tg__db *db, const char *tenant, const char *workspace,
+                                   int wide) {
+    return db->ops->set_scope(db, tenant, workspace, wide);
 }
 static inline void tg__db_close(tg__db *db) {
     if (db)

@@ -51,7 +51,7 @@ typedef struct pg_db {
     /* set_scope: the tenant and workspace every statement runs under (NULL: none), and the
      * generation on which "tg_scope" (the set_config statement) was prepared */
     tg__buf scope_tenant, scope_workspace;
-    int scoped;
+    int scoped, scope_wide;
     unsigned scope_generation;
 } pg_db;
 
@@ -460,18 +460,21 @@ static PGresult *exec_scoped(pg_db *d, pg_stmt *st) {
     if (d->scope_generation != d->generation) {
         PGresult *r = PQprepare(d->conn, "tg_scope",
                                 "SELECT set_config('tenantguard.tenant_id', $1, true), "
-                                "set_config('tenantguard.workspace_id', $2, true)",
-                                2, NULL);
+                                "set_config('tenantguard.workspace_id', $2, true), "
+                                "set_config('tenantguard.workspace_wide', $3, true)",
+                                3, NULL);
         int ok = r && PQresultStatus(r) == PGRES_COMMAND_OK;
         if (!ok)
             return r;
         PQclear(r);
         d->scope_generation = d->generation;
     }
-    const char *scope[2] = {tg__buf_str(&d->scope_tenant), tg__buf_str(&d->scope_workspace)};
+    const char *ws = tg__buf_str(&d->scope_workspace);
+    const char *scope[3] = {d->scope_wide ? "" : tg__buf_str(&d->scope_tenant), ws,
+                            d->scope_wide ? ws : ""};
     if (!PQenterPipelineMode(d->conn))
         return NULL;
-    int sent = PQsendQueryPrepared(d->conn, "tg_scope", 2, scope, NULL, NULL, 0) &&
+    int sent = PQsendQueryPrepared(d->conn, "tg_scope", 3, scope, NULL, NULL, 0) &&
                PQsendQueryPrepared(d->conn, st->name, st->n_params, st->values, NULL, NULL, 0) &&
                PQpipelineSync(d->conn);
     PGresult *out = NULL, *r;
@@ -1088,9 +1091,10 @@ static int keep_text(pg_db *d, tg__buf *slot, const char *s) {
     return TG__ST_OK;
 }
 
-static int pg_set_scope(tg__db *base, const char *tenant, const char *workspace) {
+static int pg_set_scope(tg__db *base, const char *tenant, const char *workspace, int wide) {
     pg_db *d = (pg_db *)base;
     d->scoped = 0;
+    d->scope_wide = wide && workspace && workspace[0];
     if (!tenant)
         return TG__ST_OK;
     int rc = keep_text(d, &d->scope_tenant, tenant);

@@ -135,8 +135,8 @@ static int db_constraint(tg__db *db) {
     }
 }
 static int64_t db_last_insert_id(tg__db *db) { return sqlite3_last_insert_rowid(H(db)); }
-static int db_set_scope(tg__db *db, const char *tenant, const char *workspace) {
-    (void)db, (void)tenant, (void)workspace;
+static int db_set_scope(tg__db *db, const char *tenant, const char *workspace, int wide) {
+    (void)db, (void)tenant, (void)workspace, (void)wide;
     return SQLITE_OK; /* no row-level security on SQLite */
 }
 static void db_close(tg__db *db) {

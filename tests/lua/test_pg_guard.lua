@@ -372,6 +372,64 @@ function TestPgGuard:test_rls_engine_decides_as_before()
   eng:close()
 end
 
+-- Under row-level security every decision is the one made without it, request for request
+-- (status and rows; a record the policy hides is logged not_found):
+-- the canonical viewer (no route tenant) too, whose statements run with
+-- tenantguard.workspace_wide (the tenants of the context's workspace) rather than a tenant. The engine without RLS is the same schema read
+-- by the cluster's superuser, which the policy does not bind.
+local HIDDEN = { foreign_tenant = "not_found", foreign_workspace = "not_found",
+  owner_foreign_tenant = "owner_not_found", owner_foreign_workspace = "owner_not_found" }
+function TestPgGuard:test_rls_every_path_decides_as_without_it()
+  local O = require "oracle"
+  local app = rls_schema()
+  local admin = admin_in("tgg_rls")
+  local rls = tg.open { db = app, rules = H.shipped_rules }
+  local free = tg.open { db = admin, rules = H.shipped_rules }
+  math.randomseed(99)
+  local path = H.refdb(40)
+  local W = O.load_world(tg, path, rls:rules()) -- the same generator's keys
+  local gen = O.generator(W, {})
+  local ctxs = { [rls] = {}, [free] = {} }
+  local function ctx(eng, u, w, t)
+    local k = O.show(u) .. "/" .. O.show(w) .. "/" .. O.show(t)
+    ctxs[eng][k] = ctxs[eng][k] or eng:context { user = u, workspace = w, tenant = t }
+    return ctxs[eng][k]
+  end
+  local served, by_path = 0, {}
+  for i = 1, 3000 do
+    local req, u, w, t = gen()
+    local a = ctx(free, u, w, t):resolve(req)
+    local b = ctx(rls, u, w, t):resolve(req)
+    local what = ("#%d %s %s"):format(i, O.show { u = u, w = w, t = t }, O.show(req))
+    lu.assertEquals(b.status, a.status, what)
+    -- the policy hides what the context may not see, so a foreign record is not even read
+    if b.reason ~= a.reason then
+      lu.assertEquals(b.reason, HIDDEN[a.reason], what .. " reason without RLS " .. tostring(a.reason))
+    end
+    local ids = function(d)
+      local out = {}
+      for _, r in ipairs(d.records or (d.record and { d.record }) or {}) do out[#out + 1] = r.id end
+      return out
+    end
+    lu.assertEquals(ids(b), ids(a), what)
+    if b.status == 200 then
+      served = served + 1
+      by_path[req.path] = (by_path[req.path] or 0) + 1
+    end
+  end
+  -- the draw reached the paths that were blind under RLS before
+  lu.assertTrue((by_path.canonical_viewer or 0) > 0, O.show(by_path))
+  -- explicitly: the owner of workspace 1 opens an entra group of tenant 3 by id alone
+  local g = tonumber(psql(admin, "SELECT min(id) FROM entra_groups WHERE tenant_id = 3"))
+  local d = rls:context { user = 1, workspace = 1 }:resolve { family = "EntraGroup",
+    path = "canonical_viewer", id = g }
+  lu.assertEquals({ d.status, d.reason }, { 200, "ok" })
+  lu.assertEquals(d.record.tenant_id, 3)
+  print(("RLS vs none: 3000 requests, %d served, by path %s"):format(served, O.show(by_path)))
+  rls:close()
+  free:close()
+end
+
 -- Outside its scope a context runs no SQL at all: 404 with the reason of a row action.
 function TestPgGuard:test_query_outside_scope_runs_nothing()
   local app = rls_schema()
@@ -477,6 +535,14 @@ function TestPgGuard:test_lint_reports_rls_hazards()
   local d = assert(ctx:query("SELECT min(tenant_id) AS lo, max(tenant_id) AS hi FROM findings"))
   lu.assertEquals({ d.rows[1].lo, d.rows[1].hi }, { 1, 1 })
   assert(ctx:query("SELECT set_config('tenantguard.tenant_id', '', false) AS v"))
+  lu.assertEquals(rls_codes(eng), {})
+  -- the engine's workspace-wide setting left at session level would widen raw SQL to a
+  -- workspace: reported too, and ctx:query clears it inside its own transaction
+  assert(ctx:query("SELECT set_config('tenantguard.workspace_wide', '1', false) AS v"))
+  lu.assertTrue(has_code(rls_codes(eng), "rls_session_setting", "workspace_wide"))
+  d = assert(ctx:query("SELECT min(tenant_id) AS lo, max(tenant_id) AS hi FROM findings"))
+  lu.assertEquals({ d.rows[1].lo, d.rows[1].hi }, { 1, 1 })
+  assert(ctx:query("SELECT set_config('tenantguard.workspace_wide', '', false) AS v"))
   lu.assertEquals(rls_codes(eng), {})
   eng:close()
   own:close()

@@ -1220,10 +1220,28 @@ fail:
     return st;
 }
 
-/* The default source of the replay lag: the largest of the standbys connected to this
- * server (NULL once a standby has caught up and nothing is written: no lag). */
+/* The default source of the replay lag, in ms: the largest of the standbys connected to this
+ * server. replay_lag alone is wrong both ways (measured on PostgreSQL 15, replay paused on a
+ * standby): the walsender updates it only when the standby replies, on receiving WAL or
+ * every wal_receiver_status_interval (10 s), so while a worker waits and writes nothing it
+ * stays at its last value (0.2 s for 10 s while the standby fell 10 s behind); and once the
+ * standby has caught up it still shows the lag of the last record replayed (15 s after a
+ * 15 s pause) until more WAL comes or two idle replies clear it. So, per standby:
+ *   - it has reported no replay position yet: behind since it connected;
+ *   - it said it had flushed WAL it had not replayed: behind by the lag it had then, plus
+ *     the time since it said so (a standby tells as soon as it has replayed all it has);
+ *   - WAL sent to it and not yet flushed: the write/flush lags;
+ *   - it replayed everything sent to it: no lag, whatever replay_lag still shows.
+ * reply_time is the standby's clock. */
 static const char default_lag_sql[] =
-    "SELECT coalesce(max(extract(epoch FROM replay_lag)) * 1000, 0) FROM pg_stat_replication";
+    "SELECT coalesce(max(CASE "
+    "WHEN replay_lsn IS NULL THEN extract(epoch FROM clock_timestamp() - backend_start) "
+    "WHEN replay_lsn < flush_lsn THEN extract(epoch FROM coalesce(greatest(replay_lag, "
+    "flush_lag, write_lag), interval '0') + (clock_timestamp() - coalesce(reply_time, "
+    "backend_start))) "
+    "WHEN replay_lsn < sent_lsn THEN coalesce(extract(epoch FROM greatest(flush_lag, "
+    "write_lag)), 0) "
+    "ELSE 0 END) * 1000, 0) FROM pg_catalog.pg_stat_replication";
 
 /* The default source is only meaningful to a role that may read the lag columns: for any
  * other, PostgreSQL shows them NULL, which would read as "no lag". */

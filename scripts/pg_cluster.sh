@@ -6,6 +6,11 @@
 #                              server, create the roles and the database, print the exports
 #   pg_cluster.sh env DIR      print the exports again
 #   pg_cluster.sh stop DIR     stop the server (immediate) and remove DIR; safe to repeat
+#   pg_cluster.sh standby PRIMARY_DIR [DIR]
+#                              a streaming standby of the cluster in PRIMARY_DIR: a copy made
+#                              with pg_basebackup -R in DIR (default: a new temporary directory),
+#                              started, in recovery, on its own socket; prints its exports;
+#                              `stop DIR` stops and removes it like a primary
 #
 # The exports, for `eval "$(scripts/pg_cluster.sh start)"`:
 #   TG_PG_URI        tg_app: LOGIN, not a superuser, no BYPASSRLS, owns nothing (what the
@@ -13,9 +18,14 @@
 #   TG_PG_OWNER_URI  tg_owner: owns the database tg_test and the tables loaded into it
 #   TG_PG_ADMIN_URI  tg_admin, the cluster's superuser (tests use it to kill connections)
 #   TG_PG_CLUSTER_DIR
+# and for a standby:
+#   TG_PG_STANDBY_URI        tg_app on the standby (read only, as any standby)
+#   TG_PG_STANDBY_ADMIN_URI  tg_admin on the standby (tests pause and resume its replay)
+#   TG_PG_STANDBY_DIR
 #
 # The server listens on a Unix socket in DIR only (listen_addresses = ''), so it takes no
-# TCP port and needs no password (trust, on that socket only; DIR is mode 0700). Run as
+# TCP port and needs no password (trust, on that socket only, for replication too; DIR is
+# mode 0700). Run as
 # root, the server runs as the system user tgpg (created when missing; `nobody` when it
 # cannot be). Exit status 77: no PostgreSQL server binaries here (Debian: postgresql-15).
 set -eu
@@ -113,8 +123,8 @@ full_page_writes = off
 max_connections = 50
 shared_buffers = 32MB
 EOF
-    # only the Unix socket, trust; nothing else
-    printf 'local all all trust\n' >"$dir/data/pg_hba.conf"
+    # only the Unix socket, trust; nothing else (replication: for `standby`)
+    printf 'local all all trust\nlocal replication all trust\n' >"$dir/data/pg_hba.conf"
   fi
   as_owner "$bin/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 start >/dev/null 2>&1 || {
     cat "$dir/server.log" >&2 2>/dev/null || true
@@ -131,6 +141,63 @@ SELECT 'CREATE DATABASE tg_test OWNER tg_owner'
 WHERE NOT EXISTS (SELECT 1 FROM pg_database WHERE datname = 'tg_test') \gexec
 EOF
   exports "$dir" >"$dir/env"
+  cat "$dir/env"
+  ;;
+standby)
+  pdir=${2:-}
+  [ -n "$pdir" ] && [ -f "$pdir/env" ] && [ -f "$pdir/data/PG_VERSION" ] ||
+    die "usage: pg_cluster.sh standby PRIMARY_DIR [DIR] (PRIMARY_DIR: a cluster of pg_cluster.sh start)"
+  pdir=$(cd "$pdir" && pwd)
+  bin=$(find_bin)
+  if [ -z "$bin" ] || [ ! -x "$bin/pg_basebackup" ]; then
+    echo "pg_cluster.sh: no PostgreSQL server binaries (pg_basebackup, pg_ctl); Debian: apt-get install postgresql-15" >&2
+    exit 77
+  fi
+  pick_user
+  as_owner "$bin/pg_ctl" -D "$pdir/data" status >/dev/null 2>&1 || die "the primary in $pdir is not running"
+  if [ -n "${3:-}" ]; then
+    dir=$3
+    mkdir -p "$dir"
+  else
+    dir=$(mktemp -d "${TMPDIR:-/tmp}/tgpgs.XXXXXX")
+  fi
+  dir=$(cd "$dir" && pwd)
+  [ ${#dir} -le 80 ] || die "$dir: too long a path for the server's Unix socket (at most 80 bytes)"
+  [ ! -e "$dir/data" ] || die "$dir/data exists already: give a new directory"
+  chmod 700 "$dir"
+  [ -z "$RUN_AS" ] || chown "$RUN_AS" "$dir"
+  # a primary started before `local replication` was written: add it (still the socket only)
+  if ! grep -q '^local replication all trust$' "$pdir/data/pg_hba.conf"; then
+    printf 'local replication all trust\n' >>"$pdir/data/pg_hba.conf"
+    as_owner "$bin/pg_ctl" -D "$pdir/data" reload >/dev/null 2>&1 || die "could not reload $pdir"
+  fi
+  # -R: standby.signal and primary_conninfo (the primary's socket); -c fast: no waiting for a
+  # checkpoint; -X stream: the WAL written meanwhile comes along
+  as_owner "$bin/pg_basebackup" -d "host=$pdir port=5432 user=tg_admin application_name=tg_standby" \
+    -D "$dir/data" -R -X stream -c fast >"$dir/basebackup.log" 2>&1 || {
+    cat "$dir/basebackup.log" >&2
+    die "pg_basebackup from $pdir failed"
+  }
+  cat >>"$dir/data/postgresql.conf" <<EOF
+# pg_cluster.sh standby: a streaming standby of $pdir, on its own socket
+unix_socket_directories = '$dir'
+hot_standby = on
+EOF
+  as_owner "$bin/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 start >/dev/null 2>&1 || {
+    cat "$dir/server.log" >&2 2>/dev/null || true
+    die "the standby did not start (log above)"
+  }
+  psql=$bin/psql
+  [ -x "$psql" ] || psql=psql
+  rec=$("$psql" -X -At -h "$dir" -p 5432 -U tg_admin -d postgres -c 'SELECT pg_is_in_recovery()' 2>&1) ||
+    die "the standby does not accept connections: $rec"
+  [ "$rec" = t ] || die "the server in $dir is not in recovery: not a standby"
+  q="postgresql:///tg_test?host=$dir&port=5432"
+  {
+    echo "export TG_PG_STANDBY_URI='$q&user=tg_app'"
+    echo "export TG_PG_STANDBY_ADMIN_URI='$q&user=tg_admin'"
+    echo "export TG_PG_STANDBY_DIR='$dir'"
+  } >"$dir/env"
   cat "$dir/env"
   ;;
 env)
@@ -152,7 +219,7 @@ stop)
   rm -rf "$dir"
   ;;
 *)
-  echo "usage: pg_cluster.sh start [DIR] | env DIR | stop DIR" >&2
+  echo "usage: pg_cluster.sh start [DIR] | standby PRIMARY_DIR [DIR] | env DIR | stop DIR" >&2
   exit 2
   ;;
 esac

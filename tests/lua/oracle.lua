@@ -12,7 +12,13 @@
 --     did not exist;
 --   * roles: the rule-file roles plus the rows of `app.role_grants` ("*" = every declared
 --     capability); a NULL or absent workspace role grants nothing; a tenant role that is not
---     NULL replaces the workspace role, also when it is an undeclared name.
+--     NULL replaces the workspace role, also when it is an undeclared name;
+--   * a family whose table is keyed on (tenant, id) (its PRIMARY KEY, or a UNIQUE index of
+--     NOT NULL columns, of exactly those two columns: read from the schema here) names a row
+--     by (tenant, id): a path with a route tenant looks the id up in that tenant only (the
+--     same id in another tenant is "record", never served); a canonical viewer, which looks
+--     an id up without a route tenant, refuses an id two tenants hold ("record":
+--     ambiguous_id), also when the context carries a route tenant.
 --
 -- Where the README leaves room, the oracle takes the fail-closed reading:
 --   * a request that names a `capability` needs it in addition to the path's capability;
@@ -134,6 +140,37 @@ local function has_table(db, name)
     .. "AND name = ? COLLATE NOCASE", name) > 0
 end
 
+-- True when `tenant` and `id` together, and neither alone, key `table`: its PRIMARY KEY is
+-- exactly those two columns, or a UNIQUE index (not partial) of exactly those two NOT NULL
+-- columns. Read from SQLite's catalog with plain pragmas (a view is never so keyed here).
+local function keyed_with_tenant(db, table, tenant, id)
+  local want = { [tenant:lower()] = true, [id:lower()] = true }
+  local function exactly(cols)
+    if #cols ~= 2 then return false end
+    return want[cols[1]:lower()] and want[cols[2]:lower()] and cols[1]:lower() ~= cols[2]:lower()
+  end
+  local notnull, pk = {}, {}
+  for _, c in ipairs(db:query("SELECT name, \"notnull\" AS nn, pk FROM pragma_table_info(?)",
+      table)) do
+    notnull[c.name:lower()] = c.nn == 1
+    if c.pk > 0 then pk[#pk + 1] = c.name end
+  end
+  if exactly(pk) then return true end
+  for _, ix in ipairs(db:query("SELECT name, \"unique\" AS u, partial FROM pragma_index_list(?)",
+      table)) do
+    if ix.u == 1 and ix.partial == 0 then
+      local cols = {}
+      for _, c in ipairs(db:query("SELECT name FROM pragma_index_info(?)", ix.name)) do
+        cols[#cols + 1] = c.name or ""
+      end
+      if exactly(cols) and notnull[cols[1]:lower()] and notnull[cols[2]:lower()] then
+        return true
+      end
+    end
+  end
+  return false
+end
+
 -- Reads everything the oracle needs from the database at `path` (through tg.connect) under
 -- the rule model `rules`.
 function O.load_world(tg, path, rules)
@@ -224,16 +261,26 @@ function O.load_world(tg, path, rules)
       paths = f.paths, search_posture = f.search_posture,
       search_columns = f.search_columns or {},
       rows = db:query(("SELECT * FROM %s"):format(qi(f.table))),
-      by_id = {}, by_tenant = {}, ids = {} }
+      by_id = {}, by_key = {}, holders = {}, by_tenant = {}, ids = {},
+      key_with_tenant = keyed_with_tenant(db, f.table, cols.tenant, cols.id) }
     local idc, tc = cols.id, cols.tenant
     table.sort(F.rows, function(a, b) return key_lt(a[idc], b[idc]) end)
     for _, r in ipairs(F.rows) do
-      F.by_id[r[idc]] = r
-      F.ids[#F.ids + 1] = r[idc]
-      local list = F.by_tenant[r[tc]] or {}
-      F.by_tenant[r[tc]] = list
+      local id, t = r[idc], r[tc]
+      -- by_id: the row of an id where the id alone is the key; by_key[tenant][id] always;
+      -- holders[id]: every row holding the id (two or more only when keyed with the tenant)
+      if not F.key_with_tenant then F.by_id[id] = r end
+      if t ~= nil then
+        F.by_key[t] = F.by_key[t] or {}
+        F.by_key[t][id] = r
+      end
+      F.holders[id] = F.holders[id] or {}
+      table.insert(F.holders[id], r)
+      if #F.holders[id] == 1 then F.ids[#F.ids + 1] = id end
+      local list = F.by_tenant[t] or {}
+      F.by_tenant[t] = list
       list[#list + 1] = r
-      add_tenant(r[tc])
+      add_tenant(t)
     end
     F.int_keys = #F.ids == 0 or math.type(F.ids[1]) == "integer"
     W.families[f.name] = F
@@ -244,6 +291,15 @@ function O.load_world(tg, path, rules)
   db:close()
   W.has_table = nil
   return W
+end
+
+-- The row of family F that a read by id finds in a context with route tenant t: by (t, id)
+-- where the table is keyed with its tenant, else by id alone (whatever its tenant; the
+-- caller's scope check refuses another tenant's row).
+function O.row_of(F, t, id)
+  if id == nil then return nil end
+  if F.key_with_tenant then return t ~= nil and F.by_key[t] and F.by_key[t][id] or nil end
+  return F.by_id[id]
 end
 
 local function ascii_lower(s)
@@ -303,8 +359,14 @@ function O.decide(W, ctx, req)
 
   if req.path == "canonical_viewer" then
     if t ~= nil and W.tenant_ws[t] ~= w then return no("scope") end   -- a bad route tenant
-    local row = F.by_id[req.id]
-    if not row or not O.visible(F.filter, row) then return no("record") end
+    -- looked up by id alone: the visible rows holding it; two (an id two tenants hold in a
+    -- table keyed with its tenant) cannot be told apart
+    local found = {}
+    for _, r in ipairs(req.id ~= nil and F.holders[req.id] or {}) do
+      if O.visible(F.filter, r) then found[#found + 1] = r end
+    end
+    if #found ~= 1 then return no("record") end                       -- none, or ambiguous_id
+    local row = found[1]
     local rt = row[F.cols.tenant]
     if t ~= nil and rt ~= t then return no("record") end             -- never widens
     if W.tenant_ws[rt] ~= w then return no("record") end             -- other workspace / gone
@@ -324,14 +386,14 @@ function O.decide(W, ctx, req)
   local function scoped(r) return in_scope(F, r, w, t) end
 
   if req.path == "detail" or req.path == "row_action" then
-    local row = F.by_id[req.id]
+    local row = O.row_of(F, t, req.id)
     if not in_scope(F, row, w, t) then return no("record") end
     if not allowed then return forbidden() end
     return one(row[idc])
   elseif req.path == "bulk_action" then
     local seen, ids = {}, {}
     for _, id in ipairs(req.ids) do
-      if not in_scope(F, F.by_id[id], w, t) then return no("record") end
+      if not in_scope(F, O.row_of(F, t, id), w, t) then return no("record") end
       if not seen[id] then seen[id] = true ids[#ids + 1] = id end
     end
     if not allowed then return forbidden() end
@@ -355,9 +417,9 @@ function O.decide(W, ctx, req)
     return { status = 200, class = "ok", ids = ids, list = true, has_more = more }
   elseif req.path == "relation_manager" then
     local OF = W.families[path.owner]
-    if not in_scope(OF, OF.by_id[req.owner], w, t) then return no("record") end
+    if not in_scope(OF, O.row_of(OF, t, req.owner), w, t) then return no("record") end
     if req.id ~= nil then
-      local row = F.by_id[req.id]
+      local row = O.row_of(F, t, req.id)
       if not scoped(row) then return no("record") end
       if row[path.via] ~= req.owner then return no("record") end     -- wrong_owner
       if not allowed then return forbidden() end
@@ -512,7 +574,10 @@ function O.generator(W, opts)
         local children = {}
         if rm then
           for _, r in ipairs(F.rows) do
-            if r[rm.via] == req.owner then children[#children + 1] = r[F.cols.id] end
+            -- keyed with the tenant: the children of the owner of the hinted tenant
+            if r[rm.via] == req.owner and (not F.key_with_tenant or r[F.cols.tenant] == hint) then
+              children[#children + 1] = r[F.cols.id]
+            end
           end
         end
         if #children > 0 and math.random() < 0.6 then req.id = pick(children)
@@ -598,7 +663,8 @@ function O.safety(W, ctx, req, d)
   local idc, tc, wc = F.cols.id, F.cols.tenant, F.cols.workspace
   for _, r in ipairs(rows) do
     local id = r[idc]
-    local truth = F.by_id[id]
+    -- the database's row of that key: by (tenant, id) where the table is so keyed
+    local truth = F.key_with_tenant and O.row_of(F, r[tc], id) or F.by_id[id]
     if not truth then
       bad[#bad + 1] = ("%s id %s does not exist"):format(req.family, O.show(id))
     else

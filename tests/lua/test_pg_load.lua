@@ -171,7 +171,7 @@ function TestPgLoad:test_refdb_text_keys()
 end
 
 function TestPgLoad:test_examples()
-  for _, app in ipairs { "helpdesk", "storefront" } do
+  for _, app in ipairs { "helpdesk", "storefront", "ledger" } do
     local path = H.tmpdir() .. "/" .. app .. ".db"
     dofile(H.source_dir .. "/examples/" .. app .. "/data.lua").create(path)
     lu.assertTrue(load_and_compare(path, "tgl_" .. app) > 3, app)

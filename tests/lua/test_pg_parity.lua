@@ -84,14 +84,19 @@ local function has_non_uuid(req, u, w, t)
   return false
 end
 
--- The same requests on both engines and the oracle; returns the report. uuid: the
+-- The same requests on both engines and the oracle; returns the report. open_opts: more
+-- tg.open options for both engines (distributed = true). uuid: the
 -- PostgreSQL copy has uuid key columns where SQLite has text, so a request naming a key that
 -- is no UUID is refused there with a clear error, where SQLite finds no such row: such
 -- requests must raise exactly that on PostgreSQL, every other one must agree.
-local function parity(label, lite_path, pg_uri, rules, n, gen_opts, uuid)
+local function parity(label, lite_path, pg_uri, rules, n, gen_opts, uuid, open_opts)
   math.randomseed(SEED)
-  local lite = tg.open { db = lite_path, rules = rules }
-  local pg = tg.open { db = pg_uri, rules = rules }
+  local function open(db)
+    local o = { db = db, rules = rules }
+    for k, v in pairs(open_opts or {}) do o[k] = v end
+    return tg.open(o)
+  end
+  local lite, pg = open(lite_path), open(pg_uri)
   -- the rules map onto the PostgreSQL catalog as they do onto SQLite's
   for _, f in ipairs(pg:lint()) do
     lu.assertNotEquals(f.level, "error", label .. ": lint on PostgreSQL: " .. f.message)
@@ -180,7 +185,7 @@ end
 
 -- The example applications: their own schemas, keys and rules.
 function TestPgParity:test_examples()
-  for _, app in ipairs { "helpdesk", "storefront" } do
+  for _, app in ipairs { "helpdesk", "storefront", "ledger" } do
     local path = H.tmpdir() .. "/" .. app .. ".db"
     dofile(H.source_dir .. "/examples/" .. app .. "/data.lua").create(path)
     local uri = load(path, "tgp_" .. app, "--uuid-columns none")
@@ -195,6 +200,26 @@ function TestPgParity:test_examples()
       H.source_dir .. "/examples/" .. app .. "/rules",
       REQUESTS // 2)
   end
+end
+
+-- Distributed mode (as on Citus: every read by id with a route tenant pins it) on both
+-- backends: the reference application, keyed by id alone, whose foreign records are then
+-- not_found on both, and the ledger, keyed (tenant_id, id) with ids repeating across tenants.
+function TestPgParity:test_distributed_mode()
+  local path = H.refdb(100)
+  local opts = { distributed = true }
+  parity("reference, distributed", path, load(path, "tgp_dist_ref"), H.shipped_rules,
+    REQUESTS // 2, { missing_ids = function() return { 0, 101, 999999 } end }, nil, opts)
+  path = H.tmpdir() .. "/ledger.db"
+  dofile(H.source_dir .. "/examples/ledger/data.lua").create(path)
+  local R = parity("ledger, distributed", path, load(path, "tgp_dist_ledger",
+    "--uuid-columns none"), H.source_dir .. "/examples/ledger/rules", REQUESTS // 2, nil, nil,
+    opts)
+  lu.assertTrue((R.by_status["200"] or 0) > 0)
+  local pg = tg.open { db = in_schema(APP, "tgp_dist_ledger"), rules = H.source_dir
+    .. "/examples/ledger/rules", distributed = true }
+  lu.assertTrue(pg:settings().distributed)
+  pg:close()
 end
 
 -- Bulk actions past one chunk of ids (SQLite checks 64 per statement; PostgreSQL all of

@@ -16,6 +16,7 @@
  * it only that section runs). ./run.sh bench-pg runs it on a throwaway cluster.
  * --prepare-only: build the second schema when missing, run nothing.
  * --only A,B: only the benchmarks whose names contain A or B.
+ * TG_BENCH_DISTRIBUTED=1 opens the engine in distributed mode (tg_open_options.distributed).
  * Instruction counts: bench/callgrind.sh (./run.sh bench-callgrind).
  * The database is a reference database (tenantguard refdb); it is only read, except by the
  * benchmarks that say so, which work on a copy. */
@@ -130,6 +131,8 @@ int bench_open_sides(const char *db, const char *rules, const char *title, int q
     o.rules = rules;
     o.cache_size_kib = env_int("TG_BENCH_CACHE_KIB");
     o.mmap_size = env_int("TG_BENCH_MMAP");
+    /* TG_BENCH_DISTRIBUTED=1: distributed mode (every read by id pins the route tenant) */
+    o.distributed = (int)env_int("TG_BENCH_DISTRIBUTED");
     *base = NULL;
     if (tg_engine_open(&o, eng) != TG_OK) {
         fprintf(stderr, "open %s with %s: %s\n", db, rules, tg_engine_errmsg(*eng));

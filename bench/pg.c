@@ -139,6 +139,8 @@ static int pside_open(pside *s) {
     tg_open_options o = {0};
     o.db = s->uri;
     o.rules = s->rules;
+    const char *dist = getenv("TG_BENCH_DISTRIBUTED"); /* 1: every read by id pins the tenant */
+    o.distributed = dist && atoi(dist) == 1 ? 1 : 0;
     if (tg_engine_open(&o, &s->eng) != TG_OK) {
         fprintf(stderr, "tenantguard on PostgreSQL: %s\n", tg_engine_errmsg(s->eng));
         return 1;

@@ -408,7 +408,7 @@ int tg_backfill_control(tg_engine *eng, int64_t run_id, const char *action) {
     if (st != TG_OK)
         return st;
     /* ?2 the new status, ?3 .. ?5 the statuses it may come from */
-    const char *from[3], *to;
+    const char *from[3], *to = NULL;
     if ((st = tg__control_transition(eng, action, from, &to)) != TG_OK)
         return st;
     if ((st = tg__begin(eng)) != TG_OK)

@@ -620,7 +620,7 @@ int tg__backfill_control_pg(tg_engine *eng, int64_t run_id, const char *action) 
     int st = tg__backfill_status_pg(eng, run_id, &info);
     if (st != TG_OK)
         return st;
-    const char *from[3], *to;
+    const char *from[3], *to = NULL;
     if ((st = tg__control_transition(eng, action, from, &to)) != TG_OK)
         return st;
     if ((st = tg__begin(eng)) != TG_OK)

@@ -254,7 +254,7 @@ static int read_shape(tg__plan *p, tg__table_plan *tp, const char *table,
         if (k < 0)
             return -1;
         tp->key_with_tenant = k == 2;
-        tp->shape.pin_tenant = p->db->distributed || tp->key_with_tenant;
+        tp->shape.pin_tenant = tp->key_with_tenant ? 2 : p->db->distributed ? 1 : 0;
     }
     return tp->present;
 }

@@ -406,10 +406,11 @@ static void foreign_workspace(const tg__dialect *d, const tg_app *a, const tg__t
 static void pin_tenant(const tg__dialect *d, const tg__table_shape *t, int tenant, tg__buf *b) {
     if (!t->pin_tenant)
         return;
+    const char *lead = t->pin_tenant == 1 ? d->exact : "";
     if (tenant == TG__P_BULK_TENANT)
-        tg__sqlf(b, d, "r.%I = %P AND ", t->tenant, tenant);
+        tg__sqlf(b, d, "%sr.%I = %P AND ", lead, t->tenant, tenant);
     else
-        tg__sqlf(b, d, " AND r.%I = %P", t->tenant, tenant);
+        tg__sqlf(b, d, " AND %sr.%I = %P", lead, t->tenant, tenant);
 }
 
 static void select_all_foreign(const tg__dialect *d, const tg__table_shape *t, const tg_app *a,

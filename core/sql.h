@@ -133,9 +133,12 @@ typedef struct tg__table_shape {
     const char *mark; /* a column never NULL in a row, read to tell a row exists: "rowid"
                        * when the table has one (no text copied); NULL: the id column */
     /* Every read by id with a route tenant also pins the tenant column to it (bound
-     * equality): set for a distributed database (Citus routes the statement to the one shard
-     * of that tenant) and for a table whose id is a key only together with its tenant. A row
-     * of another tenant is then not read at all: its decision's reason is not_found. */
+     * equality): 1 for a distributed database (Citus routes the statement to the one shard
+     * of that tenant), 2 for a table whose id is a key only together with its tenant. A row
+     * of another tenant is then not read at all: its decision's reason is not_found. With 1
+     * the id alone is a key, so the dialect's `exact` prefix keeps SQLite on the id's index
+     * (a bulk's 100 ids would otherwise walk the tenant's index); with 2 the equality is
+     * the key's own first column. */
     int pin_tenant;
 } tg__table_shape;
 

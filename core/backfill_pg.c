@@ -1235,13 +1235,19 @@ fail:
  * reply_time is the standby's clock. */
 static const char default_lag_sql[] =
     "SELECT coalesce(max(CASE "
-    "WHEN replay_lsn IS NULL THEN extract(epoch FROM clock_timestamp() - backend_start) "
+    /* a standby that has not replied yet: behind since it connected */
+    "WHEN replay_lsn IS NULL AND reply_time IS NULL THEN extract(epoch FROM "
+    "clock_timestamp() - backend_start) "
+    /* replies without a replay position: a WAL archiver (pg_receivewal), never a standby */
+    "WHEN replay_lsn IS NULL THEN 0 "
     "WHEN replay_lsn < flush_lsn THEN extract(epoch FROM coalesce(greatest(replay_lag, "
-    "flush_lag, write_lag), interval '0') + (clock_timestamp() - coalesce(reply_time, "
-    "backend_start))) "
+    "flush_lag, write_lag), interval '0') + greatest(clock_timestamp() - coalesce(reply_time, "
+    "backend_start), interval '0')) "
     "WHEN replay_lsn < sent_lsn THEN coalesce(extract(epoch FROM greatest(flush_lag, "
     "write_lag)), 0) "
-    "ELSE 0 END) * 1000, 0) FROM pg_catalog.pg_stat_replication";
+    "ELSE 0 END) * 1000, 0) FROM pg_catalog.pg_stat_replication "
+    /* a base backup streams WAL but replays none */
+    "WHERE state IS DISTINCT FROM 'backup'";
 
 /* The default source is only meaningful to a role that may read the lag columns: for any
  * other, PostgreSQL shows them NULL, which would read as "no lag". */

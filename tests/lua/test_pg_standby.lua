@@ -311,6 +311,51 @@ function TestPgStandby:test_a_paused_standby_holds_the_worker_until_it_replays()
   eng:close()
 end
 
+
+-- A WAL archiver (pg_receivewal) streams from the primary and replies, but replays nothing:
+-- it is no standby to wait for. (A lag source that counted its missing replay position as
+-- "behind since it connected" made a worker wait for ever while Barman or pg_receivewal ran.)
+function TestPgStandby:test_b_a_wal_archiver_does_not_hold_the_worker()
+  local bin = io.popen("ls -d /usr/lib/postgresql/*/bin/pg_receivewal 2>/dev/null | sort -V | tail -1")
+  local receivewal = bin:read("l")
+  bin:close()
+  if not receivewal then
+    print("  (no pg_receivewal here: skipped)")
+    return
+  end
+  local wal = H.tmpdir() .. "/wal"
+  assert(os.execute("mkdir -p " .. sq(wal) .. " && chmod 777 " .. sq(wal)))
+  local _, pid = sh("sh -c " .. sq(("%s -D %s -d %s --no-loop >/dev/null 2>&1 & echo $!")
+    :format(sq(receivewal), sq(wal), sq(ADMIN .. "&application_name=tg_archiver"))))
+  pid = tonumber(pid:match("%d+"))
+  lu.assertNotNil(pid)
+  local function archiver(cond)
+    return value(ADMIN, "SELECT count(*) FROM pg_stat_replication WHERE application_name = "
+      .. "'tg_archiver'" .. (cond or "")) == 1
+  end
+  local ok, err = pcall(function()
+    lu.assertTrue(wait_until(function() return archiver(" AND reply_time IS NOT NULL") end, 20),
+      "pg_receivewal did not connect and reply")
+    lu.assertEquals(psql(ADMIN, "SELECT replay_lsn IS NULL FROM pg_stat_replication WHERE "
+      .. "application_name = 'tg_archiver'"), "t")
+    local uri = load("tgs_archiver", 60)
+    local eng = open(uri)
+    assert(eng:backfill { batch_rows = 50 })
+    lu.assertTrue(wait_until(function()
+      return value(ADMIN, "SELECT count(*) FROM pg_stat_replication WHERE application_name <> "
+        .. "'tg_archiver' AND replay_lsn >= pg_current_wal_flush_lsn()") == 1
+    end, 30), "the standby did not catch up")
+    local r = assert(eng:work { max_replay_lag_ms = 300, max_seconds = 60 })
+    lu.assertTrue(r.idle, "the worker stopped before the end")
+    lu.assertEquals(r.lag_waits, 0, "the worker waited for a WAL archiver")
+    assert_all_bound(uri, "with an archiver")
+    eng:close()
+  end)
+  sh("kill " .. pid)
+  wait_until(function() return not archiver() end, 20)
+  if not ok then error(err, 0) end
+end
+
 local ok, result = pcall(function() return lu.LuaUnit.run() end)
 stop_pair()
 print(("test_pg_standby: %.1f s in all"):format(now() - started))

@@ -243,7 +243,8 @@ static void check_drift(checker *k, const tg_rules *r) {
  * alias included, or NOT NULL with a single-column UNIQUE index that is not partial); 2 only
  * together with `tenant` (a primary key or such a UNIQUE index of exactly those two
  * columns, the shape Citus requires of a distributed table); 0 neither; -1 on a database
- * error. A view qualifies when its columns come straight from such columns of one table. */
+ * error. A view qualifies (1 only) when its id column comes straight from a column of a
+ * table that is a key alone; the resolver still refuses an id a view repeats. */
 static int key_kind(tg__db *db, const char *table, const char *column, const char *tenant,
                     int depth) {
     tg__stmt *st = NULL;
@@ -257,37 +258,31 @@ static int key_kind(tg__db *db, const char *table, const char *column, const cha
     if (type_view) {
         if (depth > 8)
             return 0;
-        /* where the view's columns come from (column metadata) */
+        /* where the view's id column comes from (column metadata). Only a key of that
+         * column alone counts: the view's tenant column may come from another row of a join
+         * (a self-join maps one table's row to several tenants), which no column metadata
+         * tells, so (tenant, id) is never taken as a view's key */
         tg__buf sql = {0};
-        if (tenant)
-            tg__sqlf(&sql, db->dialect, "SELECT %I, %I FROM %I", column, tenant, table);
-        else
-            tg__sqlf(&sql, db->dialect, "SELECT %I FROM %I", column, table);
+        tg__sqlf(&sql, db->dialect, "SELECT %I FROM %I", column, table);
         st = NULL;
         if (sql.oom || tg__st_prepare_once(db, tg__buf_str(&sql), &st) != TG__ST_OK) {
             tg__buf_free(&sql);
             return -1;
         }
         tg__buf_free(&sql);
-        const char *bt = NULL, *bc = NULL, *tt = NULL, *tc = NULL;
+        const char *bt = NULL, *bc = NULL;
         tg__store_column_origin(st, 0, &bt, &bc);
-        char base_t[128], base_c[128], base_tc[128] = "";
+        char base_t[128], base_c[128];
         int ok = bt && bc && strlen(bt) < sizeof base_t && strlen(bc) < sizeof base_c;
         if (ok) {
             snprintf(base_t, sizeof base_t, "%s", bt);
             snprintf(base_c, sizeof base_c, "%s", bc);
         }
-        if (ok && tenant) {
-            tg__store_column_origin(st, 1, &tt, &tc);
-            /* the tenant only counts when it comes from the same table */
-            if (tt && tc && strcmp(tt, base_t) == 0 && strlen(tc) < sizeof base_tc)
-                snprintf(base_tc, sizeof base_tc, "%s", tc);
-        }
         tg__st_finalize(st);
         if (!ok)
             return 0;
-        int k = key_kind(db, base_t, base_c, base_tc[0] ? base_tc : NULL, depth + 1);
-        return k;
+        int k = key_kind(db, base_t, base_c, NULL, depth + 1);
+        return k == 1 ? 1 : k < 0 ? -1 : 0;
     }
     if (tg__st_prepare_once(db, db->dialect->sql_key_unique, &st) != TG__ST_OK)
         return -1;

@@ -163,7 +163,8 @@ static int bind_filter(tg__stmt *st, const tg_row_filter *f, int first) {
 static int prepare(ex *e, tg__buf *sql, const tg__table_plan *tp, tg__stmt **out) {
     *out = NULL;
     int rc = sql->oom ? TG__ST_NOMEM
-                      : tg__st_prepare(e->p->db, tg__buf_str(sql), sql->len + 1, 0, out);
+                      : tg__st_prepare(e->p->db, tg__buf_str(sql), sql->len + 1,
+                                       TG__PREP_SCOPED, out);
     tg__buf_free(sql);
     if (rc == TG__ST_OK)
         rc = bind_filter(*out, &e->app->tenants.row_filter,
@@ -437,16 +438,16 @@ static int exists_raw(ex *e, const tg__table_plan *tp, const tg_value *id, int *
  * the item is added. Steps st past its first row. */
 static int another_tenant_holds(ex *e, const tg__table_plan *tp, tg__stmt *st, int *two) {
     *two = 0;
-    if (!tp->key_with_tenant)
+    if (!tp->key_with_tenant && !tp->is_view)
         return TG_OK;
     int row = step(e, st);
     if (row < 0)
         return failed_status(e);
     if (row > 0) {
         *two = 1;
-        tg__buf_printf(&e->line, "%s is keyed on (%s, %s) and more than one tenant holds this "
-                                 "%s: which row was meant cannot be told without a route tenant",
-                       tp->shape.table, tp->shape.tenant, tp->shape.id, tp->shape.id);
+        tg__buf_printf(&e->line, "more than one row of %s has this %s: which one was meant "
+                                 "cannot be told without a route tenant",
+                       tp->shape.table, tp->shape.id);
         add(e, "record", "record", TG_EXPLAIN_FAIL, "ambiguous_id");
     }
     return TG_OK;
@@ -568,6 +569,22 @@ static int record_checks(ex *e, tg__table_plan *tp, const char *fam, const tg_va
         add(e, check, "record_workspace", TG_EXPLAIN_FAIL, *reason);
         tg__st_finalize(st);
         return TG_OK;
+    }
+    if (tp->is_view) { /* a view may repeat a row: an id on two rows names no one record */
+        int row2 = step(e, st);
+        if (row2 < 0) {
+            tg__st_finalize(st);
+            return failed_status(e);
+        }
+        if (row2 > 0) {
+            *reason = "ambiguous_id";
+            tg__buf_printf(&e->line, "%s is a view, and a second row has this %s: which one was "
+                                     "meant cannot be told",
+                           tp->shape.table, tp->shape.id);
+            add(e, check, "record", TG_EXPLAIN_FAIL, *reason);
+            tg__st_finalize(st);
+            return TG_OK;
+        }
     }
     if (via) {
         int ok = via_col >= 0 && tg__col_eq(st, via_col, via);

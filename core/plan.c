@@ -249,6 +249,14 @@ static int read_shape(tg__plan *p, tg__table_plan *tp, const char *table,
     tp->shape.workspace = tp->col_workspace >= 0 ? cols[tp->col_workspace] : NULL;
     tp->present = n > 0;
     tp->shape.mark = tp->present ? rowid_mark(p->db, table) : NULL;
+    if (tp->present) {
+        tg__stmt *v = NULL;
+        if (tg__st_prepare_once(p->db, p->db->dialect->sql_is_view, &v) != TG__ST_OK)
+            return -1;
+        tg__st_bind_str(v, 1, table);
+        tp->is_view = tg__st_step(v) == TG__ST_ROW && tg__st_column_int64(v, 0) == 1;
+        tg__st_finalize(v);
+    }
     if (tp->present && tp->shape.id && tp->shape.tenant) {
         int k = tg__key_kind(p->db, table, tp->shape.id, tp->shape.tenant);
         if (k < 0)
@@ -418,7 +426,8 @@ static const tg__table_plan *family_of(const tg__plan *p, tg__stmt *const *slot)
 int tg__plan_prepare(tg__plan *p, tg__stmt **slot, const tg__buf *sql) {
     if (*slot)
         return TG__ST_OK;
-    int rc = tg__st_prepare(p->db, tg__buf_str(sql), sql->len + 1, TG__PREP_PERSISTENT, slot);
+    int rc = tg__st_prepare(p->db, tg__buf_str(sql), sql->len + 1,
+                            TG__PREP_PERSISTENT | TG__PREP_SCOPED, slot);
     if (rc != TG__ST_OK || tg__st_param_count(*slot) < TG__P_FILTER)
         return rc;
     /* row filter values, bound once: the statement is reset between uses, never cleared */
@@ -451,8 +460,8 @@ int tg__plan_write_stmt(tg__plan *p, const tg__buf *sql, tg__stmt **out) {
     unsigned slot = p->wnext++ % TG__WCACHE;
     tg__st_finalize(p->wcache[slot].st);
     p->wcache[slot].st = NULL;
-    int rc = tg__st_prepare(p->db, tg__buf_str(sql), sql->len + 1, TG__PREP_PERSISTENT,
-                            &p->wcache[slot].st);
+    int rc = tg__st_prepare(p->db, tg__buf_str(sql), sql->len + 1,
+                            TG__PREP_PERSISTENT | TG__PREP_SCOPED, &p->wcache[slot].st);
     p->wcache[slot].hash = h;
     *out = p->wcache[slot].st;
     return rc;

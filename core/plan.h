@@ -24,6 +24,8 @@ typedef struct tg__table_plan {
     int present;                            /* the table exists */
     int key_with_tenant; /* the id is a key only with the tenant (tg__key_kind 2): a read by id
                           * without a route tenant may find one row per tenant */
+    int is_view;         /* a view: its joins may repeat a row whatever the key; every read by
+                          * id looks for a second row and refuses the id when there is one */
     tg__stmt *by_id, *by_ids, *page, *relation, *search;
     tg__stmt *first;                    /* scope and record in one (tg__sql_scope_and_record) */
     tg__stmt *record;                   /* a record and its foreign tenant (tg__sql_record) */

@@ -66,7 +66,21 @@ static int step_failed(tg_ctx *ctx, tg__stmt *st, int rc) {
  * row before. On a database error the statement is reset and the status returned. */
 static int another_tenant_holds(tg_ctx *ctx, const tg__table_plan *tp, tg__stmt *st, int *two) {
     *two = 0;
-    if (!tp->key_with_tenant)
+    if (!tp->key_with_tenant && !tp->is_view)
+        return TG_OK;
+    int rc = tg__st_step(st);
+    if (rc != TG__ST_ROW && rc != TG__ST_DONE)
+        return step_failed(ctx, st, rc);
+    *two = rc == TG__ST_ROW;
+    return TG_OK;
+}
+
+/* After the row of a read by id with the route tenant, on a view (whose joins may repeat a
+ * row however its columns are keyed): *two is set when a second row follows (the decision
+ * is 404 ambiguous_id, nothing served). A table's key makes that impossible: no step. */
+static int another_row(tg_ctx *ctx, const tg__table_plan *tp, tg__stmt *st, int *two) {
+    *two = 0;
+    if (!tp->is_view)
         return TG_OK;
     int rc = tg__st_step(st);
     if (rc != TG__ST_ROW && rc != TG__ST_DONE)
@@ -146,6 +160,18 @@ static int taken_eq(const tg_ctx *ctx, const tg_value *v, const tg_value *k) {
     if (v->type != TG_TEXT && v->type != TG_BLOB)
         return 0;
     return v->n == k->n && (v->n == 0 || memcmp(ctx->text.p + v->i, k->s, v->n) == 0);
+}
+
+/* True when two taken values (text and blobs still offsets into ctx->text) are the same
+ * key: type and value. */
+static int taken_same(const tg_ctx *ctx, const tg_value *a, const tg_value *b) {
+    if (a->type != b->type)
+        return 0;
+    if (a->type == TG_INTEGER)
+        return a->i == b->i;
+    if (a->type != TG_TEXT && a->type != TG_BLOB)
+        return 0;
+    return a->n == b->n && (a->n == 0 || memcmp(ctx->text.p + a->i, ctx->text.p + b->i, a->n) == 0);
 }
 
 /* row_scope_at on a taken row */
@@ -342,7 +368,7 @@ static int resolve_bulk(tg_ctx *ctx, tg__table_plan *tp, const tg_family *fam,
     if (s != TG_OK)
         return s;
     size_t found = 0;
-    int bad = REC_OK;
+    int bad = REC_OK, dup = 0;
     const char *bad_reason = NULL;
     /* with arrays, every id in one statement; else a statement per chunk of ids */
     const int array = ctx->plan->db->dialect->bulk_array;
@@ -375,12 +401,24 @@ static int resolve_bulk(tg_ctx *ctx, tg__table_plan *tp, const tg_family *fam,
                 return s;
             }
             found++;
+            /* rows come in id order: an id on two rows (a view that repeats rows) names no
+             * one record, and would also let it stand in for a missing id in the count */
+            size_t nc = (size_t)tp->shape.n_columns;
+            if (found > 1 && taken_same(ctx, &ctx->vals[ctx->n_vals - nc + (size_t)tp->col_id],
+                                        &ctx->vals[ctx->n_vals - 2 * nc + (size_t)tp->col_id])) {
+                dup = 1;
+                break;
+            }
         }
         if (rc != TG__ST_ROW && rc != TG__ST_DONE)
             return step_failed(ctx, st, rc);
         tg__st_reset(st);
+        if (dup)
+            break;
     }
-    if (bad != REC_OK)
+    if (dup)
+        *reason = "ambiguous_id";
+    else if (bad != REC_OK)
         *reason = bad_reason;
     else if (found != m && !MUTANT(ctx, TG__MUT_SKIP_BULK_CONGRUENCE))
         *reason = "not_found";
@@ -413,10 +451,23 @@ static int fetch_scoped(tg_ctx *ctx, tg__table_plan *tp, const tg_family *fam,
     if (via_col >= 0)
         *via_ok = tg__col_eq(st, via_col, via);
     *reason = NULL;
+    size_t at = ctx->n_vals, text_at = ctx->text.len;
+    int taken = 0;
     if (rec != REC_OK)
         *reason = foreign_reason(ctx, tp, st, 0, tp->shape.n_columns, rec, prefix);
-    else if (!prefix)
-        s = tg__ctx_take_row(ctx, st, tp->shape.n_columns);
+    else if (!prefix && (s = tg__ctx_take_row(ctx, st, tp->shape.n_columns)) == TG_OK)
+        taken = 1;
+    int two = 0;
+    if (s == TG_OK && !*reason && (s = another_row(ctx, tp, st, &two)) != TG_OK)
+        return s;
+    if (two) {
+        *reason = "ambiguous_id";
+        if (taken) { /* not taken after all */
+            ctx->n_vals = at;
+            ctx->text.len = text_at;
+            ctx->dec.n_records--;
+        }
+    }
     tg__st_reset(st);
     return s;
 }
@@ -475,6 +526,11 @@ static int first_by_id(tg_ctx *ctx, tg__table_plan *tp, const tg_value *id, int 
                 *reason = NULL;
             else
                 *reason = foreign_reason(ctx, tp, st, 5, 5 + tp->shape.n_columns, rec, NULL);
+            int two = 0;
+            if (!*reason && (s = another_row(ctx, tp, st, &two)) != TG_OK)
+                return s;
+            if (two)
+                *reason = "ambiguous_id";
             if (*reason) { /* not taken after all */
                 ctx->n_vals = at;
                 ctx->text.len = text_at;

@@ -37,7 +37,11 @@ enum { TG__BACKEND_SQLITE = 1, TG__BACKEND_POSTGRES = 2 };
 
 /* Flags of tg__st_prepare. */
 enum {
-    TG__PREP_PERSISTENT = 1 /* kept for the connection's life: prepared once, reused */
+    TG__PREP_PERSISTENT = 1, /* kept for the connection's life: prepared once, reused */
+    TG__PREP_SCOPED = 2      /* a decision's or a write's own statement: it runs under the
+                              * scope set_scope gave (row-level security); no other does, so a
+                              * scope a decision left never reaches validation, the backfill or
+                              * the rollout on the same connection */
 };
 
 typedef struct tg__db tg__db;

@@ -84,6 +84,7 @@ typedef struct pg_stmt {
     pg_col_cache *cache; /* decoded bytea per column */
     unsigned char *used; /* per parameter: 1 when the text uses it ($n appears) */
     int control;         /* BEGIN, COMMIT, ROLLBACK, SAVEPOINT, RELEASE, SET: never scoped */
+    int scoped;          /* prepared with TG__PREP_SCOPED: runs under the scope of set_scope */
 } pg_stmt;
 
 static const tg__stmt_ops pg_stmt_ops;
@@ -512,7 +513,7 @@ static int st_execute(pg_stmt *st) {
                             ? st->params[i].v
                             : NULL;
     int was_in_txn = in_txn_status(d);
-    PGresult *r = d->scoped && !st->control
+    PGresult *r = d->scoped && st->scoped && !st->control
                       ? exec_scoped(d, st)
                       : PQexecPrepared(d->conn, st->name, st->n_params, st->values, NULL, NULL, 0);
     ExecStatusType s = r ? PQresultStatus(r) : PGRES_FATAL_ERROR;
@@ -968,6 +969,7 @@ static int pg_prepare(tg__db *base, const char *sql, size_t len, unsigned flags,
     memcpy(st->sql, sql, len);
     st->sql[len] = 0;
     st->control = is_control(st->sql);
+    st->scoped = (flags & TG__PREP_SCOPED) != 0;
     st->base.ops = &pg_stmt_ops;
     st->base.db = base;
     st->persistent = (flags & TG__PREP_PERSISTENT) != 0;

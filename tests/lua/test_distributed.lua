@@ -73,6 +73,76 @@ function TestTenantKeyed:test_matrix_with_mutants()
   eng:close()
 end
 
+-- A view that repeats a row (a join) names no one record by an id it repeats, however its
+-- id column is keyed in its table: every read by id refuses such an id (404 ambiguous_id),
+-- with nothing served, and explain says so; an id it shows once is served as before.
+TestRepeatingView = {}
+function TestRepeatingView:tearDown() H.cleanup() end
+
+function TestRepeatingView:test_an_id_a_view_repeats_is_refused()
+  local path = H.tmpdir() .. "/view.db"
+  local db = tg.connect(path)
+  db:exec([[
+CREATE TABLE workspaces (id INTEGER PRIMARY KEY);
+CREATE TABLE tenants (id INTEGER PRIMARY KEY, workspace_id INTEGER NOT NULL);
+CREATE TABLE workspace_memberships (user_id INTEGER, workspace_id INTEGER, role TEXT);
+CREATE TABLE tenant_memberships (user_id INTEGER, tenant_id INTEGER, role TEXT);
+CREATE TABLE base_things (id INTEGER PRIMARY KEY, tenant_id INTEGER NOT NULL, name TEXT);
+CREATE TABLE tags (thing_id INTEGER, tag TEXT);
+CREATE VIEW things AS SELECT t.id, t.tenant_id, t.name, g.tag FROM base_things t
+  JOIN tags g ON g.thing_id = t.id;
+INSERT INTO workspaces VALUES (1);
+INSERT INTO tenants VALUES (1, 1), (2, 1);
+INSERT INTO workspace_memberships VALUES (10, 1, 'owner');
+INSERT INTO tenant_memberships VALUES (10, 1, NULL), (10, 2, NULL);
+INSERT INTO base_things VALUES (5, 1, 'five'), (6, 1, 'six'), (7, 2, 'seven');
+INSERT INTO tags VALUES (5, 'a'), (5, 'b'), (6, 'a'), (7, 'a'), (7, 'b');
+]])
+  db:close()
+  local rules = H.rule_dir { ["families.lua"] = [[
+family "Thing" {
+  table = "things",
+  primary_surface = "ThingResource",
+  search_posture = "not_applicable",
+  action_surface_status = "declared",
+  paths = {
+    index = { capability = "thing.view" },
+    detail = { capability = "thing.view" },
+    bulk_action = { capability = "thing.edit" },
+    canonical_viewer = { capability = "thing.view" },
+  },
+}
+]] }
+  for _, mode in ipairs { false, true } do
+    local eng = tg.open { rules = rules, db = path, distributed = mode }
+    local t1 = eng:context { user = 10, workspace = 1, tenant = 1 }
+    local d = assert(t1:resolve { family = "Thing", path = "detail", id = 6 })
+    lu.assertEquals({ d.status, d.record and d.record.name }, { 200, "six" })
+    for _, req in ipairs {
+      { family = "Thing", path = "detail", id = 5 },
+      { family = "Thing", path = "bulk_action", ids = { 5, 6 } },
+      { family = "Thing", path = "bulk_action", ids = { 4, 5 } }, -- 5 twice would count for 4
+    } do
+      d = assert(t1:resolve(req))
+      lu.assertEquals({ d.status, d.reason }, { 404, "ambiguous_id" }, O.show(req))
+      lu.assertNil(d.record)
+      lu.assertNil(d.records and d.records[1])
+      local x = assert(t1:explain(req))
+      lu.assertEquals({ x.status, x.reason }, { 404, "ambiguous_id" }, O.show(req))
+    end
+    -- a fresh context: its first decision reads scope and record in one statement
+    d = assert(eng:context { user = 10, workspace = 1, tenant = 1 }:resolve {
+      family = "Thing", path = "detail", id = 5 })
+    lu.assertEquals({ d.status, d.reason }, { 404, "ambiguous_id" })
+    local nowhere = eng:context { user = 10, workspace = 1 }
+    d = assert(nowhere:resolve { family = "Thing", path = "canonical_viewer", id = 7 })
+    lu.assertEquals({ d.status, d.reason }, { 404, "ambiguous_id" })
+    d = assert(nowhere:resolve { family = "Thing", path = "canonical_viewer", id = 6 })
+    lu.assertEquals({ d.status, d.reason }, { 200, "ok" })
+    eng:close()
+  end
+end
+
 TestDistributed = {}
 function TestDistributed:tearDown() H.cleanup() end
 

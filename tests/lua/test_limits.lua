@@ -118,7 +118,11 @@ function TestCWorkBudget:test_messages_name_the_budget()
   local dir, fs = attempt('table.move({}, 1, 1e12, 1)')
   local f = refused(dir, fs, { "instruction_budget" }, 1)
   lu.assertStrContains(f.message, "20000000")
-  dir, fs = attempt('for i = 1, 1e9 do local s = ("x"):rep(2e7) end')
+  -- with a 4 MiB cap the allocation budget is 32 MiB: reached after some 16 strings of 2 MB,
+  -- long before the CPU budget even under ASan on a loaded machine (with the default cap,
+  -- 26 strings of 20 MB, ASan's cost could trip the CPU budget first)
+  dir, fs = attempt('for i = 1, 1e9 do local s = ("x"):rep(2e6) end',
+    { memory_cap = 4 * 1024 * 1024 })
   f = refused(dir, fs, { "allocation_budget" }, 1)
   lu.assertStrContains(f.message, "bytes")
 end

@@ -755,6 +755,14 @@ static int load(loader *l) {
         rc = add_foreign_keys(l, &l->t[i]);
     for (int i = 0; rc == TG__ST_OK && i < l->n; i++)
         rc = finish_table(l, &l->t[i]);
+    /* planner statistics, as a live database has them: without, the first queries plan
+     * against guesses (reltuples -1) until autovacuum comes round */
+    for (int i = 0; rc == TG__ST_OK && i < l->n; i++) {
+        tg__buf_reset(&l->sql);
+        tg__buf_add(&l->sql, "ANALYZE ");
+        ident(&l->sql, l->t[i].name);
+        rc = dst_exec(l, "cannot analyze", l->t[i].name);
+    }
     if (rc == TG__ST_OK && tg__db_exec(l->dst, "COMMIT") != TG__ST_OK)
         rc = dst_fail(l, TG__ST_ERROR, "cannot commit the load into", l->o->to);
     return rc;

@@ -133,6 +133,9 @@ local function load_and_compare(path, schema, extra)
     "tableowner <> 'tg_owner'"):format(schema))[1], "0")
   lu.assertEquals(tonumber(psql(OWNER, ("SELECT count(*) FROM pg_tables WHERE schemaname = " ..
     "'%s'"):format(schema))[1]), n)
+  -- planner statistics are there from the start: every table analyzed by the load
+  lu.assertEquals(psql(OWNER, ("SELECT count(*) FROM pg_stat_user_tables WHERE schemaname = " ..
+    "'%s' AND last_analyze IS NULL AND last_autoanalyze IS NULL"):format(schema))[1], "0")
   return n
 end
 

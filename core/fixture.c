@@ -596,6 +596,15 @@ static int insert_row(tg__fixture *fx, const char *table, const colval *given, s
         }
         int xrc = tg__db_constraint(db);
         snprintf(last_msg, sizeof last_msg, "%s", tg__db_errmsg(db));
+        /* the column and constraint as the server names them in its error fields, where it
+         * does (PostgreSQL, whatever the language of its messages); else from the message */
+        char fail_col[128] = "", fail_con[128] = "";
+        const char *fo = tg__db_failure_object(db, 1);
+        if (fo)
+            snprintf(fail_col, sizeof fail_col, "%s", fo);
+        fo = tg__db_failure_object(db, 0);
+        if (fo)
+            snprintf(fail_con, sizeof fail_con, "%s", fo);
         tg__st_reset(ins);
         exec(fx, "ROLLBACK TO tg_fixture");
         exec(fx, "RELEASE tg_fixture");
@@ -623,8 +632,9 @@ static int insert_row(tg__fixture *fx, const char *table, const colval *given, s
         }
         if (xrc == TG__CONSTRAINT_NOTNULL) {
             char cname[128];
-            fx_col *c = failed_column(last_msg, cname, sizeof cname) ? tg__fx_find_col(t, cname)
-                                                                      : NULL;
+            fx_col *c = fail_col[0]                                   ? tg__fx_find_col(t, fail_col)
+                        : failed_column(last_msg, cname, sizeof cname) ? tg__fx_find_col(t, cname)
+                                                                       : NULL;
             size_t j = 0;
             while (c && j < ns && slots[j].col != c)
                 j++;
@@ -686,7 +696,10 @@ static int insert_row(tg__fixture *fx, const char *table, const colval *given, s
         }
         /* which CHECK: by its name or its text */
         char what[300];
-        failed_check(last_msg, what, sizeof what);
+        if (fail_con[0])
+            snprintf(what, sizeof what, "%s", fail_con);
+        else
+            failed_check(last_msg, what, sizeof what);
         const fx_check *ck = NULL;
         for (int i = 0; i < t->n_checks && !ck; i++)
             if ((t->checks[i].name[0] && !strcasecmp(t->checks[i].name, what)) ||

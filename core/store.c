@@ -56,10 +56,14 @@ static int nopg_set_scope(tg__db *db, const char *tenant, const char *workspace,
 }
 static void nopg_close(tg__db *db) { free(db); }
 
+static const char *nopg_failure_object(tg__db *db, int column) {
+    (void)db, (void)column;
+    return NULL;
+}
 static const tg__db_ops nopg_ops = {nopg_prepare,        nopg_exec,       nopg_errmsg,
                                     nopg_changes,        nopg_changes,    nopg_in_transaction,
                                     nopg_constraint,     nopg_changes,    nopg_set_scope,
-                                    nopg_close};
+                                    nopg_close,          nopg_failure_object};
 
 int tg__store_pg_open(const char *conninfo, const tg__store_pg_options *o, tg__db **out) {
     (void)conninfo, (void)o;

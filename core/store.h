@@ -118,6 +118,10 @@ typedef struct tg__db_ops {
      * narrow them as without row-level security. A no-op elsewhere. */
     int (*set_scope)(tg__db *db, const char *tenant, const char *workspace, int wide);
     void (*close)(tg__db *db);
+    /* The column (column != 0) or the constraint the last failure names, from the server's
+     * error fields rather than its message, which may be in any language: PostgreSQL only
+     * (PG_DIAG_COLUMN_NAME, PG_DIAG_CONSTRAINT_NAME); NULL elsewhere or when not given. */
+    const char *(*failure_object)(tg__db *db, int column);
 } tg__db_ops;
 
 struct tg__db {
@@ -215,6 +219,9 @@ static inline int tg__st_prepare_once(tg__db *db, const char *sql, tg__stmt **ou
 enum { TG__CONSTRAINT_OTHER, TG__CONSTRAINT_UNIQUE, TG__CONSTRAINT_NOTNULL,
        TG__CONSTRAINT_CHECK, TG__CONSTRAINT_FOREIGN_KEY };
 TG_HIDDEN int tg__db_constraint(tg__db *db);
+static inline const char *tg__db_failure_object(tg__db *db, int column) {
+    return db->ops->failure_object(db, column);
+}
 /* The table and column a result column of a view reads (SQLite only: both NULL elsewhere
  * or for an expression). */
 TG_HIDDEN void tg__store_column_origin(tg__stmt *st, int col, const char **table,

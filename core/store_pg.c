@@ -48,6 +48,7 @@ typedef struct pg_db {
     int txn_lost;         /* ... while a transaction was open: only ROLLBACK is accepted */
     int64_t changes, total_changes;
     char sqlstate[6]; /* of the last failure ("" after a success) */
+    char fail_column[128], fail_constraint[128]; /* its error fields ("" when not given) */
     /* set_scope: the tenant and workspace every statement runs under (NULL: none), and the
      * generation on which "tg_scope" (the set_config statement) was prepared */
     tg__buf scope_tenant, scope_workspace;
@@ -167,6 +168,10 @@ static int result_error(pg_db *d, const PGresult *r) {
     const char *state = r ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : NULL;
     const char *primary = r ? PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY) : NULL;
     snprintf(d->sqlstate, sizeof d->sqlstate, "%s", state ? state : "");
+    const char *col = r ? PQresultErrorField(r, PG_DIAG_COLUMN_NAME) : NULL;
+    const char *con = r ? PQresultErrorField(r, PG_DIAG_CONSTRAINT_NAME) : NULL;
+    snprintf(d->fail_column, sizeof d->fail_column, "%s", col ? col : "");
+    snprintf(d->fail_constraint, sizeof d->fail_constraint, "%s", con ? con : "");
     if (!primary)
         primary = r ? PQresultErrorMessage(r) : NULL;
     if (!primary || !*primary)
@@ -1052,6 +1057,12 @@ static void pg_close(tg__db *base) {
     free(d);
 }
 
+static const char *pg_failure_object(tg__db *base, int column) {
+    const pg_db *d = (const pg_db *)base;
+    const char *v = column ? d->fail_column : d->fail_constraint;
+    return v[0] ? v : NULL;
+}
+
 /* The constraint the last failure broke, from its SQLSTATE. */
 static int pg_constraint(tg__db *base) {
     const char *s = ((pg_db *)base)->sqlstate;
@@ -1109,7 +1120,7 @@ static int pg_set_scope(tg__db *base, const char *tenant, const char *workspace,
 static const tg__db_ops pg_db_ops = {pg_prepare,       pg_exec,           pg_errmsg,
                                      pg_changes,       pg_total_changes,  pg_in_transaction,
                                      pg_constraint,    pg_last_insert_id, pg_set_scope,
-                                     pg_close};
+                                     pg_close,         pg_failure_object};
 
 /* Notices and warnings ("there is no transaction in progress") are not errors: libpq would
  * print them on stderr. */

@@ -139,6 +139,10 @@ static int db_set_scope(tg__db *db, const char *tenant, const char *workspace, i
     (void)db, (void)tenant, (void)workspace, (void)wide;
     return SQLITE_OK; /* no row-level security on SQLite */
 }
+static const char *db_failure_object(tg__db *db, int column) {
+    (void)db, (void)column;
+    return NULL; /* SQLite's messages are not translated: the fixture reads them */
+}
 static void db_close(tg__db *db) {
     if (((sdb *)db)->owns)
         sqlite3_close_v2(H(db));
@@ -148,7 +152,7 @@ static void db_close(tg__db *db) {
 static const tg__db_ops db_ops = {db_prepare,       db_exec,           db_errmsg,
                                   db_changes,       db_total_changes,  db_in_transaction,
                                   db_constraint,    db_last_insert_id, db_set_scope,
-                                  db_close};
+                                  db_close,         db_failure_object};
 
 tg__db *tg__store_sqlite_wrap(void *handle, int owns) {
     sdb *db = calloc(1, sizeof *db);

@@ -570,6 +570,8 @@ static int record_checks(ex *e, tg__table_plan *tp, const char *fam, const tg_va
         tg__st_finalize(st);
         return TG_OK;
     }
+    /* the owner column is read before a view's second step moves the statement on */
+    int via_ok = via && via_col >= 0 && tg__col_eq(st, via_col, via);
     if (tp->is_view) { /* a view may repeat a row: an id on two rows names no one record */
         int row2 = step(e, st);
         if (row2 < 0) {
@@ -587,7 +589,7 @@ static int record_checks(ex *e, tg__table_plan *tp, const char *fam, const tg_va
         }
     }
     if (via) {
-        int ok = via_col >= 0 && tg__col_eq(st, via_col, via);
+        int ok = via_ok;
         tg__buf_printf(&e->line, "its %s ", via_col >= 0 ? tp->shape.columns[via_col] : "owner");
         if (ok) {
             lit(e, "is the owner ");

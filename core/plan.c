@@ -254,8 +254,11 @@ static int read_shape(tg__plan *p, tg__table_plan *tp, const char *table,
         if (tg__st_prepare_once(p->db, p->db->dialect->sql_is_view, &v) != TG__ST_OK)
             return -1;
         tg__st_bind_str(v, 1, table);
-        tp->is_view = tg__st_step(v) == TG__ST_ROW && tg__st_column_int64(v, 0) == 1;
+        int vrc = tg__st_step(v);
+        tp->is_view = vrc == TG__ST_ROW && tg__st_column_int64(v, 0) == 1;
         tg__st_finalize(v);
+        if (vrc != TG__ST_ROW && vrc != TG__ST_DONE)
+            return -1; /* never a view taken for a table by a failed read */
     }
     if (tp->present && tp->shape.id && tp->shape.tenant) {
         int k = tg__key_kind(p->db, table, tp->shape.id, tp->shape.tenant);

@@ -219,7 +219,7 @@ const tg__dialect tg__postgres = {
         " ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0]"
         " WHERE i.indrelid = to_regclass(quote_ident($1)) AND i.indisunique AND i.indnatts = 1"
         " AND i.indpred IS NULL AND i.indexprs IS NULL AND a.attname = $2"
-        " AND i.indisvalid AND i.indimmediate"
+        " AND i.indisvalid AND i.indimmediate AND i.indcollation[0] = a.attcollation"
         " AND (i.indisprimary OR a.attnotnull)) AS integer)",
     .sql_key_unique_with =
         "SELECT CAST(EXISTS (SELECT 1 FROM pg_catalog.pg_index i"
@@ -228,6 +228,8 @@ const tg__dialect tg__postgres = {
         " AND (SELECT count(*) FROM"
         " pg_catalog.pg_attribute a WHERE a.attrelid = i.indrelid"
         " AND a.attnum IN (i.indkey[0], i.indkey[1]) AND a.attname IN ($2, $3)"
+        " AND i.indcollation[CASE WHEN a.attnum = i.indkey[0] THEN 0 ELSE 1 END] ="
+        " a.attcollation"
         " AND (i.indisprimary OR a.attnotnull)) = 2) AS integer)",
     .sql_fx_object =
         "SELECT CASE WHEN c.relkind IN ('v', 'm') THEN 'view' ELSE 'table' END,"

@@ -53,6 +53,8 @@ typedef struct pg_db {
      * generation on which "tg_scope" (the set_config statement) was prepared */
     tg__buf scope_tenant, scope_workspace;
     int scoped, scope_wide;
+    int scope_dirty; /* a scoped statement ran inside the open transaction: its settings last
+                      * until the transaction ends (unscope_txn) */
     unsigned scope_generation;
 } pg_db;
 
@@ -224,6 +226,22 @@ static int in_txn_status(pg_db *d) {
 }
 
 static int failed(pg_db *d, int rc, int was_in_txn);
+
+/* Inside a transaction, a scoped statement's set_config(..., true) lasts until the
+ * transaction ends (in autocommit its pipeline's Sync ends it): an unscoped statement after
+ * it in the same transaction (a read snapshot, the matrix's transaction) first clears them,
+ * so it never runs as the last decision's tenant. */
+static void unscope_txn(pg_db *d) {
+    if (!d->scope_dirty)
+        return;
+    d->scope_dirty = 0;
+    if (!in_txn_status(d))
+        return;
+    /* an aborted transaction refuses it, and the statement after it fails anyway */
+    PQclear(PQexec(d->conn, "SELECT set_config('tenantguard.tenant_id', '', true), "
+                            "set_config('tenantguard.workspace_id', '', true), "
+                            "set_config('tenantguard.workspace_wide', '', true)"));
+}
 
 /* Makes the connection usable before a call: resets a lost one, sends the DEALLOCATEs of
  * finalized statements. */
@@ -517,8 +535,13 @@ static int st_execute(pg_stmt *st) {
         st->values[i] = st->params[i].type && st->params[i].type != TG__T_NULL
                             ? st->params[i].v
                             : NULL;
+    int scoped = d->scoped && st->scoped && !st->control;
+    if (!scoped && !st->control)
+        unscope_txn(d);
     int was_in_txn = in_txn_status(d);
-    PGresult *r = d->scoped && st->scoped && !st->control
+    if (scoped && was_in_txn)
+        d->scope_dirty = 1;
+    PGresult *r = scoped
                       ? exec_scoped(d, st)
                       : PQexecPrepared(d->conn, st->name, st->n_params, st->values, NULL, NULL, 0);
     ExecStatusType s = r ? PQresultStatus(r) : PGRES_FATAL_ERROR;
@@ -1020,6 +1043,8 @@ static int pg_exec(tg__db *base, const char *sql) {
     int rc = ready(d);
     if (rc != TG__ST_OK)
         return rc;
+    if (!is_control(sql))
+        unscope_txn(d);
     int was_in_txn = in_txn_status(d);
     PGresult *r = PQexec(d->conn, sql);
     ExecStatusType s = r ? PQresultStatus(r) : PGRES_FATAL_ERROR;

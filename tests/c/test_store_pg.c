@@ -243,6 +243,59 @@ static void test_errors(tg__db *db) {
     CHECK(strstr(tg__db_errmsg(db), "permission denied") != NULL);
 }
 
+/* The failing column and constraint come from the error's fields (any lc_messages). */
+static void test_failure_fields(tg__db *db) {
+    CHECK(tg__db_exec(db, "BEGIN") == TG__ST_OK);
+    CHECK(tg__db_exec(db, "CREATE TEMP TABLE tg_fields (a int NOT NULL, "
+                          "b int CONSTRAINT b_small CHECK (b < 10))") == TG__ST_OK);
+    CHECK(tg__db_exec(db, "SAVEPOINT s") == TG__ST_OK);
+    CHECK(tg__db_exec(db, "INSERT INTO tg_fields VALUES (NULL, 1)") == TG__ST_CONSTRAINT);
+    CHECK(tg__db_constraint(db) == TG__CONSTRAINT_NOTNULL);
+    const char *col = tg__db_failure_object(db, 1);
+    CHECK(col && strcmp(col, "a") == 0);
+    CHECK(tg__db_exec(db, "ROLLBACK TO s") == TG__ST_OK);
+    CHECK(tg__db_exec(db, "INSERT INTO tg_fields VALUES (1, 99)") == TG__ST_CONSTRAINT);
+    CHECK(tg__db_constraint(db) == TG__CONSTRAINT_CHECK);
+    const char *con = tg__db_failure_object(db, 0);
+    CHECK(con && strcmp(con, "b_small") == 0);
+    CHECK(tg__db_exec(db, "ROLLBACK") == TG__ST_OK);
+}
+
+/* A decision's scope (set_config(..., true) in the pipeline of a statement prepared with
+ * TG__PREP_SCOPED) never reaches an unscoped statement: in autocommit the Sync ends it, and
+ * inside a transaction the unscoped statement clears it first. */
+static void test_scope_stays_with_scoped_statements(tg__db *db) {
+    static const char q[] = "SELECT coalesce(current_setting('tenantguard.tenant_id', true), '') "
+                            "|| '/' || coalesce(current_setting('tenantguard.workspace_wide', "
+                            "true), '')";
+    tg__stmt *scoped = prep(db, q, TG__PREP_SCOPED);
+    tg__stmt *plain = prep(db, q, 0);
+    for (int txn = 0; txn < 2; txn++) {
+        if (txn)
+            CHECK(tg__db_exec(db, "BEGIN") == TG__ST_OK);
+        CHECK(tg__db_set_scope(db, "7", "3", 0) == TG__ST_OK);
+        CHECK(tg__st_step(scoped) == TG__ST_ROW);
+        CHECK(strcmp(tg__st_column_text(scoped, 0), "7/") == 0);
+        tg__st_reset(scoped);
+        CHECK(tg__st_step(plain) == TG__ST_ROW);
+        CHECK(strcmp(tg__st_column_text(plain, 0), "/") == 0);
+        tg__st_reset(plain);
+        /* workspace-wide: no tenant, the workspace in workspace_wide */
+        CHECK(tg__db_set_scope(db, "", "3", 1) == TG__ST_OK);
+        CHECK(tg__st_step(scoped) == TG__ST_ROW);
+        CHECK(strcmp(tg__st_column_text(scoped, 0), "/3") == 0);
+        tg__st_reset(scoped);
+        CHECK(tg__st_step(plain) == TG__ST_ROW);
+        CHECK(strcmp(tg__st_column_text(plain, 0), "/") == 0);
+        tg__st_reset(plain);
+        CHECK(tg__db_set_scope(db, NULL, NULL, 0) == TG__ST_OK);
+        if (txn)
+            CHECK(tg__db_exec(db, "COMMIT") == TG__ST_OK);
+    }
+    tg__st_finalize(scoped);
+    tg__st_finalize(plain);
+}
+
 static void test_timeout(void) {
     tg__db *db = open_db(app_uri, 200);
     tg__stmt *st = prep(db, "SELECT pg_sleep(2)", 0);
@@ -364,6 +417,8 @@ int main(void) {
     test_round_trips(app);
     test_reuse_and_changes(app);
     test_errors(app);
+    test_failure_fields(app);
+    test_scope_stays_with_scoped_statements(app);
     test_timeout();
     test_connection_loss(admin);
     test_bad_targets();

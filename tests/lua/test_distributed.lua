@@ -143,6 +143,48 @@ family "Thing" {
   end
 end
 
+-- A relation's child family on a view with no repeated row: resolve and explain agree (the
+-- owner column is read before the view's look for a second row moves the statement on).
+function TestRepeatingView:test_a_relation_on_a_plain_view_explains_as_it_decides()
+  local path = H.tmpdir() .. "/parts.db"
+  local db = tg.connect(path)
+  db:exec([[
+CREATE TABLE workspaces (id INTEGER PRIMARY KEY);
+CREATE TABLE tenants (id INTEGER PRIMARY KEY, workspace_id INTEGER NOT NULL);
+CREATE TABLE workspace_memberships (user_id INTEGER, workspace_id INTEGER, role TEXT);
+CREATE TABLE tenant_memberships (user_id INTEGER, tenant_id INTEGER, role TEXT);
+CREATE TABLE things (id INTEGER PRIMARY KEY, tenant_id INTEGER NOT NULL, name TEXT);
+CREATE TABLE base_parts (id INTEGER PRIMARY KEY, tenant_id INTEGER NOT NULL, thing_id INTEGER);
+CREATE VIEW parts AS SELECT id, tenant_id, thing_id FROM base_parts;
+INSERT INTO workspaces VALUES (1);
+INSERT INTO tenants VALUES (1, 1);
+INSERT INTO workspace_memberships VALUES (10, 1, 'owner');
+INSERT INTO tenant_memberships VALUES (10, 1, NULL);
+INSERT INTO things VALUES (5, 1, 'five'), (6, 1, 'six');
+INSERT INTO base_parts VALUES (50, 1, 5), (60, 1, 6);
+]])
+  db:close()
+  local rules = H.rule_dir { ["families.lua"] = H.minimal["families.lua"] .. [[
+family "Part" {
+  table = "parts",
+  primary_surface = "PartResource",
+  search_posture = "not_applicable",
+  action_surface_status = "declared",
+  paths = { relation_manager = { owner = "Thing", via = "thing_id", capability = "thing.view" } },
+}
+]] }
+  local eng = tg.open { rules = rules, db = path }
+  local ctx = eng:context { user = 10, workspace = 1, tenant = 1 }
+  for _, c in ipairs { { 5, 50, 200, "ok" }, { 5, 60, 404, "wrong_owner" } } do
+    local req = { family = "Part", path = "relation_manager", owner = c[1], id = c[2] }
+    local d = assert(ctx:resolve(req))
+    lu.assertEquals({ d.status, d.reason }, { c[3], c[4] }, O.show(req))
+    local x = assert(ctx:explain(req))
+    lu.assertEquals({ x.status, x.reason }, { c[3], c[4] }, O.show(req))
+  end
+  eng:close()
+end
+
 TestDistributed = {}
 function TestDistributed:tearDown() H.cleanup() end
 

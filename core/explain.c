@@ -433,12 +433,14 @@ static int exists_raw(ex *e, const tg__table_plan *tp, const tg_value *id, int *
     return TG_OK;
 }
 
-/* After the first row of a read by id alone of a table keyed on (tenant, id): *two is set
- * when a second row holds the id (another tenant's: the resolver's ambiguous_id), and then
- * the item is added. Steps st past its first row. */
-static int another_tenant_holds(ex *e, const tg__table_plan *tp, tg__stmt *st, int *two) {
+/* After the row of a read by id, when `look` (the resolver's another_row: a view, or a
+ * table keyed on (tenant, id) read without a route tenant): *two is set when a second row
+ * has the id, and then the item `check` failing with ambiguous_id is added. Steps st past
+ * its row. */
+static int another_row(ex *e, const tg__table_plan *tp, int look, const char *check,
+                       tg__stmt *st, int *two) {
     *two = 0;
-    if (!tp->key_with_tenant && !tp->is_view)
+    if (!look)
         return TG_OK;
     int row = step(e, st);
     if (row < 0)
@@ -446,9 +448,9 @@ static int another_tenant_holds(ex *e, const tg__table_plan *tp, tg__stmt *st, i
     if (row > 0) {
         *two = 1;
         tg__buf_printf(&e->line, "more than one row of %s has this %s: which one was meant "
-                                 "cannot be told without a route tenant",
+                                 "cannot be told",
                        tp->shape.table, tp->shape.id);
-        add(e, "record", "record", TG_EXPLAIN_FAIL, "ambiguous_id");
+        add(e, check, "record", TG_EXPLAIN_FAIL, "ambiguous_id");
     }
     return TG_OK;
 }
@@ -572,21 +574,13 @@ static int record_checks(ex *e, tg__table_plan *tp, const char *fam, const tg_va
     }
     /* the owner column is read before a view's second step moves the statement on */
     int via_ok = via && via_col >= 0 && tg__col_eq(st, via_col, via);
-    if (tp->is_view) { /* a view may repeat a row: an id on two rows names no one record */
-        int row2 = step(e, st);
-        if (row2 < 0) {
-            tg__st_finalize(st);
-            return failed_status(e);
-        }
-        if (row2 > 0) {
+    int two = 0; /* a view may repeat a row: an id on two rows names no one record */
+    int s2 = another_row(e, tp, tp->is_view, check, st, &two);
+    if (s2 != TG_OK || two) {
+        tg__st_finalize(st);
+        if (two)
             *reason = "ambiguous_id";
-            tg__buf_printf(&e->line, "%s is a view, and a second row has this %s: which one was "
-                                     "meant cannot be told",
-                           tp->shape.table, tp->shape.id);
-            add(e, check, "record", TG_EXPLAIN_FAIL, *reason);
-            tg__st_finalize(st);
-            return TG_OK;
-        }
+        return s2;
     }
     if (via) {
         int ok = via_ok;
@@ -898,7 +892,7 @@ static int explain_family(ex *e, const tg_request *req, int extra) {
                       tg__st_column_type(st, tp->col_workspace) == TG__T_NULL;
         int ws_ok = ws_null || tg__col_eq(st, tp->col_workspace, &ctx->workspace);
         int two = 0;
-        s = another_tenant_holds(e, tp, st, &two);
+        s = another_row(e, tp, tp->is_view || tp->key_with_tenant, "record", st, &two);
         tg__st_finalize(st);
         if (s != TG_OK || two)
             return s;
@@ -1045,7 +1039,7 @@ static int explain_exception(ex *e, const tg_request *req, int extra) {
     int has_w = tp->col_workspace >= 0 && tg__st_column_type(st, tp->col_workspace) != TG__T_NULL;
     int w_ok = has_w && tg__col_eq(st, tp->col_workspace, &ctx->workspace);
     int two = 0;
-    s = another_tenant_holds(e, tp, st, &two);
+    s = another_row(e, tp, tp->is_view || tp->key_with_tenant, "record", st, &two);
     tg__st_finalize(st);
     if (s != TG_OK || two)
         return s;

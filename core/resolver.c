@@ -60,27 +60,14 @@ static int step_failed(tg_ctx *ctx, tg__stmt *st, int rc) {
     return code;
 }
 
-/* After the first row of a read by id alone (no route tenant) of a table keyed on (tenant,
- * id): *two is set when another row follows, an id two tenants hold (the decision is 404
- * ambiguous_id: which one was meant cannot be told). Steps st past its first row: read that
+/* After the row of a read by id, when `look` (the id may name several rows: a view, whose
+ * joins may repeat a row however its columns are keyed; or, read without a route tenant, a
+ * table keyed on (tenant, id)): *two is set when a second row follows, so the id names no one
+ * record (the decision is 404 ambiguous_id, nothing served). Steps st past its row: read that
  * row before. On a database error the statement is reset and the status returned. */
-static int another_tenant_holds(tg_ctx *ctx, const tg__table_plan *tp, tg__stmt *st, int *two) {
+static int another_row(tg_ctx *ctx, int look, tg__stmt *st, int *two) {
     *two = 0;
-    if (!tp->key_with_tenant && !tp->is_view)
-        return TG_OK;
-    int rc = tg__st_step(st);
-    if (rc != TG__ST_ROW && rc != TG__ST_DONE)
-        return step_failed(ctx, st, rc);
-    *two = rc == TG__ST_ROW;
-    return TG_OK;
-}
-
-/* After the row of a read by id with the route tenant, on a view (whose joins may repeat a
- * row however its columns are keyed): *two is set when a second row follows (the decision
- * is 404 ambiguous_id, nothing served). A table's key makes that impossible: no step. */
-static int another_row(tg_ctx *ctx, const tg__table_plan *tp, tg__stmt *st, int *two) {
-    *two = 0;
-    if (!tp->is_view)
+    if (!look)
         return TG_OK;
     int rc = tg__st_step(st);
     if (rc != TG__ST_ROW && rc != TG__ST_DONE)
@@ -162,16 +149,12 @@ static int taken_eq(const tg_ctx *ctx, const tg_value *v, const tg_value *k) {
     return v->n == k->n && (v->n == 0 || memcmp(ctx->text.p + v->i, k->s, v->n) == 0);
 }
 
-/* True when two taken values (text and blobs still offsets into ctx->text) are the same
- * key: type and value. */
+/* taken_eq of two taken values */
 static int taken_same(const tg_ctx *ctx, const tg_value *a, const tg_value *b) {
-    if (a->type != b->type)
-        return 0;
-    if (a->type == TG_INTEGER)
-        return a->i == b->i;
-    if (a->type != TG_TEXT && a->type != TG_BLOB)
-        return 0;
-    return a->n == b->n && (a->n == 0 || memcmp(ctx->text.p + a->i, ctx->text.p + b->i, a->n) == 0);
+    tg_value k = *b;
+    if (k.type == TG_TEXT || k.type == TG_BLOB)
+        k.s = ctx->text.p + k.i;
+    return taken_eq(ctx, a, &k);
 }
 
 /* row_scope_at on a taken row */
@@ -458,7 +441,7 @@ static int fetch_scoped(tg_ctx *ctx, tg__table_plan *tp, const tg_family *fam,
     else if (!prefix && (s = tg__ctx_take_row(ctx, st, tp->shape.n_columns)) == TG_OK)
         taken = 1;
     int two = 0;
-    if (s == TG_OK && !*reason && (s = another_row(ctx, tp, st, &two)) != TG_OK)
+    if (s == TG_OK && !*reason && (s = another_row(ctx, tp->is_view, st, &two)) != TG_OK)
         return s;
     if (two) {
         *reason = "ambiguous_id";
@@ -527,7 +510,7 @@ static int first_by_id(tg_ctx *ctx, tg__table_plan *tp, const tg_value *id, int 
             else
                 *reason = foreign_reason(ctx, tp, st, 5, 5 + tp->shape.n_columns, rec, NULL);
             int two = 0;
-            if (!*reason && (s = another_row(ctx, tp, st, &two)) != TG_OK)
+            if (!*reason && (s = another_row(ctx, tp->is_view, st, &two)) != TG_OK)
                 return s;
             if (two)
                 *reason = "ambiguous_id";
@@ -579,7 +562,7 @@ static int resolve_canonical(tg_ctx *ctx, tg__table_plan *tp, const tg_family *f
         return s;
     }
     int two = 0;
-    if ((s = another_tenant_holds(ctx, tp, st, &two)) != TG_OK)
+    if ((s = another_row(ctx, tp->is_view || tp->key_with_tenant, st, &two)) != TG_OK)
         return s;
     tg__st_reset(st);
     if (two) {
@@ -1002,7 +985,7 @@ static int resolve_exception(tg_ctx *ctx, int ei, const tg_request *req, int ext
             return s;
         }
         int two = 0;
-        if ((s = another_tenant_holds(ctx, tp, st, &two)) != TG_OK)
+        if ((s = another_row(ctx, tp->is_view || tp->key_with_tenant, st, &two)) != TG_OK)
             return s;
         tg__st_reset(st);
         if (two)

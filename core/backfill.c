@@ -399,49 +399,58 @@ int tg__control_transition(tg_engine *eng, const char *action, const char *from[
 int tg_backfill_control(tg_engine *eng, int64_t run_id, const char *action) {
     if (!eng || !action || eng->closed)
         return TG_MISUSE;
-    if (eng->store && !eng->db)
-        return tg__backfill_control_pg(eng, run_id, action);
     if (tg__engine_writable(eng, "backfill control") != TG_OK)
         return TG_MISUSE;
+    const int pg = eng->store && !eng->db;
     tg_run_info info;
     int st = tg_backfill_status(eng, run_id, &info);
     if (st != TG_OK)
         return st;
-    /* ?2 the new status, ?3 .. ?5 the statuses it may come from */
     const char *from[3], *to = NULL;
     if ((st = tg__control_transition(eng, action, from, &to)) != TG_OK)
         return st;
     if ((st = tg__begin(eng)) != TG_OK)
         return st;
-    sqlite3_stmt *q = NULL;
-    int changed = 0;
-    if (sqlite3_prepare_v2(eng->db,
-                           "UPDATE tenantguard_runs SET status = ?2, finished_at = CASE WHEN ?2 = "
-                           "'cancelled' THEN " NOW " ELSE finished_at END WHERE id = ?1 AND "
-                           "status IN (?3, ?4, ?5)",
-                           -1, &q, NULL) != SQLITE_OK) {
-        st = tg__engine_fail(eng, TG_DB, "%s: %s", action, sqlite3_errmsg(eng->db));
+    /* $2 the new status, $3 .. $5 the statuses it may come from. On PostgreSQL the run's row
+     * lock orders this with the batches in flight: a batch that committed first is counted;
+     * one that claims its job after sees the new status */
+    const tg__dialect *d = eng->store->dialect;
+    tg__buf sql = {0};
+    tg__sqlf(&sql, d,
+             "UPDATE tenantguard_runs SET status = CAST(%P AS text), finished_at = CASE WHEN "
+             "%P = 'cancelled' THEN %s ELSE finished_at END WHERE id = %P AND status IN (%P, "
+             "%P, %P)",
+             2, 2, d->now, 1, 3, 4, 5);
+    tg__stmt *q = NULL;
+    int64_t changed = 0;
+    if (sql.oom || tg__st_prepare_once(eng->store, tg__buf_str(&sql), &q) != TG__ST_OK) {
+        st = tg__engine_fail(eng, TG_DB, "%s: %s", action, tg__db_errmsg(eng->store));
     } else {
-        sqlite3_bind_int64(q, 1, info.id);
-        sqlite3_bind_text(q, 2, to, -1, SQLITE_STATIC);
+        tg__st_bind_int64(q, 1, info.id);
+        tg__st_bind_str(q, 2, to);
         for (int i = 0; i < 3; i++)
-            sqlite3_bind_text(q, 3 + i, from[i], -1, SQLITE_STATIC); /* NULL binds NULL */
-        if (sqlite3_step(q) == SQLITE_DONE)
-            changed = sqlite3_changes(eng->db);
+            tg__st_bind_str(q, 3 + i, from[i]); /* NULL binds NULL */
+        if (tg__st_step(q) == TG__ST_DONE)
+            changed = tg__db_changes(eng->store);
         else
-            st = tg__engine_fail(eng, TG_DB, "%s: %s", action, sqlite3_errmsg(eng->db));
+            st = tg__engine_fail(eng, TG_DB, "%s: %s", action, tg__db_errmsg(eng->store));
     }
-    sqlite3_finalize(q);
+    tg__st_finalize(q);
+    tg__buf_free(&sql);
     if (st == TG_OK && !changed) {
         tg__rollback(eng);
+        /* the status may have moved since it was read (another worker): say the current one */
+        tg_run_info now;
+        const char *status =
+            tg_backfill_status(eng, info.id, &now) == TG_OK ? now.status : info.status;
         return tg__engine_fail(eng, TG_REFUSED, "run %lld is %s; cannot %s it", (long long)info.id,
-                               info.status, action);
+                               status, action);
     }
     char what[64], meta[64];
     snprintf(what, sizeof what, "tenantguard.backfill.%s", action);
     snprintf(meta, sizeof meta, "{\"run\":%lld}", (long long)info.id);
     if (st == TG_OK)
-        st = sync_operation_run(eng, info.id);
+        st = pg ? tg__sync_operation_run_pg(eng, info.id) : sync_operation_run(eng, info.id);
     if (st == TG_OK)
         st = tg__audit(eng, what, "backfill", meta);
     if (st == TG_OK)

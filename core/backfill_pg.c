@@ -377,7 +377,7 @@ int tg__backfill_dry_run_pg(tg_engine *eng, tg_backfill_plan **out) {
 /* ---- the operation run ---- */
 
 /* The run's state in the app's operation run. Inside the caller's transaction. */
-static int sync_operation_run(tg_engine *eng, int64_t run) {
+int tg__sync_operation_run_pg(tg_engine *eng, int64_t run) {
     const tg_app *a = &eng->rules->pub.app;
     const char *runs = tg__app_runs(eng);
     if (!runs)
@@ -610,65 +610,6 @@ int tg__backfill_status_pg(tg_engine *eng, int64_t run_id, tg_run_info *out) {
     out->seconds = tg__st_column_double(q, 10);
     tg__st_finalize(q);
     return TG_OK;
-}
-
-int tg__backfill_control_pg(tg_engine *eng, int64_t run_id, const char *action) {
-    if (tg__engine_writable(eng, "backfill control") != TG_OK)
-        return TG_MISUSE;
-    tg_run_info info;
-    memset(&info, 0, sizeof info);
-    int st = tg__backfill_status_pg(eng, run_id, &info);
-    if (st != TG_OK)
-        return st;
-    const char *from[3], *to = NULL;
-    if ((st = tg__control_transition(eng, action, from, &to)) != TG_OK)
-        return st;
-    if ((st = tg__begin(eng)) != TG_OK)
-        return st;
-    /* the run's row lock orders this with the batches in flight: a batch that committed
-     * first is counted; one that claims its job after sees the new status */
-    tg__stmt *q = NULL;
-    tg__buf sql = {0};
-    tg__sqlf(&sql, PG,
-             "UPDATE tenantguard_runs SET status = CAST(%P AS text), finished_at = CASE WHEN "
-             "%P = 'cancelled' THEN %s ELSE finished_at END WHERE id = %P AND status IN (%P, "
-             "%P, %P)",
-             2, 2, PG->now, 1, 3, 4, 5);
-    int64_t changed = 0;
-    if ((st = prep_buf(eng, &q, &sql, action)) == TG_OK) {
-        tg__st_bind_int64(q, 1, info.id);
-        tg__st_bind_str(q, 2, to);
-        for (int i = 0; i < 3; i++)
-            tg__st_bind_str(q, 3 + i, from[i]); /* NULL binds NULL */
-        if ((st = step_done(eng, q, action)) == TG_OK)
-            changed = tg__db_changes(eng->store);
-    }
-    tg__st_finalize(q);
-    tg__buf_free(&sql);
-    if (st == TG_OK && !changed) {
-        tg__rollback(eng);
-        /* the status may have moved since it was read: say the current one */
-        tg_run_info now;
-        memset(&now, 0, sizeof now);
-        const char *status =
-            tg__backfill_status_pg(eng, info.id, &now) == TG_OK ? now.status : info.status;
-        return tg__engine_fail(eng, TG_REFUSED, "run %lld is %s; cannot %s it", (long long)info.id,
-                               status, action);
-    }
-    char what[64], meta[64];
-    snprintf(what, sizeof what, "tenantguard.backfill.%s", action);
-    snprintf(meta, sizeof meta, "{\"run\":%lld}", (long long)info.id);
-    if (st == TG_OK)
-        st = sync_operation_run(eng, info.id);
-    if (st == TG_OK)
-        st = tg__audit(eng, what, "backfill", meta);
-    if (st == TG_OK)
-        st = tg__commit(eng);
-    if (st != TG_OK)
-        tg__rollback(eng);
-    else
-        tg__engine_fail(eng, TG_OK, "run %lld: %s", (long long)info.id, to);
-    return st;
 }
 
 /* ---- the worker ---- */
@@ -1028,7 +969,7 @@ static int finish_job(worker *w, job *j) {
     if (st == TG_OK)
         st = tg__audit(eng, "tenantguard.backfill.table_done", j->table, meta);
     if (st == TG_OK)
-        st = sync_operation_run(eng, j->run);
+        st = tg__sync_operation_run_pg(eng, j->run);
     if (st == TG_OK && run_done) {
         tg_run_info info;
         memset(&info, 0, sizeof info);
@@ -1199,7 +1140,7 @@ static int run_batch(worker *w, double worker_ms, tg_progress *p, double *ms_out
     next = next < 50 ? 50 : next > 200000 ? 200000 : next;
     if ((st = save_batch(w, j, has_cp, next, cnt, ms)) != TG_OK)
         goto fail;
-    if (strcmp(run_status, "queued") == 0 && (st = sync_operation_run(eng, j->run)) != TG_OK)
+    if (strcmp(run_status, "queued") == 0 && (st = tg__sync_operation_run_pg(eng, j->run)) != TG_OK)
         goto fail;
     double c0 = now_s();
     if ((st = tg__commit(eng)) != TG_OK)

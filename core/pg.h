@@ -36,7 +36,9 @@ TG_HIDDEN int tg__backfill_dry_run_pg(tg_engine *eng, tg_backfill_plan **out);
 TG_HIDDEN int tg__backfill_start_pg(tg_engine *eng, const tg_backfill_options *o,
                                     int64_t *run_id);
 TG_HIDDEN int tg__backfill_status_pg(tg_engine *eng, int64_t run_id, tg_run_info *out);
-TG_HIDDEN int tg__backfill_control_pg(tg_engine *eng, int64_t run_id, const char *action);
+/* The run's state in the app's operation run (PostgreSQL's JSON), inside the caller's
+ * transaction; TG_OK when the app has no operation-runs table. */
+TG_HIDDEN int tg__sync_operation_run_pg(tg_engine *eng, int64_t run);
 TG_HIDDEN int tg__work_pg(tg_engine *eng, const tg_work_options *o, tg_work_result *out);
 
 /* What a piece not written yet says. */
